@@ -1,0 +1,190 @@
+//! Wire types shared by the BPF probes and the userspace daemon.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and a size assert, because the same bytes
+//! are written by the kernel side and read back by userspace (and by recordings on disk). Event kind
+//! numbers are part of the recording format: never renumber or reuse one.
+#![no_std]
+
+/// One scheduler event as the probes emit it into the ring buffer.
+///
+/// `ts` is CLOCK_MONOTONIC in ns (`bpf_ktime_get_ns`), the clock Go's execution tracer uses.
+/// The meaning of `arg0..arg2` depends on `kind` (see [`EventKind`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub ts: u64,
+    pub kind: u32,
+    /// OS thread id (the kernel's pid of the task), which is Go's `m.procid` and the tracer's `M=`.
+    pub tid: u32,
+    /// Process id (thread-group id).
+    pub pid: u32,
+    /// `p.id` of the P held by the M when the event happened, or -1.
+    pub p: i32,
+    /// The goroutine the event is about (see each kind), 0 for none / g0.
+    pub goid: u64,
+    /// `m.id` of the M the event happened on, or -1 when unknown.
+    pub m: i64,
+    pub arg0: u64,
+    pub arg1: u64,
+    pub arg2: u64,
+}
+
+pub const EVENT_SIZE: usize = 64;
+const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
+
+/// Event kinds. Numbers are fixed forever; new kinds get new numbers.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// `runtime.newproc(fn)` entered on the creating goroutine. goid = creator (0 when called from
+    /// g0, as rt0_go does for g1), arg0 = fn entry pc.
+    NewProc = 1,
+    /// `runtime.newproc1` returned. goid = new goroutine, arg0 = parent goid (the M's curg, 0 when
+    /// none), arg1 = new G's start pc, arg2 = creation site pc (g.gopc).
+    GoCreate = 2,
+    /// `runtime.mstart1` entered on a new M's g0. arg0 = m.procid as the runtime knows it.
+    MStart = 3,
+    /// `runtime.schedule` entered on g0: the M looks for work.
+    Schedule = 4,
+    /// `runtime.execute(gp)` entered: goid starts running on this M and P.
+    Execute = 5,
+    /// `runtime.goexit1` entered on the exiting goroutine.
+    GoExit = 6,
+    /// `runtime.casgstatus(gp, old, new)`. arg0 = old status, arg1 = new status,
+    /// arg2 = g.waitreason (a byte, meaningful when new is waiting).
+    GoStatus = 7,
+    /// `runtime.acquirep(pp)`: the M takes P `arg0` (also in `p` for convenience).
+    AcquireP = 8,
+    /// `runtime.releasep()`: the M gives up P `p`.
+    ReleaseP = 9,
+    /// `runtime.main` entered (on g1).
+    RuntimeMain = 10,
+    /// Synthesised by userspace: `arg0` events were lost (ring buffer full or failed reads) since
+    /// the previous report; `arg1` = cumulative total.
+    Lost = 11,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::NewProc,
+        EventKind::GoCreate,
+        EventKind::MStart,
+        EventKind::Schedule,
+        EventKind::Execute,
+        EventKind::GoExit,
+        EventKind::GoStatus,
+        EventKind::AcquireP,
+        EventKind::ReleaseP,
+        EventKind::RuntimeMain,
+        EventKind::Lost,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| *k as u32 == v)
+    }
+
+    /// The name used in JSONL output and recordings.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::NewProc => "newproc",
+            EventKind::GoCreate => "go_create",
+            EventKind::MStart => "mstart",
+            EventKind::Schedule => "schedule",
+            EventKind::Execute => "execute",
+            EventKind::GoExit => "go_exit",
+            EventKind::GoStatus => "go_status",
+            EventKind::AcquireP => "acquire_p",
+            EventKind::ReleaseP => "release_p",
+            EventKind::RuntimeMain => "runtime_main",
+            EventKind::Lost => "lost",
+        }
+    }
+}
+
+/// Go runtime struct field offsets, handed to the probes at load time as a BPF global.
+/// Values come from the target binary's DWARF (or a per-version table).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub g_goid: u32,
+    pub g_atomicstatus: u32,
+    pub g_m: u32,
+    pub g_waitreason: u32,
+    pub g_startpc: u32,
+    pub g_gopc: u32,
+    pub m_procid: u32,
+    pub m_curg: u32,
+    pub m_p: u32,
+    pub m_id: u32,
+    pub p_id: u32,
+    /// Process to accept events from (tgid); 0 accepts all.
+    pub target_pid: u32,
+}
+
+pub const OFFSETS_SIZE: usize = 48;
+const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
+
+/// Indexes into the per-CPU `COUNTERS` array of failures the probes report.
+pub mod counter {
+    /// `bpf_ringbuf_reserve` failed: the event was dropped.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// A `bpf_probe_read_user` of Go runtime memory failed: the event went out with gaps.
+    pub const READ_FAILED: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both types are repr(C), Copy, made only of integers, and have no padding (the size
+    // asserts above pin their layout), so any bit pattern is valid.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Offsets {}
+}
+
+impl Event {
+    /// Decodes an event from raw ring-buffer or recording bytes; `None` when too short.
+    pub fn from_bytes(b: &[u8]) -> Option<Event> {
+        if b.len() < EVENT_SIZE {
+            return None;
+        }
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[o..o + 8]);
+            u64::from_ne_bytes(a)
+        };
+        let u32_at = |o: usize| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&b[o..o + 4]);
+            u32::from_ne_bytes(a)
+        };
+        Some(Event {
+            ts: u64_at(0),
+            kind: u32_at(8),
+            tid: u32_at(12),
+            pid: u32_at(16),
+            p: u32_at(20) as i32,
+            goid: u64_at(24),
+            m: u64_at(32) as i64,
+            arg0: u64_at(40),
+            arg1: u64_at(48),
+            arg2: u64_at(56),
+        })
+    }
+
+    /// The exact inverse of [`Event::from_bytes`].
+    pub fn to_bytes(&self) -> [u8; EVENT_SIZE] {
+        let mut out = [0u8; EVENT_SIZE];
+        out[0..8].copy_from_slice(&self.ts.to_ne_bytes());
+        out[8..12].copy_from_slice(&self.kind.to_ne_bytes());
+        out[12..16].copy_from_slice(&self.tid.to_ne_bytes());
+        out[16..20].copy_from_slice(&self.pid.to_ne_bytes());
+        out[20..24].copy_from_slice(&self.p.to_ne_bytes());
+        out[24..32].copy_from_slice(&self.goid.to_ne_bytes());
+        out[32..40].copy_from_slice(&self.m.to_ne_bytes());
+        out[40..48].copy_from_slice(&self.arg0.to_ne_bytes());
+        out[48..56].copy_from_slice(&self.arg1.to_ne_bytes());
+        out[56..64].copy_from_slice(&self.arg2.to_ne_bytes());
+        out
+    }
+}

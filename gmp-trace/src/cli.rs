@@ -1,0 +1,127 @@
+//! Command-line interface (strace/perf conventions: options, then `-- CMD ARGS...` or `--pid`).
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Trace the Go scheduler (goroutines, threads, processors) in a live, unmodified Go program.
+#[derive(Parser, Debug)]
+#[command(name = "gmp-trace", version, about, long_about = None)]
+#[command(after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --summary-json s.json -- go version")]
+pub struct Args {
+    /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its exit).
+    #[arg(short = 'p', long = "pid", conflicts_with = "command")]
+    pub pid: Option<i32>,
+
+    /// Write events to FILE ("-" for stdout); the format comes from the extension or --format.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Event format for -o (default: from the file extension; .jsonl/.json -> jsonl).
+    #[arg(long = "format", value_enum)]
+    pub format: Option<Format>,
+
+    /// Write a machine-readable summary (JSON) to FILE.
+    #[arg(long = "summary-json", value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Do not print the human summary on stderr at the end.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+
+    /// Stop tracing after this long (e.g. 10s, 500ms, 2m); with --pid the target keeps running.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Ring buffer size in bytes, rounded up to a power of two (at least one page).
+    #[arg(long = "buffer-size", default_value_t = 16 * 1024 * 1024)]
+    pub buffer_size: u32,
+
+    /// Place every probe on its function's first instruction instead of after the stack-check
+    /// prologue (costs about 10x more per hit; for measuring that cost).
+    #[arg(long = "entry-probes", hide = true)]
+    pub entry_probes: bool,
+
+    /// The program to launch and trace from its first instruction, with its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl Args {
+    /// The output format: --format, else the extension of -o.
+    pub fn output_format(&self) -> Result<Option<Format>, String> {
+        let Some(path) = &self.output else {
+            return Ok(None);
+        };
+        if let Some(f) = self.format {
+            return Ok(Some(f));
+        }
+        if path.as_os_str() == "-" {
+            return Ok(Some(Format::Jsonl));
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl") | Some("json") | Some("ndjson") => Ok(Some(Format::Jsonl)),
+            other => Err(format!(
+                "cannot tell the format of {} from its extension {:?}; name it *.jsonl or pass --format jsonl",
+                path.display(),
+                other.unwrap_or("")
+            )),
+        }
+    }
+}
+
+/// Parses "10s", "500ms", "2m", "1h" or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad duration {s:?}: use e.g. 10s, 500ms, 2m"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("bad duration {s:?}: must be positive"));
+    }
+    Ok(Duration::from_micros((v * mult_ms * 1000.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn format_from_extension() {
+        let a = Args::parse_from(["gmp-trace", "-o", "x.jsonl", "--", "prog"]);
+        assert_eq!(a.output_format(), Ok(Some(Format::Jsonl)));
+        assert_eq!(a.command, vec!["prog".to_string()]);
+        let a = Args::parse_from(["gmp-trace", "-o", "x.bin", "--pid", "1"]);
+        assert!(a.output_format().is_err());
+        let a = Args::parse_from(["gmp-trace", "-o", "x.bin", "--format", "jsonl", "--pid", "1"]);
+        assert_eq!(a.output_format(), Ok(Some(Format::Jsonl)));
+    }
+}

@@ -1,0 +1,3 @@
+module example.com/parker
+
+go 1.19

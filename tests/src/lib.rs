@@ -1,0 +1,181 @@
+//! Helpers shared by gmp-trace's tests: find the Go toolchains `cargo xtask bootstrap` installed,
+//! build the sample Go programs under `tests/go/` with them (cached by source hash), and run the
+//! gmp-trace binary.
+//!
+//! Tests panic with a message saying what to run when something they need is missing; the only
+//! thing they may skip on is BPF being unavailable (see [`bpf_unavailable_reason`]).
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Go toolchains the test suite uses. `cargo xtask bootstrap` installs exactly these.
+/// The first is the newest, the last the oldest.
+pub const GO_VERSIONS: &[&str] = &["1.27.3", "1.21.13"];
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Where bootstrap keeps tools it installs (Go toolchains, the LLVM link folder for bpf-linker).
+pub fn tools_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("GMP_TRACE_TOOLS") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"));
+    home.join("gmp-trace-tools")
+}
+
+/// The `go` binary of an installed toolchain, e.g. `go_binary("1.27.3")`.
+pub fn go_binary(version: &str) -> PathBuf {
+    let p = tools_dir().join("go").join(version).join("go").join("bin").join("go");
+    assert!(
+        p.exists(),
+        "Go {version} is not installed at {}: run `cargo xtask bootstrap`",
+        p.display()
+    );
+    p
+}
+
+/// How a sample is built; the binary-analysis matrix crosses these with Go versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Default,
+    Stripped,
+    Pie,
+    Cgo,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Default => "default",
+            Variant::Stripped => "stripped",
+            Variant::Pie => "pie",
+            Variant::Cgo => "cgo",
+        }
+    }
+}
+
+/// Builds `tests/go/<sample>` with Go `version` and returns the binary. Builds are cached under
+/// `target/go-samples/` keyed by the sample's sources, the version and the variant.
+pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
+    let src = workspace_root().join("tests").join("go").join(sample);
+    assert!(src.is_dir(), "no sample program at {}", src.display());
+    let mut h = DefaultHasher::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&src)
+        .expect("read sample dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "go" || x == "mod"))
+        .collect();
+    entries.sort();
+    for p in &entries {
+        p.file_name().hash(&mut h);
+        std::fs::read(p).expect("read sample source").hash(&mut h);
+    }
+    version.hash(&mut h);
+    variant.name().hash(&mut h);
+    let out_dir = workspace_root()
+        .join("target")
+        .join("go-samples")
+        .join(format!("{sample}-go{version}-{}-{:016x}", variant.name(), h.finish()));
+    let out = out_dir.join(sample);
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(&out_dir).expect("create sample output dir");
+    let tmp = out_dir.join(format!(".{sample}.tmp{}", std::process::id()));
+    let go = go_binary(version);
+    let mut cmd = Command::new(&go);
+    cmd.current_dir(&src)
+        .arg("build")
+        .arg("-trimpath")
+        .arg("-o")
+        .arg(&tmp)
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", workspace_root().join("target").join("go-cache"))
+        .env("GOPATH", workspace_root().join("target").join("go-path"));
+    match variant {
+        Variant::Default => {
+            cmd.env("CGO_ENABLED", "0");
+        }
+        Variant::Stripped => {
+            cmd.env("CGO_ENABLED", "0").arg("-ldflags=-s -w");
+        }
+        Variant::Pie => {
+            cmd.env("CGO_ENABLED", "0").arg("-buildmode=pie");
+        }
+        Variant::Cgo => {
+            cmd.env("CGO_ENABLED", "1").arg("-ldflags=-linkmode=external");
+        }
+    }
+    cmd.arg(".");
+    let o = cmd.output().expect("run go build");
+    assert!(
+        o.status.success(),
+        "go build of {sample} with Go {version} ({}) failed:\n{}",
+        variant.name(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::rename(&tmp, &out).expect("move built sample into place");
+    out
+}
+
+/// The gmp-trace binary under test: `$GMP_TRACE_BIN`, else `target/release/gmp-trace`.
+pub fn gmp_trace_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GMP_TRACE_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join("target").join("release").join("gmp-trace");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release -p gmp-trace` (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+/// Why BPF programs cannot be loaded here, or `None` when they can. Tests that need BPF print the
+/// reason and return early; anything else is a failure.
+pub fn bpf_unavailable_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Some(format!("not root (euid {euid}); BPF tests need root"));
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() && !Path::new("/sys/fs/bpf").exists() {
+        return Some("kernel without BPF support".into());
+    }
+    None
+}
+
+/// Skips the calling test, printing why, when BPF cannot load.
+#[macro_export]
+macro_rules! require_bpf {
+    () => {
+        if let Some(reason) = $crate::bpf_unavailable_reason() {
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+/// Reads a JSONL file into values.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("read jsonl");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l:?}: {e}")))
+        .collect()
+}
