@@ -155,7 +155,11 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
         let m = read::<u64>(regs(&ctx).r14, o.g_m).unwrap_or(0);
         let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
-        e.arg0 = if curg != 0 { read::<u64>(curg, o.g_goid).unwrap_or(0) } else { 0 };
+        e.arg0 = if curg != 0 {
+            read::<u64>(curg, o.g_goid).unwrap_or(0)
+        } else {
+            0
+        };
         e.arg1 = read::<u64>(newg, o.g_startpc).unwrap_or(0);
         e.arg2 = read::<u64>(newg, o.g_gopc).unwrap_or(0);
         emit(&e);

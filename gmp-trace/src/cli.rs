@@ -7,7 +7,9 @@ use clap::{Parser, ValueEnum};
 /// Trace the Go scheduler (goroutines, threads, processors) in a live, unmodified Go program.
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --summary-json s.json -- go version")]
+#[command(
+    after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --summary-json s.json -- go version"
+)]
 pub struct Args {
     /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its exit).
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
@@ -121,7 +123,15 @@ mod tests {
         assert_eq!(a.command, vec!["prog".to_string()]);
         let a = Args::parse_from(["gmp-trace", "-o", "x.bin", "--pid", "1"]);
         assert!(a.output_format().is_err());
-        let a = Args::parse_from(["gmp-trace", "-o", "x.bin", "--format", "jsonl", "--pid", "1"]);
+        let a = Args::parse_from([
+            "gmp-trace",
+            "-o",
+            "x.bin",
+            "--format",
+            "jsonl",
+            "--pid",
+            "1",
+        ]);
         assert_eq!(a.output_format(), Ok(Some(Format::Jsonl)));
     }
 }

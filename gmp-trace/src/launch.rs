@@ -34,7 +34,10 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn resolve_command(cmd: &str) -> anyhow::Result<PathBuf> {
     let is_exec = |p: &Path| {
         p.metadata()
-            .map(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+            .map(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
             .unwrap_or(false)
     };
     if cmd.contains('/') {
@@ -101,7 +104,11 @@ impl HeldChild {
             return Err(err.context(format!("starting {}", program.display())));
         }
         let pid = i32::from_ne_bytes(b);
-        Ok(HeldChild { pid: pid as u32, go_w: Some(go_w), spawner })
+        Ok(HeldChild {
+            pid: pid as u32,
+            go_w: Some(go_w),
+            spawner,
+        })
     }
 
     /// Lets the child exec and returns it.

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .init();
     let args = cli::Args::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gmp-trace: error: cannot start the async runtime: {e}");

@@ -36,7 +36,9 @@ pub fn check_privileges() -> anyhow::Result<()> {
 /// The executable of a running process, checked to exist.
 pub fn process_exe(pid: i32) -> anyhow::Result<PathBuf> {
     if pid <= 0 {
-        bail!("--pid {pid} is not a process id; pass the pid of a running Go program (see `pgrep`)");
+        bail!(
+            "--pid {pid} is not a process id; pass the pid of a running Go program (see `pgrep`)"
+        );
     }
     let proc = PathBuf::from(format!("/proc/{pid}"));
     if !proc.exists() {

@@ -37,18 +37,58 @@ pub struct ProbeSpec {
 /// Every probe gmp-trace attaches. All are required: the scheduler picture is wrong without any
 /// one of them.
 pub const PROBES: &[ProbeSpec] = &[
-    ProbeSpec { program: "newproc", function: "runtime.newproc", placement: Placement::Body },
-    ProbeSpec { program: "newproc1_ret", function: "runtime.newproc1", placement: Placement::Returns },
+    ProbeSpec {
+        program: "newproc",
+        function: "runtime.newproc",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "newproc1_ret",
+        function: "runtime.newproc1",
+        placement: Placement::Returns,
+    },
     // runtime.mstart is assembly (ABI0, R14 not yet g); it calls mstart0, which calls mstart1:
     // the first point on a new M where R14 is its g0 and m is fully set up.
-    ProbeSpec { program: "mstart", function: "runtime.mstart1", placement: Placement::Body },
-    ProbeSpec { program: "schedule", function: "runtime.schedule", placement: Placement::Body },
-    ProbeSpec { program: "execute", function: "runtime.execute", placement: Placement::Body },
-    ProbeSpec { program: "goexit1", function: "runtime.goexit1", placement: Placement::Body },
-    ProbeSpec { program: "casgstatus", function: "runtime.casgstatus", placement: Placement::Body },
-    ProbeSpec { program: "acquirep", function: "runtime.acquirep", placement: Placement::Body },
-    ProbeSpec { program: "releasep", function: "runtime.releasep", placement: Placement::Body },
-    ProbeSpec { program: "runtime_main", function: "runtime.main", placement: Placement::Body },
+    ProbeSpec {
+        program: "mstart",
+        function: "runtime.mstart1",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "schedule",
+        function: "runtime.schedule",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "execute",
+        function: "runtime.execute",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "goexit1",
+        function: "runtime.goexit1",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "casgstatus",
+        function: "runtime.casgstatus",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "acquirep",
+        function: "runtime.acquirep",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "releasep",
+        function: "runtime.releasep",
+        placement: Placement::Body,
+    },
+    ProbeSpec {
+        program: "runtime_main",
+        function: "runtime.main",
+        placement: Placement::Body,
+    },
 ];
 
 /// The BPF object built from gmp-trace-ebpf by build.rs.
@@ -71,9 +111,15 @@ pub fn plan(bin: &GoBinary, entry_placement: bool) -> anyhow::Result<Vec<Attachm
             Placement::Returns => bin.ret_sites(spec.function)?,
         };
         if sites.is_empty() {
-            bail!("found no RET instruction in {}: cannot observe its result", spec.function);
+            bail!(
+                "found no RET instruction in {}: cannot observe its result",
+                spec.function
+            );
         }
-        out.extend(sites.into_iter().map(|site| Attachment { program: spec.program, site }));
+        out.extend(sites.into_iter().map(|site| Attachment {
+            program: spec.program,
+            site,
+        }));
     }
     Ok(out)
 }
@@ -86,13 +132,19 @@ pub struct Tracer {
 impl Tracer {
     /// Loads the BPF object with the target's struct offsets and a ring buffer of `buffer_size`.
     pub fn load(offsets: &Offsets, buffer_size: u32) -> anyhow::Result<Tracer> {
-        let size = buffer_size.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
+        let size = buffer_size
+            .max(4096)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << 31);
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .map_max_entries("EVENTS", size)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
-        Ok(Tracer { ebpf, probes: Vec::new() })
+        Ok(Tracer {
+            ebpf,
+            probes: Vec::new(),
+        })
     }
 
     /// Attaches every planned probe to `target` (the executable's path) for process `pid` only.
@@ -112,17 +164,21 @@ impl Tracer {
                 prog.load()
                     .with_context(|| format!("the kernel rejected BPF program {}", a.program))?;
             }
-            prog.attach(UProbeAttachLocation::AbsoluteOffset(a.site.file_offset), target, scope)
-                .with_context(|| {
-                    format!(
-                        "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
-                        a.program,
-                        a.site.func,
-                        a.site.vaddr,
-                        a.site.file_offset,
-                        target.display()
-                    )
-                })?;
+            prog.attach(
+                UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
+                target,
+                scope,
+            )
+            .with_context(|| {
+                format!(
+                    "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
+                    a.program,
+                    a.site.func,
+                    a.site.vaddr,
+                    a.site.file_offset,
+                    target.display()
+                )
+            })?;
             self.probes.push(ProbeInfo {
                 program: a.program.to_string(),
                 function: a.site.func.clone(),
@@ -135,13 +191,19 @@ impl Tracer {
     }
 
     pub fn take_ring(&mut self) -> anyhow::Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("EVENTS map missing"))?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("EVENTS map missing"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
     /// Sums the per-CPU failure counters: (events dropped for a full ring, failed user reads).
     pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
-        let map = self.ebpf.map("COUNTERS").ok_or_else(|| anyhow!("COUNTERS map missing"))?;
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or_else(|| anyhow!("COUNTERS map missing"))?;
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         let sum = |i: u32| -> anyhow::Result<u64> { Ok(arr.get(&i, 0)?.iter().sum()) };
         Ok((sum(counter::RINGBUF_FULL)?, sum(counter::READ_FAILED)?))

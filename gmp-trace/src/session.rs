@@ -57,15 +57,25 @@ impl Sink for Pipeline<'_> {
 }
 
 enum Target {
-    Launch { program: PathBuf, argv0: String, args: Vec<String> },
-    Pid { pid: u32, exe: PathBuf },
+    Launch {
+        program: PathBuf,
+        argv0: String,
+        args: Vec<String>,
+    },
+    Pid {
+        pid: u32,
+        exe: PathBuf,
+    },
 }
 
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let format = args.output_format().map_err(|e| anyhow!(e))?;
     let target = match (args.pid, args.command.first()) {
-        (Some(pid), _) => Target::Pid { pid: pid as u32, exe: preflight::process_exe(pid)? },
+        (Some(pid), _) => Target::Pid {
+            pid: pid as u32,
+            exe: preflight::process_exe(pid)?,
+        },
         (None, Some(cmd)) => Target::Launch {
             program: launch::resolve_command(cmd)?,
             argv0: cmd.clone(),
@@ -88,8 +98,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             bin.go_version()
         );
     }
-    let mut offsets = bin.offsets()?;
+    // Probe sites first: on a stripped binary that error (symbols) is the one to fix first.
     let plan = probes::plan(&bin, args.entry_probes)?;
+    let mut offsets = bin.offsets()?;
     preflight::check_privileges()?;
 
     let events_out: Option<Box<dyn Write>> = match (&args.output, format) {
@@ -106,7 +117,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
     // Start (held) or find the process, then load with its pid and attach.
     let (pid, held) = match &target {
-        Target::Launch { program, argv0, args } => {
+        Target::Launch {
+            program,
+            argv0,
+            args,
+        } => {
             let h = HeldChild::spawn(program, argv0.as_ref(), args)?;
             (h.pid, Some(h))
         }
@@ -141,7 +156,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let pidfd = if child_wait.is_none() { Some(pidfd_open(pid)?) } else { None };
+    let pidfd = if child_wait.is_none() {
+        Some(pidfd_open(pid)?)
+    } else {
+        None
+    };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -192,7 +211,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     // Launch mode with --duration: tracing stopped, the program runs on; wait for it.
     if let Some(w) = child_wait.take() {
-        exit_status = Some(w.await.context("waiting for the child")?.context("waiting for the child")?);
+        exit_status = Some(
+            w.await
+                .context("waiting for the child")?
+                .context("waiting for the child")?,
+        );
     }
     let exit_code = exit_status.map(launch::exit_code);
 
@@ -211,9 +234,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         },
         &bin,
     );
-    if let Some(mut f) = summary_out {
-        serde_json::to_writer_pretty(&mut f, &summary)?;
-        f.write_all(b"\n")?;
+    if let (Some(mut f), Some(path)) = (summary_out, &args.summary_json) {
+        serde_json::to_writer_pretty(&mut f, &summary)
+            .map_err(std::io::Error::from)
+            .and_then(|()| f.write_all(b"\n"))
+            .with_context(|| format!("writing the summary to {}", path.display()))?;
     }
     if !args.quiet {
         eprint!("{}", summary.text());

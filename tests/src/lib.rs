@@ -36,7 +36,12 @@ pub fn tools_dir() -> PathBuf {
 
 /// The `go` binary of an installed toolchain, e.g. `go_binary("1.27.3")`.
 pub fn go_binary(version: &str) -> PathBuf {
-    let p = tools_dir().join("go").join(version).join("go").join("bin").join("go");
+    let p = tools_dir()
+        .join("go")
+        .join(version)
+        .join("go")
+        .join("bin")
+        .join("go");
     assert!(
         p.exists(),
         "Go {version} is not installed at {}: run `cargo xtask bootstrap`",
@@ -87,13 +92,20 @@ pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
     let out_dir = workspace_root()
         .join("target")
         .join("go-samples")
-        .join(format!("{sample}-go{version}-{}-{:016x}", variant.name(), h.finish()));
+        .join(format!(
+            "{sample}-go{version}-{}-{:016x}",
+            variant.name(),
+            h.finish()
+        ));
     let out = out_dir.join(sample);
     if out.exists() {
         return out;
     }
     std::fs::create_dir_all(&out_dir).expect("create sample output dir");
-    let tmp = out_dir.join(format!(".{sample}.tmp{}", std::process::id()));
+    // Unique per process and thread: tests in one binary build samples concurrently.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out_dir.join(format!(".{sample}.tmp{}-{n}", std::process::id()));
     let go = go_binary(version);
     let mut cmd = Command::new(&go);
     cmd.current_dir(&src)
@@ -117,7 +129,8 @@ pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
             cmd.env("CGO_ENABLED", "0").arg("-buildmode=pie");
         }
         Variant::Cgo => {
-            cmd.env("CGO_ENABLED", "1").arg("-ldflags=-linkmode=external");
+            cmd.env("CGO_ENABLED", "1")
+                .arg("-ldflags=-linkmode=external");
         }
     }
     cmd.arg(".");
@@ -137,7 +150,10 @@ pub fn gmp_trace_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GMP_TRACE_BIN") {
         return PathBuf::from(p);
     }
-    let p = workspace_root().join("target").join("release").join("gmp-trace");
+    let p = workspace_root()
+        .join("target")
+        .join("release")
+        .join("gmp-trace");
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --release -p gmp-trace` (cargo xtask test does)",
@@ -178,4 +194,57 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL line {l:?}: {e}")))
         .collect()
+}
+
+/// A finished gmp-trace run: its output, the summary JSON and the JSONL events it wrote.
+pub struct TraceRun {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub summary: serde_json::Value,
+    pub events: Vec<serde_json::Value>,
+}
+
+/// A fresh scratch directory under target/test-runs/<name>.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = workspace_root().join("target").join("test-runs").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// Runs gmp-trace with `args` plus `-o events.jsonl --summary-json summary.json` in `dir`, then
+/// reads both back. Extra environment for the traced program goes in `env`.
+pub fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TraceRun {
+    let events = dir.join("events.jsonl");
+    let summary = dir.join("summary.json");
+    let mut cmd = Command::new(gmp_trace_bin());
+    cmd.arg("-o")
+        .arg(&events)
+        .arg("--summary-json")
+        .arg(&summary)
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().expect("run gmp-trace");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "gmp-trace panicked:\n{stderr}"
+    );
+    let summary_text = std::fs::read_to_string(&summary)
+        .unwrap_or_else(|e| panic!("no summary JSON ({e}); gmp-trace said:\n{stderr}"));
+    TraceRun {
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr,
+        summary: serde_json::from_str(&summary_text).expect("summary is JSON"),
+        events: read_jsonl(&events),
+    }
+}
+
+/// The events of one kind.
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
 }

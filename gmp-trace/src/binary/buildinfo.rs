@@ -55,11 +55,6 @@ impl GoVersion {
             raw: raw.to_string(),
         })
     }
-
-    /// `(major, minor)` compares like a version.
-    pub fn at_least(&self, major: u32, minor: u32) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
 }
 
 fn leading_number(s: &str) -> Option<(u32, &str)> {
@@ -121,7 +116,8 @@ pub fn parse(section: &[u8]) -> Result<BuildInfo, BuildInfoError> {
         return Err(BuildInfoError::PointerFormat);
     }
     let rest = data.get(HEADER_LEN..).unwrap_or_default();
-    let (version, rest) = read_string(rest).ok_or(BuildInfoError::Malformed("bad version string"))?;
+    let (version, rest) =
+        read_string(rest).ok_or(BuildInfoError::Malformed("bad version string"))?;
     let (modinfo, _) = read_string(rest).ok_or(BuildInfoError::Malformed("bad modinfo string"))?;
     if version.is_empty() {
         return Err(BuildInfoError::Malformed("empty version string"));
@@ -228,19 +224,23 @@ mod tests {
         assert_eq!(v("go1.22rc1"), Some((1, 22, 0)));
         assert_eq!(v("go1.23"), Some((1, 23, 0)));
         assert_eq!(v("go1.21.0 X:boringcrypto"), Some((1, 21, 0)));
-        assert_eq!(v("devel go1.28-abcdef Tue Jan 1 00:00:00 2030 +0000"), Some((1, 28, 0)));
+        assert_eq!(
+            v("devel go1.28-abcdef Tue Jan 1 00:00:00 2030 +0000"),
+            Some((1, 28, 0))
+        );
         assert_eq!(v("go1"), None);
         assert_eq!(v("gox.y"), None);
         assert_eq!(v(""), None);
         assert_eq!(v("go99999999999999999999.1"), None);
         let d = GoVersion::parse("devel go1.28-abcdef").unwrap();
         assert_eq!(d.to_string(), "devel go1.28-abcdef");
-        assert!(d.at_least(1, 19) && !d.at_least(1, 29));
+        assert_eq!((d.major, d.minor, d.patch), (1, 28, 0));
     }
 
     #[test]
     fn inline_format() {
-        let modinfo = "path\texample.com/fanout\nmod\texample.com/fanout\t(devel)\t\nbuild\t-compiler=gc\n";
+        let modinfo =
+            "path\texample.com/fanout\nmod\texample.com/fanout\t(devel)\t\nbuild\t-compiler=gc\n";
         let b = section(2, "go1.27.3", &wrapped(modinfo));
         let bi = parse(&b).unwrap();
         assert_eq!(bi.version, "go1.27.3");
@@ -290,7 +290,10 @@ mod tests {
         for n in 0..full.len() {
             let r = parse(&full[..n]);
             // modinfo comes last, so every strict prefix cuts a string short.
-            assert!(matches!(r, Err(BuildInfoError::Malformed(_))), "prefix {n}: {r:?}");
+            assert!(
+                matches!(r, Err(BuildInfoError::Malformed(_))),
+                "prefix {n}: {r:?}"
+            );
         }
         assert!(parse(b"").is_err());
         assert!(parse(&[0xff; 100]).is_err());

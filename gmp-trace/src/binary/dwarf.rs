@@ -2,8 +2,8 @@
 //!
 //! The layout of runtime.g / m / p changes between Go releases (m.procid moved from 72 to 64
 //! between 1.21 and 1.27, g.gopc by 8), so offsets come from the binary itself rather than a
-//! table. Go compresses the .debug_* sections (SHF_COMPRESSED zlib since 1.20-ish, `.zdebug_*`
-//! before); object decompresses both. Go 1.25+ writes DWARF 5, which needs .debug_addr,
+//! table. Go compresses the .debug_* sections (SHF_COMPRESSED zlib, or `.zdebug_*` sections from
+//! older linkers); object's `uncompressed_data` handles both. Go 1.25+ writes DWARF 5, which needs .debug_addr,
 //! .debug_str_offsets, .debug_rnglists, .debug_loclists and .debug_line_str next to .debug_info:
 //! gimli's `DwarfSections::load` asks for every one of them.
 
@@ -302,10 +302,20 @@ mod tests {
             // A type outside the three the probes need goes through the second cache.
             let sched = bin.struct_field_offset("runtime.schedt", "lock").unwrap();
             assert!(sched < 4096);
-            assert_eq!(bin.struct_field_offset("runtime.schedt", "lock").unwrap(), sched);
-            let e = bin.struct_field_offset("runtime.g", "nosuchfield").unwrap_err();
-            assert!(matches!(&e, BinaryError::MissingField { ty, field } if ty == "runtime.g" && field == "nosuchfield"), "{e}");
-            let e = bin.struct_field_offset("runtime.nosuchtype", "x").unwrap_err();
+            assert_eq!(
+                bin.struct_field_offset("runtime.schedt", "lock").unwrap(),
+                sched
+            );
+            let e = bin
+                .struct_field_offset("runtime.g", "nosuchfield")
+                .unwrap_err();
+            assert!(
+                matches!(&e, BinaryError::MissingField { ty, field } if ty == "runtime.g" && field == "nosuchfield"),
+                "{e}"
+            );
+            let e = bin
+                .struct_field_offset("runtime.nosuchtype", "x")
+                .unwrap_err();
             assert!(matches!(e, BinaryError::MissingField { .. }), "{e}");
         }
     }

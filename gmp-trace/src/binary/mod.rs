@@ -154,9 +154,8 @@ impl GoBinary {
             },
             buildinfo::BuildInfoError::Malformed(what) => corrupt(format!(".go.buildinfo: {what}")),
         })?;
-        let version = GoVersion::parse(&build_info.version).ok_or_else(|| {
-            corrupt(format!("unrecognised Go version {:?}", build_info.version))
-        })?;
+        let version = GoVersion::parse(&build_info.version)
+            .ok_or_else(|| corrupt(format!("unrecognised Go version {:?}", build_info.version)))?;
         if version.major != 1 || version.minor < MIN_MINOR {
             return Err(BinaryError::UnsupportedGoVersion {
                 path,
@@ -211,10 +210,6 @@ impl GoBinary {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn go_version(&self) -> &GoVersion {
         &self.version
     }
@@ -231,16 +226,19 @@ impl GoBinary {
     }
 
     /// The Go build id (`go tool buildid`), if the note is present.
+    #[allow(dead_code)] // module API; the CLI does not call it (yet)
     pub fn build_id(&self) -> Option<&str> {
         self.build_id.as_deref()
     }
 
     /// True when the binary has no `.symtab`.
+    #[allow(dead_code)] // module API; the CLI does not call it (yet)
     pub fn is_stripped(&self) -> bool {
         self.symbols.is_none()
     }
 
     /// A function by name; `runtime.mstart` also finds `runtime.mstart.abi0`.
+    #[allow(dead_code)] // module API; the CLI does not call it (yet)
     pub fn function(&self, name: &str) -> Option<Function> {
         self.symbols.as_ref()?.function(name).cloned()
     }
@@ -273,7 +271,9 @@ impl GoBinary {
     /// `[addr, addr+len)` of an executable section, as file bytes.
     fn code_bytes(&self, addr: u64, len: u64) -> Option<&[u8]> {
         let sec = self.code_sections.iter().find(|s| {
-            addr >= s.addr && addr.checked_add(len).is_some_and(|end| end <= s.addr + s.size)
+            let sec_end = s.addr.checked_add(s.size);
+            let end = addr.checked_add(len);
+            addr >= s.addr && matches!((end, sec_end), (Some(e), Some(se)) if e <= se)
         })?;
         let start = sec.file_offset.checked_add(addr - sec.addr)?;
         let start = usize::try_from(start).ok()?;
@@ -342,13 +342,18 @@ mod tests {
             assert!(id.contains('/'), "build id {id}");
             assert!(!bin.is_stripped());
             for name in FUNCS {
-                let f = bin.function(name).unwrap_or_else(|| panic!("{name} on {v}"));
+                let f = bin
+                    .function(name)
+                    .unwrap_or_else(|| panic!("{name} on {v}"));
                 assert!(f.size > 0, "{name}");
                 assert_eq!(bin.func_name_for_pc(f.addr), Some(f.name.as_str()));
                 assert_eq!(bin.func_name_for_pc(f.end() - 1), Some(f.name.as_str()));
                 assert!(bin.vaddr_to_file_offset(f.addr).is_some());
             }
-            assert_eq!(bin.function("runtime.mstart").unwrap().name, "runtime.mstart.abi0");
+            assert_eq!(
+                bin.function("runtime.mstart").unwrap().name,
+                "runtime.mstart.abi0"
+            );
             assert!(bin.function("runtime.no_such_function").is_none());
             assert_eq!(bin.vaddr_to_file_offset(0), None);
             assert_eq!(bin.vaddr_to_file_offset(u64::MAX), None);
@@ -398,7 +403,8 @@ mod tests {
 
     #[test]
     fn garbage_and_truncated_files() {
-        let dir = std::env::temp_dir().join(format!("gmp-trace-binary-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("gmp-trace-binary-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = std::fs::read(sample(GO_VERSIONS[0], Variant::Default)).unwrap();
 
@@ -414,7 +420,10 @@ mod tests {
 
         let empty = dir.join("empty");
         std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(GoBinary::open(&empty), Err(BinaryError::NotElf(_))));
+        assert!(matches!(
+            GoBinary::open(&empty),
+            Err(BinaryError::NotElf(_))
+        ));
 
         // An ELF header followed by noise, and the real file cut at many lengths or with noise
         // over its section headers: any error is fine, a panic is not.
@@ -448,7 +457,10 @@ mod tests {
     /// The real binary with its recorded version string overwritten in place.
     fn with_version(good: &[u8], from: &str, to: &str) -> Vec<u8> {
         assert_eq!(from.len(), to.len());
-        let magic = good.windows(14).position(|w| w == b"\xff Go buildinf:").unwrap();
+        let magic = good
+            .windows(14)
+            .position(|w| w == b"\xff Go buildinf:")
+            .unwrap();
         let at = magic
             + good[magic..]
                 .windows(from.len() + 1)
@@ -466,23 +478,37 @@ mod tests {
 
         let old = GoBinary::parse(&path, with_version(&good, "go1.27.3", "go1.18.3"));
         match old {
-            Err(BinaryError::UnsupportedGoVersion { version, .. }) => assert_eq!(version, "go1.18.3"),
+            Err(BinaryError::UnsupportedGoVersion { version, .. }) => {
+                assert_eq!(version, "go1.18.3")
+            }
             other => panic!("{other:?}"),
         }
 
         let newer = GoBinary::parse(&path, with_version(&good, "go1.27.3", "go1.31.0")).unwrap();
-        assert_eq!((newer.go_version().minor, newer.go_version().patch), (31, 0));
+        assert_eq!(
+            (newer.go_version().minor, newer.go_version().patch),
+            (31, 0)
+        );
         assert!(!newer.is_known_version());
 
         let garbled = GoBinary::parse(&path, with_version(&good, "go1.27.3", "gox.27.3"));
-        assert!(matches!(garbled, Err(BinaryError::Corrupt { .. })), "{garbled:?}");
+        assert!(
+            matches!(garbled, Err(BinaryError::Corrupt { .. })),
+            "{garbled:?}"
+        );
 
         // Clearing the inline flag makes it look like the pre-1.18 pointer format.
-        let magic = good.windows(14).position(|w| w == b"\xff Go buildinf:").unwrap();
+        let magic = good
+            .windows(14)
+            .position(|w| w == b"\xff Go buildinf:")
+            .unwrap();
         let mut pointer = good.clone();
         pointer[magic + 15] = 0;
         let e = GoBinary::parse(&path, pointer).unwrap_err();
         assert!(e.to_string().contains("go1.17 or older"), "{e}");
-        assert!(e.to_string().contains("gmp-trace supports Go 1.19 to 1.27"), "{e}");
+        assert!(
+            e.to_string().contains("gmp-trace supports Go 1.19 to 1.27"),
+            "{e}"
+        );
     }
 }

@@ -5,8 +5,9 @@
 //! function's first instruction is the stack-bound check (`CMP RSP, [R14+0x10]`), which must be
 //! single-stepped, and it runs again whenever the stack grows (the morestack tail jumps back to
 //! the function start), so an entry probe also fires twice on those calls. The instruction right
-//! after the check's `JBE` is reached exactly once per call and, since Go 1.21 (and in the 1.21
-//! and 1.27 toolchains we test), it is `PUSH RBP`: emulated, one trap.
+//! after the check's `JBE` is reached exactly once per call. In the 1.21.13 and 1.27.3 toolchains
+//! we test it is `PUSH RBP` (emulated, one trap) in every function we probe; Go 1.19/1.20 set up
+//! the frame with `SUB RSP, n` first, so there the site is still once-per-call but two traps.
 //!
 //! Recognised stack checks (cmd/internal/obj/x86 stacksplit, ABIInternal functions where R14
 //! holds g and 0x10 is g.stackguard0):
@@ -45,13 +46,12 @@ impl GoBinary {
     /// first instruction when there is none.
     pub fn probe_site(&self, func: &str) -> Result<ProbeSite, BinaryError> {
         let (name, insns) = self.decode_function(func)?;
-        let idx = choose_probe_site(&insns).map_err(|(vaddr, reason)| {
-            BinaryError::UnsafeProbeSite {
+        let idx =
+            choose_probe_site(&insns).map_err(|(vaddr, reason)| BinaryError::UnsafeProbeSite {
                 func: name.clone(),
                 vaddr,
                 reason,
-            }
-        })?;
+            })?;
         self.site(&name, insns.get(idx))
     }
 
@@ -86,12 +86,14 @@ impl GoBinary {
                 f.name, f.addr, f.size
             ))
         })?;
-        let insns = decode(code, f.addr).map_err(|what| self.corrupt(format!("{}: {what}", f.name)))?;
+        let insns =
+            decode(code, f.addr).map_err(|what| self.corrupt(format!("{}: {what}", f.name)))?;
         Ok((f.name.clone(), insns))
     }
 
     fn site(&self, func: &str, insn: Option<&Instruction>) -> Result<ProbeSite, BinaryError> {
-        let insn = insn.ok_or_else(|| self.corrupt(format!("function {func} has no instructions")))?;
+        let insn =
+            insn.ok_or_else(|| self.corrupt(format!("function {func} has no instructions")))?;
         let vaddr = insn.ip();
         let file_offset = self.vaddr_to_file_offset(vaddr).ok_or_else(|| {
             self.corrupt(format!("{func}: {vaddr:#x} is not in a loadable segment"))
@@ -124,13 +126,19 @@ fn decode(code: &[u8], addr: u64) -> Result<Vec<Instruction>, String> {
 
 /// Index of the probe site in `insns`, or the offending address and why there is none.
 fn choose_probe_site(insns: &[Instruction]) -> Result<usize, (u64, String)> {
-    let start = insns.first().map(|i| i.ip()).ok_or((0, "empty function".to_string()))?;
+    let start = insns
+        .first()
+        .map(|i| i.ip())
+        .ok_or((0, "empty function".to_string()))?;
     let Some(idx) = stack_check_len(insns) else {
         return Ok(0);
     };
     let site = insns
         .get(idx)
-        .ok_or((start, "the function ends right after its stack check".to_string()))?
+        .ok_or((
+            start,
+            "the function ends right after its stack check".to_string(),
+        ))?
         .ip();
     // A branch to an address strictly between the start and the site would run part of the
     // check again without passing through the start, or skip it, so the site could fire more or
@@ -275,7 +283,9 @@ mod tests {
     /// cmp rsp,[r14+0x10] ; jbe tail ; push rbp ; mov rbp,rsp ; pop rbp ; ret ; nop*4 ;
     /// tail: call . ; jmp <back>
     fn small_frame(jmp_back_to: u8) -> Vec<u8> {
-        let mut c = vec![0x49, 0x3b, 0x66, 0x10, 0x76, 0x0a, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3];
+        let mut c = vec![
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x0a, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3,
+        ];
         c.extend_from_slice(&[0x90; 4]);
         c.extend_from_slice(&[0xe8, 0, 0, 0, 0]);
         // jmp rel8 at 0x15, next ip 0x17.
@@ -298,26 +308,31 @@ mod tests {
     fn after_big_and_huge_frame_checks() {
         // lea r12,[rsp-0xa0] ; cmp r12,[r14+0x10] ; jbe +0 ; push rbp ; ret
         let big = [
-            0x4c, 0x8d, 0xa4, 0x24, 0x60, 0xff, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0, 0,
-            0, 0, 0x55, 0xc3,
+            0x4c, 0x8d, 0xa4, 0x24, 0x60, 0xff, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0,
+            0, 0, 0, 0x55, 0xc3,
         ];
         assert_eq!(site_of(&big), Ok((18, "push rbp".into(), true)));
         // mov r12,rsp ; sub r12,0x2000 ; jb tail ; cmp r12,[r14+0x10] ; jbe tail ; push rbp ;
         // tail: ret
         let huge = [
-            0x49, 0x89, 0xe4, 0x49, 0x81, 0xec, 0, 0x20, 0, 0, 0x72, 7, 0x4d, 0x3b, 0x66, 0x10, 0x76,
-            1, 0x55, 0xc3,
+            0x49, 0x89, 0xe4, 0x49, 0x81, 0xec, 0, 0x20, 0, 0, 0x72, 7, 0x4d, 0x3b, 0x66, 0x10,
+            0x76, 1, 0x55, 0xc3,
         ];
         assert_eq!(site_of(&huge), Ok((18, "push rbp".into(), true)));
         // Go 1.19/1.20 style frame setup after the check: SUB RSP is single-stepped.
-        let old = [0x49, 0x3b, 0x66, 0x10, 0x76, 0, 0x48, 0x83, 0xec, 0x18, 0xc3];
+        let old = [
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0, 0x48, 0x83, 0xec, 0x18, 0xc3,
+        ];
         assert_eq!(site_of(&old), Ok((6, "sub rsp,0x18".into(), false)));
     }
 
     #[test]
     fn without_stack_check_or_with_a_different_guard() {
         // NOSPLIT: push rbp ; mov rbp,rsp ; pop rbp ; ret
-        assert_eq!(site_of(&[0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3]), Ok((0, "push rbp".into(), true)));
+        assert_eq!(
+            site_of(&[0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3]),
+            Ok((0, "push rbp".into(), true))
+        );
         // cmp rsp,[r14+0x18] is not the stack guard.
         let other = [0x49, 0x3b, 0x66, 0x18, 0x76, 0, 0x55, 0xc3];
         assert_eq!(site_of(&other).map(|s| s.0), Ok(0));
@@ -386,9 +401,15 @@ mod tests {
             let path = sample(v, Variant::Default);
             let bin = GoBinary::open(&path).unwrap();
             let file = std::fs::read(&path).unwrap();
-            eprintln!("go{v}: {:<22} {:>10} {:>10}  {:<9} insn (entry insn)", "function", "vaddr", "offset", "one_trap");
+            eprintln!(
+                "go{v}: {:<22} {:>10} {:>10}  {:<9} insn (entry insn)",
+                "function", "vaddr", "offset", "one_trap"
+            );
             let mut all = Vec::new();
-            for name in CHECKED.iter().chain(&["runtime.casgstatus", "runtime.mstart", "main.main"]) {
+            for name in CHECKED
+                .iter()
+                .chain(&["runtime.casgstatus", "runtime.mstart", "main.main"])
+            {
                 let site = bin.probe_site(name).unwrap();
                 let entry = bin.entry_site(name).unwrap();
                 let f = bin.function(name).unwrap();
@@ -405,7 +426,10 @@ mod tests {
             for name in CHECKED {
                 let site = bin.probe_site(name).unwrap();
                 let entry = bin.entry_site(name).unwrap();
-                assert!(site.vaddr > entry.vaddr, "{name} on {v}: no stack check found");
+                assert!(
+                    site.vaddr > entry.vaddr,
+                    "{name} on {v}: no stack check found"
+                );
                 assert!(!entry.one_trap, "{name} on {v}: {}", entry.insn);
                 // Both toolchains (1.21+) set up the frame with PUSH RBP right after the check.
                 assert_eq!(site.insn, "push rbp", "{name} on {v}");
@@ -432,6 +456,22 @@ mod tests {
             // Zero-sized marker symbols have no code to probe.
             let e = bin.probe_site("runtime.text").unwrap_err();
             assert!(matches!(e, BinaryError::Corrupt { .. }), "{e}");
+        }
+    }
+
+    /// Position-independent builds map vaddrs to file offsets through their own PT_LOADs.
+    #[test]
+    fn pie_sites_map_back() {
+        for v in GO_VERSIONS {
+            let path = sample(v, Variant::Pie);
+            let bin = GoBinary::open(&path).unwrap();
+            let file = std::fs::read(&path).unwrap();
+            assert!(bin.offsets().is_ok());
+            for name in CHECKED {
+                let site = bin.probe_site(name).unwrap();
+                assert!(site.one_trap, "{name} on {v}: {}", site.insn);
+                assert_maps_back(&bin, &file, &site);
+            }
         }
     }
 }

@@ -119,7 +119,10 @@ mod tests {
     fn by_name_with_abi0_fallback() {
         let t = table();
         assert_eq!(t.function("runtime.newproc").unwrap().addr, 0x2000);
-        assert_eq!(t.function("runtime.mstart").unwrap().name, "runtime.mstart.abi0");
+        assert_eq!(
+            t.function("runtime.mstart").unwrap().name,
+            "runtime.mstart.abi0"
+        );
         // An exact match wins over the .abi0 one.
         assert_eq!(t.function("runtime.morestack").unwrap().addr, 0x3100);
         assert!(t.function("runtime.nothere").is_none());
@@ -144,7 +147,10 @@ mod tests {
     #[test]
     fn huge_sizes_do_not_overflow() {
         let t = SymbolTable::new(vec![f("a", u64::MAX - 1, u64::MAX)]);
-        assert_eq!(t.containing(u64::MAX - 1).map(|f| f.name.as_str()), Some("a"));
+        assert_eq!(
+            t.containing(u64::MAX - 1).map(|f| f.name.as_str()),
+            Some("a")
+        );
         // The end saturates at u64::MAX, which is then outside.
         assert!(t.containing(u64::MAX).is_none());
         assert!(SymbolTable::default().containing(5).is_none());

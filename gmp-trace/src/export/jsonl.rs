@@ -64,7 +64,9 @@ impl<W: Write> JsonlWriter<W> {
                 );
             }
             Some(EventKind::AcquireP) => line += &format!(",\"acquired_p\":{}", e.arg0 as i64),
-            Some(EventKind::Lost) => line += &format!(",\"lost\":{},\"lost_total\":{}", e.arg0, e.arg1),
+            Some(EventKind::Lost) => {
+                line += &format!(",\"lost\":{},\"lost_total\":{}", e.arg0, e.arg1)
+            }
             Some(EventKind::Schedule)
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)
@@ -111,8 +113,10 @@ mod tests {
         w.write(&e, &OneSym).unwrap();
         w.write(&Event { kind: 999, ..e }, &NoSymbols).unwrap();
         let text = String::from_utf8(buf).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines[0]["kind"], "go_create");
         assert_eq!(lines[0]["goid"], 20);
         assert_eq!(lines[0]["parent_goid"], 1);

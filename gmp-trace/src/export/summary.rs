@@ -109,7 +109,11 @@ impl Summary {
                 })
                 .collect(),
             goroutines_by_start_fn: by_fn,
-            mstart_threads: model.threads.values().filter(|t| t.mstart_ts.is_some()).count(),
+            mstart_threads: model
+                .threads
+                .values()
+                .filter(|t| t.mstart_ts.is_some())
+                .count(),
             probes: run.probes,
         }
     }
@@ -117,7 +121,10 @@ impl Summary {
     /// The human summary (stderr).
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "── gmp-trace summary ─────────────────────────────────────────");
+        let _ = writeln!(
+            s,
+            "── gmp-trace summary ─────────────────────────────────────────"
+        );
         let _ = writeln!(
             s,
             "  target     {} (pid {}, {}, {})",
@@ -132,7 +139,11 @@ impl Summary {
             self.duration_ns as f64 / 1e6,
             self.events,
             self.lost_events,
-            if self.lost_events > 0 { "  (!) increase --buffer-size" } else { "" }
+            if self.lost_events > 0 {
+                "  (!) increase --buffer-size"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             s,
@@ -165,7 +176,11 @@ impl Summary {
         let two_trap: Vec<_> = self.probes.iter().filter(|p| !p.one_trap).collect();
         if !two_trap.is_empty() {
             let names: Vec<_> = two_trap.iter().map(|p| p.function.as_str()).collect();
-            let _ = writeln!(s, "  note: single-stepped probe sites (slower): {}", names.join(", "));
+            let _ = writeln!(
+                s,
+                "  note: single-stepped probe sites (slower): {}",
+                names.join(", ")
+            );
         }
         if let Some(c) = self.exit_code {
             let _ = writeln!(s, "  exit code  {c}");

@@ -25,7 +25,7 @@ impl GoState {
     pub fn from_runtime(status: u64) -> GoState {
         match status & !0x1000 {
             0 | 6 | 11 => GoState::NotExist, // _Gidle, _Gdead, _Gdeadextra (1.26+)
-            1 | 9 => GoState::Runnable,       // _Grunnable, _Gpreempted (resumes as runnable)
+            1 | 9 => GoState::Runnable,      // _Grunnable, _Gpreempted (resumes as runnable)
             2 => GoState::Running,
             3 => GoState::Syscall,
             4 | 10 => GoState::Waiting, // _Gwaiting, _Gleaked (1.26+)

@@ -17,7 +17,10 @@ pub struct LiveSource {
 
 /// CLOCK_MONOTONIC now, in ns: the clock the probes stamp events with.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec for clock_gettime to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
@@ -30,7 +33,12 @@ impl LiveSource {
         // AsyncFd owns the RingBuf.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
-        Ok(LiveSource { ring, pid, lost_total: 0, read_failures: 0 })
+        Ok(LiveSource {
+            ring,
+            pid,
+            lost_total: 0,
+            read_failures: 0,
+        })
     }
 
     /// Waits until the ring buffer has data, then hands every record to `sink`.

@@ -1,0 +1,187 @@
+//! --pid mode: attach to a Go program that is already running, see it work, detach cleanly.
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gmp_trace_tests::{
+    build_sample, gmp_trace_bin, of_kind, read_jsonl, require_bpf, scratch_dir, Variant,
+    GO_VERSIONS,
+};
+
+/// The executable mapping (start, bytes) of `pid`'s text, as the process sees it now: an
+/// attached uprobe shows as an int3 (0xcc) at its address.
+fn text_snapshot(pid: u32) -> (u64, Vec<u8>) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("r-xp"))
+        .expect("a text mapping");
+    let range = line.split_whitespace().next().unwrap();
+    let (a, b) = range.split_once('-').unwrap();
+    let (a, b) = (
+        u64::from_str_radix(a, 16).unwrap(),
+        u64::from_str_radix(b, 16).unwrap(),
+    );
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut buf = vec![0u8; (b - a) as usize];
+    mem.read_exact_at(&mut buf, a).unwrap();
+    (a, buf)
+}
+
+/// BPF links held by programs named like ours (bpftool lists them while they exist).
+fn our_links() -> usize {
+    let progs = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool is missing: run `cargo xtask bootstrap`");
+    let ours: Vec<String> = String::from_utf8_lossy(&progs.stdout)
+        .lines()
+        .filter(|l| {
+            const OURS: [&str; 10] = [
+                "newproc",
+                "newproc1_ret",
+                "mstart",
+                "schedule",
+                "execute",
+                "goexit1",
+                "casgstatus",
+                "acquirep",
+                "releasep",
+                "runtime_main",
+            ];
+            OURS.iter().any(|n| l.contains(&format!(" name {n} ")))
+        })
+        .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
+        .collect();
+    let links = Command::new("bpftool")
+        .args(["link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&links.stdout)
+        .lines()
+        .filter(|l| ours.iter().any(|p| l.trim_end().ends_with(p.as_str())))
+        .count()
+}
+
+#[test]
+fn attach_to_running_program_and_detach_cleanly() {
+    require_bpf!();
+    let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
+    let mut target = Command::new(&bin)
+        .arg("-loop")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start parker");
+    let pid = target.id();
+    let mut line = String::new();
+    BufReader::new(target.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("parker pid {pid}"));
+    let before = text_snapshot(pid);
+
+    let dir = scratch_dir("attach-pid");
+    let events = dir.join("events.jsonl");
+    let summary = dir.join("summary.json");
+    let tracer = Command::new(gmp_trace_bin())
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            "1500ms",
+            "-q",
+            "-o",
+        ])
+        .arg(&events)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gmp-trace");
+    std::thread::sleep(Duration::from_millis(900));
+    let during = text_snapshot(pid);
+    let links_during = our_links();
+    let out = tracer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "gmp-trace --pid failed: {stderr}");
+    let after = text_snapshot(pid);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+
+    // Probes went in where the summary says, as int3s, and came out again leaving the code as
+    // it was; no BPF link of ours survives.
+    let sites: Vec<u64> = s["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["vaddr"].as_u64().unwrap())
+        .collect();
+    assert!(sites.len() >= 10, "probes: {sites:?}");
+    let at = |snap: &(u64, Vec<u8>), va: u64| snap.1[(va - snap.0) as usize];
+    for &va in &sites {
+        assert_ne!(
+            at(&before, va),
+            0xcc,
+            "{va:#x} already trapped before attach"
+        );
+        assert_eq!(at(&during, va), 0xcc, "no uprobe at {va:#x} while attached");
+        assert_eq!(
+            at(&after, va),
+            at(&before, va),
+            "{va:#x} not restored after detach"
+        );
+    }
+    assert_eq!(before.1, after.1, "the target's code changed after detach");
+    assert!(
+        links_during >= 10,
+        "bpftool saw {links_during} of our links while attached"
+    );
+    assert_eq!(
+        our_links(),
+        0,
+        "BPF links left behind after gmp-trace exited"
+    );
+
+    assert_eq!(s["mode"], "pid");
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["lost_events"], 0);
+    assert!(s["exit_code"].is_null());
+    let ev = read_jsonl(&events);
+    let creates = of_kind(&ev, "go_create");
+    assert!(
+        creates.len() >= 8,
+        "parker starts 4 goroutines a round; saw {}",
+        creates.len()
+    );
+    for c in &creates {
+        assert!(
+            c["start_fn"].as_str().unwrap().starts_with("main.round"),
+            "{c}"
+        );
+        assert_eq!(
+            c["parent_goid"], 1,
+            "round() runs on the main goroutine: {c}"
+        );
+        assert_eq!(c["pid"], pid);
+    }
+    // Blocking shows up: channel receive, sleep, mutex, syscall.
+    let to = |state: &str| {
+        ev.iter()
+            .filter(|e| e["kind"] == "go_status" && e["to"] == state)
+            .count()
+    };
+    assert!(to("Waiting") > 0 && to("Runnable") > 0 && to("Running") > 0);
+
+    // Detached: the target keeps running unharmed, then dies of our SIGTERM, not a trap.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "the target died after detach"
+    );
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let st = target.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGTERM), "target ended with {st}");
+}

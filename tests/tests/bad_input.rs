@@ -1,0 +1,142 @@
+//! Bad input: each case is one clear error line with a remedy, a non-zero exit, no panic, and the
+//! target is never started.
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use gmp_trace_tests::{build_sample, gmp_trace_bin, scratch_dir, Variant, GO_VERSIONS};
+
+fn gmp_trace(args: &[&str]) -> Output {
+    Command::new(gmp_trace_bin())
+        .args(args)
+        .output()
+        .expect("run gmp-trace")
+}
+
+/// Asserts a failed run whose error mentions every one of `needles`.
+fn assert_fails_with(o: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert!(err.contains("error:"), "no error line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error should mention {n:?}: {err}");
+    }
+    assert!(
+        o.stdout.is_empty(),
+        "the target must not have run: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    err
+}
+
+#[test]
+fn nothing_to_trace() {
+    assert_fails_with(&gmp_trace(&[]), &["--pid", "-- CMD"]);
+}
+
+#[test]
+fn no_such_pid() {
+    let mut pid = 4_000_000;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        pid += 1;
+    }
+    assert_fails_with(
+        &gmp_trace(&["--pid", &pid.to_string()]),
+        &[&format!("no process with pid {pid}")],
+    );
+}
+
+#[test]
+fn not_a_go_binary() {
+    let o = gmp_trace(&["--", "/bin/true"]);
+    assert_fails_with(&o, &["not a Go program"]);
+}
+
+#[test]
+fn command_not_found() {
+    let o = gmp_trace(&["--", "definitely-not-a-command-xyz"]);
+    assert_fails_with(&o, &["command not found"]);
+}
+
+#[test]
+fn stripped_binary() {
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Stripped);
+    let o = gmp_trace(&["--", bin.to_str().unwrap()]);
+    assert_fails_with(&o, &["stripped", "-s -w"]);
+}
+
+#[test]
+fn unsupported_go_version() {
+    // A real Go binary whose build info claims go1.17: older than anything gmp-trace supports.
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let old = format!("go{}", GO_VERSIONS[0]);
+    let new = old.replacen("go1.2", "go1.1", 1);
+    assert_eq!(old.len(), new.len());
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..]
+        .windows(old.len())
+        .position(|w| w == old.as_bytes())
+    {
+        bytes[i + pos..i + pos + old.len()].copy_from_slice(new.as_bytes());
+        patched += 1;
+        i += pos + old.len();
+    }
+    assert!(patched > 0);
+    let dir = scratch_dir("bad-input-old-go");
+    let p = dir.join("oldgo");
+    std::fs::write(&p, &bytes).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = gmp_trace(&["--", p.to_str().unwrap()]);
+    assert_fails_with(&o, &["go1.1", "1.19"]);
+}
+
+#[test]
+fn unwritable_output() {
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let o = gmp_trace(&[
+        "-o",
+        "/nonexistent-dir/events.jsonl",
+        "--",
+        bin.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &["cannot write", "/nonexistent-dir/events.jsonl"]);
+    let dir = scratch_dir("bad-input-unwritable");
+    let o = gmp_trace(&[
+        "--summary-json",
+        dir.to_str().unwrap(),
+        "--",
+        bin.to_str().unwrap(),
+    ]);
+    assert_fails_with(&o, &["cannot write the summary"]);
+}
+
+#[test]
+fn unknown_output_format() {
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let o = gmp_trace(&["-o", "events.xyz", "--", bin.to_str().unwrap()]);
+    assert_fails_with(&o, &["--format"]);
+}
+
+#[test]
+fn no_privilege() {
+    // Run as nobody: no root, no capabilities. Skip only when we cannot switch users (not root).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to drop to an unprivileged user");
+        return;
+    }
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let o = Command::new(gmp_trace_bin())
+        .args(["--", bin.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run gmp-trace as nobody");
+    assert_fails_with(&o, &["root", "CAP_BPF", "CAP_PERFMON", "sudo"]);
+}

@@ -1,0 +1,160 @@
+//! Launch mode on real Go binaries: the fan-out sample traced from its first instruction.
+//! Needs root and BPF (skips with the reason otherwise).
+use std::collections::{BTreeMap, BTreeSet};
+
+use gmp_trace_tests::{
+    build_sample, of_kind, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS,
+};
+
+/// What a runtime-started goroutine is for, by its start function (names differ by version:
+/// closures are `funcN` up to Go 1.21 and `gowrapN` from 1.22).
+fn runtime_role(start_fn: &str) -> Option<&'static str> {
+    Some(match start_fn {
+        "runtime.main" => "main goroutine",
+        "runtime.forcegchelper" => "forced-GC helper",
+        "runtime.gcenable.func1" | "runtime.gcenable.gowrap1" => "background sweeper",
+        "runtime.gcenable.func2" | "runtime.gcenable.gowrap2" => "background scavenger",
+        "runtime.runfinq" | "runtime.runFinalizers" => "finalizer goroutine",
+        _ => return None,
+    })
+}
+
+fn fanout_exact_count(go: &str) {
+    let bin = build_sample("fanout", go, Variant::Default);
+    let dir = scratch_dir(&format!("launch-fanout-{go}"));
+    let n = 40;
+    // GOGC=off: no GC cycle, so no GC worker goroutines; what the runtime starts is then fixed.
+    let run = trace(
+        &dir,
+        &["-q", "--", bin.to_str().unwrap(), &n.to_string()],
+        &[("GOGC", "off")],
+    );
+    assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
+    // The child's stdout passes through untouched.
+    assert_eq!(run.stdout, format!("started {} goroutines\n", 2 * n));
+    let printed = 2 * n;
+    let s = &run.summary;
+    assert_eq!(s["go_version"], format!("go{go}"));
+    assert_eq!(s["mode"], "launch");
+    assert_eq!(s["exit_code"], 0);
+    assert_eq!(s["lost_events"], 0, "events were lost: {}", run.stderr);
+
+    // Every goroutine created is accounted for: the program's own, plus the runtime's five.
+    let creates = of_kind(&run.events, "go_create");
+    assert_eq!(s["goroutines_created"], creates.len() as u64);
+    let mut user = Vec::new();
+    let mut roles = BTreeMap::new();
+    for c in &creates {
+        let f = c["start_fn"]
+            .as_str()
+            .unwrap_or_else(|| panic!("unresolved start_fn in {c}"));
+        if f.starts_with("main.") {
+            user.push(*c);
+        } else {
+            let role =
+                runtime_role(f).unwrap_or_else(|| panic!("unexpected runtime goroutine {f}"));
+            *roles.entry(role).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(user.len(), printed, "user goroutines created");
+    assert_eq!(roles.len(), 5, "runtime goroutines: {roles:?}");
+    assert!(
+        roles.values().all(|&k| k == 1),
+        "runtime goroutines: {roles:?}"
+    );
+    assert_eq!(creates.len(), printed + 5);
+
+    // The creation tree: g1 (from g0) creates the workers, each worker creates one child.
+    let main_g = creates
+        .iter()
+        .find(|c| c["start_fn"] == "runtime.main")
+        .unwrap();
+    assert_eq!(main_g["goid"], 1);
+    assert_eq!(main_g["parent_goid"], 0);
+    let workers: BTreeSet<u64> = user
+        .iter()
+        .filter(|c| c["parent_goid"] == 1)
+        .map(|c| c["goid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(workers.len(), n, "goroutines created by g1");
+    let children = user
+        .iter()
+        .filter(|c| workers.contains(&c["parent_goid"].as_u64().unwrap()));
+    assert_eq!(children.count(), n, "goroutines created by the workers");
+
+    // runtime.main runs once, on g1.
+    let mains = of_kind(&run.events, "runtime_main");
+    assert_eq!(mains.len(), 1);
+    assert_eq!(mains[0]["goid"], 1);
+
+    // Every thread that ran Go code was seen starting (mstart), m0 included.
+    let started: BTreeSet<u64> = of_kind(&run.events, "mstart")
+        .iter()
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    let seen: BTreeSet<u64> = run
+        .events
+        .iter()
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seen.is_subset(&started),
+        "threads without mstart: {:?}",
+        seen.difference(&started)
+    );
+    assert!(
+        started.contains(&s["pid"].as_u64().unwrap()),
+        "m0 (tid == pid) started"
+    );
+    assert_eq!(s["threads"], seen.len() as u64);
+
+    // Every user goroutine ran and exited; each start was on a P.
+    let exits: BTreeSet<u64> = of_kind(&run.events, "go_exit")
+        .iter()
+        .map(|e| e["goid"].as_u64().unwrap())
+        .collect();
+    for u in &user {
+        assert!(
+            exits.contains(&u["goid"].as_u64().unwrap()),
+            "no exit for {u}"
+        );
+    }
+    for e in of_kind(&run.events, "execute") {
+        assert!(e["p"].as_i64().unwrap() >= 0, "execute without a P: {e}");
+    }
+}
+
+#[test]
+fn fanout_newest_go() {
+    require_bpf!();
+    fanout_exact_count(GO_VERSIONS[0]);
+}
+
+#[test]
+fn fanout_oldest_go() {
+    require_bpf!();
+    fanout_exact_count(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+}
+
+#[test]
+fn exit_status_and_stderr_pass_through() {
+    require_bpf!();
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let dir = scratch_dir("launch-exit-status");
+    let run = trace(
+        &dir,
+        &["-q", "--", bin.to_str().unwrap(), "not-a-number"],
+        &[],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "the child's exit code becomes ours"
+    );
+    assert_eq!(run.summary["exit_code"], 2);
+    assert!(
+        run.stderr.contains("usage: fanout"),
+        "child stderr passes through: {}",
+        run.stderr
+    );
+}
