@@ -50,8 +50,9 @@ pub enum EventKind {
     Execute = 5,
     /// `runtime.goexit1` entered on the exiting goroutine.
     GoExit = 6,
-    /// `runtime.casgstatus(gp, old, new)`. arg0 = old status, arg1 = new status,
-    /// arg2 = g.waitreason (a byte, meaningful when new is waiting).
+    /// `runtime.casgstatus(gp, old, new)`: goid = gp. arg0 = old status, arg1 = new status,
+    /// arg2 = g.waitreason (low 8 bits, meaningful when new is waiting) | (goid of the M's
+    /// current goroutine, the one causing the change, e.g. the unblocker) << 8.
     GoStatus = 7,
     /// `runtime.acquirep(pp)`: the M takes P `arg0` (also in `p` for convenience).
     AcquireP = 8,
@@ -62,10 +63,31 @@ pub enum EventKind {
     /// Synthesised by userspace: `arg0` events were lost (ring buffer full or failed reads) since
     /// the previous report; `arg1` = cumulative total.
     Lost = 11,
+    /// `runtime.newm(fn, pp, id)` (or newm1): the M in `m`/`tid` creates a new M. arg0 = new
+    /// m.id (-1 when not yet assigned), arg1 = P id handed to it (-1 none), arg2 = fn pc.
+    NewM = 12,
+    /// `runtime.procresize(nprocs)`: GOMAXPROCS becomes arg0.
+    ProcResize = 13,
+    /// `runtime.stopTheWorldWithSema(reason)`: arg0 = the runtime's stwReason (0 when the
+    /// version passes none).
+    StwStart = 14,
+    /// `runtime.startTheWorldWithSema`: the world restarts.
+    StwDone = 15,
+    /// `runtime.gcStart(trigger)`: arg0 = gcTriggerKind (0 heap, 1 time, 2 cycle).
+    GcStart = 16,
+    /// `runtime.gcMarkTermination`: the GC cycle's mark phase ends.
+    GcDone = 17,
+    /// `runtime.entersyscall` / `entersyscallblock` on goroutine goid. arg0 = 1 when blocking.
+    SyscallEnter = 18,
+    /// `runtime.exitsyscall` on goroutine goid.
+    SyscallExit = 19,
+    /// A startup milestone (see [`phase`]): arg0 = phase id, arg1 = detail (for init tasks the
+    /// init task's address, for others 0).
+    Phase = 20,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -77,6 +99,15 @@ impl EventKind {
         EventKind::ReleaseP,
         EventKind::RuntimeMain,
         EventKind::Lost,
+        EventKind::NewM,
+        EventKind::ProcResize,
+        EventKind::StwStart,
+        EventKind::StwDone,
+        EventKind::GcStart,
+        EventKind::GcDone,
+        EventKind::SyscallEnter,
+        EventKind::SyscallExit,
+        EventKind::Phase,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -97,8 +128,36 @@ impl EventKind {
             EventKind::ReleaseP => "release_p",
             EventKind::RuntimeMain => "runtime_main",
             EventKind::Lost => "lost",
+            EventKind::NewM => "new_m",
+            EventKind::ProcResize => "proc_resize",
+            EventKind::StwStart => "stw_start",
+            EventKind::StwDone => "stw_done",
+            EventKind::GcStart => "gc_start",
+            EventKind::GcDone => "gc_done",
+            EventKind::SyscallEnter => "syscall_enter",
+            EventKind::SyscallExit => "syscall_exit",
+            EventKind::Phase => "phase",
         }
     }
+}
+
+/// Startup milestones carried by [`EventKind::Phase`] events, in the order Go reaches them.
+pub mod phase {
+    /// `runtime.rt0_go`: the first Go-runtime instruction after the ELF entry stub.
+    pub const RT0_GO: u64 = 1;
+    /// `runtime.schedinit` entered (on m0's g0).
+    pub const SCHEDINIT: u64 = 2;
+    /// `runtime.mstart` (asm) entered on m0: the scheduler is about to run g1.
+    pub const MSTART_M0: u64 = 3;
+    /// `runtime.doInit1(t)` (Go 1.21+) / `runtime.doInit(t)` (older): one init task starts;
+    /// arg1 = the task's address. Runtime tasks come first, then packages in order.
+    pub const INIT_TASK: u64 = 4;
+    /// `runtime.gcenable` entered on g1.
+    pub const GCENABLE: u64 = 5;
+    /// `main.main` entered.
+    pub const MAIN_MAIN: u64 = 6;
+    /// `runtime.exit` / `exit(2)` from the Go side: the process is ending. arg1 = exit code.
+    pub const EXIT: u64 = 7;
 }
 
 /// Go runtime struct field offsets, handed to the probes at load time as a BPF global.

@@ -8,6 +8,21 @@ use gmp_trace_common::{Event, EventKind};
 use super::Symbolize;
 use crate::model::GoState;
 
+/// The JSONL name of a startup phase id.
+pub fn phase_name(id: u64) -> &'static str {
+    use gmp_trace_common::phase;
+    match id {
+        phase::RT0_GO => "rt0_go",
+        phase::SCHEDINIT => "schedinit",
+        phase::MSTART_M0 => "mstart_m0",
+        phase::INIT_TASK => "init_task",
+        phase::GCENABLE => "gcenable",
+        phase::MAIN_MAIN => "main.main",
+        phase::EXIT => "exit",
+        _ => "unknown",
+    }
+}
+
 pub struct JsonlWriter<W: Write> {
     out: W,
 }
@@ -60,14 +75,33 @@ impl<W: Write> JsonlWriter<W> {
                     GoState::from_runtime(e.arg1).name(),
                     e.arg0,
                     e.arg1,
-                    e.arg2
+                    e.arg2 & 0xff
                 );
+                line += &format!(",\"by_goid\":{}", e.arg2 >> 8);
             }
             Some(EventKind::AcquireP) => line += &format!(",\"acquired_p\":{}", e.arg0 as i64),
             Some(EventKind::Lost) => {
                 line += &format!(",\"lost\":{},\"lost_total\":{}", e.arg0, e.arg1)
             }
-            Some(EventKind::Schedule)
+            Some(EventKind::NewM) => {
+                line += &format!(
+                    ",\"new_m\":{},\"new_m_p\":{},\"fn\":{}",
+                    e.arg0 as i64,
+                    e.arg1 as i64,
+                    self.func(sym, e.arg2)
+                );
+            }
+            Some(EventKind::ProcResize) => line += &format!(",\"nprocs\":{}", e.arg0),
+            Some(EventKind::StwStart) => line += &format!(",\"reason\":{}", e.arg0),
+            Some(EventKind::GcStart) => line += &format!(",\"trigger\":{}", e.arg0),
+            Some(EventKind::SyscallEnter) => line += &format!(",\"blocking\":{}", e.arg0 != 0),
+            Some(EventKind::Phase) => {
+                line += &format!(",\"phase\":\"{}\",\"detail\":{}", phase_name(e.arg0), e.arg1);
+            }
+            Some(EventKind::StwDone)
+            | Some(EventKind::GcDone)
+            | Some(EventKind::SyscallExit)
+            | Some(EventKind::Schedule)
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)
             | Some(EventKind::RuntimeMain) => {}

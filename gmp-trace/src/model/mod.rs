@@ -194,7 +194,19 @@ impl Model {
                 tid: e.tid,
                 m: e.m,
             }),
-            EventKind::NewProc | EventKind::Schedule | EventKind::ReleaseP | EventKind::Lost => {}
+            EventKind::NewProc
+            | EventKind::Schedule
+            | EventKind::ReleaseP
+            | EventKind::Lost
+            | EventKind::NewM
+            | EventKind::ProcResize
+            | EventKind::StwStart
+            | EventKind::StwDone
+            | EventKind::GcStart
+            | EventKind::GcDone
+            | EventKind::SyscallEnter
+            | EventKind::SyscallExit
+            | EventKind::Phase => {}
         }
     }
 
