@@ -156,8 +156,10 @@ pub mod phase {
     pub const GCENABLE: u64 = 5;
     /// `main.main` entered.
     pub const MAIN_MAIN: u64 = 6;
-    /// `runtime.exit` / `exit(2)` from the Go side: the process is ending. arg1 = exit code.
+    /// `runtime.exit(code)`: the process is ending. arg1 = exit code.
     pub const EXIT: u64 = 7;
+    /// The kernel's sched_process_exec for the traced pid: the new image is in place.
+    pub const EXEC: u64 = 8;
 }
 
 /// Go runtime struct field offsets, handed to the probes at load time as a BPF global.

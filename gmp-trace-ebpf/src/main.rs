@@ -9,12 +9,16 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, uprobe},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_get_attach_cookie,
+    },
+    macros::{map, raw_tracepoint, uprobe},
     maps::{PerCpuArray, RingBuf},
-    programs::ProbeContext,
+    programs::{ProbeContext, RawTracePointContext},
+    EbpfContext as _,
 };
-use gmp_trace_common::{counter, Event, EventKind, Offsets};
+use gmp_trace_common::{counter, phase, Event, EventKind, Offsets};
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
 #[no_mangle]
@@ -115,6 +119,29 @@ fn base_event(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event>
         }
     }
     Some(e)
+}
+
+/// An event with no register-derived context (ABI0 code or kernel context).
+#[inline(always)]
+fn bare_event(kind: EventKind, o: &Offsets) -> Option<Event> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if o.target_pid != 0 && tgid != o.target_pid {
+        return None;
+    }
+    Some(Event {
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        ts: unsafe { bpf_ktime_get_ns() },
+        kind: kind as u32,
+        tid: pid_tgid as u32,
+        pid: tgid,
+        p: -1,
+        goid: 0,
+        m: -1,
+        arg0: 0,
+        arg1: 0,
+        arg2: 0,
+    })
 }
 
 #[inline(always)]
@@ -222,7 +249,16 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
         e.arg0 = r.rbx & 0xffff_ffff;
         e.arg1 = r.rcx & 0xffff_ffff;
-        e.arg2 = read::<u8>(gp, o.g_waitreason).unwrap_or(0) as u64;
+        let reason = read::<u8>(gp, o.g_waitreason).unwrap_or(0) as u64;
+        // Who causes the change: the M's current goroutine (for Waiting->Runnable, the unblocker).
+        let m = read::<u64>(r.r14, o.g_m).unwrap_or(0);
+        let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
+        let by = if curg != 0 {
+            read::<u64>(curg, o.g_goid).unwrap_or(0)
+        } else {
+            0
+        };
+        e.arg2 = reason | (by << 8);
         emit(&e);
     }
     0
@@ -259,6 +295,146 @@ pub fn runtime_main(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event(&ctx, EventKind::RuntimeMain, &o) {
         e.goid = current_goid(&ctx, &o);
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.newm(fn func(), pp *p, id int64): this M creates another.
+#[uprobe]
+pub fn newm(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(mut e) = base_event(&ctx, EventKind::NewM, &o) {
+        let r = regs(&ctx);
+        e.goid = current_goid(&ctx, &o);
+        e.arg0 = r.rcx;
+        e.arg1 = if r.rbx != 0 {
+            read::<i32>(r.rbx, o.p_id).unwrap_or(-1) as i64 as u64
+        } else {
+            u64::MAX
+        };
+        e.arg2 = read::<u64>(r.rax, 0).unwrap_or(0);
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.procresize(nprocs int32): GOMAXPROCS changes (also once in schedinit).
+#[uprobe]
+pub fn procresize(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(mut e) = base_event(&ctx, EventKind::ProcResize, &o) {
+        e.arg0 = regs(&ctx).rax & 0xffff_ffff;
+        emit(&e);
+    }
+    0
+}
+
+/// Go-ABI functions that only need "this happened now, here": the kind is the attach cookie.
+#[inline(always)]
+fn simple(ctx: &ProbeContext, kind: EventKind, arg0: u64) {
+    let o = offsets();
+    if let Some(mut e) = base_event(ctx, kind, &o) {
+        e.goid = current_goid(ctx, &o);
+        e.arg0 = arg0;
+        emit(&e);
+    }
+}
+
+/// runtime.stopTheWorldWithSema(reason) (reason in AL from Go 1.21; 0 before).
+#[uprobe]
+pub fn stw_start(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::StwStart, regs(&ctx).rax & 0xff);
+    0
+}
+
+#[uprobe]
+pub fn stw_done(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::StwDone, 0);
+    0
+}
+
+/// runtime.gcStart(trigger gcTrigger): the trigger struct arrives in registers, kind in RAX.
+#[uprobe]
+pub fn gc_start(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::GcStart, regs(&ctx).rax & 0xff);
+    0
+}
+
+#[uprobe]
+pub fn gc_done(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::GcDone, 0);
+    0
+}
+
+/// runtime.entersyscall / entersyscallblock (cookie 1 = blocking): on the user goroutine.
+#[uprobe]
+pub fn syscall_enter(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let blocking = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    simple(&ctx, EventKind::SyscallEnter, blocking);
+    0
+}
+
+#[uprobe]
+pub fn syscall_exit(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::SyscallExit, 0);
+    0
+}
+
+/// A startup milestone in Go-ABI code (R14 is g); the phase id is the attach cookie.
+#[uprobe]
+pub fn phase(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let o = offsets();
+    if let Some(mut e) = base_event(&ctx, EventKind::Phase, &o) {
+        e.goid = current_goid(&ctx, &o);
+        e.arg0 = id;
+        emit(&e);
+    }
+    0
+}
+
+/// A startup milestone in assembly (ABI0) code, where R14 is not g: no M/P/G reads.
+#[uprobe]
+pub fn phase_abi0(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let o = offsets();
+    if let Some(mut e) = bare_event(EventKind::Phase, &o) {
+        e.arg0 = id;
+        if id == phase::EXIT {
+            // runtime.exit(code int32) is ABI0: the argument is on the stack above the return pc.
+            e.arg1 = read::<u32>(regs(&ctx).rsp, 8).unwrap_or(0) as u64;
+        }
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.doInit1(t *initTask) (Go 1.21+) or doInit(t) (older): an init task begins on g1.
+/// arg1 = t; arg2 = the word at t+8 (1.21+: the first init function's pc).
+#[uprobe]
+pub fn init_task(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(mut e) = base_event(&ctx, EventKind::Phase, &o) {
+        let t = regs(&ctx).rax;
+        e.goid = current_goid(&ctx, &o);
+        e.arg0 = phase::INIT_TASK;
+        e.arg1 = t;
+        e.arg2 = read::<u64>(t, 8).unwrap_or(0);
+        emit(&e);
+    }
+    0
+}
+
+/// sched_process_exec: the traced pid has exec'd its new image (before its first instruction).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn exec(_ctx: RawTracePointContext) -> i32 {
+    let o = offsets();
+    if let Some(mut e) = bare_event(EventKind::Phase, &o) {
+        e.arg0 = phase::EXEC;
         emit(&e);
     }
     0

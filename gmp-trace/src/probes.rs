@@ -7,10 +7,10 @@
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
-use aya::programs::UProbe;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use gmp_trace_common::{counter, Offsets};
 
@@ -22,6 +22,8 @@ use crate::export::summary::ProbeInfo;
 pub enum Placement {
     /// Once per call, after the stack-check prologue (arguments still in their registers).
     Body,
+    /// The first instruction: for assembly (ABI0) functions, which have no Go prologue.
+    Entry,
     /// On every RET instruction (return values in RAX); never a uretprobe, which crashes Go.
     Returns,
 }
@@ -32,94 +34,128 @@ pub struct ProbeSpec {
     /// The Go runtime function it is attached to.
     pub function: &'static str,
     pub placement: Placement,
+    /// Handed to the program as its attach cookie (a phase id, a flag).
+    pub cookie: u64,
+    /// Without it the scheduler picture is wrong: a missing function is an error, not a warning.
+    pub required: bool,
+    /// Go versions (major.minor) the probe applies to: `since <= v < until`.
+    pub since: (u32, u32),
+    pub until: (u32, u32),
 }
 
-/// Every probe gmp-trace attaches. All are required: the scheduler picture is wrong without any
-/// one of them.
+const ALL_VERSIONS: ((u32, u32), (u32, u32)) = ((1, 0), (u32::MAX, 0));
+
+const fn probe(program: &'static str, function: &'static str, placement: Placement) -> ProbeSpec {
+    ProbeSpec {
+        program,
+        function,
+        placement,
+        cookie: 0,
+        required: true,
+        since: ALL_VERSIONS.0,
+        until: ALL_VERSIONS.1,
+    }
+}
+
+const fn optional(mut p: ProbeSpec, cookie: u64) -> ProbeSpec {
+    p.required = false;
+    p.cookie = cookie;
+    p
+}
+
+const fn versions(mut p: ProbeSpec, since: (u32, u32), until: (u32, u32)) -> ProbeSpec {
+    p.since = since;
+    p.until = until;
+    p
+}
+
+use gmp_trace_common::phase;
+use Placement::{Body, Entry, Returns};
+
+/// Every probe gmp-trace knows, in the order they are attached.
 pub const PROBES: &[ProbeSpec] = &[
-    ProbeSpec {
-        program: "newproc",
-        function: "runtime.newproc",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "newproc1_ret",
-        function: "runtime.newproc1",
-        placement: Placement::Returns,
-    },
-    // runtime.mstart is assembly (ABI0, R14 not yet g); it calls mstart0, which calls mstart1:
-    // the first point on a new M where R14 is its g0 and m is fully set up.
-    ProbeSpec {
-        program: "mstart",
-        function: "runtime.mstart1",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "schedule",
-        function: "runtime.schedule",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "execute",
-        function: "runtime.execute",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "goexit1",
-        function: "runtime.goexit1",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "casgstatus",
-        function: "runtime.casgstatus",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "acquirep",
-        function: "runtime.acquirep",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "releasep",
-        function: "runtime.releasep",
-        placement: Placement::Body,
-    },
-    ProbeSpec {
-        program: "runtime_main",
-        function: "runtime.main",
-        placement: Placement::Body,
-    },
+    // Goroutine lifecycle and scheduling.
+    probe("newproc", "runtime.newproc", Body),
+    probe("newproc1_ret", "runtime.newproc1", Returns),
+    probe("execute", "runtime.execute", Body),
+    probe("casgstatus", "runtime.casgstatus", Body),
+    probe("goexit1", "runtime.goexit1", Body),
+    probe("schedule", "runtime.schedule", Body),
+    probe("runtime_main", "runtime.main", Body),
+    // Threads and processors. runtime.mstart is assembly (R14 not yet g); it calls mstart0,
+    // which calls mstart1: the first point on a new M where R14 is its g0.
+    probe("mstart", "runtime.mstart1", Body),
+    probe("newm", "runtime.newm", Body),
+    probe("acquirep", "runtime.acquirep", Body),
+    probe("releasep", "runtime.releasep", Body),
+    probe("procresize", "runtime.procresize", Body),
+    // Stop-the-world, GC, syscalls.
+    probe("stw_start", "runtime.stopTheWorldWithSema", Body),
+    probe("stw_done", "runtime.startTheWorldWithSema", Body),
+    probe("gc_start", "runtime.gcStart", Body),
+    probe("gc_done", "runtime.gcMarkTermination", Body),
+    probe("syscall_enter", "runtime.entersyscall", Body),
+    optional(probe("syscall_enter", "runtime.entersyscallblock", Body), 1),
+    probe("syscall_exit", "runtime.exitsyscall", Body),
+    // Startup milestones (cheap: each fires about once).
+    optional(probe("phase_abi0", "runtime.rt0_go", Entry), phase::RT0_GO),
+    optional(probe("phase", "runtime.schedinit", Body), phase::SCHEDINIT),
+    optional(
+        probe("phase_abi0", "runtime.mstart", Entry),
+        phase::MSTART_M0,
+    ),
+    versions(
+        probe("init_task", "runtime.doInit1", Body),
+        (1, 21),
+        (u32::MAX, 0),
+    ),
+    versions(probe("init_task", "runtime.doInit", Body), (1, 0), (1, 21)),
+    optional(probe("phase", "runtime.gcenable", Body), phase::GCENABLE),
+    optional(probe("phase", "main.main", Body), phase::MAIN_MAIN),
+    optional(probe("phase_abi0", "runtime.exit", Entry), phase::EXIT),
 ];
 
 /// The BPF object built from gmp-trace-ebpf by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
 
-/// One uprobe to attach: a program at a file offset.
+/// One uprobe to attach: a program at a file offset, with its cookie.
 #[derive(Clone, Debug)]
 pub struct Attachment {
     pub program: &'static str,
+    pub cookie: u64,
     pub site: ProbeSite,
 }
 
-/// Resolves every probe in [`PROBES`] to file offsets in `bin`. Errors name the function.
+/// Resolves the probes that apply to this binary's Go version to file offsets. A required
+/// probe that cannot be placed is an error naming the function; an optional one is skipped
+/// with a warning.
 pub fn plan(bin: &GoBinary, entry_placement: bool) -> anyhow::Result<Vec<Attachment>> {
+    let v = bin.go_version();
+    let ver = (v.major, v.minor);
     let mut out = Vec::new();
-    for spec in PROBES {
+    for spec in PROBES.iter().filter(|s| s.since <= ver && ver < s.until) {
         let sites = match spec.placement {
-            Placement::Body if entry_placement => vec![bin.entry_site(spec.function)?],
-            Placement::Body => vec![bin.probe_site(spec.function)?],
-            Placement::Returns => bin.ret_sites(spec.function)?,
+            Body if entry_placement => bin.entry_site(spec.function).map(|s| vec![s]),
+            Body => bin.probe_site(spec.function).map(|s| vec![s]),
+            Entry => bin.entry_site(spec.function).map(|s| vec![s]),
+            Returns => bin.ret_sites(spec.function),
         };
-        if sites.is_empty() {
-            bail!(
-                "found no RET instruction in {}: cannot observe its result",
-                spec.function
-            );
+        let sites = match sites {
+            Ok(s) if s.is_empty() => Err(anyhow!("found no RET instruction in {}", spec.function)),
+            Ok(s) => Ok(s),
+            Err(e) => Err(anyhow!(e)),
+        };
+        match sites {
+            Ok(sites) => out.extend(sites.into_iter().map(|site| Attachment {
+                program: spec.program,
+                cookie: spec.cookie,
+                site,
+            })),
+            Err(e) if spec.required => {
+                return Err(e.context(format!("placing the {} probe", spec.program)))
+            }
+            Err(e) => log::warn!("skipping optional probe on {}: {e:#}", spec.function),
         }
-        out.extend(sites.into_iter().map(|site| Attachment {
-            program: spec.program,
-            site,
-        }));
     }
     Ok(out)
 }
@@ -164,12 +200,11 @@ impl Tracer {
                 prog.load()
                     .with_context(|| format!("the kernel rejected BPF program {}", a.program))?;
             }
-            prog.attach(
-                UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
-                target,
-                scope,
-            )
-            .with_context(|| {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
+                cookie: Some(a.cookie),
+            };
+            prog.attach(point, target, scope).with_context(|| {
                 format!(
                     "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
                     a.program,
@@ -187,6 +222,21 @@ impl Tracer {
                 one_trap: a.site.one_trap,
             });
         }
+        Ok(())
+    }
+
+    /// Watches the kernel's exec of the traced pid (the first startup milestone). Raw
+    /// tracepoints need neither tracefs nor kprobes.
+    pub fn attach_exec(&mut self) -> anyhow::Result<()> {
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut("exec")
+            .ok_or_else(|| anyhow!("BPF program exec missing from the object"))?
+            .try_into()?;
+        prog.load()
+            .context("the kernel rejected BPF program exec")?;
+        prog.attach("sched_process_exec")
+            .context("attaching to sched_process_exec")?;
         Ok(())
     }
 

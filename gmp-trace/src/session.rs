@@ -128,8 +128,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Target::Pid { pid, .. } => (*pid, None),
     };
     offsets.target_pid = pid;
-    let attached = Tracer::load(&offsets, args.buffer_size)
-        .and_then(|mut t| t.attach(&plan, &exe, pid).map(|()| t));
+    let is_launch = held.is_some();
+    let attached = Tracer::load(&offsets, args.buffer_size).and_then(|mut t| {
+        if is_launch {
+            t.attach_exec()?;
+        }
+        t.attach(&plan, &exe, pid).map(|()| t)
+    });
     let mut tracer = match attached {
         Ok(t) => t,
         Err(e) => {
@@ -141,7 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut source = LiveSource::new(&mut tracer, pid)?;
     let mut pipeline = Pipeline {
-        model: Model::new(),
+        model: Model::for_target(pid, (bin.go_version().major, bin.go_version().minor)),
         jsonl: events_out.map(JsonlWriter::new),
         sym: &bin,
         malformed: 0,
@@ -179,7 +184,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 break;
             }
             r = async { pidfd.as_ref().expect("pid mode").readable().await }, if pidfd.is_some() => {
-                r?;
+                // Readable means exited; the guard's readiness does not matter any more.
+                drop(r?);
                 break;
             }
             _ = &mut deadline, if args.duration.is_some() => break,

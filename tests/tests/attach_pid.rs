@@ -147,6 +147,11 @@ fn attach_to_running_program_and_detach_cleanly() {
     assert_eq!(s["pid"], pid);
     assert_eq!(s["lost_events"], 0);
     assert!(s["exit_code"].is_null());
+    assert_eq!(
+        s["startup_observed"], false,
+        "no made-up startup in --pid mode"
+    );
+    assert_eq!(s["startup"].as_array().unwrap().len(), 0);
     let ev = read_jsonl(&events);
     let creates = of_kind(&ev, "go_create");
     assert!(

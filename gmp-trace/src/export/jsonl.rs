@@ -19,6 +19,7 @@ pub fn phase_name(id: u64) -> &'static str {
         phase::GCENABLE => "gcenable",
         phase::MAIN_MAIN => "main.main",
         phase::EXIT => "exit",
+        phase::EXEC => "exec",
         _ => "unknown",
     }
 }
@@ -96,7 +97,14 @@ impl<W: Write> JsonlWriter<W> {
             Some(EventKind::GcStart) => line += &format!(",\"trigger\":{}", e.arg0),
             Some(EventKind::SyscallEnter) => line += &format!(",\"blocking\":{}", e.arg0 != 0),
             Some(EventKind::Phase) => {
-                line += &format!(",\"phase\":\"{}\",\"detail\":{}", phase_name(e.arg0), e.arg1);
+                line += &format!(
+                    ",\"phase\":\"{}\",\"detail\":{}",
+                    phase_name(e.arg0),
+                    e.arg1
+                );
+                if e.arg0 == gmp_trace_common::phase::INIT_TASK {
+                    line += &format!(",\"init_fn\":{}", self.func(sym, e.arg2));
+                }
             }
             Some(EventKind::StwDone)
             | Some(EventKind::GcDone)

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Symbolize;
+use crate::model::startup::{AtMain, Phase};
 use crate::model::Model;
 
 /// Where each probe went, for the record (and for spotting two-trap placements).
@@ -51,6 +52,13 @@ pub struct Summary {
     pub runtime_main: Vec<RuntimeMainInfo>,
     pub goroutines_by_start_fn: BTreeMap<String, u64>,
     pub mstart_threads: usize,
+    /// False when the process was already running (--pid): no timeline is made up.
+    pub startup_observed: bool,
+    pub startup: Vec<Phase>,
+    /// Package init order (import paths), the runtime's own tasks first.
+    pub init_order: Vec<String>,
+    /// Goroutines and threads that existed when main.main began.
+    pub at_main: Option<AtMain>,
     pub probes: Vec<ProbeInfo>,
 }
 
@@ -114,8 +122,75 @@ impl Summary {
                 .values()
                 .filter(|t| t.mstart_ts.is_some())
                 .count(),
+            startup_observed: model.startup.observed(),
+            startup: model.startup.timeline(sym),
+            init_order: model.startup.init_packages(sym),
+            at_main: model.startup.at_main(sym),
             probes: run.probes,
         }
+    }
+
+    /// The startup timeline: aligned columns, durations and a bar per phase on a shared scale.
+    fn startup_text(&self) -> String {
+        let mut s = String::new();
+        if !self.startup_observed {
+            let _ = writeln!(
+                s,
+                "  startup    not observed: the process was already running when gmp-trace attached \
+                 (launch it with `gmp-trace -- CMD` to see its startup)"
+            );
+            return s;
+        }
+        let total = self
+            .startup
+            .iter()
+            .map(|p| p.start_ns + p.dur_ns)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        const WIDTH: u64 = 30;
+        let _ = writeln!(s, "  startup timeline (from exec):");
+        let _ = writeln!(
+            s,
+            "    {:>10} {:>10}  {:<4} {:<4} {:<44} {}",
+            "start", "duration", "G", "M", "phase", ""
+        );
+        for p in &self.startup {
+            let from = (p.start_ns * WIDTH / total).min(WIDTH - 1);
+            let len = (p.dur_ns * WIDTH).div_ceil(total).max(1).min(WIDTH - from);
+            let bar = format!("{}{}", " ".repeat(from as usize), "█".repeat(len as usize));
+            let indent = "  ".repeat(p.depth as usize);
+            let m = if p.m < 0 {
+                "-".to_string()
+            } else {
+                format!("m{}", p.m)
+            };
+            let _ = writeln!(
+                s,
+                "    {:>10} {:>10}  {:<4} {:<4} {:<44} |{:<w$}|",
+                fmt_ns(p.start_ns),
+                fmt_ns(p.dur_ns),
+                format!("g{}", p.g),
+                m,
+                format!("{indent}{}", p.phase),
+                bar,
+                w = WIDTH as usize
+            );
+        }
+        if let Some(at) = &self.at_main {
+            let _ = writeln!(
+                s,
+                "  at main.main: {} goroutines ({}), {} threads started",
+                at.goroutines.len(),
+                at.goroutines
+                    .iter()
+                    .map(|g| format!("g{} {}", g.goid, g.start_fn))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                at.threads.len()
+            );
+        }
+        s
     }
 
     /// The human summary (stderr).
@@ -169,6 +244,7 @@ impl Summary {
                 let _ = writeln!(s, "    ... {} more", v.len() - 10);
             }
         }
+        s += &self.startup_text();
         let _ = writeln!(s, "  events by kind:");
         for (k, v) in &self.events_by_kind {
             let _ = writeln!(s, "    {v:>8}  {k}");
@@ -186,5 +262,16 @@ impl Summary {
             let _ = writeln!(s, "  exit code  {c}");
         }
         s
+    }
+}
+
+/// "1.234 ms" / "56.7 us" / "890 ns": durations a person reads at a glance.
+pub fn fmt_ns(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.1} us", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
     }
 }

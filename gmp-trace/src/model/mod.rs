@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use gmp_trace_common::{Event, EventKind};
 
+pub mod startup;
+use startup::Startup;
+
 /// A goroutine's state in the vocabulary of Go's execution tracer (internal/trace GoState).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GoState {
@@ -95,11 +98,20 @@ pub struct Model {
     pub runtime_main: Vec<MainStart>,
     /// Events whose kind this build does not know (a newer recording).
     pub unknown_kinds: u64,
+    pub startup: Startup,
 }
 
 impl Model {
     pub fn new() -> Model {
         Model::default()
+    }
+
+    /// A model for process `pid` built with Go `major.minor`.
+    pub fn for_target(pid: u32, go: (u32, u32)) -> Model {
+        Model {
+            startup: Startup::new(pid, go >= (1, 21)),
+            ..Model::default()
+        }
     }
 
     fn goroutine(&mut self, goid: u64) -> &mut Goroutine {
@@ -129,6 +141,7 @@ impl Model {
             return;
         }
         self.events += 1;
+        self.startup.apply(e);
         self.first_ts = Some(self.first_ts.map_or(e.ts, |t| t.min(e.ts)));
         self.last_ts = Some(self.last_ts.map_or(e.ts, |t| t.max(e.ts)));
         let th = self.threads.entry(e.tid).or_insert_with(|| Thread {

@@ -1,0 +1,175 @@
+//! The startup timeline against the Go runtime's own account of it (GODEBUG=inittrace=1, which
+//! prints one line per init task with its duration) from the same run.
+use gmp_trace_tests::{build_sample, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS};
+
+/// (package, clock ms) from inittrace lines: "init example.com/x @1.5 ms, 20 ms clock, ...".
+fn inittrace(stderr: &str) -> Vec<(String, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() >= 7 && w[0] == "init" && w[2].starts_with('@') && w[6] == "clock," {
+                Some((w[1].to_string(), w[4].parse().ok()?))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn startup_matches_inittrace(go: &str) {
+    let bin = build_sample("initorder", go, Variant::Default);
+    let dir = scratch_dir(&format!("startup-{go}"));
+    let run = trace(
+        &dir,
+        &["-q", "--", bin.to_str().unwrap()],
+        &[("GODEBUG", "inittrace=1")],
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let s = &run.summary;
+    assert_eq!(s["startup_observed"], true);
+    let phases = s["startup"].as_array().unwrap();
+    let top: Vec<&str> = phases
+        .iter()
+        .filter(|p| p["depth"] == 0)
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    let schedinit = top
+        .iter()
+        .find(|p| p.starts_with("schedinit (GOMAXPROCS="))
+        .copied()
+        .unwrap_or("schedinit missing");
+    assert_eq!(
+        top,
+        [
+            "exec",
+            "rt0_go",
+            schedinit,
+            "newproc(runtime.main) creates g1",
+            "mstart on m0",
+            "runtime.main on g1",
+            "runtime init tasks",
+            "gcenable",
+            "package inits",
+            "main.main",
+            "exit(0)"
+        ]
+    );
+    let get = |n: &str| {
+        phases
+            .iter()
+            .find(|p| p["phase"] == n)
+            .unwrap_or_else(|| panic!("no phase {n}"))
+    };
+    assert_eq!(get("exec")["start_ns"], 0);
+    for (name, g) in [
+        ("runtime.main on g1", 1),
+        ("gcenable", 1),
+        ("main.main", 1),
+        ("rt0_go", 0),
+        ("schedinit", 0),
+    ] {
+        let p = phases
+            .iter()
+            .find(|p| p["phase"].as_str().unwrap().starts_with(name))
+            .unwrap();
+        assert_eq!(p["g"], g, "{name} runs on g{g}: {p}");
+    }
+    assert_eq!(get("runtime.main on g1")["m"], 0, "runtime.main runs on m0");
+    let starts: Vec<u64> = phases
+        .iter()
+        .filter(|p| p["depth"] == 0)
+        .map(|p| p["start_ns"].as_u64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "phases out of order: {starts:?}"
+    );
+
+    // Same packages, same order, durations within tolerance.
+    let theirs = inittrace(&run.stderr);
+    assert!(theirs.len() >= 10, "inittrace lines: {}", run.stderr);
+    let ours: Vec<(String, f64)> = phases
+        .iter()
+        .filter_map(|p| {
+            let name = p["phase"].as_str()?.strip_prefix("init ")?;
+            Some((name.to_string(), p["dur_ns"].as_f64()? / 1e6))
+        })
+        .collect();
+    let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ours), names(&theirs), "init order");
+    assert_eq!(s["init_order"].as_array().unwrap().len(), ours.len());
+    let mut diffs = Vec::new();
+    for ((name, ours_ms), (_, theirs_ms)) in ours.iter().zip(&theirs) {
+        let d = ours_ms - theirs_ms;
+        diffs.push(d);
+        // inittrace prints 2 significant digits and excludes its own printing (which our
+        // phase, ending at the next task's entry, includes): 1 ms or 10%, whichever is larger.
+        let tol = (0.10 * theirs_ms).max(1.0);
+        assert!(
+            d.abs() <= tol,
+            "init {name}: ours {ours_ms:.3} ms vs inittrace {theirs_ms} ms"
+        );
+    }
+    diffs.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
+    eprintln!(
+        "go{go}: {} init tasks, |ours - inittrace| median {:.3} ms, max {:.3} ms",
+        diffs.len(),
+        diffs[diffs.len() / 2].abs(),
+        diffs.last().unwrap().abs()
+    );
+    let alpha = ours
+        .iter()
+        .find(|(n, _)| n == "example.com/initorder/alpha")
+        .unwrap()
+        .1;
+    let gamma = ours
+        .iter()
+        .find(|(n, _)| n == "example.com/initorder/gamma")
+        .unwrap()
+        .1;
+    assert!(
+        alpha >= 20.0 && gamma >= 5.0,
+        "alpha {alpha} ms (sleeps 20), gamma {gamma} ms (sleeps 5)"
+    );
+    // The goroutine alpha's init starts is created during its init phase, by g1.
+    let alpha_phase = get("init example.com/initorder/alpha");
+    let t0 = run
+        .events
+        .iter()
+        .find(|e| e["kind"] == "phase" && e["phase"] == "exec")
+        .unwrap()["ts"]
+        .as_u64()
+        .unwrap();
+    let (a, b) = (
+        t0 + alpha_phase["start_ns"].as_u64().unwrap(),
+        t0 + alpha_phase["start_ns"].as_u64().unwrap() + alpha_phase["dur_ns"].as_u64().unwrap(),
+    );
+    let spawned: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "go_create" && (a..b).contains(&e["ts"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        spawned.len(),
+        1,
+        "goroutines created during alpha's init: {spawned:?}"
+    );
+    assert_eq!(spawned[0]["parent_goid"], 1);
+    assert!(spawned[0]["start_fn"]
+        .as_str()
+        .unwrap()
+        .starts_with("example.com/initorder/alpha.init"));
+}
+
+#[test]
+fn startup_newest_go() {
+    require_bpf!();
+    startup_matches_inittrace(GO_VERSIONS[0]);
+}
+
+#[test]
+fn startup_oldest_go() {
+    require_bpf!();
+    startup_matches_inittrace(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+}
