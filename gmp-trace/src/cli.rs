@@ -8,30 +8,21 @@ use clap::{Parser, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --summary-json s.json -- go version"
+    after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --record run.gmpt -- ./prog  keep the raw events; `gmp-trace replay run.gmpt` later\n  gmp-trace --summary-json s.json -- go version\n\nSubcommands: `gmp-trace replay FILE [OPTIONS]` remakes every output from a recording;\n`gmp-trace compare --recording FILE --go-trace TRACE` checks it against Go's own tracer."
 )]
 pub struct Args {
     /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its exit).
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
     pub pid: Option<i32>,
 
-    /// Write events to FILE ("-" for stdout); the format comes from the extension or --format.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
-    /// Event format for -o (default: from the file extension; .jsonl/.json -> jsonl).
-    #[arg(long = "format", value_enum)]
-    pub format: Option<Format>,
+    /// Also write the raw events to FILE, for `gmp-trace replay FILE` (identical outputs offline).
+    #[arg(long = "record", value_name = "FILE")]
+    pub record: Option<PathBuf>,
 
-    /// Write a machine-readable summary (JSON) to FILE.
-    #[arg(long = "summary-json", value_name = "FILE")]
-    pub summary_json: Option<PathBuf>,
-
-    /// Do not print the human summary on stderr at the end.
-    #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
-
-    /// Stop tracing after this long (e.g. 10s, 500ms, 2m); with --pid the target keeps running.
+    /// Stop tracing after this long (e.g. 10s, 500ms, 2m); the target keeps running.
     #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
@@ -49,13 +40,52 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
+/// Where the results go; shared by live tracing and replay.
+#[derive(clap::Args, Debug, Default)]
+pub struct OutputArgs {
+    /// Write events to FILE ("-" for stdout); the format comes from the extension or --format.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Event format for -o (default: from the file extension; .jsonl/.json -> jsonl).
+    #[arg(long = "format", value_enum)]
+    pub format: Option<Format>,
+
+    /// Write a machine-readable summary (JSON) to FILE.
+    #[arg(long = "summary-json", value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Write the scheduler graph (creation tree, G-M and M-P bindings) to FILE: .dot or .json.
+    #[arg(long = "graph", value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+
+    /// Do not print the human summary on stderr at the end.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+/// Remake every output from a recording, offline and without privileges.
+#[derive(Parser, Debug)]
+#[command(name = "gmp-trace replay")]
+pub struct ReplayArgs {
+    /// A recording made with `gmp-trace --record FILE`.
+    pub recording: PathBuf,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
+
+    /// The traced executable, for function names (default: the path stored in the recording).
+    #[arg(long = "binary", value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// One JSON object per line.
     Jsonl,
 }
 
-impl Args {
+impl OutputArgs {
     /// The output format: --format, else the extension of -o.
     pub fn output_format(&self) -> Result<Option<Format>, String> {
         let Some(path) = &self.output else {
@@ -119,10 +149,10 @@ mod tests {
     #[test]
     fn format_from_extension() {
         let a = Args::parse_from(["gmp-trace", "-o", "x.jsonl", "--", "prog"]);
-        assert_eq!(a.output_format(), Ok(Some(Format::Jsonl)));
+        assert_eq!(a.out.output_format(), Ok(Some(Format::Jsonl)));
         assert_eq!(a.command, vec!["prog".to_string()]);
         let a = Args::parse_from(["gmp-trace", "-o", "x.bin", "--pid", "1"]);
-        assert!(a.output_format().is_err());
+        assert!(a.out.output_format().is_err());
         let a = Args::parse_from([
             "gmp-trace",
             "-o",
@@ -132,6 +162,6 @@ mod tests {
             "--pid",
             "1",
         ]);
-        assert_eq!(a.output_format(), Ok(Some(Format::Jsonl)));
+        assert_eq!(a.out.output_format(), Ok(Some(Format::Jsonl)));
     }
 }

@@ -1,58 +1,29 @@
 //! One tracing session from start to finish: check the target, open outputs, start or find the
 //! process, load and attach the probes, stream events into the model and exporters until the
 //! target exits (or Ctrl-C / SIGTERM / --duration), then detach and report.
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use gmp_trace_common::Event;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::binary::GoBinary;
-use crate::cli::Args;
-use crate::export::jsonl::JsonlWriter;
-use crate::export::summary::{RunInfo, Summary};
-use crate::export::Symbolize;
+use crate::cli::{Args, ReplayArgs};
+use crate::export::summary::RunInfo;
+use crate::export::{NoSymbols, Symbolize};
 use crate::launch::{self, HeldChild};
 use crate::model::Model;
+use crate::pipeline::Pipeline;
 use crate::preflight;
 use crate::probes::{self, Tracer};
 use crate::source::live::LiveSource;
-use crate::source::Sink;
+use crate::source::recording::{Header, Recorder, Replay};
 
 impl Symbolize for GoBinary {
     fn func_name(&self, pc: u64) -> Option<&str> {
         self.func_name_for_pc(pc)
-    }
-}
-
-/// Feeds each event to the model and the event file.
-struct Pipeline<'a> {
-    model: Model,
-    jsonl: Option<JsonlWriter<Box<dyn Write>>>,
-    sym: &'a dyn Symbolize,
-    malformed: u64,
-    write_error: Option<std::io::Error>,
-}
-
-impl Sink for Pipeline<'_> {
-    fn event(&mut self, e: &Event) {
-        self.model.apply(e);
-        if let Some(w) = &mut self.jsonl {
-            if let Err(err) = w.write(e, self.sym) {
-                // Keep tracing (the summary still matters) but report the failure at the end.
-                self.write_error.get_or_insert(err);
-                self.jsonl = None;
-            }
-        }
-    }
-
-    fn malformed(&mut self, _len: usize) {
-        self.malformed += 1;
     }
 }
 
@@ -70,7 +41,6 @@ enum Target {
 
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
-    let format = args.output_format().map_err(|e| anyhow!(e))?;
     let target = match (args.pid, args.command.first()) {
         (Some(pid), _) => Target::Pid {
             pid: pid as u32,
@@ -103,15 +73,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut offsets = bin.offsets()?;
     preflight::check_privileges()?;
 
-    let events_out: Option<Box<dyn Write>> = match (&args.output, format) {
-        (Some(p), Some(_)) => Some(match preflight::open_output(p, "events")? {
-            Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f)),
-            None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
-        }),
-        _ => None,
-    };
-    let summary_out: Option<File> = match &args.summary_json {
-        Some(p) => preflight::open_output(p, "summary")?,
+    let go = (bin.go_version().major, bin.go_version().minor);
+    // Outputs are opened (created) before anything runs: a bad path fails here.
+    let mut pipeline = Pipeline::open(&args.out, Model::new(), &bin)?;
+    let record_file = match &args.record {
+        Some(p) => preflight::open_output(p, "recording")?.map(|f| (f, p.clone())),
         None => None,
     };
 
@@ -145,13 +111,22 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     let mut source = LiveSource::new(&mut tracer, pid)?;
-    let mut pipeline = Pipeline {
-        model: Model::for_target(pid, (bin.go_version().major, bin.go_version().minor)),
-        jsonl: events_out.map(JsonlWriter::new),
-        sym: &bin,
-        malformed: 0,
-        write_error: None,
-    };
+    pipeline.model = Model::for_target(pid, go);
+    let mode = if is_launch { "launch" } else { "pid" };
+    if let Some((f, path)) = record_file {
+        let header = Header {
+            go_version: bin.go_version().to_string(),
+            binary: exe.display().to_string(),
+            main_module: bin.main_module().map(str::to_owned),
+            mode: mode.to_string(),
+            pid,
+            gmp_trace_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        pipeline.recorder = Some(
+            Recorder::create(f, &path, &header)
+                .with_context(|| format!("writing the recording {}", path.display()))?,
+        );
+    }
 
     // What ends the session: the target's exit, a signal, or --duration.
     let mut child_wait = match held {
@@ -176,7 +151,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let launch = child_wait.is_some();
     loop {
         tokio::select! {
-            r = source.readable(&mut pipeline) => r?,
+            r = source.readable(&mut pipeline) => {
+                r?;
+                pipeline.flush();
+            }
             _ = tick.tick() => source.check_losses(&tracer, &mut pipeline)?,
             st = async { child_wait.as_mut().expect("launch mode").await }, if child_wait.is_some() => {
                 child_wait = None;
@@ -210,11 +188,6 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     drop(source);
     drop(tracer); // detaches every probe
 
-    if let Some(w) = &mut pipeline.jsonl {
-        if let Err(e) = w.flush() {
-            pipeline.write_error.get_or_insert(e);
-        }
-    }
     // Launch mode with --duration: tracing stopped, the program runs on; wait for it.
     if let Some(w) = child_wait.take() {
         exit_status = Some(
@@ -224,35 +197,69 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let exit_code = exit_status.map(launch::exit_code);
+    pipeline.model.finish();
 
-    let summary = Summary::build(
-        &pipeline.model,
-        RunInfo {
-            go_version: bin.go_version().to_string(),
-            binary: exe.display().to_string(),
-            main_module: bin.main_module().map(str::to_owned),
-            mode: if launch { "launch" } else { "pid" },
-            pid,
-            exit_code,
-            read_failures,
-            malformed_records: pipeline.malformed,
-            probes: probes_info,
-        },
-        &bin,
-    );
-    if let (Some(mut f), Some(path)) = (summary_out, &args.summary_json) {
-        serde_json::to_writer_pretty(&mut f, &summary)
-            .map_err(std::io::Error::from)
-            .and_then(|()| f.write_all(b"\n"))
-            .with_context(|| format!("writing the summary to {}", path.display()))?;
-    }
-    if !args.quiet {
-        eprint!("{}", summary.text());
-    }
-    if let Some(e) = pipeline.write_error {
-        bail!("writing events failed part-way ({e}); the summary above is complete");
-    }
+    let run = RunInfo {
+        go_version: bin.go_version().to_string(),
+        binary: exe.display().to_string(),
+        main_module: bin.main_module().map(str::to_owned),
+        mode,
+        pid,
+        exit_code,
+        read_failures,
+        malformed_records: pipeline.malformed,
+        probes: probes_info,
+    };
+    pipeline.finish(run)?;
     Ok(exit_code.unwrap_or(0))
+}
+
+/// `gmp-trace replay FILE`: the same outputs from a recording, offline.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
+    let rec = Replay::open(&args.recording)?;
+    let h = rec.header.clone();
+    let exe = args
+        .binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&h.binary));
+    let bin = match GoBinary::open(&exe) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log::warn!("no function names: {e} (pass --binary PATH to the traced executable)");
+            None
+        }
+    };
+    let sym: &dyn Symbolize = match &bin {
+        Some(b) => b,
+        None => &NoSymbols,
+    };
+    let go = crate::binary::GoVersion::parse(&h.go_version)
+        .map(|v| (v.major, v.minor))
+        .unwrap_or((0, 0));
+    let mut pipeline = Pipeline::open(&args.out, Model::for_target(h.pid, go), sym)?;
+    let end = rec.run(&mut pipeline)?;
+    if end.truncated_bytes > 0 || end.footer.is_none() {
+        log::warn!(
+            "{} was cut short ({} stray bytes, no footer): replayed every whole event",
+            args.recording.display(),
+            end.truncated_bytes
+        );
+    }
+    let footer = end.footer.unwrap_or_default();
+    let mode: &'static str = if h.mode == "launch" { "launch" } else { "pid" };
+    let run = RunInfo {
+        go_version: h.go_version,
+        binary: h.binary,
+        main_module: h.main_module,
+        mode,
+        pid: h.pid,
+        exit_code: footer.exit_code,
+        read_failures: footer.read_failures,
+        malformed_records: footer.malformed_records + pipeline.malformed,
+        probes: footer.probes,
+    };
+    pipeline.finish(run)?;
+    Ok(0)
 }
 
 fn forward(pid: u32, sig: i32) {

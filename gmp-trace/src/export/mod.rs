@@ -1,4 +1,5 @@
 //! Exporters: turn events (and the model) into files people read.
+pub mod graph;
 pub mod jsonl;
 pub mod summary;
 

@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Symbolize;
 use crate::model::startup::{AtMain, Phase};
+use crate::model::views::{self, Latency, LeakGroup, ProcUse, SiteLatency, WorstGoroutine};
 use crate::model::Model;
 
 /// Where each probe went, for the record (and for spotting two-trap placements).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ProbeInfo {
     pub program: String,
     pub function: String,
@@ -55,6 +56,21 @@ pub struct Summary {
     /// False when the process was already running (--pid): no timeline is made up.
     pub startup_observed: bool,
     pub startup: Vec<Phase>,
+    /// GOMAXPROCS as last set by procresize during the trace.
+    pub gomaxprocs: Option<u64>,
+    /// Runnable -> Running latency over the whole program.
+    pub sched_latency: Latency,
+    pub sched_latency_by_site: Vec<SiteLatency>,
+    pub worst_latency_goroutines: Vec<WorstGoroutine>,
+    pub proc_utilization: Vec<ProcUse>,
+    /// Live goroutines at the end, by state.
+    pub states_at_end: BTreeMap<String, u64>,
+    /// Live goroutines grouped by creator chain and creation site, largest first.
+    pub leak_tree: Vec<LeakGroup>,
+    /// State transitions in Go tracer vocabulary ("Runnable->Running": n).
+    pub transitions: BTreeMap<String, u64>,
+    pub gc_cycles: usize,
+    pub stw_pauses: usize,
     /// Package init order (import paths), the runtime's own tasks first.
     pub init_order: Vec<String>,
     /// Goroutines and threads that existed when main.main began.
@@ -76,14 +92,7 @@ pub struct RunInfo {
 
 impl Summary {
     pub fn build(model: &Model, run: RunInfo, sym: &dyn Symbolize) -> Summary {
-        let mut by_fn = BTreeMap::new();
-        for g in model.goroutines.values().filter(|g| g.created_ts.is_some()) {
-            let name = sym
-                .func_name(g.start_pc)
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{:#x}", g.start_pc));
-            *by_fn.entry(name).or_insert(0u64) += 1;
-        }
+        let by_fn = views::created_by_start_fn(model, sym);
         Summary {
             go_version: run.go_version,
             binary: run.binary,
@@ -122,6 +131,20 @@ impl Summary {
                 .values()
                 .filter(|t| t.mstart_ts.is_some())
                 .count(),
+            gomaxprocs: model.gomaxprocs,
+            sched_latency: Latency::of(&model.latency),
+            sched_latency_by_site: views::latency_by_site(model, sym, 10),
+            worst_latency_goroutines: views::worst_goroutines(model, sym, 10),
+            proc_utilization: views::proc_use(model),
+            states_at_end: views::states_at_end(model),
+            leak_tree: views::leak_tree(model, sym, 10),
+            transitions: model
+                .transitions
+                .iter()
+                .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), *n))
+                .collect(),
+            gc_cycles: model.gc.len(),
+            stw_pauses: model.stw.len(),
             startup_observed: model.startup.observed(),
             startup: model.startup.timeline(sym),
             init_order: model.startup.init_packages(sym),
@@ -193,6 +216,89 @@ impl Summary {
         s
     }
 
+    /// Latency, P use, end states and the leak tree.
+    fn scheduler_text(&self) -> String {
+        let mut s = String::new();
+        let l = &self.sched_latency;
+        let _ = writeln!(
+            s,
+            "  sched latency (runnable -> running): {} samples, p50 {}, p99 {}, max {}",
+            l.count,
+            fmt_ns(l.p50_ns),
+            fmt_ns(l.p99_ns),
+            fmt_ns(l.max_ns)
+        );
+        if !self.worst_latency_goroutines.is_empty() {
+            let _ = writeln!(s, "  top goroutines by scheduling latency:");
+            for w in self.worst_latency_goroutines.iter().take(5) {
+                let _ = writeln!(
+                    s,
+                    "    {:>10}  g{:<6} {}",
+                    fmt_ns(w.latency_ns),
+                    w.goid,
+                    w.start_fn
+                );
+            }
+        }
+        if !self.sched_latency_by_site.is_empty() {
+            let _ = writeln!(s, "  latency by creation site (p50 / p99 / max):");
+            for r in self.sched_latency_by_site.iter().take(5) {
+                let _ = writeln!(
+                    s,
+                    "    {:>10} {:>10} {:>10}  {} ({} created)",
+                    fmt_ns(r.latency.p50_ns),
+                    fmt_ns(r.latency.p99_ns),
+                    fmt_ns(r.latency.max_ns),
+                    r.site,
+                    r.created
+                );
+            }
+        }
+        if !self.proc_utilization.is_empty() {
+            let row: Vec<String> = self
+                .proc_utilization
+                .iter()
+                .map(|p| format!("P{} {:.1}%", p.p, 100.0 * p.utilization))
+                .collect();
+            let _ = writeln!(s, "  P utilization: {}", row.join(", "));
+        }
+        if !self.states_at_end.is_empty() {
+            let row: Vec<String> = self
+                .states_at_end
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            let _ = writeln!(s, "  goroutines at end: {}", row.join(", "));
+        }
+        if !self.leak_tree.is_empty() {
+            let _ = writeln!(s, "  live goroutines by creator (leak tree):");
+            for g in self.leak_tree.iter().take(5) {
+                let chain = if g.creators.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} > ", g.creators.join(" > "))
+                };
+                let states: Vec<String> =
+                    g.states.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                let _ = writeln!(
+                    s,
+                    "    {:>6}  {chain}{}  [{}]",
+                    g.count,
+                    g.start_fn,
+                    states.join(", ")
+                );
+            }
+        }
+        if self.gc_cycles > 0 || self.stw_pauses > 0 {
+            let _ = writeln!(
+                s,
+                "  GC cycles {}, stop-the-world pauses {}",
+                self.gc_cycles, self.stw_pauses
+            );
+        }
+        s
+    }
+
     /// The human summary (stderr).
     pub fn text(&self) -> String {
         let mut s = String::new();
@@ -245,6 +351,7 @@ impl Summary {
             }
         }
         s += &self.startup_text();
+        s += &self.scheduler_text();
         let _ = writeln!(s, "  events by kind:");
         for (k, v) in &self.events_by_kind {
             let _ = writeln!(s, "    {v:>8}  {k}");

@@ -1,68 +1,26 @@
-//! The scheduler model: folds the event stream into goroutines, threads (Ms) and processors (Ps).
+//! The scheduler model: folds the event stream into goroutines (G), threads (M) and processors
+//! (P), their states in the vocabulary of Go's execution tracer, and the views derived from
+//! them (scheduling latency, P utilization, the creation tree of what is still alive).
 //!
-//! It is fed the same way from a live ring buffer or a recording, so everything here is testable
+//! Fed the same way from a live ring buffer or a recording, so everything here is testable
 //! without root. Events from different CPUs can arrive slightly out of timestamp order (the ring
-//! buffer orders by reservation, not by `ts`), so nothing here assumes monotonic time beyond
-//! min/max bookkeeping.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+//! buffer orders by reservation), so nothing assumes monotonic time beyond min/max bookkeeping.
+//! Memory is O(live goroutines + threads + Ps + creation sites): exited goroutines are folded
+//! into aggregates and dropped.
+use std::collections::{BTreeMap, HashMap};
 
 use gmp_trace_common::{Event, EventKind};
 
+pub mod goroutine;
+pub mod graph;
+pub mod hist;
 pub mod startup;
+pub mod views;
+
+pub use goroutine::{GoState, Goroutine, Transition};
+use graph::GraphAgg;
+use hist::Histogram;
 use startup::Startup;
-
-/// A goroutine's state in the vocabulary of Go's execution tracer (internal/trace GoState).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum GoState {
-    /// Existed before we looked, and we have not seen it change since.
-    Unknown,
-    NotExist,
-    Runnable,
-    Running,
-    Syscall,
-    Waiting,
-}
-
-impl GoState {
-    /// Maps a runtime `g.atomicstatus` value (scan bit ignored) to the tracer's vocabulary.
-    pub fn from_runtime(status: u64) -> GoState {
-        match status & !0x1000 {
-            0 | 6 | 11 => GoState::NotExist, // _Gidle, _Gdead, _Gdeadextra (1.26+)
-            1 | 9 => GoState::Runnable,      // _Grunnable, _Gpreempted (resumes as runnable)
-            2 => GoState::Running,
-            3 => GoState::Syscall,
-            4 | 10 => GoState::Waiting, // _Gwaiting, _Gleaked (1.26+)
-            _ => GoState::Unknown,      // _Gcopystack and anything new: do not guess
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            GoState::Unknown => "Unknown",
-            GoState::NotExist => "NotExist",
-            GoState::Runnable => "Runnable",
-            GoState::Running => "Running",
-            GoState::Syscall => "Syscall",
-            GoState::Waiting => "Waiting",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Goroutine {
-    pub goid: u64,
-    /// The creating goroutine; `Some(0)` when created from a g0 (g1, by rt0_go).
-    pub parent: Option<u64>,
-    pub start_pc: u64,
-    pub create_pc: u64,
-    pub created_ts: Option<u64>,
-    pub exited_ts: Option<u64>,
-    pub state: GoState,
-    /// Times the goroutine was started by `execute`.
-    pub runs: u64,
-    pub last_tid: Option<u32>,
-    pub last_p: Option<i32>,
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct Thread {
@@ -70,8 +28,39 @@ pub struct Thread {
     /// `m.id`, when an event on this thread could read it.
     pub m: Option<i64>,
     pub mstart_ts: Option<u64>,
-    pub first_ts: u64,
+    /// The thread that created this M (newm on it), when seen.
+    pub created_by: Option<u32>,
     pub events: u64,
+    /// What the M is doing now, by the last event seen on it.
+    pub state: MState,
+    /// The P it holds (acquirep/releasep), and since when.
+    pub p: Option<i32>,
+    pub p_since: Option<u64>,
+}
+
+/// An M's activity, as far as the probes show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MState {
+    #[default]
+    Unknown,
+    /// Running goroutine code.
+    Running,
+    /// In the scheduler looking for work (schedule/findRunnable).
+    Scheduling,
+    /// A goroutine on it is in a system call.
+    Syscall,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Proc {
+    pub id: i32,
+    pub held_by: Option<u32>,
+    /// Time a goroutine was running on this P.
+    pub busy_ns: u64,
+    /// (since, goid) of the goroutine running on it now.
+    pub running: Option<(u64, u64)>,
+    pub acquires: u64,
+    pub starts: u64,
 }
 
 /// Where and when runtime.main began.
@@ -83,11 +72,30 @@ pub struct MainStart {
     pub m: i64,
 }
 
+/// A stop-the-world or GC range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: Option<u64>,
+    /// stwReason / gcTriggerKind as the runtime numbers it.
+    pub reason: u64,
+    pub tid: u32,
+}
+
+/// Per creation-site or per-start-function aggregates.
+#[derive(Clone, Debug, Default)]
+pub struct SiteStats {
+    pub created: u64,
+    pub exited: u64,
+    pub latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 pub struct Model {
     pub goroutines: HashMap<u64, Goroutine>,
     pub threads: BTreeMap<u32, Thread>,
-    pub procs: BTreeSet<i32>,
+    pub procs: BTreeMap<i32, Proc>,
+    pub gomaxprocs: Option<u64>,
     pub by_kind: BTreeMap<&'static str, u64>,
     pub events: u64,
     pub lost: u64,
@@ -99,7 +107,26 @@ pub struct Model {
     /// Events whose kind this build does not know (a newer recording).
     pub unknown_kinds: u64,
     pub startup: Startup,
+    /// Runnable -> Running latency over the whole program.
+    pub latency: Histogram,
+    /// Keyed by the creating call site (g.gopc) and by the start function (g.startpc).
+    pub by_create_pc: HashMap<u64, SiteStats>,
+    pub by_start_pc: HashMap<u64, SiteStats>,
+    /// Transitions counted by (from, to).
+    pub transitions: BTreeMap<(GoState, GoState), u64>,
+    /// Every transition in order, when asked for (comparison with Go's tracer).
+    pub transition_log: Option<Vec<Transition>>,
+    pub stw: Vec<Range>,
+    pub gc: Vec<Range>,
+    /// Goroutines with the worst single scheduling latency: (latency, goid, start pc), bounded.
+    pub worst_latency: Vec<(u64, u64, u64)>,
+    /// Go >= 1.26 leaves syscalls out of casgstatus on the fast path: take them from the
+    /// entersyscall/exitsyscall probes instead.
+    pub syscalls_from_probes: bool,
+    pub graph: GraphAgg,
 }
+
+pub const WORST_KEPT: usize = 20;
 
 impl Model {
     pub fn new() -> Model {
@@ -110,23 +137,14 @@ impl Model {
     pub fn for_target(pid: u32, go: (u32, u32)) -> Model {
         Model {
             startup: Startup::new(pid, go >= (1, 21)),
+            syscalls_from_probes: go >= (1, 26),
             ..Model::default()
         }
     }
 
-    fn goroutine(&mut self, goid: u64) -> &mut Goroutine {
-        self.goroutines.entry(goid).or_insert_with(|| Goroutine {
-            goid,
-            parent: None,
-            start_pc: 0,
-            create_pc: 0,
-            created_ts: None,
-            exited_ts: None,
-            state: GoState::Unknown,
-            runs: 0,
-            last_tid: None,
-            last_p: None,
-        })
+    /// Keeps every transition for later comparison (memory grows with the trace).
+    pub fn log_transitions(&mut self) {
+        self.transition_log.get_or_insert_with(Vec::new);
     }
 
     pub fn apply(&mut self, e: &Event) {
@@ -146,7 +164,6 @@ impl Model {
         self.last_ts = Some(self.last_ts.map_or(e.ts, |t| t.max(e.ts)));
         let th = self.threads.entry(e.tid).or_insert_with(|| Thread {
             tid: e.tid,
-            first_ts: e.ts,
             ..Thread::default()
         });
         th.events += 1;
@@ -154,72 +171,276 @@ impl Model {
             th.m = Some(e.m);
         }
         if e.p >= 0 {
-            self.procs.insert(e.p);
+            self.procs.entry(e.p).or_insert_with(|| Proc {
+                id: e.p,
+                ..Proc::default()
+            });
         }
         match kind {
-            EventKind::GoCreate => {
-                self.created += 1;
-                let g = self.goroutine(e.goid);
-                g.parent = Some(e.arg0);
-                g.start_pc = e.arg1;
-                g.create_pc = e.arg2;
-                g.created_ts = Some(e.ts);
-                g.exited_ts = None;
-                g.state = GoState::Runnable;
-            }
+            EventKind::GoCreate => self.on_create(e),
+            EventKind::GoStatus => self.on_status(e),
             EventKind::Execute => {
-                let g = self.goroutine(e.goid);
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.state = MState::Running;
+                }
+                if e.p >= 0 {
+                    if let Some(p) = self.procs.get_mut(&e.p) {
+                        p.starts += 1;
+                    }
+                }
+                let g = self
+                    .goroutines
+                    .entry(e.goid)
+                    .or_insert_with(|| Goroutine::unknown(e.goid));
                 g.runs += 1;
-                g.state = GoState::Running;
                 g.last_tid = Some(e.tid);
                 g.last_p = (e.p >= 0).then_some(e.p);
             }
             EventKind::GoExit => {
                 self.exited += 1;
-                let g = self.goroutine(e.goid);
-                g.exited_ts = Some(e.ts);
-                g.state = GoState::NotExist;
+                if let Some(g) = self.goroutines.get_mut(&e.goid) {
+                    g.exited_ts = Some(e.ts);
+                }
             }
-            EventKind::GoStatus => {
-                // casgstatus(_Gdead -> _Grunnable) on a new G runs before its goid is assigned on
-                // Go <= 1.23 (goid 0): GoCreate from newproc1's return covers those.
-                if e.goid != 0 {
-                    let st = GoState::from_runtime(e.arg1);
-                    let g = self.goroutine(e.goid);
-                    if g.exited_ts.is_none() || st != GoState::NotExist {
-                        g.state = st;
-                    }
+            EventKind::Schedule => {
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.state = MState::Scheduling;
+                }
+            }
+            EventKind::SyscallEnter => {
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.state = MState::Syscall;
+                }
+                if self.syscalls_from_probes {
+                    self.transition(
+                        e,
+                        e.goid,
+                        Some(GoState::Running),
+                        GoState::Syscall,
+                        0,
+                        e.goid,
+                    );
+                }
+            }
+            EventKind::SyscallExit => {
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.state = MState::Running;
+                }
+                if self.syscalls_from_probes {
+                    self.transition(
+                        e,
+                        e.goid,
+                        Some(GoState::Syscall),
+                        GoState::Running,
+                        0,
+                        e.goid,
+                    );
                 }
             }
             EventKind::MStart => {
-                th.mstart_ts.get_or_insert(e.ts);
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.mstart_ts.get_or_insert(e.ts);
+                }
             }
             EventKind::AcquireP => {
-                if let Ok(p) = i32::try_from(e.arg0 as i64) {
-                    if p >= 0 {
-                        self.procs.insert(p);
+                let id = e.arg0 as i64 as i32;
+                if id >= 0 {
+                    let p = self.procs.entry(id).or_insert_with(|| Proc {
+                        id,
+                        ..Proc::default()
+                    });
+                    p.held_by = Some(e.tid);
+                    p.acquires += 1;
+                    if let Some(th) = self.threads.get_mut(&e.tid) {
+                        th.p = Some(id);
+                        th.p_since = Some(e.ts);
+                    }
+                    self.graph.held(e.tid, id, 0, true);
+                }
+            }
+            EventKind::ReleaseP => {
+                if e.p >= 0 {
+                    if let Some(p) = self.procs.get_mut(&e.p) {
+                        p.held_by = None;
+                    }
+                }
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    if let (Some(p), Some(since)) = (th.p.take(), th.p_since.take()) {
+                        self.graph.held(e.tid, p, e.ts.saturating_sub(since), false);
                     }
                 }
             }
+            EventKind::ProcResize => self.gomaxprocs = Some(e.arg0),
+            EventKind::StwStart => self.stw.push(Range {
+                start: e.ts,
+                end: None,
+                reason: e.arg0,
+                tid: e.tid,
+            }),
+            EventKind::StwDone => close_range(&mut self.stw, e.ts),
+            EventKind::GcStart => self.gc.push(Range {
+                start: e.ts,
+                end: None,
+                reason: e.arg0,
+                tid: e.tid,
+            }),
+            EventKind::GcDone => close_range(&mut self.gc, e.ts),
             EventKind::RuntimeMain => self.runtime_main.push(MainStart {
                 ts: e.ts,
                 goid: e.goid,
                 tid: e.tid,
                 m: e.m,
             }),
-            EventKind::NewProc
-            | EventKind::Schedule
-            | EventKind::ReleaseP
-            | EventKind::Lost
-            | EventKind::NewM
-            | EventKind::ProcResize
-            | EventKind::StwStart
-            | EventKind::StwDone
-            | EventKind::GcStart
-            | EventKind::GcDone
-            | EventKind::SyscallEnter
-            | EventKind::SyscallExit
-            | EventKind::Phase => {}
+            EventKind::NewM => {}
+            EventKind::NewProc | EventKind::Lost | EventKind::Phase => {}
+        }
+    }
+
+    fn on_create(&mut self, e: &Event) {
+        self.created += 1;
+        let (parent_chain, parent_pc) = self
+            .goroutines
+            .get(&e.arg0)
+            .map(|p| (p.creator_chain_for_child(), p.start_pc))
+            .unwrap_or_default();
+        self.graph.created(parent_pc, e.arg1);
+        let g = Goroutine::created(e.goid, e.arg0, e.arg1, e.arg2, e.ts, parent_chain);
+        self.by_create_pc.entry(e.arg2).or_default().created += 1;
+        self.by_start_pc.entry(e.arg1).or_default().created += 1;
+        let goid = e.goid;
+        self.goroutines.insert(goid, g);
+        self.record(Transition {
+            ts: e.ts,
+            goid,
+            from: GoState::NotExist,
+            to: GoState::Runnable,
+            tid: e.tid,
+            p: e.p,
+            by: e.arg0,
+            reason: 0,
+        });
+    }
+
+    fn on_status(&mut self, e: &Event) {
+        // casgstatus from _Gdead is a goroutine being (re)born: on Go <= 1.23 before its goid is
+        // set (the old goid of a reused g may still be there), so creation comes from newproc1's
+        // return instead (GoCreate).
+        if e.goid == 0 || e.arg0 & !0x1000 == 6 {
+            return;
+        }
+        let from = GoState::from_runtime(e.arg0);
+        let to = GoState::from_runtime(e.arg1);
+        if from == GoState::Unknown || to == GoState::Unknown || from == to {
+            // _Gcopystack and friends: not a scheduling transition.
+            return;
+        }
+        self.transition(
+            e,
+            e.goid,
+            Some(from),
+            to,
+            (e.arg2 & 0xff) as u8,
+            e.arg2 >> 8,
+        );
+    }
+
+    /// Applies `from -> to` to goroutine `goid` unless it is already in `to` (one runtime
+    /// transition can be seen twice: by a dedicated probe and by casgstatus).
+    fn transition(
+        &mut self,
+        e: &Event,
+        goid: u64,
+        from: Option<GoState>,
+        to: GoState,
+        reason: u8,
+        by: u64,
+    ) {
+        let g = self
+            .goroutines
+            .entry(goid)
+            .or_insert_with(|| Goroutine::unknown(goid));
+        if g.state == to {
+            return;
+        }
+        if let Some(f) = from {
+            if g.state != GoState::Unknown && g.state != f && to != GoState::NotExist {
+                // An expected state we did not see (a lost event, or a path without a probe).
+                g.anomalies += 1;
+            }
+        }
+        let from = from.unwrap_or(g.state);
+        let prev_since = g.since;
+        g.state = to;
+        g.since = Some(e.ts);
+        if to == GoState::Waiting {
+            g.wait_reason = reason;
+        }
+        // Scheduling latency: how long a runnable goroutine waited for a P.
+        if from == GoState::Runnable && to == GoState::Running {
+            if let Some(since) = prev_since {
+                let lat = e.ts.saturating_sub(since);
+                self.latency.record(lat);
+                g.max_latency = g.max_latency.max(lat);
+                let (cpc, spc) = (g.create_pc, g.start_pc);
+                self.by_create_pc
+                    .entry(cpc)
+                    .or_default()
+                    .latency
+                    .record(lat);
+                self.by_start_pc.entry(spc).or_default().latency.record(lat);
+                note_worst(&mut self.worst_latency, (lat, goid, spc));
+            }
+        }
+        if to == GoState::Running {
+            g.run_start = Some((e.ts, e.tid));
+        } else if let Some((t0, tid)) = g.run_start.take() {
+            let spc = g.start_pc;
+            self.graph.ran(spc, tid, e.ts.saturating_sub(t0));
+        }
+        // P utilization: a goroutine occupies the P from Running until it leaves Running.
+        if to == GoState::Running && e.p >= 0 {
+            if let Some(p) = self.procs.get_mut(&e.p) {
+                p.running = Some((e.ts, goid));
+            }
+        } else if from == GoState::Running {
+            for p in self.procs.values_mut() {
+                if let Some((since, g)) = p.running {
+                    if g == goid {
+                        p.busy_ns += e.ts.saturating_sub(since);
+                        p.running = None;
+                    }
+                }
+            }
+        }
+        self.record(Transition {
+            ts: e.ts,
+            goid,
+            from,
+            to,
+            tid: e.tid,
+            p: e.p,
+            by,
+            reason,
+        });
+        if to == GoState::NotExist {
+            self.retire(goid);
+        }
+    }
+
+    fn record(&mut self, t: Transition) {
+        *self.transitions.entry((t.from, t.to)).or_default() += 1;
+        if let Some(log) = &mut self.transition_log {
+            log.push(t);
+        }
+    }
+
+    /// Folds an exited goroutine into the aggregates and forgets it.
+    fn retire(&mut self, goid: u64) {
+        if let Some(g) = self.goroutines.remove(&goid) {
+            if g.created_ts.is_some() {
+                self.by_create_pc.entry(g.create_pc).or_default().exited += 1;
+                self.by_start_pc.entry(g.start_pc).or_default().exited += 1;
+            }
         }
     }
 
@@ -230,68 +451,54 @@ impl Model {
         }
     }
 
-    /// Goroutines created during the trace that have not exited.
+    /// Goroutines alive at the end (created during the trace or seen running, not exited).
     pub fn live_goroutines(&self) -> usize {
         self.goroutines
             .values()
-            .filter(|g| g.exited_ts.is_none() && g.state != GoState::NotExist)
+            .filter(|g| g.state != GoState::NotExist)
             .count()
+    }
+
+    /// Closes the books at the end of the trace: running goroutines' P time up to the end.
+    pub fn finish(&mut self) {
+        let end = self.last_ts.unwrap_or(0);
+        for p in self.procs.values_mut() {
+            if let Some((since, _)) = p.running.take() {
+                p.busy_ns += end.saturating_sub(since);
+            }
+        }
+        for g in self.goroutines.values_mut() {
+            if let Some((t0, tid)) = g.run_start.take() {
+                self.graph.ran(g.start_pc, tid, end.saturating_sub(t0));
+            }
+        }
+        for th in self.threads.values_mut() {
+            if let (Some(p), Some(since)) = (th.p, th.p_since.take()) {
+                self.graph.held(th.tid, p, end.saturating_sub(since), false);
+            }
+        }
+    }
+}
+
+fn close_range(v: &mut [Range], ts: u64) {
+    if let Some(r) = v.iter_mut().rev().find(|r| r.end.is_none()) {
+        r.end = Some(ts);
+    }
+}
+
+fn note_worst(v: &mut Vec<(u64, u64, u64)>, item: (u64, u64, u64)) {
+    if v.len() < WORST_KEPT || item.0 > v.last().map_or(0, |w| w.0) {
+        if let Some(pos) = v.iter().position(|w| w.1 == item.1) {
+            if v[pos].0 >= item.0 {
+                return;
+            }
+            v.remove(pos);
+        }
+        let at = v.partition_point(|w| w.0 >= item.0);
+        v.insert(at, item);
+        v.truncate(WORST_KEPT);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(kind: EventKind, ts: u64, tid: u32, goid: u64) -> Event {
-        Event {
-            ts,
-            kind: kind as u32,
-            tid,
-            pid: 100,
-            p: 0,
-            goid,
-            m: 0,
-            ..Event::default()
-        }
-    }
-
-    #[test]
-    fn create_run_exit() {
-        let mut m = Model::new();
-        let mut c = ev(EventKind::GoCreate, 10, 100, 7);
-        c.arg0 = 1;
-        c.arg1 = 0x1234;
-        m.apply(&c);
-        m.apply(&ev(EventKind::Execute, 20, 101, 7));
-        m.apply(&ev(EventKind::GoExit, 30, 101, 7));
-        let g = &m.goroutines[&7];
-        assert_eq!(g.parent, Some(1));
-        assert_eq!(g.start_pc, 0x1234);
-        assert_eq!(g.runs, 1);
-        assert_eq!(g.state, GoState::NotExist);
-        assert_eq!((m.created, m.exited), (1, 1));
-        assert_eq!(m.threads.len(), 2);
-        assert_eq!(m.duration_ns(), 20);
-        assert_eq!(m.live_goroutines(), 0);
-    }
-
-    #[test]
-    fn lost_events_are_counted_not_applied() {
-        let mut m = Model::new();
-        let mut l = ev(EventKind::Lost, 5, 0, 0);
-        l.arg0 = 42;
-        m.apply(&l);
-        assert_eq!(m.lost, 42);
-        assert_eq!(m.events, 0);
-        assert!(m.threads.is_empty());
-    }
-
-    #[test]
-    fn runtime_status_mapping() {
-        assert_eq!(GoState::from_runtime(2), GoState::Running);
-        assert_eq!(GoState::from_runtime(0x1004), GoState::Waiting);
-        assert_eq!(GoState::from_runtime(6), GoState::NotExist);
-        assert_eq!(GoState::from_runtime(8), GoState::Unknown);
-    }
-}
+mod tests;

@@ -415,7 +415,7 @@ mod tests {
         let at = s.at_main(&Syms).unwrap();
         assert_eq!(at.goroutines.len(), 2);
         assert_eq!(at.goroutines[1].start_fn, "main.worker");
-        assert_eq!(at.threads, vec![]);
+        assert!(at.threads.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where events come from. `live` reads the probes' ring buffer; recorded files come later
 //! through the same `Sink`, so the model and exporters cannot tell the two apart.
 pub mod live;
+pub mod recording;
 
 use gmp_trace_common::Event;
 

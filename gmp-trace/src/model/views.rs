@@ -1,0 +1,188 @@
+//! Views derived from the model for people: scheduling latency by creation site, per-P
+//! utilization, goroutine states at the end, and the leak tree (live goroutines grouped by who
+//! created them and where).
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::hist::Histogram;
+use super::{GoState, Model};
+use crate::export::Symbolize;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram) -> Latency {
+        Latency {
+            count: h.count,
+            p50_ns: h.quantile(0.5),
+            p99_ns: h.quantile(0.99),
+            max_ns: h.max,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SiteLatency {
+    /// The function containing the `go` statement (creation site), or the start function.
+    pub site: String,
+    pub created: u64,
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorstGoroutine {
+    pub goid: u64,
+    pub start_fn: String,
+    pub latency_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProcUse {
+    pub p: i32,
+    pub busy_ns: u64,
+    /// busy / traced duration.
+    pub utilization: f64,
+    /// Goroutine starts (execute) on this P and times an M acquired it.
+    pub starts: u64,
+    pub acquires: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LeakGroup {
+    /// Start functions of the creators, outermost first.
+    pub creators: Vec<String>,
+    pub create_site: String,
+    pub start_fn: String,
+    pub count: u64,
+    /// States of the group's goroutines at the end ("Waiting (chan receive)" style keys use
+    /// the raw runtime reason number: "Waiting/14").
+    pub states: BTreeMap<String, u64>,
+}
+
+pub fn name(sym: &dyn Symbolize, pc: u64) -> String {
+    if pc == 0 {
+        return "?".to_string();
+    }
+    sym.func_name(pc)
+        .map_or_else(|| format!("{pc:#x}"), str::to_owned)
+}
+
+/// Latency per creation site, worst p99 first.
+pub fn latency_by_site(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<SiteLatency> {
+    // Several pcs can sit in one function: merge by name.
+    let mut by_name: HashMap<String, (u64, Histogram)> = HashMap::new();
+    for (pc, s) in &m.by_create_pc {
+        let e = by_name.entry(name(sym, *pc)).or_default();
+        e.0 += s.created;
+        e.1.merge(&s.latency);
+    }
+    let mut v: Vec<SiteLatency> = by_name
+        .into_iter()
+        .filter(|(_, (_, h))| h.count > 0)
+        .map(|(site, (created, h))| SiteLatency {
+            site,
+            created,
+            latency: Latency::of(&h),
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.latency
+            .p99_ns
+            .cmp(&a.latency.p99_ns)
+            .then(a.site.cmp(&b.site))
+    });
+    v.truncate(top);
+    v
+}
+
+pub fn worst_goroutines(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<WorstGoroutine> {
+    m.worst_latency
+        .iter()
+        .take(top)
+        .map(|&(lat, goid, spc)| WorstGoroutine {
+            goid,
+            start_fn: name(sym, spc),
+            latency_ns: lat,
+        })
+        .collect()
+}
+
+pub fn proc_use(m: &Model) -> Vec<ProcUse> {
+    let dur = m.duration_ns().max(1);
+    m.procs
+        .values()
+        .map(|p| ProcUse {
+            p: p.id,
+            busy_ns: p.busy_ns,
+            utilization: (p.busy_ns as f64 / dur as f64).min(1.0),
+            starts: p.starts,
+            acquires: p.acquires,
+        })
+        .collect()
+}
+
+pub fn state_key(state: GoState, reason: u8) -> String {
+    match state {
+        GoState::Waiting => format!("Waiting/{reason}"),
+        s => s.name().to_string(),
+    }
+}
+
+pub fn states_at_end(m: &Model) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for g in m
+        .goroutines
+        .values()
+        .filter(|g| g.state != GoState::NotExist)
+    {
+        *out.entry(g.state.name().to_string()).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Live goroutines grouped by (creator chain, creation site, start function), largest first.
+pub fn leak_tree(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<LeakGroup> {
+    let mut groups: HashMap<(Vec<u64>, u64, u64), (u64, BTreeMap<String, u64>)> = HashMap::new();
+    for g in m
+        .goroutines
+        .values()
+        .filter(|g| g.state != GoState::NotExist && g.created_ts.is_some())
+    {
+        let chain: Vec<u64> = g.creators.iter().copied().filter(|&pc| pc != 0).collect();
+        let e = groups.entry((chain, g.create_pc, g.start_pc)).or_default();
+        e.0 += 1;
+        *e.1.entry(state_key(g.state, g.wait_reason)).or_insert(0) += 1;
+    }
+    let mut v: Vec<LeakGroup> = groups
+        .into_iter()
+        .map(|((chain, cpc, spc), (count, states))| LeakGroup {
+            creators: chain.iter().rev().map(|&pc| name(sym, pc)).collect(),
+            create_site: name(sym, cpc),
+            start_fn: name(sym, spc),
+            count,
+            states,
+        })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.start_fn.cmp(&b.start_fn)));
+    v.truncate(top);
+    v
+}
+
+/// Goroutines created, by start function.
+pub fn created_by_start_fn(m: &Model, sym: &dyn Symbolize) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (pc, s) in &m.by_start_pc {
+        if s.created > 0 {
+            *out.entry(name(sym, *pc)).or_insert(0) += s.created;
+        }
+    }
+    out
+}

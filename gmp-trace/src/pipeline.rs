@@ -1,0 +1,152 @@
+//! The output side of a session, shared by live tracing and replay: every event goes to the
+//! model and to the event writers; at the end the summary (text and JSON) and the graph are
+//! made from the model. Outputs are opened before tracing starts, so a bad path fails early.
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _};
+use gmp_trace_common::Event;
+
+use crate::cli::OutputArgs;
+use crate::export::graph::{self, GraphFormat};
+use crate::export::jsonl::JsonlWriter;
+use crate::export::summary::{RunInfo, Summary};
+use crate::export::Symbolize;
+use crate::model::Model;
+use crate::preflight;
+use crate::source::recording::{Footer, Recorder};
+use crate::source::Sink;
+
+pub struct Pipeline<'a> {
+    pub model: Model,
+    jsonl: Option<JsonlWriter<Box<dyn Write>>>,
+    pub recorder: Option<Recorder>,
+    sym: &'a dyn Symbolize,
+    pub malformed: u64,
+    write_error: Option<anyhow::Error>,
+    summary_out: Option<(File, PathBuf)>,
+    graph_out: Option<(File, PathBuf, GraphFormat)>,
+    quiet: bool,
+}
+
+impl Sink for Pipeline<'_> {
+    fn event(&mut self, e: &Event) {
+        self.model.apply(e);
+        if let Some(w) = &mut self.jsonl {
+            if let Err(err) = w.write(e, self.sym) {
+                // Keep tracing (the summary still matters) but report the failure at the end.
+                self.write_error
+                    .get_or_insert(anyhow!("writing events failed part-way: {err}"));
+                self.jsonl = None;
+            }
+        }
+        if let Some(r) = &mut self.recorder {
+            if let Err(err) = r.event(e) {
+                self.write_error.get_or_insert(anyhow!(
+                    "writing the recording {} failed part-way: {err}",
+                    r.path().display()
+                ));
+                self.recorder = None;
+            }
+        }
+    }
+
+    fn malformed(&mut self, _len: usize) {
+        self.malformed += 1;
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    /// Opens every requested output now (creating the files) so a bad path fails before tracing.
+    pub fn open(
+        out: &OutputArgs,
+        model: Model,
+        sym: &'a dyn Symbolize,
+    ) -> anyhow::Result<Pipeline<'a>> {
+        let format = out.output_format().map_err(|e| anyhow!(e))?;
+        let graph_format = match &out.graph {
+            Some(p) => Some(GraphFormat::from_path(p).map_err(|e| anyhow!(e))?),
+            None => None,
+        };
+        let jsonl = match (&out.output, format) {
+            (Some(p), Some(_)) => Some(JsonlWriter::new(
+                match preflight::open_output(p, "events")? {
+                    Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f)) as Box<dyn Write>,
+                    None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+                },
+            )),
+            _ => None,
+        };
+        let summary_out = match &out.summary_json {
+            Some(p) => preflight::open_output(p, "summary")?.map(|f| (f, p.clone())),
+            None => None,
+        };
+        let graph_out = match (&out.graph, graph_format) {
+            (Some(p), Some(fmt)) => {
+                preflight::open_output(p, "graph")?.map(|f| (f, p.clone(), fmt))
+            }
+            _ => None,
+        };
+        Ok(Pipeline {
+            model,
+            jsonl,
+            recorder: None,
+            sym,
+            malformed: 0,
+            write_error: None,
+            summary_out,
+            graph_out,
+            quiet: out.quiet,
+        })
+    }
+
+    /// Pushes buffered events out (so `tail -f` and pipes see them as they come).
+    pub fn flush(&mut self) {
+        if let Some(w) = &mut self.jsonl {
+            if let Err(e) = w.flush() {
+                self.write_error
+                    .get_or_insert(anyhow!("writing events failed part-way: {e}"));
+                self.jsonl = None;
+            }
+        }
+    }
+
+    /// Closes the model and writes the summary, the graph and the recording's footer.
+    pub fn finish(mut self, run: RunInfo) -> anyhow::Result<Summary> {
+        self.flush();
+        self.model.finish();
+        let footer = Footer {
+            exit_code: run.exit_code,
+            read_failures: run.read_failures,
+            malformed_records: run.malformed_records,
+            probes: run.probes.clone(),
+        };
+        if let Some(r) = self.recorder.take() {
+            let path = r.path().to_path_buf();
+            r.finish(&footer)
+                .with_context(|| format!("writing the recording {}", path.display()))?;
+        }
+        let summary = Summary::build(&self.model, run, self.sym);
+        if let Some((mut f, path)) = self.summary_out.take() {
+            serde_json::to_writer_pretty(&mut f, &summary)
+                .map_err(std::io::Error::from)
+                .and_then(|()| f.write_all(b"\n"))
+                .with_context(|| format!("writing the summary to {}", path.display()))?;
+        }
+        if let Some((f, path, fmt)) = self.graph_out.take() {
+            let g = graph::build(&self.model, self.sym);
+            let mut w = BufWriter::new(f);
+            graph::write(&g, fmt, &mut w)
+                .and_then(|()| w.flush())
+                .with_context(|| format!("writing the graph to {}", path.display()))?;
+        }
+        if !self.quiet {
+            eprint!("{}", summary.text());
+        }
+        if let Some(e) = self.write_error {
+            bail!("{e:#}; the summary is complete");
+        }
+        Ok(summary)
+    }
+}
