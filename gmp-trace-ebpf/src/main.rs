@@ -144,12 +144,24 @@ fn bare_event(kind: EventKind, o: &Offsets) -> Option<Event> {
     })
 }
 
+/// Wake the reader only once this much is waiting (or on its own timer): a wakeup per event
+/// costs a context switch per event on the traced program's CPUs.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
 #[inline(always)]
 fn emit(e: &Event) {
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
             slot.write(*e);
-            slot.submit(0);
+            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            slot.submit(flags);
         }
         None => bump(counter::RINGBUF_FULL),
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::UProbeLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
@@ -162,6 +163,8 @@ pub fn plan(bin: &GoBinary, entry_placement: bool) -> anyhow::Result<Vec<Attachm
 
 pub struct Tracer {
     ebpf: Ebpf,
+    /// Owned here (not by the programs) so they can be detached in parallel, see `detach`.
+    links: Vec<UProbeLink>,
     pub probes: Vec<ProbeInfo>,
 }
 
@@ -179,6 +182,7 @@ impl Tracer {
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
         Ok(Tracer {
             ebpf,
+            links: Vec::new(),
             probes: Vec::new(),
         })
     }
@@ -204,7 +208,7 @@ impl Tracer {
                 location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
                 cookie: Some(a.cookie),
             };
-            prog.attach(point, target, scope).with_context(|| {
+            let id = prog.attach(point, target, scope).with_context(|| {
                 format!(
                     "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
                     a.program,
@@ -214,6 +218,7 @@ impl Tracer {
                     target.display()
                 )
             })?;
+            self.links.push(prog.take_link(id)?);
             self.probes.push(ProbeInfo {
                 program: a.program.to_string(),
                 function: a.site.func.clone(),
@@ -223,6 +228,18 @@ impl Tracer {
             });
         }
         Ok(())
+    }
+
+    /// Removes every uprobe. The kernel waits out an RCU grace period per uprobe removed
+    /// (~100 ms each here), so removing 30 one after another takes seconds; removed from
+    /// separate threads the waits overlap and the whole detach takes about one.
+    pub fn detach(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        std::thread::scope(|s| {
+            for l in links {
+                s.spawn(move || drop(l));
+            }
+        });
     }
 
     /// Watches the kernel's exec of the traced pid (the first startup milestone). Raw
@@ -257,5 +274,11 @@ impl Tracer {
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         let sum = |i: u32| -> anyhow::Result<u64> { Ok(arr.get(&i, 0)?.iter().sum()) };
         Ok((sum(counter::RINGBUF_FULL)?, sum(counter::READ_FAILED)?))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        self.detach();
     }
 }

@@ -146,7 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut sighup = signal(SignalKind::hangup())?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut exit_status = None;
     let launch = child_wait.is_some();
     loop {
@@ -155,7 +155,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 r?;
                 pipeline.flush();
             }
-            _ = tick.tick() => source.check_losses(&tracer, &mut pipeline)?,
+            _ = tick.tick() => {
+                // The probes wake us only when a lot is waiting; the timer bounds the latency.
+                source.drain(&mut pipeline);
+                source.check_losses(&tracer, &mut pipeline)?;
+                pipeline.flush();
+            }
             st = async { child_wait.as_mut().expect("launch mode").await }, if child_wait.is_some() => {
                 child_wait = None;
                 exit_status = Some(st.context("waiting for the child")?.context("waiting for the child")?);
