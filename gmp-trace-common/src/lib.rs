@@ -63,8 +63,8 @@ pub enum EventKind {
     /// Synthesised by userspace: `arg0` events were lost (ring buffer full or failed reads) since
     /// the previous report; `arg1` = cumulative total.
     Lost = 11,
-    /// `runtime.newm(fn, pp, id)` (or newm1): the M in `m`/`tid` creates a new M. arg0 = new
-    /// m.id (-1 when not yet assigned), arg1 = P id handed to it (-1 none), arg2 = fn pc.
+    /// `runtime.newm1(mp)`: the M in `m`/`tid` creates a new M. arg0 = the new m.id,
+    /// arg1 = -1 and arg2 = 0 (reserved for the P handed over and the M's start function).
     NewM = 12,
     /// `runtime.procresize(nprocs)`: GOMAXPROCS becomes arg0.
     ProcResize = 13,
@@ -84,10 +84,12 @@ pub enum EventKind {
     /// A startup milestone (see [`phase`]): arg0 = phase id, arg1 = detail (for init tasks the
     /// init task's address, for others 0).
     Phase = 20,
+    /// `runtime.stopm`: the M has no work and goes to sleep on the idle list.
+    MIdle = 21,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 20] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -108,6 +110,7 @@ impl EventKind {
         EventKind::SyscallEnter,
         EventKind::SyscallExit,
         EventKind::Phase,
+        EventKind::MIdle,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -137,6 +140,7 @@ impl EventKind {
             EventKind::SyscallEnter => "syscall_enter",
             EventKind::SyscallExit => "syscall_exit",
             EventKind::Phase => "phase",
+            EventKind::MIdle => "m_idle",
         }
     }
 }

@@ -312,20 +312,15 @@ pub fn runtime_main(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// runtime.newm(fn func(), pp *p, id int64): this M creates another.
+/// runtime.newm1(mp *m): this M creates another, whose m.id is already assigned (newm's own
+/// id argument is -1 for "allocate one", so it cannot link the two).
 #[uprobe]
 pub fn newm(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event(&ctx, EventKind::NewM, &o) {
-        let r = regs(&ctx);
         e.goid = current_goid(&ctx, &o);
-        e.arg0 = r.rcx;
-        e.arg1 = if r.rbx != 0 {
-            read::<i32>(r.rbx, o.p_id).unwrap_or(-1) as i64 as u64
-        } else {
-            u64::MAX
-        };
-        e.arg2 = read::<u64>(r.rax, 0).unwrap_or(0);
+        e.arg0 = read::<i64>(regs(&ctx).rax, o.m_id).unwrap_or(-1) as u64;
+        e.arg1 = u64::MAX;
         emit(&e);
     }
     0
@@ -363,6 +358,13 @@ pub fn stw_start(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn stw_done(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::StwDone, 0);
+    0
+}
+
+/// runtime.stopm: this M parks on the idle list.
+#[uprobe]
+pub fn stopm(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::MIdle, 0);
     0
 }
 

@@ -86,7 +86,8 @@ pub const PROBES: &[ProbeSpec] = &[
     // Threads and processors. runtime.mstart is assembly (R14 not yet g); it calls mstart0,
     // which calls mstart1: the first point on a new M where R14 is its g0.
     probe("mstart", "runtime.mstart1", Body),
-    probe("newm", "runtime.newm", Body),
+    probe("newm", "runtime.newm1", Body),
+    probe("stopm", "runtime.stopm", Body),
     probe("acquirep", "runtime.acquirep", Body),
     probe("releasep", "runtime.releasep", Body),
     probe("procresize", "runtime.procresize", Body),

@@ -106,7 +106,8 @@ impl<W: Write> JsonlWriter<W> {
                     line += &format!(",\"init_fn\":{}", self.func(sym, e.arg2));
                 }
             }
-            Some(EventKind::StwDone)
+            Some(EventKind::MIdle)
+            | Some(EventKind::StwDone)
             | Some(EventKind::GcDone)
             | Some(EventKind::SyscallExit)
             | Some(EventKind::Schedule)

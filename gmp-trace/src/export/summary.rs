@@ -69,6 +69,8 @@ pub struct Summary {
     pub leak_tree: Vec<LeakGroup>,
     /// State transitions in Go tracer vocabulary ("Runnable->Running": n).
     pub transitions: BTreeMap<String, u64>,
+    /// Every M seen: tid, m.id, creator thread, state and P at the end.
+    pub thread_list: Vec<views::ThreadView>,
     pub gc_cycles: usize,
     pub stw_pauses: usize,
     /// Package init order (import paths), the runtime's own tasks first.
@@ -143,6 +145,7 @@ impl Summary {
                 .iter()
                 .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), *n))
                 .collect(),
+            thread_list: views::threads(model),
             gc_cycles: model.gc.len(),
             stw_pauses: model.stw.len(),
             startup_observed: model.startup.observed(),
@@ -261,6 +264,19 @@ impl Summary {
                 .map(|p| format!("P{} {:.1}%", p.p, 100.0 * p.utilization))
                 .collect();
             let _ = writeln!(s, "  P utilization: {}", row.join(", "));
+        }
+        if !self.thread_list.is_empty() {
+            let row: Vec<String> = self
+                .thread_list
+                .iter()
+                .map(|t| {
+                    let m = t.m.map_or("M?".to_string(), |m| format!("M{m}"));
+                    let p = t.p_at_end.map_or(String::new(), |p| format!(" P{p}"));
+                    let by = t.created_by.map_or(String::new(), |c| format!(" by {c}"));
+                    format!("{m} tid {}{by} {}{p}", t.tid, t.state_at_end)
+                })
+                .collect();
+            let _ = writeln!(s, "  threads at end: {}", row.join("; "));
         }
         if !self.states_at_end.is_empty() {
             let row: Vec<String> = self

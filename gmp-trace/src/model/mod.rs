@@ -49,6 +49,8 @@ pub enum MState {
     Scheduling,
     /// A goroutine on it is in a system call.
     Syscall,
+    /// Parked on the idle M list (stopm), waiting to be woken with work.
+    Idle,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -124,6 +126,8 @@ pub struct Model {
     /// entersyscall/exitsyscall probes instead.
     pub syscalls_from_probes: bool,
     pub graph: GraphAgg,
+    /// newm seen, its mstart not yet: new m.id -> creating thread.
+    pub pending_newm: HashMap<i64, u32>,
 }
 
 pub const WORST_KEPT: usize = 20;
@@ -238,8 +242,10 @@ impl Model {
                 }
             }
             EventKind::MStart => {
+                let creator = self.pending_newm.remove(&e.m);
                 if let Some(th) = self.threads.get_mut(&e.tid) {
                     th.mstart_ts.get_or_insert(e.ts);
+                    th.created_by = th.created_by.or(creator);
                 }
             }
             EventKind::AcquireP => {
@@ -291,7 +297,15 @@ impl Model {
                 tid: e.tid,
                 m: e.m,
             }),
-            EventKind::NewM => {}
+            EventKind::NewM => {
+                // Linked to the new thread when its mstart reports the same m.id.
+                self.pending_newm.insert(e.arg0 as i64, e.tid);
+            }
+            EventKind::MIdle => {
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.state = MState::Idle;
+                }
+            }
             EventKind::NewProc | EventKind::Lost | EventKind::Phase => {}
         }
     }

@@ -186,3 +186,38 @@ pub fn created_by_start_fn(m: &Model, sym: &dyn Symbolize) -> BTreeMap<String, u
     }
     out
 }
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ThreadView {
+    pub tid: u32,
+    pub m: Option<i64>,
+    /// The thread whose newm created this M (None for m0 and Ms made before the trace).
+    pub created_by: Option<u32>,
+    pub started_in_trace: bool,
+    /// Last known activity: running, scheduling, syscall, idle, unknown.
+    pub state_at_end: &'static str,
+    pub p_at_end: Option<i32>,
+    pub events: u64,
+}
+
+pub fn threads(m: &Model) -> Vec<ThreadView> {
+    use super::MState;
+    m.threads
+        .values()
+        .map(|t| ThreadView {
+            tid: t.tid,
+            m: t.m,
+            created_by: t.created_by,
+            started_in_trace: t.mstart_ts.is_some(),
+            state_at_end: match t.state {
+                MState::Unknown => "unknown",
+                MState::Running => "running",
+                MState::Scheduling => "scheduling",
+                MState::Syscall => "syscall",
+                MState::Idle => "idle",
+            },
+            p_at_end: t.p,
+            events: t.events,
+        })
+        .collect()
+}
