@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::probes::Level;
+
 /// Trace the Go scheduler (goroutines, threads, processors) in a live, unmodified Go program.
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace", version, about, long_about = None)]
@@ -25,6 +27,11 @@ pub struct Args {
     /// Stop tracing after this long (e.g. 10s, 500ms, 2m); the target keeps running.
     #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    /// What to trace: lifecycle (creation/exit, threads, GC, startup), sched (+ every
+    /// goroutine state change and its M and P), full (+ the scheduler loop and syscalls).
+    #[arg(short = 'l', long = "level", value_enum, default_value_t = Level::Full)]
+    pub level: Level,
 
     /// Ring buffer size in bytes, rounded up to a power of two (at least one page).
     #[arg(long = "buffer-size", default_value_t = 16 * 1024 * 1024)]

@@ -120,6 +120,27 @@ pub const PROBES: &[ProbeSpec] = &[
 /// The BPF object built from gmp-trace-ebpf by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
 
+/// How much to trace: each level includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Level {
+    /// Goroutine creation and exit, threads, GOMAXPROCS, GC, STW and startup: rare events only.
+    Lifecycle,
+    /// Plus every goroutine state change and which M and P run it (execute, casgstatus,
+    /// acquirep/releasep, stopm).
+    Sched,
+    /// Plus the scheduler loop and system calls (schedule, entersyscall, exitsyscall).
+    Full,
+}
+
+/// The least level at which a program is attached.
+pub fn level_of(program: &str) -> Level {
+    match program {
+        "execute" | "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
+        "schedule" | "syscall_enter" | "syscall_exit" => Level::Full,
+        _ => Level::Lifecycle,
+    }
+}
+
 /// One uprobe to attach: a program at a file offset, with its cookie.
 #[derive(Clone, Debug)]
 pub struct Attachment {
@@ -131,11 +152,16 @@ pub struct Attachment {
 /// Resolves the probes that apply to this binary's Go version to file offsets. A required
 /// probe that cannot be placed is an error naming the function; an optional one is skipped
 /// with a warning.
-pub fn plan(bin: &GoBinary, entry_placement: bool) -> anyhow::Result<Vec<Attachment>> {
+pub fn plan(
+    bin: &GoBinary,
+    level: Level,
+    entry_placement: bool,
+) -> anyhow::Result<Vec<Attachment>> {
     let v = bin.go_version();
     let ver = (v.major, v.minor);
     let mut out = Vec::new();
-    for spec in PROBES.iter().filter(|s| s.since <= ver && ver < s.until) {
+    let wanted = |s: &&ProbeSpec| s.since <= ver && ver < s.until && level_of(s.program) <= level;
+    for spec in PROBES.iter().filter(wanted) {
         let sites = match spec.placement {
             Body if entry_placement => bin.entry_site(spec.function).map(|s| vec![s]),
             Body => bin.probe_site(spec.function).map(|s| vec![s]),

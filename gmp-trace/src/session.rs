@@ -69,7 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     // Probe sites first: on a stripped binary that error (symbols) is the one to fix first.
-    let plan = probes::plan(&bin, args.entry_probes)?;
+    let plan = probes::plan(&bin, args.level, args.entry_probes)?;
     let mut offsets = bin.offsets()?;
     preflight::check_privileges()?;
 
@@ -112,6 +112,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut source = LiveSource::new(&mut tracer, pid)?;
     pipeline.model = Model::for_target(pid, go);
+    // Without casgstatus, goexit1 is the last word on a goroutine.
+    pipeline.model.retire_on_exit = args.level == probes::Level::Lifecycle;
     let mode = if is_launch { "launch" } else { "pid" };
     if let Some((f, path)) = record_file {
         let header = Header {

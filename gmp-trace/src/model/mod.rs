@@ -126,6 +126,9 @@ pub struct Model {
     /// entersyscall/exitsyscall probes instead.
     pub syscalls_from_probes: bool,
     pub graph: GraphAgg,
+    /// Forget a goroutine at goexit1 (when state changes are not traced, no casgstatus
+    /// to _Gdead will come).
+    pub retire_on_exit: bool,
     /// newm seen, its mstart not yet: new m.id -> creating thread.
     pub pending_newm: HashMap<i64, u32>,
 }
@@ -204,6 +207,9 @@ impl Model {
                 self.exited += 1;
                 if let Some(g) = self.goroutines.get_mut(&e.goid) {
                     g.exited_ts = Some(e.ts);
+                }
+                if self.retire_on_exit {
+                    self.retire(e.goid);
                 }
             }
             EventKind::Schedule => {
