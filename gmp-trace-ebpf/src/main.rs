@@ -454,6 +454,13 @@ pub fn exec(_ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// Does nothing: attached in place of the real programs (hidden `--empty-probes`) it measures
+/// the floor, the cost of the trap alone.
+#[uprobe]
+pub fn empty(_ctx: ProbeContext) -> u32 {
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -42,6 +42,10 @@ pub struct Args {
     #[arg(long = "entry-probes", hide = true)]
     pub entry_probes: bool,
 
+    /// Attach a program that does nothing at every probe site (the cost floor; for benchmarks).
+    #[arg(long = "empty-probes", hide = true)]
+    pub empty_probes: bool,
+
     /// The program to launch and trace from its first instruction, with its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

