@@ -86,10 +86,13 @@ pub enum EventKind {
     Phase = 20,
     /// `runtime.stopm`: the M has no work and goes to sleep on the idle list.
     MIdle = 21,
+    /// Synthesised by userspace: code addresses in later events are the binary's addresses
+    /// plus `arg0` (the load bias of a position-independent executable; 0 otherwise).
+    LoadBias = 22,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -111,6 +114,7 @@ impl EventKind {
         EventKind::SyscallExit,
         EventKind::Phase,
         EventKind::MIdle,
+        EventKind::LoadBias,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -141,6 +145,7 @@ impl EventKind {
             EventKind::SyscallExit => "syscall_exit",
             EventKind::Phase => "phase",
             EventKind::MIdle => "m_idle",
+            EventKind::LoadBias => "load_bias",
         }
     }
 }

@@ -42,6 +42,11 @@ pub struct Args {
     #[arg(long = "entry-probes", hide = true)]
     pub entry_probes: bool,
 
+    /// Trace even if the running process fails gmp-trace's checks of the runtime layout
+    /// (g0/m0 links, P ids, goids read through the offsets it is about to use).
+    #[arg(long = "force")]
+    pub force: bool,
+
     /// Attach a program that does nothing at every probe site (the cost floor; for benchmarks).
     #[arg(long = "empty-probes", hide = true)]
     pub empty_probes: bool,
@@ -58,7 +63,8 @@ pub struct OutputArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Event format for -o (default: from the file extension; .jsonl/.json -> jsonl).
+    /// Event format for -o (default: from the extension: .jsonl -> jsonl, .pftrace -> perfetto;
+    /// jsonl for "-").
     #[arg(long = "format", value_enum)]
     pub format: Option<Format>,
 
@@ -94,6 +100,8 @@ pub struct ReplayArgs {
 pub enum Format {
     /// One JSON object per line.
     Jsonl,
+    /// Native Perfetto protobuf (TrackEvent), valid at every packet boundary.
+    Perfetto,
 }
 
 impl OutputArgs {
@@ -110,8 +118,11 @@ impl OutputArgs {
         }
         match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl") | Some("json") | Some("ndjson") => Ok(Some(Format::Jsonl)),
+            Some("pftrace") | Some("perfetto") | Some("perfetto-trace") | Some("pb") => {
+                Ok(Some(Format::Perfetto))
+            }
             other => Err(format!(
-                "cannot tell the format of {} from its extension {:?}; name it *.jsonl or pass --format jsonl",
+                "cannot tell the format of {} from its extension {:?}; name it *.jsonl or *.pftrace, or pass --format jsonl|perfetto",
                 path.display(),
                 other.unwrap_or("")
             )),

@@ -6,13 +6,15 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _};
-use gmp_trace_common::Event;
+use gmp_trace_common::{Event, EventKind};
 
-use crate::cli::OutputArgs;
+use crate::binary::{load_bias, GoBinary};
+use crate::cli::{Format, OutputArgs};
 use crate::export::graph::{self, GraphFormat};
 use crate::export::jsonl::JsonlWriter;
+use crate::export::perfetto::{PerfettoWriter, TraceMeta};
 use crate::export::summary::{RunInfo, Summary};
-use crate::export::Symbolize;
+use crate::export::{Biased, Symbolize};
 use crate::model::Model;
 use crate::preflight;
 use crate::source::recording::{Footer, Recorder};
@@ -21,8 +23,14 @@ use crate::source::Sink;
 pub struct Pipeline<'a> {
     pub model: Model,
     jsonl: Option<JsonlWriter<Box<dyn Write>>>,
+    /// The Perfetto output, opened early; the writer starts once the pid is known (`start`).
+    perfetto_out: Option<Box<dyn Write>>,
+    perfetto: Option<PerfettoWriter<Box<dyn Write>>>,
     pub recorder: Option<Recorder>,
-    sym: &'a dyn Symbolize,
+    sym: Biased<'a>,
+    /// Launch mode: the load bias is read from /proc/PID/maps once the new image is in place,
+    /// i.e. at the first event.
+    bias_from: Option<(u32, &'a GoBinary)>,
     pub malformed: u64,
     write_error: Option<anyhow::Error>,
     summary_out: Option<(File, PathBuf)>,
@@ -32,13 +40,30 @@ pub struct Pipeline<'a> {
 
 impl Sink for Pipeline<'_> {
     fn event(&mut self, e: &Event) {
+        if let Some((pid, bin)) = self.bias_from.take() {
+            let bias = load_bias(pid, bin).unwrap_or_else(|err| {
+                log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
+                0
+            });
+            self.set_bias(bias, e.ts, pid);
+        }
+        if e.kind == EventKind::LoadBias as u32 {
+            self.sym.bias.set(e.arg0);
+        }
         self.model.apply(e);
         if let Some(w) = &mut self.jsonl {
-            if let Err(err) = w.write(e, self.sym) {
+            if let Err(err) = w.write(e, &self.sym) {
                 // Keep tracing (the summary still matters) but report the failure at the end.
                 self.write_error
                     .get_or_insert(anyhow!("writing events failed part-way: {err}"));
                 self.jsonl = None;
+            }
+        }
+        if let Some(w) = &mut self.perfetto {
+            if let Err(err) = w.event(e, &self.sym) {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Perfetto trace failed part-way: {err}"));
+                self.perfetto = None;
             }
         }
         if let Some(r) = &mut self.recorder {
@@ -69,14 +94,16 @@ impl<'a> Pipeline<'a> {
             Some(p) => Some(GraphFormat::from_path(p).map_err(|e| anyhow!(e))?),
             None => None,
         };
-        let jsonl = match (&out.output, format) {
-            (Some(p), Some(_)) => Some(JsonlWriter::new(
-                match preflight::open_output(p, "events")? {
-                    Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f)) as Box<dyn Write>,
-                    None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
-                },
-            )),
+        let events_out: Option<Box<dyn Write>> = match (&out.output, format) {
+            (Some(p), Some(_)) => Some(match preflight::open_output(p, "events")? {
+                Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f)),
+                None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+            }),
             _ => None,
+        };
+        let (jsonl, perfetto_out) = match format {
+            Some(Format::Perfetto) => (None, events_out),
+            _ => (events_out.map(JsonlWriter::new), None),
         };
         let summary_out = match &out.summary_json {
             Some(p) => preflight::open_output(p, "summary")?.map(|f| (f, p.clone())),
@@ -91,14 +118,51 @@ impl<'a> Pipeline<'a> {
         Ok(Pipeline {
             model,
             jsonl,
+            perfetto_out,
+            perfetto: None,
             recorder: None,
-            sym,
+            sym: Biased::new(sym),
+            bias_from: None,
             malformed: 0,
             write_error: None,
             summary_out,
             graph_out,
             quiet: out.quiet,
         })
+    }
+
+    /// Starts the writers that need to know the process (Perfetto's process track).
+    pub fn start(&mut self, pid: u32, go_version: &str, process_name: &str) -> anyhow::Result<()> {
+        if let Some(out) = self.perfetto_out.take() {
+            let meta = TraceMeta {
+                pid,
+                process_name: process_name.to_string(),
+                go_version: go_version.to_string(),
+                ..TraceMeta::default()
+            };
+            self.perfetto =
+                Some(PerfettoWriter::new(out, meta).context("starting the Perfetto trace")?);
+        }
+        Ok(())
+    }
+
+    /// Announces the load bias in the stream (so recordings replay with the right names).
+    pub fn set_bias(&mut self, bias: u64, ts: u64, pid: u32) {
+        let e = Event {
+            ts,
+            kind: EventKind::LoadBias as u32,
+            pid,
+            p: -1,
+            m: -1,
+            arg0: bias,
+            ..Event::default()
+        };
+        self.event(&e);
+    }
+
+    /// Reads the load bias from the process at the first event (launch mode).
+    pub fn bias_at_first_event(&mut self, pid: u32, bin: &'a GoBinary) {
+        self.bias_from = Some((pid, bin));
     }
 
     /// Pushes buffered events out (so `tail -f` and pipes see them as they come).
@@ -116,6 +180,20 @@ impl<'a> Pipeline<'a> {
     pub fn finish(mut self, run: RunInfo) -> anyhow::Result<Summary> {
         self.flush();
         self.model.finish();
+        if let Some(w) = self.perfetto.take() {
+            match w.finish() {
+                Ok(mut out) => {
+                    if let Err(e) = out.flush() {
+                        self.write_error
+                            .get_or_insert(anyhow!("writing the Perfetto trace failed: {e}"));
+                    }
+                }
+                Err(e) => {
+                    self.write_error
+                        .get_or_insert(anyhow!("writing the Perfetto trace failed: {e}"));
+                }
+            }
+        }
         let footer = Footer {
             exit_code: run.exit_code,
             read_failures: run.read_failures,
@@ -127,7 +205,7 @@ impl<'a> Pipeline<'a> {
             r.finish(&footer)
                 .with_context(|| format!("writing the recording {}", path.display()))?;
         }
-        let summary = Summary::build(&self.model, run, self.sym);
+        let summary = Summary::build(&self.model, run, &self.sym);
         if let Some((mut f, path)) = self.summary_out.take() {
             serde_json::to_writer_pretty(&mut f, &summary)
                 .map_err(std::io::Error::from)
@@ -135,7 +213,7 @@ impl<'a> Pipeline<'a> {
                 .with_context(|| format!("writing the summary to {}", path.display()))?;
         }
         if let Some((f, path, fmt)) = self.graph_out.take() {
-            let g = graph::build(&self.model, self.sym);
+            let g = graph::build(&self.model, &self.sym);
             let mut w = BufWriter::new(f);
             graph::write(&g, fmt, &mut w)
                 .and_then(|()| w.flush())

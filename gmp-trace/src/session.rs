@@ -2,14 +2,14 @@
 //! process, load and attach the probes, stream events into the model and exporters until the
 //! target exits (or Ctrl-C / SIGTERM / --duration), then detach and report.
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::binary::GoBinary;
+use crate::binary::{load_bias, target_executable, validate_live, Arch, GoBinary};
 use crate::cli::{Args, ReplayArgs};
 use crate::export::summary::RunInfo;
 use crate::export::{NoSymbols, Symbolize};
@@ -18,7 +18,7 @@ use crate::model::Model;
 use crate::pipeline::Pipeline;
 use crate::preflight;
 use crate::probes::{self, Tracer};
-use crate::source::live::LiveSource;
+use crate::source::live::{monotonic_ns, LiveSource};
 use crate::source::recording::{Header, Recorder, Replay};
 
 impl Symbolize for GoBinary {
@@ -42,10 +42,21 @@ enum Target {
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let target = match (args.pid, args.command.first()) {
-        (Some(pid), _) => Target::Pid {
-            pid: pid as u32,
-            exe: preflight::process_exe(pid)?,
-        },
+        (Some(pid), _) => {
+            preflight::process_exe(pid)?;
+            // /proc/PID/exe works for deleted binaries and other mount namespaces alike.
+            let t = target_executable(pid as u32)?;
+            if t.deleted || !t.disk_path_matches {
+                log::info!(
+                    "pid {pid}'s executable is no longer at its path; tracing it through {}",
+                    t.proc_path.display()
+                );
+            }
+            Target::Pid {
+                pid: pid as u32,
+                exe: t.proc_path,
+            }
+        }
         (None, Some(cmd)) => Target::Launch {
             program: launch::resolve_command(cmd)?,
             argv0: cmd.clone(),
@@ -61,6 +72,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Target::Pid { exe, .. } => exe.clone(),
     };
     let bin = GoBinary::open(&exe)?;
+    if bin.arch() != Arch::X86_64 {
+        bail!(
+            "{} is an arm64 binary: gmp-trace can read it but its probes run on x86_64 only; \
+             trace it on an x86_64 machine",
+            exe.display()
+        );
+    }
     if !bin.is_known_version() {
         log::warn!(
             "{} is newer than the Go versions gmp-trace was checked against; offsets come from \
@@ -117,6 +135,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut source = LiveSource::new(&mut tracer, pid)?;
     pipeline.model = Model::for_target(pid, go);
+    let process_name = exe_name(&target, &exe);
+    pipeline.start(pid, &bin.go_version().to_string(), &process_name)?;
+    if is_launch {
+        pipeline.bias_at_first_event(pid, &bin);
+    }
     // Without casgstatus, goexit1 is the last word on a goroutine.
     pipeline.model.retire_on_exit = args.level == probes::Level::Lifecycle;
     let mode = if is_launch { "launch" } else { "pid" };
@@ -133,6 +156,42 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             Recorder::create(f, &path, &header)
                 .with_context(|| format!("writing the recording {}", path.display()))?,
         );
+    }
+
+    if !is_launch {
+        // The process is running: its load address, and what already exists in it.
+        let bias = load_bias(pid, &bin)?;
+        pipeline.set_bias(bias, monotonic_ns(), pid);
+        match validate_live(pid, &bin, bias) {
+            Ok(report) => {
+                if let Some(why) = &report.skipped {
+                    log::warn!("existing goroutines not read ({why}); they appear as they run");
+                }
+                for g in &report.gs {
+                    pipeline.model.seed_goroutine(
+                        g.goid,
+                        g.status,
+                        g.waitreason,
+                        g.startpc,
+                        g.gopc,
+                        g.parent_goid,
+                    );
+                }
+                for m in &report.ms {
+                    pipeline.model.seed_thread(m.procid as u32, m.id, m.p_id);
+                }
+                for p in &report.ps {
+                    pipeline.model.seed_proc(p.id);
+                }
+            }
+            Err(e) if args.force => log::warn!("{e}; tracing anyway (--force)"),
+            Err(e) => {
+                return Err(anyhow!(e).context(
+                    "the running process does not look like the runtime layout gmp-trace expects; \
+                     pass --force to trace it anyway",
+                ))
+            }
+        }
     }
 
     // What ends the session: the target's exit, a signal, or --duration.
@@ -249,6 +308,10 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         .map(|v| (v.major, v.minor))
         .unwrap_or((0, 0));
     let mut pipeline = Pipeline::open(&args.out, Model::for_target(h.pid, go), sym)?;
+    let name = Path::new(&h.binary)
+        .file_name()
+        .map_or(h.binary.clone(), |n| n.to_string_lossy().into_owned());
+    pipeline.start(h.pid, &h.go_version, &name)?;
     let end = rec.run(&mut pipeline)?;
     if end.truncated_bytes > 0 || end.footer.is_none() {
         log::warn!(
@@ -272,6 +335,18 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
     };
     pipeline.finish(run)?;
     Ok(0)
+}
+
+/// The process name to show: the command's name, or the executable's file name.
+fn exe_name(target: &Target, exe: &Path) -> String {
+    match target {
+        Target::Launch { argv0, .. } => Path::new(argv0)
+            .file_name()
+            .map_or(argv0.clone(), |n| n.to_string_lossy().into_owned()),
+        Target::Pid { pid, .. } => std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| exe.display().to_string()),
+    }
 }
 
 fn forward(pid: u32, sig: i32) {

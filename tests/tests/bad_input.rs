@@ -63,10 +63,28 @@ fn command_not_found() {
 }
 
 #[test]
-fn stripped_binary() {
-    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Stripped);
+fn truncated_go_binary() {
+    // The first 64 KiB of a real Go binary: an ELF header whose sections point past the end.
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let bytes = std::fs::read(&bin).unwrap();
+    let dir = scratch_dir("bad-input-truncated");
+    let p = dir.join("truncated");
+    std::fs::write(&p, &bytes[..64 << 10]).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = assert_fails_with(&gmp_trace(&["--", p.to_str().unwrap()]), &[]);
+    assert!(
+        err.lines().count() <= 3,
+        "one clear error, not a dump: {err}"
+    );
+}
+
+#[test]
+fn arm64_binary_is_refused_at_trace_time() {
+    let bin =
+        gmp_trace_tests::build_sample_for("fanout", GO_VERSIONS[0], Variant::Default, "arm64");
     let o = gmp_trace(&["--", bin.to_str().unwrap()]);
-    assert_fails_with(&o, &["stripped", "-s -w"]);
+    // The kernel cannot exec it either, but gmp-trace must say why before trying.
+    assert_fails_with(&o, &["x86_64"]);
 }
 
 #[test]

@@ -13,14 +13,26 @@ fn check(name: &str, sample: &str, go: &str) {
     let rec = data.join(format!("{name}.gmpt"));
     let bin = build_sample(sample, go, Variant::Default);
     let dir = scratch_dir(&format!("golden-{name}"));
-    let outs = [("summary.json", "--summary-json"), ("events.jsonl", "-o"), ("graph.dot", "--graph")];
+    let outs = [
+        ("summary.json", "--summary-json"),
+        ("events.jsonl", "-o"),
+        ("graph.dot", "--graph"),
+    ];
     let mut cmd = Command::new(gmp_trace_bin());
-    cmd.arg("replay").arg(&rec).arg("--binary").arg(&bin).arg("-q");
+    cmd.arg("replay")
+        .arg(&rec)
+        .arg("--binary")
+        .arg(&bin)
+        .arg("-q");
     for (file, flag) in outs {
         cmd.arg(flag).arg(dir.join(file));
     }
     let o = cmd.output().unwrap();
-    assert!(o.status.success(), "replay failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     for (file, _) in outs {
         let got = std::fs::read_to_string(dir.join(file)).unwrap();
@@ -32,8 +44,21 @@ fn check(name: &str, sample: &str, go: &str) {
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 makes it)", golden.display()));
         if got != want {
-            let diff = Command::new("diff").arg("-u").arg(&golden).arg(dir.join(file)).output().unwrap();
-            panic!("{} differs from its golden:\n{}", file, String::from_utf8_lossy(&diff.stdout).lines().take(60).collect::<Vec<_>>().join("\n"));
+            let diff = Command::new("diff")
+                .arg("-u")
+                .arg(&golden)
+                .arg(dir.join(file))
+                .output()
+                .unwrap();
+            panic!(
+                "{} differs from its golden:\n{}",
+                file,
+                String::from_utf8_lossy(&diff.stdout)
+                    .lines()
+                    .take(60)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
     }
 }
@@ -53,7 +78,11 @@ fn recordings_are_small() {
     for e in std::fs::read_dir(workspace_root().join("tests/data")).unwrap() {
         let p = e.unwrap().path();
         let len = std::fs::metadata(&p).unwrap().len();
-        assert!(len < 2 << 20, "{} is {len} bytes: keep test data small", p.display());
+        assert!(
+            len < 2 << 20,
+            "{} is {len} bytes: keep test data small",
+            p.display()
+        );
         let _ = Path::new(&p);
     }
 }

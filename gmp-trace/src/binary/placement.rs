@@ -22,7 +22,7 @@ use iced_x86::{
     Register,
 };
 
-use super::{BinaryError, GoBinary};
+use super::{Arch, BinaryError, Function, GoBinary};
 
 /// A uprobe location.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +45,9 @@ impl GoBinary {
     /// The cheapest site that fires exactly once per call: right after the stack check, or the
     /// first instruction when there is none.
     pub fn probe_site(&self, func: &str) -> Result<ProbeSite, BinaryError> {
+        if self.arch == Arch::Aarch64 {
+            return self.arm64_probe_site(func);
+        }
         let (name, insns) = self.decode_function(func)?;
         let idx =
             choose_probe_site(&insns).map_err(|(vaddr, reason)| BinaryError::UnsafeProbeSite {
@@ -57,12 +60,18 @@ impl GoBinary {
 
     /// The function's first instruction.
     pub fn entry_site(&self, func: &str) -> Result<ProbeSite, BinaryError> {
+        if self.arch == Arch::Aarch64 {
+            return self.arm64_entry_site(func);
+        }
         let (name, insns) = self.decode_function(func)?;
         self.site(&name, insns.first())
     }
 
     /// Every RET in the function, in address order.
     pub fn ret_sites(&self, func: &str) -> Result<Vec<ProbeSite>, BinaryError> {
+        if self.arch == Arch::Aarch64 {
+            return self.arm64_ret_sites(func);
+        }
         let (name, insns) = self.decode_function(func)?;
         insns
             .iter()
@@ -71,10 +80,10 @@ impl GoBinary {
             .collect()
     }
 
-    /// The symbol's name and its instructions, decoded linearly over `[addr, addr+size)`.
-    fn decode_function(&self, func: &str) -> Result<(String, Vec<Instruction>), BinaryError> {
+    /// The function (symtab, else pclntab) and its bytes.
+    pub(super) fn function_code(&self, func: &str) -> Result<(Function, &[u8]), BinaryError> {
         let f = self
-            .symbol_table()?
+            .function_table()?
             .function(func)
             .ok_or_else(|| BinaryError::MissingFunction(func.to_string()))?;
         if f.size == 0 {
@@ -86,15 +95,31 @@ impl GoBinary {
                 f.name, f.addr, f.size
             ))
         })?;
+        Ok((f.clone(), code))
+    }
+
+    /// The symbol's name and its instructions, decoded linearly over `[addr, addr+size)`.
+    fn decode_function(&self, func: &str) -> Result<(String, Vec<Instruction>), BinaryError> {
+        let (f, code) = self.function_code(func)?;
         let insns =
             decode(code, f.addr).map_err(|what| self.corrupt(format!("{}: {what}", f.name)))?;
-        Ok((f.name.clone(), insns))
+        Ok((f.name, insns))
     }
 
     fn site(&self, func: &str, insn: Option<&Instruction>) -> Result<ProbeSite, BinaryError> {
         let insn =
             insn.ok_or_else(|| self.corrupt(format!("function {func} has no instructions")))?;
-        let vaddr = insn.ip();
+        self.make_site(func, insn.ip(), format_insn(insn), is_one_trap(insn))
+    }
+
+    /// A site at `vaddr`, with its file offset.
+    pub(super) fn make_site(
+        &self,
+        func: &str,
+        vaddr: u64,
+        insn: String,
+        one_trap: bool,
+    ) -> Result<ProbeSite, BinaryError> {
         let file_offset = self.vaddr_to_file_offset(vaddr).ok_or_else(|| {
             self.corrupt(format!("{func}: {vaddr:#x} is not in a loadable segment"))
         })?;
@@ -102,8 +127,8 @@ impl GoBinary {
             func: func.to_string(),
             vaddr,
             file_offset,
-            insn: format_insn(insn),
-            one_trap: is_one_trap(insn),
+            insn,
+            one_trap,
         })
     }
 }
@@ -459,18 +484,51 @@ mod tests {
         }
     }
 
-    /// Position-independent builds map vaddrs to file offsets through their own PT_LOADs.
+    /// PIE builds map vaddrs to file offsets through their own PT_LOADs; externally linked (cgo)
+    /// builds have C start-up code before runtime.text and their text segment at another file
+    /// offset. In both, every site must read back as the same instruction from the file, and the
+    /// pclntab view of each function must agree with the symtab one.
     #[test]
-    fn pie_sites_map_back() {
-        for v in GO_VERSIONS {
-            let path = sample(v, Variant::Pie);
-            let bin = GoBinary::open(&path).unwrap();
-            let file = std::fs::read(&path).unwrap();
-            assert!(bin.offsets().is_ok());
-            for name in CHECKED {
-                let site = bin.probe_site(name).unwrap();
-                assert!(site.one_trap, "{name} on {v}: {}", site.insn);
-                assert_maps_back(&bin, &file, &site);
+    fn pie_and_cgo_sites_map_back() {
+        use super::super::test_support::{all_versions, named};
+        for v in all_versions() {
+            for (name, variant) in [
+                ("fanout", Variant::Pie),
+                ("fanout", Variant::Cgo),
+                ("cgofan", Variant::Cgo),
+            ] {
+                let path = named(name, v, variant);
+                let bin = GoBinary::open(&path).unwrap();
+                let file = std::fs::read(&path).unwrap();
+                assert!(bin.offsets().is_ok());
+                let pcln = bin.pclntab_functions().unwrap();
+                for func in CHECKED.iter().chain(&["runtime.casgstatus"]) {
+                    let site = bin.probe_site(func).unwrap();
+                    let what = format!("{func} in {name} {variant:?} go{v}");
+                    let old_frame_setup = v.starts_with("1.19");
+                    assert!(site.one_trap || old_frame_setup, "{what}: {}", site.insn);
+                    assert_maps_back(&bin, &file, &site);
+                    let f = bin.function(func).unwrap();
+                    assert!(
+                        pcln.iter().any(|p| p.addr == f.addr),
+                        "{what}: not in pclntab"
+                    );
+                    for r in bin.ret_sites(func).unwrap() {
+                        assert_eq!(file[r.file_offset as usize], 0xc3, "{what}: {r:?}");
+                    }
+                }
+                if name == "cgofan" {
+                    let text = bin.pclntab_info().unwrap().text_base;
+                    let sec = bin.code_sections.iter().map(|c| c.addr).min().unwrap();
+                    assert!(
+                        text > sec,
+                        "go{v}: runtime.text {text:#x} is the first code"
+                    );
+                    assert!(
+                        bin.gnu_build_id().is_some(),
+                        "go{v}: external links add one"
+                    );
+                }
             }
         }
     }

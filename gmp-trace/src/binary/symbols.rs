@@ -1,8 +1,9 @@
-//! Function symbols from the ELF `.symtab`.
+//! Function and data symbols from the ELF `.symtab`.
 //!
 //! Go's linker writes every function, including assembly ones, as an `STT_FUNC` with its real
-//! size, so the symtab alone maps names to address ranges and back (pclntab would survive `-s`,
-//! but stripped binaries are out of scope for now).
+//! size, so the symtab alone maps names to address ranges and back. Binaries linked with `-s`
+//! have no symtab: their function table comes from `.gopclntab` instead (see `pclntab.rs`, which
+//! builds the same [`SymbolTable`]); their data symbols are gone for good.
 
 use std::collections::HashMap;
 
@@ -25,12 +26,20 @@ impl Function {
     }
 }
 
-/// Functions sorted by address, plus a name index.
+/// A data symbol (`STT_OBJECT`): a runtime global such as `runtime.allgs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSymbol {
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// Functions sorted by address, plus a name index; data symbols by name.
 #[derive(Debug, Default)]
 pub struct SymbolTable {
     /// Sorted by `addr`, then by name so the order is deterministic.
     funcs: Vec<Function>,
     by_name: HashMap<String, usize>,
+    objects: HashMap<String, DataSymbol>,
 }
 
 impl SymbolTable {
@@ -38,6 +47,18 @@ impl SymbolTable {
     pub fn from_elf(file: &ElfFile64<'_, Endianness>) -> Option<SymbolTable> {
         let endian = file.endian();
         let table = file.symbol_table()?;
+        let objects = table
+            .symbols()
+            .filter(|s| s.elf_symbol().st_type() == elf::STT_OBJECT)
+            .filter(|s| s.elf_symbol().st_shndx(endian) != elf::SHN_UNDEF)
+            .filter_map(|s| {
+                let sym = DataSymbol {
+                    addr: s.address(),
+                    size: s.size(),
+                };
+                Some((s.name().ok()?.to_string(), sym))
+            })
+            .collect();
         let funcs = table
             .symbols()
             .filter(|s| s.elf_symbol().st_type() == elf::STT_FUNC)
@@ -51,7 +72,9 @@ impl SymbolTable {
                 })
             })
             .collect();
-        Some(SymbolTable::new(funcs))
+        let mut t = SymbolTable::new(funcs);
+        t.objects = objects;
+        Some(t)
     }
 
     pub fn new(mut funcs: Vec<Function>) -> SymbolTable {
@@ -62,7 +85,21 @@ impl SymbolTable {
             // Go function names are unique.
             by_name.entry(f.name.clone()).or_insert(i);
         }
-        SymbolTable { funcs, by_name }
+        SymbolTable {
+            funcs,
+            by_name,
+            objects: HashMap::new(),
+        }
+    }
+
+    /// A data symbol by exact name.
+    pub fn object(&self, name: &str) -> Option<DataSymbol> {
+        self.objects.get(name).copied()
+    }
+
+    /// All functions, by address.
+    pub fn functions(&self) -> &[Function] {
+        &self.funcs
     }
 
     /// Exact name first, then `name.abi0`: assembly functions (runtime.mstart, ...) only carry

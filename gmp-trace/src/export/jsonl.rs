@@ -106,6 +106,7 @@ impl<W: Write> JsonlWriter<W> {
                     line += &format!(",\"init_fn\":{}", self.func(sym, e.arg2));
                 }
             }
+            Some(EventKind::LoadBias) => line += &format!(",\"bias\":{}", e.arg0),
             Some(EventKind::MIdle)
             | Some(EventKind::StwDone)
             | Some(EventKind::GcDone)

@@ -41,6 +41,8 @@ pub struct Summary {
     pub goroutines_created: u64,
     pub goroutines_exited: u64,
     pub goroutines_live_at_end: usize,
+    /// Goroutines that already existed when gmp-trace attached (--pid), read from the target.
+    pub goroutines_at_attach: u64,
     pub threads: usize,
     pub procs: usize,
     pub duration_ns: u64,
@@ -106,6 +108,7 @@ impl Summary {
             goroutines_created: model.created,
             goroutines_exited: model.exited,
             goroutines_live_at_end: model.live_goroutines(),
+            goroutines_at_attach: model.seeded,
             threads: model.threads.len(),
             procs: model.procs.len(),
             duration_ns: model.duration_ns(),

@@ -78,6 +78,8 @@ pub struct Goroutine {
     pub max_latency: u64,
     /// Start functions of its creators, nearest first (creator, creator's creator, ...).
     pub creators: [u64; CHAIN],
+    /// Existed when tracing began (read from the target's memory at attach).
+    pub seeded: bool,
     /// (ts, tid) of the current run, while Running.
     pub run_start: Option<(u64, u32)>,
     /// Transitions whose "from" disagreed with what we had (lost events, unprobed paths).
@@ -103,6 +105,7 @@ impl Goroutine {
             max_latency: 0,
             creators: [0; CHAIN],
             run_start: None,
+            seeded: false,
             anomalies: 0,
         }
     }

@@ -126,6 +126,8 @@ pub struct Model {
     /// entersyscall/exitsyscall probes instead.
     pub syscalls_from_probes: bool,
     pub graph: GraphAgg,
+    /// Goroutines read from the target at attach (--pid).
+    pub seeded: u64,
     /// Forget a goroutine at goexit1 (when state changes are not traced, no casgstatus
     /// to _Gdead will come).
     pub retire_on_exit: bool,
@@ -160,6 +162,9 @@ impl Model {
             return;
         };
         *self.by_kind.entry(kind.name()).or_default() += 1;
+        if kind == EventKind::LoadBias {
+            return; // about addresses, not the scheduler
+        }
         if kind == EventKind::Lost {
             // Synthetic: carries the loss, not a runtime observation.
             self.lost += e.arg0;
@@ -312,7 +317,7 @@ impl Model {
                     th.state = MState::Idle;
                 }
             }
-            EventKind::NewProc | EventKind::Lost | EventKind::Phase => {}
+            EventKind::NewProc | EventKind::Lost | EventKind::Phase | EventKind::LoadBias => {}
         }
     }
 
@@ -477,6 +482,59 @@ impl Model {
             .values()
             .filter(|g| g.state != GoState::NotExist)
             .count()
+    }
+
+    /// Adds a goroutine that existed when tracing began (read from the target's allgs), in the
+    /// state the runtime had it. Dead ones are skipped; an unknown status stays Unknown.
+    pub fn seed_goroutine(
+        &mut self,
+        goid: u64,
+        status: u32,
+        wait_reason: u8,
+        start_pc: u64,
+        create_pc: u64,
+        parent: Option<u64>,
+    ) {
+        let state = GoState::from_runtime(status as u64);
+        if state == GoState::NotExist || goid == 0 {
+            return;
+        }
+        let mut g = Goroutine::unknown(goid);
+        g.state = state;
+        g.wait_reason = wait_reason;
+        g.start_pc = start_pc;
+        g.create_pc = create_pc;
+        g.parent = parent;
+        g.seeded = true;
+        self.seeded += 1;
+        self.goroutines.insert(goid, g);
+    }
+
+    /// Adds an M that existed when tracing began.
+    pub fn seed_thread(&mut self, tid: u32, m: i64, p: Option<i32>) {
+        let th = self.threads.entry(tid).or_insert_with(|| Thread {
+            tid,
+            ..Thread::default()
+        });
+        th.m = Some(m);
+        th.p = p;
+        if let Some(p) = p {
+            self.procs
+                .entry(p)
+                .or_insert_with(|| Proc {
+                    id: p,
+                    ..Proc::default()
+                })
+                .held_by = Some(tid);
+        }
+    }
+
+    /// Adds a P that existed when tracing began.
+    pub fn seed_proc(&mut self, id: i32) {
+        self.procs.entry(id).or_insert_with(|| Proc {
+            id,
+            ..Proc::default()
+        });
     }
 
     /// Closes the books at the end of the trace: running goroutines' P time up to the end.

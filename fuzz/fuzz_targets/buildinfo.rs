@@ -1,0 +1,8 @@
+//! `.go.buildinfo` contents, build-id notes and version strings.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    std::hint::black_box(gmp_trace_fuzz::binary::fuzz::buildinfo(data));
+});

@@ -1,0 +1,292 @@
+//! The function table in `.gopclntab`, for binaries without `.symtab` (`-ldflags=-s`).
+//!
+//! The runtime needs this table for stack unwinding, so it survives every strip. Layout (Go 1.18+,
+//! runtime/symtab.go pcHeader, read the same way as debug/gosym): magic 0xfffffff0 (1.18-1.19) or
+//! 0xfffffff1 (1.20+), two zero pad bytes, minLC (1 on amd64, 4 on arm64), ptrSize, then 8 words:
+//! nfunc, nfiles, textStart, funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset.
+//! At pclnOffset: `nfunc` pairs {entryoff u32, funcoff u32} and a final entryoff (the end of the
+//! last function), all relative to runtime.text; `funcoff` leads to a `_func` whose second word is
+//! the name's offset in funcnametab.
+//!
+//! The base (runtime.text) is the subtle part. Go 1.26+ writes 0 in the header's textStart (it
+//! needed a relocation), and in externally linked binaries runtime.text is not the `.text` start
+//! (crt code comes first: 0x402400 vs 0x402300 measured). The runtime itself uses
+//! `moduledata.text`, so we do too: runtime.firstmoduledata is the `.go.module` section in 1.26+
+//! and sits in `.noptrdata` before; it begins with a pointer to the pcHeader and has `text` at
+//! word 22 in every release 1.19-1.27.
+
+use object::read::elf::ElfFile64;
+use object::{elf, Endianness, Object, ObjectSection, RelocationFlags};
+
+use super::symbols::{Function, SymbolTable};
+
+const MAGIC_118: u32 = 0xffff_fff0;
+const MAGIC_120: u32 = 0xffff_fff1;
+const HEADER_LEN: usize = 8 + 8 * 8;
+/// moduledata words: 0 pcHeader, 1-3 funcnametab, 4-6 cutab, 7-9 filetab, 10-12 pctab,
+/// 13-15 pclntable, 16-18 ftab, 19 findfunctab, 20 minpc, 21 maxpc, 22 text, 23 etext.
+const MD_FUNCNAMETAB: usize = 1;
+const MD_PCLNTABLE: usize = 13;
+const MD_TEXT: usize = 22;
+const MD_WORDS: usize = 24;
+
+/// Where the function table's base address came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextBaseSource {
+    /// `moduledata.text`, as the runtime uses it.
+    ModuleData,
+    /// The pcHeader's textStart (non-zero before Go 1.26).
+    Header,
+    /// The `.text` section address: right for internally linked binaries only.
+    TextSection,
+}
+
+/// What the table header says, for diagnostics and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PclntabInfo {
+    pub magic: u32,
+    pub min_lc: u8,
+    pub nfunc: usize,
+    /// textStart as written in the header (0 in Go 1.26+).
+    pub header_text_start: u64,
+    /// The runtime.text address used.
+    pub text_base: u64,
+    pub text_base_source: TextBaseSource,
+    /// The `.gopclntab` (or `.data.rel.ro.gopclntab` in older PIE builds) address.
+    pub addr: u64,
+}
+
+/// The parsed table.
+#[derive(Debug)]
+pub struct Pclntab {
+    pub info: PclntabInfo,
+    pub table: SymbolTable,
+}
+
+/// Little-endian readers that return `None` instead of panicking past the end.
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    let bytes = b.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    let bytes = b.get(off..off.checked_add(8)?)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn usize_at(b: &[u8], off: usize) -> Option<usize> {
+    usize::try_from(u64_at(b, off)?).ok()
+}
+
+/// The header fields we use.
+struct Header {
+    magic: u32,
+    min_lc: u8,
+    nfunc: usize,
+    text_start: u64,
+    funcname_off: usize,
+    pcln_off: usize,
+}
+
+fn parse_header(tab: &[u8]) -> Result<Header, String> {
+    if tab.len() < HEADER_LEN {
+        return Err(format!(
+            "table of {} bytes is shorter than its header",
+            tab.len()
+        ));
+    }
+    let magic = u32_at(tab, 0).ok_or("no magic")?;
+    if magic != MAGIC_118 && magic != MAGIC_120 {
+        return Err(format!("unknown magic {magic:#x}"));
+    }
+    let (pad1, pad2, min_lc, ptr_size) = match tab.get(4..8) {
+        Some(&[a, b, c, d]) => (a, b, c, d),
+        _ => return Err("truncated header".into()),
+    };
+    if pad1 != 0 || pad2 != 0 || !matches!(min_lc, 1 | 2 | 4) || ptr_size != 8 {
+        return Err(format!(
+            "unexpected header bytes pad {pad1},{pad2} minLC {min_lc} ptrSize {ptr_size}"
+        ));
+    }
+    let word = |i: usize| usize_at(tab, 8 + 8 * i).ok_or_else(|| format!("header word {i}"));
+    let h = Header {
+        magic,
+        min_lc,
+        nfunc: word(0)?,
+        text_start: u64_at(tab, 8 + 8 * 2).ok_or("textStart")?,
+        funcname_off: word(3)?,
+        pcln_off: word(7)?,
+    };
+    // Each function costs at least 8 bytes of functab, so a count beyond that is corrupt (and
+    // must not drive a huge allocation).
+    if h.nfunc == 0 || h.nfunc > tab.len() / 8 {
+        return Err(format!("implausible function count {}", h.nfunc));
+    }
+    if h.funcname_off >= tab.len() || h.pcln_off >= tab.len() {
+        return Err("header offsets point outside the table".into());
+    }
+    Ok(h)
+}
+
+/// Reads `.gopclntab` of `file`; `code` are the executable sections as (addr, size).
+pub fn parse(file: &ElfFile64<'_, Endianness>, code: &[(u64, u64)]) -> Result<Pclntab, String> {
+    let section = file
+        .section_by_name(".gopclntab")
+        .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))
+        .ok_or("no .gopclntab section")?;
+    let tab = section.data().map_err(|e| format!(".gopclntab: {e}"))?;
+    let addr = section.address();
+    let h = parse_header(tab)?;
+
+    let (text_base, text_base_source) = match moduledata_text(file, addr, &h) {
+        Some(t) => (t, TextBaseSource::ModuleData),
+        None if h.text_start != 0 => (h.text_start, TextBaseSource::Header),
+        None => (
+            file.section_by_name(".text")
+                .map(|s| s.address())
+                .ok_or("neither moduledata, textStart nor a .text section gives runtime.text")?,
+            TextBaseSource::TextSection,
+        ),
+    };
+    let in_code = |a: u64| code.iter().any(|&(s, n)| a >= s && a - s < n);
+    if !in_code(text_base) {
+        return Err(format!(
+            "runtime.text {text_base:#x} is outside the executable sections"
+        ));
+    }
+
+    let funcs = functions(tab, &h, text_base)?;
+    Ok(Pclntab {
+        info: PclntabInfo {
+            magic: h.magic,
+            min_lc: h.min_lc,
+            nfunc: h.nfunc,
+            header_text_start: h.text_start,
+            text_base,
+            text_base_source,
+            addr,
+        },
+        table: SymbolTable::new(funcs),
+    })
+}
+
+/// The functions of the table, sized by the distance to the next entry (the last one by the
+/// end-of-table sentinel), at `text_base` + their entry offsets.
+fn functions(tab: &[u8], h: &Header, text_base: u64) -> Result<Vec<Function>, String> {
+    let names = tab.get(h.funcname_off..).unwrap_or_default();
+    let pcln = tab.get(h.pcln_off..).unwrap_or_default();
+    let entry = |i: usize| u32_at(pcln, i.checked_mul(8)?);
+    let end_off = entry(h.nfunc).ok_or("function table runs past the section")?;
+    let mut funcs = Vec::with_capacity(h.nfunc);
+    let mut next = end_off;
+    // Walk backwards so each size is the next function's start minus this one's.
+    for i in (0..h.nfunc).rev() {
+        let bad = |what: &str| format!("function {i}: {what}");
+        let start = entry(i).ok_or_else(|| bad("entry past the table"))?;
+        let func_off = u32_at(pcln, i * 8 + 4).ok_or_else(|| bad("funcoff past the table"))?;
+        let func_off = usize::try_from(func_off).map_err(|_| bad("funcoff"))?;
+        // _func.entryOff repeats the functab entry: a cheap consistency check.
+        if u32_at(pcln, func_off) != Some(start) {
+            return Err(bad("_func.entryOff disagrees with the functab"));
+        }
+        let name_off = u32_at(pcln, func_off.saturating_add(4)).ok_or_else(|| bad("nameOff"))?;
+        let name = c_string(names, name_off).ok_or_else(|| bad("name outside funcnametab"))?;
+        if start > next {
+            return Err(bad("functab not sorted by address"));
+        }
+        let addr = text_base
+            .checked_add(u64::from(start))
+            .ok_or_else(|| bad("address overflows"))?;
+        funcs.push(Function {
+            name,
+            addr,
+            size: u64::from(next - start),
+        });
+        next = start;
+    }
+    Ok(funcs)
+}
+
+/// Fuzzing entry point: the table parser alone on `tab` as the `.gopclntab` contents.
+pub fn fuzz_table(tab: &[u8]) -> usize {
+    let Ok(h) = parse_header(tab) else { return 0 };
+    let funcs = functions(tab, &h, 0x40_1000).unwrap_or_default();
+    SymbolTable::new(funcs).functions().len()
+}
+
+/// The NUL-terminated string at `off` (a negative i32 in the _func is corrupt: None).
+fn c_string(names: &[u8], off: u32) -> Option<String> {
+    if off > i32::MAX as u32 {
+        return None;
+    }
+    let s = names.get(usize::try_from(off).ok()?..)?;
+    let end = s.iter().position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(s.get(..end)?).into_owned())
+}
+
+/// runtime.firstmoduledata.text, found as the one moduledata whose first word points at the
+/// table and whose funcnametab and pclntable slices point where the header says.
+fn moduledata_text(file: &ElfFile64<'_, Endianness>, pcln_addr: u64, h: &Header) -> Option<u64> {
+    let want_names = pcln_addr.checked_add(u64::try_from(h.funcname_off).ok()?)?;
+    let want_pcln = pcln_addr.checked_add(u64::try_from(h.pcln_off).ok()?)?;
+    let fits = |w: &[u8]| {
+        u64_at(w, 0) == Some(pcln_addr)
+            && u64_at(w, MD_FUNCNAMETAB * 8) == Some(want_names)
+            && u64_at(w, MD_PCLNTABLE * 8) == Some(want_pcln)
+    };
+    for name in [".go.module", ".noptrdata", ".data", ".data.rel.ro"] {
+        let Some(sec) = file.section_by_name(name) else {
+            continue;
+        };
+        let Ok(data) = sec.data() else { continue };
+        let found = (0..data.len())
+            .step_by(8)
+            .filter_map(|o| data.get(o..o.checked_add(MD_WORDS * 8)?))
+            .find(|w| fits(w));
+        if let Some(w) = found {
+            return u64_at(w, MD_TEXT * 8).filter(|&t| t != 0);
+        }
+    }
+    relocated_moduledata_text(file, pcln_addr)
+}
+
+/// The same search for PIE binaries whose linker left RELA slots zero in the file (GNU ld on
+/// arm64 does unless --apply-dynamic-relocs): each moduledata pointer is then only in a RELATIVE
+/// relocation's addend.
+fn relocated_moduledata_text(file: &ElfFile64<'_, Endianness>, pcln_addr: u64) -> Option<u64> {
+    let relocs = file.dynamic_relocations()?;
+    let mut addends = std::collections::HashMap::new();
+    let mut starts = Vec::new();
+    for (offset, r) in relocs {
+        let relative = matches!(
+            r.flags(),
+            RelocationFlags::Elf { r_type } if r_type == elf::R_X86_64_RELATIVE
+                || r_type == elf::R_AARCH64_RELATIVE
+        );
+        if !relative {
+            continue;
+        }
+        let Ok(addend) = u64::try_from(r.addend()) else {
+            continue;
+        };
+        if addend == pcln_addr {
+            starts.push(offset);
+        }
+        addends.insert(offset, addend);
+        // A corrupt file could list millions; the real ones have a few thousand.
+        if addends.len() > 1 << 20 {
+            return None;
+        }
+    }
+    // Without the header offsets at hand, require the text word and a plausible funcnametab
+    // pointer (just past the table start).
+    starts.into_iter().find_map(|s| {
+        let names = *addends.get(&s.checked_add(8)?)?;
+        let text = *addends.get(&s.checked_add(MD_TEXT as u64 * 8)?)?;
+        (names > pcln_addr && names - pcln_addr < 4096).then_some(text)
+    })
+}
+
+#[cfg(test)]
+#[path = "pclntab_tests.rs"]
+mod tests;

@@ -1,0 +1,376 @@
+//! Live self-validation: before trusting a runtime layout on a process, read the runtime's own
+//! globals through /proc/PID/mem (read-only, the process keeps running) and check invariants that
+//! only hold when every offset is right. The same walk yields the goroutines, Ms and Ps that exist
+//! before tracing starts: the seed snapshot for `--pid` mode.
+//!
+//! The globals (runtime.g0, m0, allgs, allm, allp, gomaxprocs) are data symbols, found through
+//! `.symtab`; a stripped binary has none, and validation is then skipped (reported, not an error).
+//! Reads race with the running program; every invariant checked is one that does not change once
+//! the runtime is initialised (g0/m0 links, P ids), so tearing cannot make a right layout fail.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::{BinaryError, GoBinary, OffsetsSource, RuntimeLayout};
+
+/// Caps that keep a wrong layout (garbage lengths, cyclic lists) from running away.
+const MAX_ALLGS: u64 = 1 << 22;
+const MAX_ALLP: u64 = 1 << 16;
+const MAX_MS: usize = 10_000;
+const MAX_GOID: u64 = 1 << 40;
+
+/// What [`check`] verifies, for the report.
+const CHECKS: [&str; 7] = [
+    "g0.m == &m0",
+    "m0.g0 == &g0",
+    "1 <= gomaxprocs <= 65536",
+    "allp[i].id == i and < gomaxprocs",
+    "every goid <= 1<<40",
+    "goroutine 1 is in allgs",
+    "the allm list is non-empty and ends within 10000 Ms",
+];
+
+/// A goroutine as found in runtime.allgs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveG {
+    pub addr: u64,
+    pub goid: u64,
+    /// g.atomicstatus as stored (scan bit 0x1000 included).
+    pub status: u32,
+    /// g.waitreason, the release's own numbering.
+    pub waitreason: u8,
+    pub startpc: u64,
+    pub gopc: u64,
+    /// `None` before Go 1.21 (no g.parentGoid).
+    pub parent_goid: Option<u64>,
+}
+
+/// An M on the runtime.allm list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveM {
+    pub addr: u64,
+    pub id: i64,
+    /// The OS thread id.
+    pub procid: u64,
+    /// goid of m.curg, `None` when the M runs no goroutine.
+    pub curg_goid: Option<u64>,
+    /// p.id of m.p, `None` when it holds no P.
+    pub p_id: Option<i32>,
+}
+
+/// A P of runtime.allp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveP {
+    pub addr: u64,
+    pub id: i32,
+    pub status: u32,
+}
+
+/// The outcome of [`validate_live`]: the invariants hold, and this is what the runtime holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveReport {
+    pub pid: u32,
+    /// Why nothing was checked (stripped binary), in which case every list is empty.
+    pub skipped: Option<String>,
+    pub source: Option<OffsetsSource>,
+    pub gomaxprocs: i32,
+    /// len(runtime.allgs): every G ever created and not freed, dead ones included.
+    pub allgs_len: usize,
+    pub gs: Vec<LiveG>,
+    pub ms: Vec<LiveM>,
+    pub ps: Vec<LiveP>,
+    /// The invariants that were checked, in words.
+    pub checked: Vec<&'static str>,
+}
+
+/// Read-only access to another process's memory.
+struct Mem {
+    pid: u32,
+    file: File,
+}
+
+impl Mem {
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, addr)
+            .map_err(|e| format!("reading {len} bytes at {addr:#x} of pid {}: {e}", self.pid))?;
+        Ok(buf)
+    }
+
+    fn u64(&self, addr: u64) -> Result<u64, String> {
+        let b = self.read(addr, 8)?;
+        Ok(u64::from_le_bytes(b.try_into().map_err(|_| "short read")?))
+    }
+
+    fn i32(&self, addr: u64) -> Result<i32, String> {
+        let b = self.read(addr, 4)?;
+        Ok(i32::from_le_bytes(b.try_into().map_err(|_| "short read")?))
+    }
+
+    fn u32(&self, addr: u64) -> Result<u32, String> {
+        let b = self.read(addr, 4)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| "short read")?))
+    }
+}
+
+fn field(base: u64, off: u32) -> u64 {
+    base.wrapping_add(u64::from(off))
+}
+
+/// Checks the runtime layout `bin` implies against the memory of process `pid` (loaded at
+/// `load_bias`, see [`load_bias`]) and returns what it found. `Err(LayoutMismatch)` means the
+/// offsets are wrong for this process.
+pub fn validate_live(pid: u32, bin: &GoBinary, load_bias: u64) -> Result<LiveReport, BinaryError> {
+    let mut report = LiveReport {
+        pid,
+        ..LiveReport::default()
+    };
+    let names = [
+        "runtime.g0",
+        "runtime.m0",
+        "runtime.allgs",
+        "runtime.allm",
+        "runtime.allp",
+        "runtime.gomaxprocs",
+    ];
+    let mut addrs = [0u64; 6];
+    for (slot, name) in addrs.iter_mut().zip(names) {
+        match bin.data_symbol(name) {
+            Some(s) => *slot = s.addr.wrapping_add(load_bias),
+            None => {
+                report.skipped = Some(format!(
+                    "{name} is not in the symbol table (stripped binary?): live validation skipped"
+                ));
+                return Ok(report);
+            }
+        }
+    }
+    let [g0, m0, allgs, allm, allp, gomaxprocs] = addrs;
+    let layout = bin.runtime_layout()?;
+    report.source = Some(layout.source);
+    let process = |what: String| BinaryError::Process { pid, what };
+    let path = PathBuf::from(format!("/proc/{pid}/mem"));
+    let file = File::open(&path).map_err(|e| {
+        process(format!(
+            "cannot open {}: {e}; gmp-trace needs the same user as the target, or root",
+            path.display()
+        ))
+    })?;
+    let mem = Mem { pid, file };
+    let mut problems = Vec::new();
+    if let Err(p) = walk(
+        &mem,
+        &layout,
+        [g0, m0, allgs, allm, allp, gomaxprocs],
+        &mut report,
+    ) {
+        problems.push(p);
+    }
+    problems.extend(check(&report, g0, m0, &mem, &layout));
+    if problems.is_empty() {
+        report.checked = CHECKS.to_vec();
+        Ok(report)
+    } else {
+        Err(BinaryError::LayoutMismatch {
+            pid,
+            source_kind: layout.source.to_string(),
+            problems: problems.join("; "),
+        })
+    }
+}
+
+/// Reads the globals and lists into `report`; a failed read means a pointer came from a wrong
+/// offset (or a wrong load bias).
+fn walk(
+    mem: &Mem,
+    l: &RuntimeLayout,
+    [_g0, _m0, allgs, allm, allp, gomaxprocs]: [u64; 6],
+    report: &mut LiveReport,
+) -> Result<(), String> {
+    let o = &l.offsets;
+    report.gomaxprocs = mem.i32(gomaxprocs)?;
+
+    let n = mem.u64(allp.wrapping_add(8))?;
+    if n > MAX_ALLP {
+        return Err(format!("len(allp) = {n}"));
+    }
+    let arr = mem.u64(allp)?;
+    for i in 0..n {
+        let pp = mem.u64(arr.wrapping_add(8 * i))?;
+        let id = mem.i32(field(pp, o.p_id))?;
+        let status = mem.u32(field(pp, l.p_status))?;
+        report.ps.push(LiveP {
+            addr: pp,
+            id,
+            status,
+        });
+    }
+
+    // ptr and len in one read, so a concurrent append cannot pair an old array with a new length.
+    let hdr = mem.read(allgs, 16)?;
+    let word = |b: &[u8], i: usize| -> u64 {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    let (arr, n) = (word(&hdr, 0), word(&hdr, 1));
+    if n > MAX_ALLGS {
+        return Err(format!("len(allgs) = {n}"));
+    }
+    report.allgs_len = n as usize;
+    let ptrs = mem.read(arr, (n as usize).saturating_mul(8))?;
+    for i in 0..n as usize {
+        let gp = word(&ptrs, i);
+        report.gs.push(read_g(mem, l, gp)?);
+    }
+
+    let mut mp = mem.u64(allm)?;
+    while mp != 0 {
+        if report.ms.len() >= MAX_MS {
+            return Err(format!("the allm list does not end within {MAX_MS} Ms"));
+        }
+        let curg = mem.u64(field(mp, o.m_curg))?;
+        let pp = mem.u64(field(mp, o.m_p))?;
+        report.ms.push(LiveM {
+            addr: mp,
+            id: mem.u64(field(mp, o.m_id))? as i64,
+            procid: mem.u64(field(mp, o.m_procid))?,
+            curg_goid: match curg {
+                0 => None,
+                g => Some(mem.u64(field(g, o.g_goid))?),
+            },
+            p_id: match pp {
+                0 => None,
+                p => Some(mem.i32(field(p, o.p_id))?),
+            },
+        });
+        mp = mem.u64(field(mp, l.m_alllink))?;
+    }
+    Ok(())
+}
+
+fn read_g(mem: &Mem, l: &RuntimeLayout, gp: u64) -> Result<LiveG, String> {
+    let o = &l.offsets;
+    Ok(LiveG {
+        addr: gp,
+        goid: mem.u64(field(gp, o.g_goid))?,
+        status: mem.u32(field(gp, o.g_atomicstatus))?,
+        waitreason: mem
+            .read(field(gp, o.g_waitreason), 1)?
+            .first()
+            .copied()
+            .unwrap_or(0),
+        startpc: mem.u64(field(gp, o.g_startpc))?,
+        gopc: mem.u64(field(gp, o.g_gopc))?,
+        parent_goid: match l.g_parent_goid {
+            Some(off) => Some(mem.u64(field(gp, off))?),
+            None => None,
+        },
+    })
+}
+
+/// The invariants; each failure in words.
+fn check(r: &LiveReport, g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<String> {
+    let mut problems = Vec::new();
+    match mem.u64(field(g0, l.offsets.g_m)) {
+        Ok(m) if m == m0 => {}
+        Ok(m) => problems.push(format!("g0.m is {m:#x}, not &m0 {m0:#x}")),
+        Err(e) => problems.push(e),
+    }
+    match mem.u64(field(m0, l.m_g0)) {
+        Ok(g) if g == g0 => {}
+        Ok(g) => problems.push(format!("m0.g0 is {g:#x}, not &g0 {g0:#x}")),
+        Err(e) => problems.push(e),
+    }
+    if !(1..=MAX_ALLP as i32).contains(&r.gomaxprocs) {
+        problems.push(format!("gomaxprocs is {}", r.gomaxprocs));
+    }
+    for (i, p) in r.ps.iter().enumerate() {
+        if usize::try_from(p.id).ok() != Some(i) || p.id >= r.gomaxprocs {
+            problems.push(format!(
+                "allp[{i}].id is {} (gomaxprocs {})",
+                p.id, r.gomaxprocs
+            ));
+            break;
+        }
+    }
+    if let Some(g) = r.gs.iter().find(|g| g.goid > MAX_GOID) {
+        problems.push(format!("goid {} at {:#x} is implausible", g.goid, g.addr));
+    }
+    // rt0_go creates g1 (runtime.main) before anything else is added, and it lives until exit.
+    if !r.gs.is_empty() && !r.gs.iter().any(|g| g.goid == 1) {
+        problems.push("no goroutine 1 in allgs".into());
+    }
+    if r.ms.is_empty() {
+        problems.push("the allm list is empty".into());
+    }
+    problems
+}
+
+/// Where process `pid` loaded `bin`: 0 for non-PIE executables, else the difference between the
+/// runtime and link-time addresses, from the executable mapping in /proc/PID/maps whose file range
+/// covers the text segment.
+pub fn load_bias(pid: u32, bin: &GoBinary) -> Result<u64, BinaryError> {
+    let process = |what: String| BinaryError::Process { pid, what };
+    let text = bin
+        .segments
+        .iter()
+        .find(|s| s.executable)
+        .ok_or_else(|| bin.corrupt("no executable PT_LOAD segment"))?;
+    let exe = format!("/proc/{pid}/exe");
+    let meta = std::fs::metadata(&exe).map_err(|e| process(format!("{exe}: {e}")))?;
+    let link = std::fs::read_link(&exe).ok();
+    let maps_path = format!("/proc/{pid}/maps");
+    let maps =
+        std::fs::read_to_string(&maps_path).map_err(|e| process(format!("{maps_path}: {e}")))?;
+    for m in maps.lines().filter_map(parse_maps_line) {
+        let same_file = m.inode == std::os::unix::fs::MetadataExt::ino(&meta)
+            || link.as_deref().is_some_and(|l| l.as_os_str() == m.path);
+        let covers = text.file_offset >= m.offset && text.file_offset - m.offset < m.end - m.start;
+        if m.exec && same_file && covers {
+            return Ok(m
+                .start
+                .wrapping_add(text.file_offset - m.offset)
+                .wrapping_sub(text.vaddr));
+        }
+    }
+    Err(process(format!(
+        "no executable mapping of {} covers its text segment (file offset {:#x}) in {maps_path}",
+        bin.path.display(),
+        text.file_offset
+    )))
+}
+
+/// One /proc/PID/maps line: `start-end perms offset dev inode path`.
+struct MapsLine<'a> {
+    start: u64,
+    end: u64,
+    exec: bool,
+    offset: u64,
+    inode: u64,
+    path: &'a str,
+}
+
+fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
+    let mut it = line.splitn(6, ' ');
+    let (range, perms, offset, _dev, inode) =
+        (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    Some(MapsLine {
+        start,
+        end: end.max(start),
+        exec: perms.as_bytes().get(2) == Some(&b'x'),
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        inode: inode.parse().ok()?,
+        path: it.next().unwrap_or("").trim_start(),
+    })
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,3 @@
+module example.com/cgofan
+
+go 1.19
