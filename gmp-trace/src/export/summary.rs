@@ -94,8 +94,30 @@ pub struct RunInfo {
     pub probes: Vec<ProbeInfo>,
 }
 
+/// "Waiting/14" -> "Waiting (chan receive)" with the version's waitReason names.
+fn name_wait(key: &str, go_version: &str) -> String {
+    let named = key
+        .strip_prefix("Waiting/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| {
+            let names = crate::export::perfetto::waitreason::wait_reasons(go_version)?;
+            names
+                .get(n)
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("Waiting ({s})"))
+        });
+    named.unwrap_or_else(|| key.to_string())
+}
+
 impl Summary {
     pub fn build(model: &Model, run: RunInfo, sym: &dyn Symbolize) -> Summary {
+        let mut leak_tree = views::leak_tree(model, sym, 10);
+        for g in &mut leak_tree {
+            g.states = std::mem::take(&mut g.states)
+                .into_iter()
+                .map(|(k, v)| (name_wait(&k, &run.go_version), v))
+                .collect();
+        }
         let by_fn = views::created_by_start_fn(model, sym);
         Summary {
             go_version: run.go_version,
@@ -142,7 +164,7 @@ impl Summary {
             worst_latency_goroutines: views::worst_goroutines(model, sym, 10),
             proc_utilization: views::proc_use(model),
             states_at_end: views::states_at_end(model),
-            leak_tree: views::leak_tree(model, sym, 10),
+            leak_tree,
             transitions: model
                 .transitions
                 .iter()

@@ -20,7 +20,7 @@ mod emit;
 mod lanes;
 mod layout;
 mod proto;
-mod waitreason;
+pub mod waitreason;
 
 #[cfg(test)]
 mod sim;
