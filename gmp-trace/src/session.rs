@@ -72,6 +72,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Target::Pid { exe, .. } => exe.clone(),
     };
     let bin = GoBinary::open(&exe)?;
+    // Probe offsets belong to this exact file: remember its identity and check it again right
+    // before attaching, so a binary replaced in between never gets probes at stale offsets.
+    let identity = file_identity(&exe)?;
     if bin.arch() != Arch::X86_64 {
         bail!(
             "{} is an arm64 binary: gmp-trace can read it but its probes run on x86_64 only; \
@@ -117,6 +120,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Target::Pid { pid, .. } => (*pid, None),
     };
     offsets.target_pid = pid;
+    if file_identity(&exe)? != identity {
+        if let Some(h) = held {
+            h.abort();
+        }
+        bail!(
+            "{} changed on disk while gmp-trace was reading it; run gmp-trace again",
+            exe.display()
+        );
+    }
     let is_launch = held.is_some();
     let attached = Tracer::load(&offsets, args.buffer_size).and_then(|mut t| {
         if is_launch {
@@ -274,6 +286,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         go_version: bin.go_version().to_string(),
         binary: exe.display().to_string(),
         main_module: bin.main_module().map(str::to_owned),
+        build_id: bin.build_id().map(str::to_owned),
         mode,
         pid,
         exit_code,
@@ -326,6 +339,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         go_version: h.go_version,
         binary: h.binary,
         main_module: h.main_module,
+        build_id: bin.as_ref().and_then(|b| b.build_id().map(str::to_owned)),
         mode,
         pid: h.pid,
         exit_code: footer.exit_code,
@@ -335,6 +349,13 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
     };
     pipeline.finish(run)?;
     Ok(0)
+}
+
+/// (device, inode, size, mtime) of the file behind `path` (following /proc/PID/exe).
+fn file_identity(path: &Path) -> anyhow::Result<(u64, u64, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((m.dev(), m.ino(), m.size(), m.mtime()))
 }
 
 /// The process name to show: the command's name, or the executable's file name.
