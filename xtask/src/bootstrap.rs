@@ -140,7 +140,7 @@ fn go_toolchain(version: &str) -> anyhow::Result<()> {
 }
 
 /// Installs Debian packages whose command is missing: (command, package).
-fn debian_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
+pub fn debian_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .filter(|(cmd, _)| {

@@ -39,6 +39,9 @@ enum Cmd {
     /// Bootstrap, build, then trace the fan-out sample with every Go toolchain and build variant;
     /// writes docs/matrix.md.
     Matrix,
+    /// Trace the fan-out sample to Perfetto and render it in the real Perfetto UI (headless
+    /// Chromium, offline); the screenshot goes to target/ui-check/trace.png.
+    UiCheck,
     /// Bootstrap, build, then measure overhead and probe cost; writes docs/benchmarks.md.
     Bench {
         /// Interleaved rounds per workload (medians are reported).
@@ -63,6 +66,12 @@ fn main() -> anyhow::Result<()> {
             bootstrap::all()?;
             build()?;
             demo()
+        }
+        Cmd::UiCheck => {
+            bootstrap::all()?;
+            bootstrap::debian_packages(&[("chromium", "chromium")])?;
+            build()?;
+            ui_check()
         }
         Cmd::Matrix => {
             bootstrap::all()?;
@@ -164,6 +173,34 @@ fn demo() -> anyhow::Result<()> {
     ] {
         eprintln!("xtask: {what}: {}", rel(p));
     }
+    Ok(())
+}
+
+fn ui_check() -> anyhow::Result<()> {
+    let sample = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let out = workspace_root().join("target/ui-check");
+    std::fs::create_dir_all(&out)?;
+    let trace = out.join("trace.pftrace");
+    let png = out.join("trace.png");
+    run(Command::new(gmp_trace())
+        .arg("-q")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(&sample)
+        .arg("20"))?;
+    run(Command::new("bash")
+        .arg(workspace_root().join("tests/perfetto/ui_check.sh"))
+        .arg(&trace)
+        .arg(&png))?;
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    if size < 10_000 {
+        bail!(
+            "the screenshot {} is missing or empty ({size} bytes)",
+            rel(&png)
+        );
+    }
+    eprintln!("xtask: the Perfetto UI rendered the trace: {}", rel(&png));
     Ok(())
 }
 
