@@ -1,6 +1,7 @@
 //! gmp-trace: watch the Go scheduler (G/M/P) of a live, unmodified Go process with eBPF uprobes.
 mod binary;
 mod cli;
+mod compare;
 mod export;
 mod launch;
 mod model;
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match sub {
+        "compare" => compare::run(compare::CompareArgs::parse_from(
+            std::iter::once("gmp-trace compare".into()).chain(argv.into_iter().skip(2)),
+        )),
         "replay" => session::replay(cli::ReplayArgs::parse_from(
             std::iter::once("gmp-trace replay".into()).chain(argv.into_iter().skip(2)),
         )),

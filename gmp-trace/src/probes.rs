@@ -88,7 +88,13 @@ pub const PROBES: &[ProbeSpec] = &[
     probe("mstart", "runtime.mstart1", Body),
     probe("newm", "runtime.newm1", Body),
     probe("stopm", "runtime.stopm", Body),
-    probe("acquirep", "runtime.acquirep", Body),
+    // Go 1.26+ exitsyscall takes a P with acquirepNoTrace (which acquirep calls too).
+    versions(probe("acquirep", "runtime.acquirep", Body), (1, 0), (1, 26)),
+    versions(
+        probe("acquirep", "runtime.acquirepNoTrace", Body),
+        (1, 26),
+        (u32::MAX, 0),
+    ),
     probe("releasep", "runtime.releasep", Body),
     probe("procresize", "runtime.procresize", Body),
     // Stop-the-world, GC, syscalls.

@@ -206,6 +206,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
 
+    if !is_launch && !args.out.quiet {
+        // Like strace's "Process N attached": the probes are in from here on.
+        eprintln!(
+            "gmp-trace: attached to pid {pid} ({}, {} probes); Ctrl-C to stop",
+            bin.go_version(),
+            tracer.probes.len()
+        );
+    }
+
     // What ends the session: the target's exit, a signal, or --duration.
     let mut child_wait = match held {
         Some(h) => {

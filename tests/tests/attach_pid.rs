@@ -84,26 +84,29 @@ fn attach_to_running_program_and_detach_cleanly() {
     let dir = scratch_dir("attach-pid");
     let events = dir.join("events.jsonl");
     let summary = dir.join("summary.json");
-    let tracer = Command::new(gmp_trace_bin())
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "--duration",
-            "1500ms",
-            "-q",
-            "-o",
-        ])
+    let mut tracer = Command::new(gmp_trace_bin())
+        .args(["--pid", &pid.to_string(), "--duration", "1500ms", "-o"])
         .arg(&events)
         .arg("--summary-json")
         .arg(&summary)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start gmp-trace");
-    std::thread::sleep(Duration::from_millis(900));
+    // Wait until gmp-trace says the probes are in, then look at the target's code.
+    let mut err = BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("attached to pid") {
+        said.clear();
+        if err.read_line(&mut said).unwrap() == 0 {
+            panic!("gmp-trace ended without attaching");
+        }
+    }
     let during = text_snapshot(pid);
     let links_during = our_links();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     let out = tracer.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = rest;
     assert!(out.status.success(), "gmp-trace --pid failed: {stderr}");
     let after = text_snapshot(pid);
     let s: serde_json::Value =

@@ -36,6 +36,29 @@ pub struct Thread {
     /// The P it holds (acquirep/releasep), and since when.
     pub p: Option<i32>,
     pub p_since: Option<u64>,
+    /// Go >= 1.26: the goroutine whose exitsyscall began without a P (sysmon took it), and
+    /// when, until it gets one here or is queued (the tracer's GoSyscallEndBlocked, then maybe
+    /// GoStart).
+    pub exit_without_p: Option<(u64, u64)>,
+    /// Go >= 1.26: the goroutine whose exitsyscall began with its P, and when: sysmon can still
+    /// take the P before exitsyscall looks (it holds the G's scan bit meanwhile), and then the
+    /// goroutine is queued by exitsyscallNoP after all.
+    pub exit_with_p: Option<(u64, u64)>,
+    /// Go <= 1.25: the system call in progress on this thread.
+    pub syscall: Option<InSyscall>,
+}
+
+/// Go <= 1.25: a goroutine in a system call, and whether its P was lost meanwhile, which is
+/// what Go's tracer checks on exit (`oldp != m.p || m.syscalltick != p.syscalltick`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InSyscall {
+    pub goid: u64,
+    /// The P it entered with, and its owner changes then: another thread using it meanwhile
+    /// means it was retaken by sysmon or stolen by another exitsyscall (syscalltick moved).
+    pub p: i32,
+    pub p_owner_changes: u64,
+    /// This thread acquired a P during the call (exitsyscallfast_pidle).
+    pub new_p: bool,
 }
 
 /// An M's activity, as far as the probes show it.
@@ -63,6 +86,10 @@ pub struct Proc {
     pub running: Option<(u64, u64)>,
     pub acquires: u64,
     pub starts: u64,
+    /// The thread of the last event that held it, and how often that changed: a P taken from
+    /// a goroutine in a system call (sysmon's retake, or another exitsyscall stealing it).
+    pub last_tid: Option<u32>,
+    pub owner_changes: u64,
 }
 
 /// Where and when runtime.main began.
@@ -183,10 +210,14 @@ impl Model {
             th.m = Some(e.m);
         }
         if e.p >= 0 {
-            self.procs.entry(e.p).or_insert_with(|| Proc {
+            let p = self.procs.entry(e.p).or_insert_with(|| Proc {
                 id: e.p,
                 ..Proc::default()
             });
+            if p.last_tid != Some(e.tid) {
+                p.last_tid = Some(e.tid);
+                p.owner_changes += 1;
+            }
         }
         match kind {
             EventKind::GoCreate => self.on_create(e),
@@ -242,14 +273,23 @@ impl Model {
                     th.state = MState::Running;
                 }
                 if self.syscalls_from_probes {
-                    self.transition(
-                        e,
-                        e.goid,
-                        Some(GoState::Syscall),
-                        GoState::Running,
-                        0,
-                        e.goid,
-                    );
+                    // exitsyscall's entry. With its P still held the syscall ends in Running
+                    // (GoSyscallEnd); without (sysmon took it) Go's tracer records Syscall ->
+                    // Runnable (GoSyscallEndBlocked), then a GoStart if exitsyscall gets a P
+                    // (acquirepNoTrace, below), else the goroutine is queued (exitsyscallNoP).
+                    let to = if e.p >= 0 {
+                        GoState::Running
+                    } else {
+                        GoState::Runnable
+                    };
+                    if let Some(th) = self.threads.get_mut(&e.tid) {
+                        if to == GoState::Runnable {
+                            th.exit_without_p = Some((e.goid, e.ts));
+                        } else {
+                            th.exit_with_p = Some((e.goid, e.ts));
+                        }
+                    }
+                    self.transition(e, e.goid, Some(GoState::Syscall), to, 0, e.goid);
                 }
             }
             EventKind::MStart => {
@@ -273,6 +313,7 @@ impl Model {
                         th.p_since = Some(e.ts);
                     }
                     self.graph.held(e.tid, id, 0, true);
+                    self.syscall_got_p(e);
                 }
             }
             EventKind::ReleaseP => {
@@ -321,6 +362,52 @@ impl Model {
         }
     }
 
+    /// A P acquired on a thread whose goroutine is leaving a system call without its own P:
+    /// Go's tracer reports GoSyscallEndBlocked + GoStart there.
+    fn syscall_got_p(&mut self, e: &Event) {
+        let Some(th) = self.threads.get_mut(&e.tid) else {
+            return;
+        };
+        if let Some((g, since)) = th.exit_without_p.take() {
+            // Go >= 1.26: exitsyscall got a P (exitsyscallTryGetP): the tracer's GoStart. Only
+            // if nothing happened to the goroutine since (a probe may have been missing).
+            let waiting = self.goroutines.get(&g).map(|g| (g.state, g.since));
+            if waiting == Some((GoState::Runnable, Some(since))) {
+                self.transition(e, g, Some(GoState::Runnable), GoState::Running, 0, g);
+            }
+        } else if let Some(sc) = &mut th.syscall {
+            // Go <= 1.25: exitsyscallfast took an idle P (its own was retaken).
+            sc.new_p = true;
+        }
+    }
+
+    /// Takes back the Syscall -> Running that exitsyscall's probe logged at `since` for `goid`
+    /// (its last transition), leaving it in Syscall.
+    fn undo_syscall_exit(&mut self, goid: u64, since: u64) {
+        if let Some(log) = &mut self.transition_log {
+            if let Some(i) = log.iter().rposition(|t| t.goid == goid) {
+                if log[i].ts == since && log[i].to == GoState::Running {
+                    log.remove(i);
+                }
+            }
+        }
+        if let Some(n) = self
+            .transitions
+            .get_mut(&(GoState::Syscall, GoState::Running))
+        {
+            *n = n.saturating_sub(1);
+        }
+        for p in self.procs.values_mut() {
+            if p.running.is_some_and(|(_, g)| g == goid) {
+                p.running = None;
+            }
+        }
+        if let Some(g) = self.goroutines.get_mut(&goid) {
+            g.state = GoState::Syscall;
+            g.run_start = None;
+        }
+    }
+
     fn on_create(&mut self, e: &Event) {
         self.created += 1;
         let (parent_chain, parent_pc) = self
@@ -359,6 +446,55 @@ impl Model {
             // _Gcopystack and friends: not a scheduling transition.
             return;
         }
+        let (exit_without_p, exit_with_p, in_syscall) = self
+            .threads
+            .get(&e.tid)
+            .map(|th| (th.exit_without_p, th.exit_with_p, th.syscall))
+            .unwrap_or_default();
+        if exit_without_p.is_some_and(|(g, _)| g == e.goid) {
+            if from == GoState::Syscall && to == GoState::Running {
+                // Go >= 1.26 exitsyscall's Gsyscall -> Grunning, through casgstatus when the
+                // CAS fails (a scan bit): already taken from the exitsyscall probe.
+                return;
+            }
+            if from == GoState::Running && to == GoState::Runnable {
+                // exitsyscallNoP: queued, already Runnable since exitsyscall.
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.exit_without_p = None;
+                }
+            }
+        }
+        if let Some((g, since)) = exit_with_p.filter(|(g, _)| *g == e.goid) {
+            if from == GoState::Syscall && to == GoState::Running {
+                return; // the failed-CAS casgstatus again: the probe had it
+            }
+            if let Some(th) = self.threads.get_mut(&e.tid) {
+                th.exit_with_p = None;
+            }
+            let unchanged = self.goroutines.get(&g).map(|g| (g.state, g.since))
+                == Some((GoState::Running, Some(since)));
+            if from == GoState::Running && to == GoState::Runnable && e.p < 0 && unchanged {
+                // Go >= 1.26: sysmon took the P between exitsyscall's entry (where the probe
+                // saw it) and its check, so exitsyscallNoP queues the goroutine: for Go's
+                // tracer that exit was Syscall -> Runnable (GoSyscallEndBlocked).
+                self.undo_syscall_exit(g, since);
+                self.transition(e, g, Some(GoState::Syscall), to, 0, g);
+                return;
+            }
+        }
+        if let Some(sc) = in_syscall.filter(|sc| sc.goid == e.goid) {
+            let retaken = self
+                .procs
+                .get(&sc.p)
+                .is_some_and(|p| p.owner_changes != sc.p_owner_changes);
+            if from == GoState::Syscall && to == GoState::Running && (sc.new_p || retaken) {
+                // Go <= 1.25: exitsyscall got a P after losing its own; Go's tracer reports
+                // GoSyscallEndBlocked + GoStart (lostP in exitsyscall).
+                self.transition(e, e.goid, Some(from), GoState::Runnable, 0, e.goid);
+                self.transition(e, e.goid, Some(GoState::Runnable), to, 0, e.goid);
+                return;
+            }
+        }
         self.transition(
             e,
             e.goid,
@@ -395,6 +531,18 @@ impl Model {
         }
         let from = from.unwrap_or(g.state);
         let prev_since = g.since;
+        if let Some(th) = self.threads.get_mut(&e.tid) {
+            if to == GoState::Syscall && !self.syscalls_from_probes {
+                th.syscall = Some(InSyscall {
+                    goid,
+                    p: e.p,
+                    p_owner_changes: self.procs.get(&e.p).map_or(0, |p| p.owner_changes),
+                    new_p: false,
+                });
+            } else if from == GoState::Syscall && th.syscall.is_some_and(|s| s.goid == goid) {
+                th.syscall = None;
+            }
+        }
         g.state = to;
         g.since = Some(e.ts);
         if to == GoState::Waiting {

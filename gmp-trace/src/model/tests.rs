@@ -179,3 +179,151 @@ fn leak_tree_groups_live_goroutines_by_creator_chain() {
     assert_eq!(t[0].creators, ["main.main", "main.server"]);
     assert_eq!(t[0].states["Waiting/14"], 5);
 }
+
+/// The transitions logged for goroutine `goid`, with thread and P.
+fn log_of(m: &Model, goid: u64) -> Vec<(GoState, GoState, u32, i32)> {
+    m.transition_log
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|t| t.goid == goid)
+        .map(|t| (t.from, t.to, t.tid, t.p))
+        .collect()
+}
+
+fn on_p(mut e: Event, p: i32) -> Event {
+    e.p = p;
+    e
+}
+
+fn acquire(ts: u64, tid: u32, p: i32) -> Event {
+    Event {
+        arg0: p as i64 as u64,
+        ..on_p(ev(EventKind::AcquireP, ts, tid, 0), p)
+    }
+}
+
+/// Go >= 1.26: exitsyscall without its P (sysmon took it) is, for Go's tracer, Syscall ->
+/// Runnable; then either a GoStart when exitsyscall gets a P (acquirepNoTrace) or the
+/// goroutine is queued (exitsyscallNoP's casgstatus Grunning -> Grunnable).
+#[test]
+fn go126_syscall_exit_without_p() {
+    use GoState::*;
+    let mut m = Model::for_target(100, (1, 27));
+    m.log_transitions();
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 10, 101, 7), 0));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 20, 101, 7), -1));
+    // The CAS to _Grunning failed (scan bit): casgstatus repeats what the probe said.
+    m.apply(&on_p(status(21, 101, 7, 3, 2), -1));
+    m.apply(&acquire(22, 101, 1));
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 30, 101, 7), 1));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 40, 101, 7), -1));
+    m.apply(&on_p(status(41, 101, 7, 2, 1), -1));
+    // exitsyscallNoP then finds an idle P: acquirep + execute, no second GoStart.
+    m.apply(&acquire(42, 101, 0));
+    m.apply(&on_p(status(43, 101, 7, 1, 2), 0));
+    assert_eq!(
+        log_of(&m, 7),
+        [
+            (Running, Syscall, 101, 0),
+            (Syscall, Runnable, 101, -1),
+            (Runnable, Running, 101, 1),
+            (Running, Syscall, 101, 1),
+            (Syscall, Runnable, 101, -1),
+            (Runnable, Running, 101, 0),
+        ]
+    );
+    // With the P kept, the exit is a plain GoSyscallEnd.
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 50, 101, 7), 0));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 60, 101, 7), 0));
+    assert_eq!(log_of(&m, 7)[7..], [(Syscall, Running, 101, 0)]);
+}
+
+/// A stale exit-without-P must not turn a later acquirep on that thread into a GoStart.
+#[test]
+fn go126_exit_without_p_is_forgotten_once_the_goroutine_moves() {
+    use GoState::*;
+    let mut m = Model::for_target(100, (1, 27));
+    m.log_transitions();
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 10, 101, 7), 0));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 20, 101, 7), -1));
+    // (no acquirepNoTrace probe: an old recording) it runs, parks, and is readied.
+    m.apply(&on_p(status(30, 101, 7, 2, 4), 1));
+    m.apply(&on_p(status(40, 102, 7, 4, 1), 0));
+    m.apply(&acquire(50, 101, 1));
+    assert_eq!(log_of(&m, 7).last(), Some(&(Waiting, Runnable, 102, 0)));
+}
+
+/// Go <= 1.25: the syscall's P was stolen by another thread's exitsyscall (or retaken and
+/// handed off): Go's tracer reports the exit as GoSyscallEndBlocked + GoStart.
+#[test]
+fn go125_syscall_exit_after_losing_the_p() {
+    use GoState::*;
+    let mut m = Model::for_target(100, (1, 25));
+    m.log_transitions();
+    m.apply(&on_p(status(10, 101, 7, 2, 3), 1));
+    // Thread 102's goroutine 8 leaves its syscall on P1 (stolen from 7's syscall).
+    m.apply(&on_p(status(20, 102, 8, 3, 2), 1));
+    m.apply(&on_p(status(30, 102, 8, 2, 3), 1));
+    // 7 takes P1 back: lost it meanwhile.
+    m.apply(&on_p(status(40, 101, 7, 3, 2), 1));
+    assert_eq!(
+        log_of(&m, 7),
+        [
+            (Running, Syscall, 101, 1),
+            (Syscall, Runnable, 101, 1),
+            (Runnable, Running, 101, 1),
+        ]
+    );
+    // Kept: a plain exit.
+    m.apply(&on_p(status(50, 101, 7, 2, 3), 1));
+    m.apply(&on_p(status(60, 101, 7, 3, 2), 1));
+    assert_eq!(
+        log_of(&m, 7)[3..],
+        [(Running, Syscall, 101, 1), (Syscall, Running, 101, 1)]
+    );
+    // exitsyscallfast_pidle: a P from the idle list on this thread.
+    m.apply(&on_p(status(70, 101, 7, 2, 3), 1));
+    m.apply(&acquire(80, 101, 0));
+    m.apply(&on_p(status(81, 101, 7, 3, 2), 0));
+    assert_eq!(
+        log_of(&m, 7)[5..],
+        [
+            (Running, Syscall, 101, 1),
+            (Syscall, Runnable, 101, 0),
+            (Runnable, Running, 101, 0),
+        ]
+    );
+}
+
+/// Go >= 1.26: sysmon takes the P after exitsyscall's probe saw it: exitsyscallNoP queues the
+/// goroutine (casgstatus Grunning -> Grunnable without a P), a blocked exit for Go's tracer.
+#[test]
+fn go126_p_taken_after_exitsyscall_entry() {
+    use GoState::*;
+    let mut m = Model::for_target(100, (1, 27));
+    m.log_transitions();
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 10, 101, 7), 0));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 20, 101, 7), 0));
+    m.apply(&on_p(status(21, 101, 7, 3, 2), 0));
+    m.apply(&on_p(status(22, 101, 7, 2, 1), -1));
+    assert_eq!(
+        log_of(&m, 7),
+        [(Running, Syscall, 101, 0), (Syscall, Runnable, 101, -1)]
+    );
+    assert_eq!(m.transitions.get(&(Syscall, Running)), Some(&0));
+    assert_eq!(m.procs[&0].running, None);
+    // A preemption with the P held after a plain exit stays a GoStop.
+    m.apply(&on_p(status(30, 102, 7, 1, 2), 1));
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 40, 102, 7), 1));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 50, 102, 7), 1));
+    m.apply(&on_p(status(60, 102, 7, 2, 1), 1));
+    assert_eq!(
+        log_of(&m, 7)[3..],
+        [
+            (Running, Syscall, 102, 1),
+            (Syscall, Running, 102, 1),
+            (Running, Runnable, 102, 1)
+        ]
+    );
+}

@@ -1,0 +1,155 @@
+//! Fidelity against Go's own execution tracer (issue 4): the `traced` sample runs with
+//! runtime/trace on while gmp-trace records it, and `gmp-trace compare` checks every goroutine
+//! transition of the two, per goroutine and per type (docs/fidelity.md). Needs root and BPF
+//! (skips with the reason otherwise).
+//!
+//! Go's trace is read by the newest toolchain's `go tool trace -d=parsed`, which also reads the
+//! older format Go <= 1.21 programs write.
+use std::process::Command;
+
+use gmp_trace_tests::{
+    build_sample, gmp_trace_bin, go_binary, require_bpf, scratch_dir, Variant, GO_VERSIONS,
+};
+
+/// The five transitions issue 4 names, by Go's event names.
+const ISSUE_ROWS: &[(&str, &str, &str)] = &[
+    ("GoStart", "Runnable", "Running"),
+    ("GoBlock", "Running", "Waiting"),
+    ("GoUnblock", "Waiting", "Runnable"),
+    ("GoStop", "Running", "Runnable"),
+    ("GoDestroy", "Running", "NotExist"),
+];
+
+fn matches_go_tracer(go: &str) {
+    let bin = build_sample("traced", go, Variant::Default);
+    let dir = scratch_dir(&format!("fidelity-{go}"));
+    let rec = dir.join("run.gmpt");
+    let go_trace = dir.join("go.trace");
+    let o = Command::new(gmp_trace_bin())
+        .arg("-q")
+        .arg("--record")
+        .arg(&rec)
+        .arg("--")
+        .arg(&bin)
+        .arg("-trace")
+        .arg(&go_trace)
+        .args(["-rounds", "10"])
+        .output()
+        .expect("run gmp-trace");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "gmp-trace --record failed:\n{stderr}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("traced done"),
+        "the sample did not finish:\n{stderr}"
+    );
+
+    let json = dir.join("compare.json");
+    let o = Command::new(gmp_trace_bin())
+        .arg("compare")
+        .arg("--recording")
+        .arg(&rec)
+        .arg("--go-trace")
+        .arg(&go_trace)
+        .arg("--go")
+        // The newest toolchain's `go tool trace` reads every version's traces.
+        .arg(go_binary(GO_VERSIONS[0]))
+        .args(["--min-match", "99.9", "--detail", "5", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run gmp-trace compare");
+    let table = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // For the record: the table of every run is in the test output.
+    eprintln!("Go {go}:\n{table}{stderr}");
+    assert!(!stderr.contains("panicked"), "compare panicked:\n{stderr}");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "compare with --min-match 99.9 failed for Go {go}:\n{table}{stderr}"
+    );
+
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("compare wrote its JSON"))
+            .expect("compare JSON parses");
+    let rows = r["rows"].as_array().expect("rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|x| x["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name} in {r}"))
+    };
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let pct = |v: &serde_json::Value| v.as_f64();
+
+    // Every goroutine created in Go's window, with the same creator, and none extra.
+    let create = row("GoCreate");
+    assert_eq!(create["from"], "NotExist");
+    assert_eq!(create["to"], "Runnable");
+    assert!(
+        n(&create["go"]) > 100,
+        "too few creations to judge: {create}"
+    );
+    assert_eq!(pct(&create["match_pct"]), Some(100.0), "GoCreate: {create}");
+    assert_eq!(n(&create["extra"]), 0, "GoCreate: {create}");
+
+    for (name, from, to) in ISSUE_ROWS {
+        let x = row(name);
+        assert_eq!(x["from"], *from, "{name}");
+        assert_eq!(x["to"], *to, "{name}");
+        if n(&x["go"]) == 0 {
+            continue; // e.g. no preemption in this run: nothing to match
+        }
+        let p = pct(&x["match_pct"]).expect("match % when Go has events");
+        assert!(
+            p >= 99.9,
+            "{name} ({from}->{to}) matched {p:.2}% < 99.9%: {x}"
+        );
+    }
+    // The sample's workload has all of these every run.
+    for name in ["GoStart", "GoBlock", "GoUnblock", "GoDestroy"] {
+        assert!(n(&row(name)["go"]) > 100, "too few {name} to judge");
+    }
+
+    let pl = &r["gostart_placement"];
+    assert_eq!(n(&pl["go_starts"]), n(&row("GoStart")["go"]));
+    let same_m = pct(&pl["same_m_pct"]).expect("same M %");
+    let same_p = pct(&pl["same_p_pct"]).expect("same P %");
+    assert!(same_m >= 99.9, "GoStart on the same M {same_m:.2}%: {pl}");
+    assert!(same_p >= 99.9, "GoStart on the same P {same_p:.2}%: {pl}");
+    // Go 1.22+ traces name threads by OS tid; older ones by m.id.
+    let identity = if go.starts_with("1.21.") {
+        "m.id"
+    } else {
+        "tid"
+    };
+    assert_eq!(pl["m_identity"], identity);
+
+    // Nothing was silently dropped: the comparison saw the whole window.
+    let w = &r["window"];
+    assert!(
+        w["end"].as_i64().unwrap() - w["start"].as_i64().unwrap() > 1_000_000,
+        "window under 1 ms: {w}"
+    );
+    assert_eq!(r["go_unknown_lines"], 0, "unrecognised lines in Go's trace");
+    assert_eq!(r["go_bad_events"], 0, "unreadable events in Go's trace");
+    assert_eq!(r["ours_lost"], 0, "events lost in the ring buffer");
+    // Same clock: Go 1.22+ Time is CLOCK_MONOTONIC like ours.
+    if identity == "tid" {
+        let off = r["clock"]["offset_ns"].as_i64().unwrap();
+        assert!(
+            off.abs() < 20_000,
+            "clock offset {off} ns: not the same clock?"
+        );
+    }
+}
+
+#[test]
+fn matches_go_tracer_newest() {
+    require_bpf!();
+    matches_go_tracer(GO_VERSIONS[0]);
+}
+
+#[test]
+fn matches_go_tracer_oldest() {
+    require_bpf!();
+    matches_go_tracer(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+}
