@@ -92,7 +92,14 @@ fn fanout_pftrace(go: &str) {
         .as_array()
         .expect("thread_list in the summary")
         .iter()
-        .map(|t| (int(&t["tid"]), format!("M{}", int(&t["m"])), int(&s["pid"])))
+        .map(|t| {
+            let tid = int(&t["tid"]);
+            (
+                tid,
+                format!("M{} (tid {tid})", int(&t["m"])),
+                int(&s["pid"]),
+            )
+        })
         .collect();
     assert_eq!(threads, want);
     let by: BTreeMap<String, i64> = q[3]

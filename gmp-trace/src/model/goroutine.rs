@@ -130,6 +130,12 @@ impl Goroutine {
         }
     }
 
+    /// Alive and not on its way out: a goroutine that has called goexit1 counts as gone even if
+    /// the process ended before the runtime marked it dead (a thread preempted in goexit1).
+    pub fn is_live(&self) -> bool {
+        self.state != GoState::NotExist && self.exited_ts.is_none()
+    }
+
     /// The creator chain a child of this goroutine inherits.
     pub fn creator_chain_for_child(&self) -> [u64; CHAIN] {
         let mut c = [0; CHAIN];

@@ -626,10 +626,7 @@ impl Model {
 
     /// Goroutines alive at the end (created during the trace or seen running, not exited).
     pub fn live_goroutines(&self) -> usize {
-        self.goroutines
-            .values()
-            .filter(|g| g.state != GoState::NotExist)
-            .count()
+        self.goroutines.values().filter(|g| g.is_live()).count()
     }
 
     /// Adds a goroutine that existed when tracing began (read from the target's allgs), in the

@@ -138,11 +138,7 @@ pub fn state_key(state: GoState, reason: u8) -> String {
 
 pub fn states_at_end(m: &Model) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for g in m
-        .goroutines
-        .values()
-        .filter(|g| g.state != GoState::NotExist)
-    {
+    for g in m.goroutines.values().filter(|g| g.is_live()) {
         *out.entry(g.state.name().to_string()).or_insert(0) += 1;
     }
     out
@@ -154,7 +150,7 @@ pub fn leak_tree(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<LeakGroup> {
     for g in m
         .goroutines
         .values()
-        .filter(|g| g.state != GoState::NotExist && g.created_ts.is_some())
+        .filter(|g| g.is_live() && (g.created_ts.is_some() || g.seeded))
     {
         let chain: Vec<u64> = g.creators.iter().copied().filter(|&pc| pc != 0).collect();
         let e = groups.entry((chain, g.create_pc, g.start_pc)).or_default();

@@ -95,11 +95,11 @@ impl<W: Write> PerfettoWriter<W> {
     // ---- threads and processors ----
 
     fn m_descriptor(&self, tid: u32, id: Option<i64>) -> TrackDescriptor {
-        // The UI appends the tid to a thread's name ("M3 1234"); trace_processor has it in
-        // thread.tid.
+        // Named like go tool trace's thread view, with the OS thread id people grep for; the
+        // UI also appends the tid, and trace_processor has it in thread.tid.
         let name = match id {
-            Some(m) => format!("M{m}"),
-            None => "M?".to_owned(),
+            Some(m) => format!("M{m} (tid {tid})"),
+            None => format!("M? (tid {tid})"),
         };
         TrackDescriptor {
             uuid: Some(track_uuid(self.meta.pid, TrackKind::Thread, u64::from(tid))),

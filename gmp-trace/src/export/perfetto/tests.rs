@@ -385,7 +385,7 @@ fn tp_reads_back_what_was_written() {
     let want: Vec<(i64, String, i64)> = (0..4)
         .map(|i| {
             let tid = i64::from(sim::PID) + i;
-            (tid, format!("M{i}"), i64::from(sim::PID))
+            (tid, format!("M{i} (tid {tid})"), i64::from(sim::PID))
         })
         .collect();
     assert_eq!(threads, want);
@@ -570,7 +570,7 @@ fn tp_docs_queries_answer_on_a_known_run() {
         .iter()
         .map(|r| (int(&r["tid"]), r["name"].as_str().unwrap()))
         .collect();
-    assert_eq!(threads, [(100, "M0"), (101, "M1")]);
+    assert_eq!(threads, [(100, "M0 (tid 100)"), (101, "M1 (tid 101)")]);
     // g12 readied g10 at 3500; the arrow ends where g10 runs again.
     assert_eq!(q[5].len(), 1);
     assert_eq!(q[5][0]["ts"], 3620);
@@ -767,7 +767,7 @@ fn replay_recording(name: &str, sample: &str, go: &str) {
         .map(|t| {
             let tid = t["tid"].as_i64().unwrap();
             let n = stats.m_slices.get(&(tid as u32)).copied().unwrap_or(0) as i64;
-            (tid, format!("M{}", t["m"].as_i64().unwrap()), n)
+            (tid, format!("M{} (tid {tid})", t["m"].as_i64().unwrap()), n)
         })
         .collect();
     assert_eq!(threads, want);
