@@ -23,6 +23,10 @@ pub struct Header {
     pub go_version: String,
     pub binary: String,
     pub main_module: Option<String>,
+    /// The traced executable's Go build id (its identity; replay reports this one, not the
+    /// build id of whatever binary is passed for symbols).
+    #[serde(default)]
+    pub build_id: Option<String>,
     pub mode: String,
     pub pid: u32,
     pub gmp_trace_version: String,
@@ -217,6 +221,7 @@ mod tests {
             go_version: "go1.27.3".into(),
             binary: "/x".into(),
             main_module: None,
+            build_id: None,
             mode: "launch".into(),
             pid: 5,
             gmp_trace_version: "0".into(),
