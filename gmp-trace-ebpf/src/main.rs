@@ -89,6 +89,13 @@ fn regs(ctx: &ProbeContext) -> &aya_ebpf::bindings::pt_regs {
 /// Returns None when the event is for another process.
 #[inline(always)]
 fn base_event(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event> {
+    base_event_m(ctx, kind, o).map(|(e, _)| e)
+}
+
+/// [`base_event`], also returning the M (g.m of R14, 0 when unreadable) so probes that need
+/// more of it do not read it again: every user read costs on the hot path.
+#[inline(always)]
+fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Event, u64)> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if o.target_pid != 0 && tgid != o.target_pid {
@@ -107,18 +114,16 @@ fn base_event(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event>
         arg1: 0,
         arg2: 0,
     };
-    let g = regs(ctx).r14;
-    if let Some(m) = read::<u64>(g, o.g_m) {
-        if m != 0 {
-            e.m = read::<i64>(m, o.m_id).unwrap_or(-1);
-            if let Some(p) = read::<u64>(m, o.m_p) {
-                if p != 0 {
-                    e.p = read::<i32>(p, o.p_id).unwrap_or(-1);
-                }
+    let m = read::<u64>(regs(ctx).r14, o.g_m).unwrap_or(0);
+    if m != 0 {
+        e.m = read::<i64>(m, o.m_id).unwrap_or(-1);
+        if let Some(p) = read::<u64>(m, o.m_p) {
+            if p != 0 {
+                e.p = read::<i32>(p, o.p_id).unwrap_or(-1);
             }
         }
     }
-    Some(e)
+    Some((e, m))
 }
 
 /// An event with no register-derived context (ABI0 code or kernel context).
@@ -189,10 +194,9 @@ pub fn newproc(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::GoCreate, &o) {
+    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
         let newg = regs(&ctx).rax;
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
-        let m = read::<u64>(regs(&ctx).r14, o.g_m).unwrap_or(0);
         let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
         e.arg0 = if curg != 0 {
             read::<u64>(curg, o.g_goid).unwrap_or(0)
@@ -210,8 +214,7 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn mstart(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::MStart, &o) {
-        let m = read::<u64>(regs(&ctx).r14, o.g_m).unwrap_or(0);
+    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::MStart, &o) {
         e.arg0 = read::<u64>(m, o.m_procid).unwrap_or(0);
         emit(&e);
     }
@@ -255,7 +258,7 @@ pub fn goexit1(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn casgstatus(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::GoStatus, &o) {
+    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::GoStatus, &o) {
         let r = regs(&ctx);
         let gp = r.rax;
         e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
@@ -263,7 +266,6 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         e.arg1 = r.rcx & 0xffff_ffff;
         let reason = read::<u8>(gp, o.g_waitreason).unwrap_or(0) as u64;
         // Who causes the change: the M's current goroutine (for Waiting->Runnable, the unblocker).
-        let m = read::<u64>(r.r14, o.g_m).unwrap_or(0);
         let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
         let by = if curg != 0 {
             read::<u64>(curg, o.g_goid).unwrap_or(0)
