@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context as _};
 use gmp_trace_common::{Event, EventKind};
 
-use crate::binary::{load_bias, GoBinary};
 use crate::cli::{Format, OutputArgs};
 use crate::export::graph::{self, GraphFormat};
 use crate::export::jsonl::JsonlWriter;
@@ -28,9 +27,6 @@ pub struct Pipeline<'a> {
     perfetto: Option<PerfettoWriter<Box<dyn Write>>>,
     pub recorder: Option<Recorder>,
     sym: Biased<'a>,
-    /// Launch mode: the load bias is read from /proc/PID/maps once the new image is in place,
-    /// i.e. at the first event.
-    bias_from: Option<(u32, &'a GoBinary)>,
     pub malformed: u64,
     write_error: Option<anyhow::Error>,
     summary_out: Option<(File, PathBuf)>,
@@ -40,13 +36,6 @@ pub struct Pipeline<'a> {
 
 impl Sink for Pipeline<'_> {
     fn event(&mut self, e: &Event) {
-        if let Some((pid, bin)) = self.bias_from.take() {
-            let bias = load_bias(pid, bin).unwrap_or_else(|err| {
-                log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
-                0
-            });
-            self.set_bias(bias, e.ts, pid);
-        }
         if e.kind == EventKind::LoadBias as u32 {
             self.sym.bias.set(e.arg0);
         }
@@ -122,7 +111,6 @@ impl<'a> Pipeline<'a> {
             perfetto: None,
             recorder: None,
             sym: Biased::new(sym),
-            bias_from: None,
             malformed: 0,
             write_error: None,
             summary_out,
@@ -158,11 +146,6 @@ impl<'a> Pipeline<'a> {
             ..Event::default()
         };
         self.event(&e);
-    }
-
-    /// Reads the load bias from the process at the first event (launch mode).
-    pub fn bias_at_first_event(&mut self, pid: u32, bin: &'a GoBinary) {
-        self.bias_from = Some((pid, bin));
     }
 
     /// Pushes buffered events out (so `tail -f` and pipes see them as they come).

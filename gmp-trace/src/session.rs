@@ -149,9 +149,6 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     pipeline.model = Model::for_target(pid, go);
     let process_name = exe_name(&target, &exe);
     pipeline.start(pid, &bin.go_version().to_string(), &process_name)?;
-    if is_launch {
-        pipeline.bias_at_first_event(pid, &bin);
-    }
     // Without casgstatus, goexit1 is the last word on a goroutine.
     pipeline.model.retire_on_exit = args.level == probes::Level::Lifecycle;
     let mode = if is_launch { "launch" } else { "pid" };
@@ -220,6 +217,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut child_wait = match held {
         Some(h) => {
             let mut child = h.release()?;
+            // release() returns once exec has succeeded: the new image is mapped now, and the
+            // program has barely started, so its load address can be read before it can exit.
+            let bias = load_bias(pid, &bin).unwrap_or_else(|err| {
+                log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
+                0
+            });
+            pipeline.set_bias(bias, monotonic_ns(), pid);
             Some(tokio::task::spawn_blocking(move || child.wait()))
         }
         None => None,
