@@ -159,7 +159,9 @@ pub mod phase {
     /// `runtime.mstart` (asm) entered on m0: the scheduler is about to run g1.
     pub const MSTART_M0: u64 = 3;
     /// `runtime.doInit1(t)` (Go 1.21+) / `runtime.doInit(t)` (older): one init task starts;
-    /// arg1 = the task's address. Runtime tasks come first, then packages in order.
+    /// arg1 = the task's address, arg2 = its first init function's pc (0 when it has none).
+    /// Runtime tasks come first, then packages in order (before Go 1.21 doInit recurses into
+    /// a task's dependencies first, so tasks complete in a different order than they start).
     pub const INIT_TASK: u64 = 4;
     /// `runtime.gcenable` entered on g1.
     pub const GCENABLE: u64 = 5;
@@ -169,6 +171,9 @@ pub mod phase {
     pub const EXIT: u64 = 7;
     /// The kernel's sched_process_exec for the traced pid: the new image is in place.
     pub const EXEC: u64 = 8;
+    /// A RET of `runtime.doInit(t)` (Go 1.19/1.20, where doInit recurses into the task's
+    /// dependencies first): the innermost open init task is done.
+    pub const INIT_DONE: u64 = 9;
 }
 
 /// Go runtime struct field offsets, handed to the probes at load time as a BPF global.

@@ -430,16 +430,33 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.doInit1(t *initTask) (Go 1.21+) or doInit(t) (older): an init task begins on g1.
-/// arg1 = t; arg2 = the word at t+8 (1.21+: the first init function's pc).
+/// arg1 = t; arg2 = the task's first init function pc (0 when it has none).
+///
+/// The cookie names the task layout. 0 (Go 1.21+): `{state u32, nfns u32, fns [nfns]uintptr}`,
+/// so the first pc is at t+8 (doInit1 is only called for tasks with functions). 1 (Go 1.19/1.20):
+/// `{state, ndeps, nfns uintptr, deps [ndeps]*initTask, fns [nfns]uintptr}`, read in place.
 #[uprobe]
 pub fn init_task(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let old_layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } == 1;
     let o = offsets();
     if let Some(mut e) = base_event(&ctx, EventKind::Phase, &o) {
         let t = regs(&ctx).rax;
         e.goid = current_goid(&ctx, &o);
         e.arg0 = phase::INIT_TASK;
         e.arg1 = t;
-        e.arg2 = read::<u64>(t, 8).unwrap_or(0);
+        e.arg2 = if old_layout {
+            let ndeps = read::<u64>(t, 8).unwrap_or(0);
+            let nfns = read::<u64>(t, 16).unwrap_or(0);
+            // A bound keeps the verifier's view of the offset finite; real tasks have far fewer.
+            if nfns == 0 || ndeps > 1 << 20 {
+                0
+            } else {
+                read::<u64>(t + 24 + ndeps * 8, 0).unwrap_or(0)
+            }
+        } else {
+            read::<u64>(t, 8).unwrap_or(0)
+        };
         emit(&e);
     }
     0

@@ -64,6 +64,11 @@ const fn optional(mut p: ProbeSpec, cookie: u64) -> ProbeSpec {
     p
 }
 
+const fn with_cookie(mut p: ProbeSpec, cookie: u64) -> ProbeSpec {
+    p.cookie = cookie;
+    p
+}
+
 const fn versions(mut p: ProbeSpec, since: (u32, u32), until: (u32, u32)) -> ProbeSpec {
     p.since = since;
     p.until = until;
@@ -117,7 +122,17 @@ pub const PROBES: &[ProbeSpec] = &[
         (1, 21),
         (u32::MAX, 0),
     ),
-    versions(probe("init_task", "runtime.doInit", Body), (1, 0), (1, 21)),
+    // Before 1.21 doInit recurses through the task's dependencies: its RETs close tasks.
+    versions(
+        with_cookie(probe("init_task", "runtime.doInit", Body), 1),
+        (1, 0),
+        (1, 21),
+    ),
+    versions(
+        with_cookie(probe("phase", "runtime.doInit", Returns), phase::INIT_DONE),
+        (1, 0),
+        (1, 21),
+    ),
     optional(probe("phase", "runtime.gcenable", Body), phase::GCENABLE),
     optional(probe("phase", "main.main", Body), phase::MAIN_MAIN),
     optional(probe("phase_abi0", "runtime.exit", Entry), phase::EXIT),

@@ -136,6 +136,35 @@ fn fanout_exact_count(go: &str, variant: Variant) {
     for e in of_kind(&run.events, "execute") {
         assert!(e["p"].as_i64().unwrap() >= 0, "execute without a P: {e}");
     }
+
+    // The startup timeline in every variant: package inits named by import path (through
+    // pclntab when stripped), runtime's before os's (which fmt imports), main.main last.
+    assert_eq!(s["startup_observed"], true);
+    let order: Vec<&str> = s["init_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let at = |p: &str| order.iter().position(|o| *o == p);
+    assert!(
+        at("runtime").is_some() && at("runtime") < at("os"),
+        "init order {order:?}"
+    );
+    assert!(
+        order.iter().all(|p| !p.starts_with("task ")),
+        "unnamed init tasks: {order:?}"
+    );
+    let phases: Vec<&str> = s["startup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(
+        phases.contains(&"main.main") && phases.contains(&"init os"),
+        "{phases:?}"
+    );
 }
 
 /// Every build variant of one Go version, each checked exactly.

@@ -17,9 +17,9 @@ fn inittrace(stderr: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-fn startup_matches_inittrace(go: &str) {
-    let bin = build_sample("initorder", go, Variant::Default);
-    let dir = scratch_dir(&format!("startup-{go}"));
+fn startup_matches_inittrace(go: &str, variant: Variant) {
+    let bin = build_sample("initorder", go, variant);
+    let dir = scratch_dir(&format!("startup-{go}-{variant:?}"));
     let run = trace(
         &dir,
         &["-q", "--", bin.to_str().unwrap()],
@@ -165,11 +165,27 @@ fn startup_matches_inittrace(go: &str) {
 #[test]
 fn startup_newest_go() {
     require_bpf!();
-    startup_matches_inittrace(GO_VERSIONS[0]);
+    startup_matches_inittrace(GO_VERSIONS[0], Variant::Default);
 }
 
 #[test]
 fn startup_oldest_go() {
     require_bpf!();
-    startup_matches_inittrace(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+    startup_matches_inittrace(GO_VERSIONS[GO_VERSIONS.len() - 1], Variant::Default);
+}
+
+/// Go 1.19/1.20: doInit recurses through each task's dependencies; packages are named from the
+/// task's functions (found through the task's dependency count) and timed between the last
+/// dependency's return and the task's own return.
+#[test]
+fn startup_go_1_19() {
+    require_bpf!();
+    startup_matches_inittrace("1.19.8", Variant::Default);
+}
+
+/// Without .symtab the init functions are named through pclntab.
+#[test]
+fn startup_go_1_19_stripped() {
+    require_bpf!();
+    startup_matches_inittrace("1.19.8", Variant::Stripped);
 }

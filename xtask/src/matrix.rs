@@ -75,7 +75,19 @@ fn cell(go: &str, variant: Variant) -> Result<String, String> {
             2 * N
         ));
     }
-    Ok(format!("{created} = {user} + 5"))
+    // The startup timeline: every init task named (by import path, through pclntab when
+    // stripped), os's among them, and main.main reached.
+    let inits = text
+        .split("\"init_order\": [")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("");
+    if !inits.contains("\"os\"") || inits.contains("\"task ") || !text.contains("\"main.main\"")
+    {
+        return Err(format!("startup timeline incomplete: init order [{}]", inits.trim()));
+    }
+    let n_inits = inits.matches('"').count() / 2;
+    Ok(format!("{created} = {user} + 5; {n_inits} inits"))
 }
 
 pub fn matrix() -> anyhow::Result<()> {
@@ -117,7 +129,7 @@ pub fn matrix() -> anyhow::Result<()> {
         "# Go version x build variant matrix\n\nRun {date} by `cargo xtask matrix`: the fan-out sample \
          (`fanout {N}`; the cgo column uses `cgofan`, which calls C) traced in launch mode with GOGC=off. A cell \
          passes when goroutines_created = the program's {} + the runtime's 5 (main goroutine, forced-GC helper, \
-         sweeper, scavenger, finalizer goroutine) and no event was lost. Go 1.20 has no toolchain here.\n\n{table}",
+         sweeper, scavenger, finalizer goroutine), no event was lost, and the startup timeline names every package init (os among them) and reaches main.main. Go 1.20 has no toolchain here.\n\n{table}",
         2 * N
     );
     print!("{doc}");

@@ -36,9 +36,21 @@ impl Mark {
 #[derive(Clone, Copy, Debug)]
 struct InitTask {
     mark: Mark,
-    /// The task's first init function (Go 1.21+), naming its package.
+    /// The task's first init function, naming its package.
     first_fn: u64,
     task: u64,
+    /// When its functions finished (known where doInit's RETs are probed, Go 1.19/1.20).
+    end: Option<u64>,
+}
+
+/// A doInit call not yet returned (Go 1.19/1.20, where doInit recurses into dependencies).
+#[derive(Clone, Copy, Debug)]
+struct OpenInit {
+    entry: Mark,
+    first_fn: u64,
+    task: u64,
+    /// When the last dependency's doInit returned: the task's own functions start after it.
+    last_child_end: u64,
 }
 
 /// Collects startup milestones from the event stream. Keeps O(packages) state.
@@ -60,6 +72,11 @@ pub struct Startup {
     seen_tasks: HashSet<u64>,
     /// Hits of doInit1 for already-done tasks: boundaries only.
     init_boundaries: Vec<u64>,
+    /// Go 1.19/1.20: the doInit call stack, and the tasks with functions in the order their
+    /// functions ran (the order GODEBUG=inittrace=1 prints), each with its own time only.
+    open_inits: Vec<OpenInit>,
+    done_inits: Vec<InitTask>,
+    done_tasks: HashSet<u64>,
     /// Goroutines created and threads started before main.main, as (goid, ts) / (tid, ts).
     goroutines: Vec<(u64, u64, u64)>,
     threads: Vec<(u32, u64)>,
@@ -145,21 +162,65 @@ impl Startup {
                 return;
             }
             phase::INIT_TASK => {
+                if !self.inline_init_fns {
+                    self.open_inits.push(OpenInit {
+                        entry: mark,
+                        first_fn: e.arg2,
+                        task: e.arg1,
+                        last_child_end: 0,
+                    });
+                }
                 if self.seen_tasks.insert(e.arg1) {
-                    let first_fn = if self.inline_init_fns { e.arg2 } else { 0 };
                     self.inits.push(InitTask {
                         mark,
-                        first_fn,
+                        first_fn: e.arg2,
                         task: e.arg1,
+                        end: None,
                     });
                 } else {
                     self.init_boundaries.push(e.ts);
                 }
                 return;
             }
+            phase::INIT_DONE => {
+                self.init_done(e.ts);
+                return;
+            }
             _ => return,
         };
         slot.get_or_insert(mark);
+    }
+
+    /// A doInit returned (every call has exactly one return: it never tail-calls). A task
+    /// with functions, returning for the first time, ran them after its last dependency.
+    fn init_done(&mut self, ts: u64) {
+        let Some(t) = self.open_inits.pop() else {
+            return;
+        };
+        if t.first_fn != 0 && self.done_tasks.insert(t.task) {
+            self.done_inits.push(InitTask {
+                mark: Mark {
+                    ts: t.entry.ts.max(t.last_child_end),
+                    ..t.entry
+                },
+                first_fn: t.first_fn,
+                task: t.task,
+                end: Some(ts),
+            });
+        }
+        if let Some(parent) = self.open_inits.last_mut() {
+            parent.last_child_end = ts;
+        }
+    }
+
+    /// Init tasks with their functions, in the order they ran: on Go 1.19/1.20 (when doInit's
+    /// returns were seen) only tasks that have functions, each timed without its dependencies.
+    fn init_tasks(&self) -> &[InitTask] {
+        if self.done_inits.is_empty() {
+            &self.inits
+        } else {
+            &self.done_inits
+        }
     }
 
     /// True when the process was seen starting (launch mode), not joined later.
@@ -198,6 +259,7 @@ impl Startup {
         push("mstart on m0", self.mstart_m0);
         push("runtime.main on g1", self.runtime_main);
         let gc_ts = self.gcenable.map_or(u64::MAX, |m| m.ts);
+        // The groups start at the first doInit entry on either side of gcenable.
         let runtime_inits: Vec<_> = self.inits.iter().filter(|t| t.mark.ts < gc_ts).collect();
         let package_inits: Vec<_> = self.inits.iter().filter(|t| t.mark.ts >= gc_ts).collect();
         if let Some(first) = runtime_inits.first() {
@@ -228,19 +290,22 @@ impl Startup {
                 depth: *depth,
             });
         }
-        // Each init task: from its entry to the next init-task entry (done or not), gcenable,
-        // or main.main, whichever comes first.
+        // Each init task: until its doInit returned where that is known; otherwise from its
+        // entry to the next init-task entry (done or not), gcenable, or main.main, whichever
+        // comes first.
         let mut bounds: Vec<u64> = self.inits.iter().map(|t| t.mark.ts).collect();
         bounds.extend(&self.init_boundaries);
         bounds.extend(self.gcenable.map(|m| m.ts));
         bounds.extend(self.main_main.map(|m| m.ts));
         bounds.sort_unstable();
-        for t in &self.inits {
-            let end = bounds
-                .iter()
-                .copied()
-                .find(|&b| b > t.mark.ts)
-                .unwrap_or(t.mark.ts);
+        for t in self.init_tasks() {
+            let end = t.end.unwrap_or_else(|| {
+                bounds
+                    .iter()
+                    .copied()
+                    .find(|&b| b > t.mark.ts)
+                    .unwrap_or(t.mark.ts)
+            });
             out.push(Phase {
                 phase: format!("init {}", self.package(t, sym)),
                 start_ns: t.mark.ts - origin,
@@ -275,7 +340,10 @@ impl Startup {
 
     /// The package init order observed: import paths, runtime's own tasks included.
     pub fn init_packages(&self, sym: &dyn Symbolize) -> Vec<String> {
-        self.inits.iter().map(|t| self.package(t, sym)).collect()
+        self.init_tasks()
+            .iter()
+            .map(|t| self.package(t, sym))
+            .collect()
     }
 }
 
@@ -416,6 +484,43 @@ mod tests {
         assert_eq!(at.goroutines.len(), 2);
         assert_eq!(at.goroutines[1].start_fn, "main.worker");
         assert!(at.threads.is_empty());
+    }
+
+    /// Go 1.19/1.20: doInit(main) recurses into its dependencies before running main's own
+    /// functions; RETs close the innermost task. Each package is timed without its deps, tasks
+    /// without functions and repeat visits of done tasks are not phases, and the order is the
+    /// order the functions ran (what GODEBUG=inittrace=1 prints), not the order of entry.
+    #[test]
+    fn recursive_do_init_times_each_package_without_its_dependencies() {
+        let done = |ts| ph(ts, phase::INIT_DONE, 7, 1);
+        let mut s = Startup::new(7, false);
+        s.apply(&ph(1000, phase::EXEC, 7, 0));
+        s.apply(&task(1600, 0xa, 0x10)); // runtime
+        s.apply(&done(1650));
+        s.apply(&ph(1700, phase::GCENABLE, 7, 1));
+        s.apply(&task(1800, 0xc, 0x30)); // main ...
+        s.apply(&task(1810, 0xb, 0x20)); // ... needs a ...
+        s.apply(&task(1815, 0xd, 0)); // ... which needs a package without init functions
+        s.apply(&done(1820));
+        s.apply(&done(1870)); // a's functions ran 1820..1870
+        s.apply(&task(1875, 0xa, 0x10)); // main also needs runtime: already done
+        s.apply(&done(1876));
+        s.apply(&done(1990)); // main's functions ran 1876..1990
+        s.apply(&ph(2000, phase::MAIN_MAIN, 7, 1));
+        assert_eq!(
+            s.init_packages(&Syms),
+            ["runtime", "example.com/x/a", "main"]
+        );
+        let t = s.timeline(&Syms);
+        let get = |n: &str| t.iter().find(|p| p.phase == n).unwrap();
+        assert_eq!((get("init runtime").start_ns, get("init runtime").dur_ns), (600, 50));
+        let a = get("init example.com/x/a");
+        assert_eq!((a.start_ns, a.dur_ns), (820, 50));
+        let m = get("init main");
+        assert_eq!((m.start_ns, m.dur_ns, m.g), (876, 114, 1));
+        assert_eq!(get("package inits").start_ns, 800);
+        assert_eq!(get("gcenable").dur_ns, 100);
+        assert!(!t.iter().any(|p| p.phase.starts_with("init task")), "{t:?}");
     }
 
     #[test]
