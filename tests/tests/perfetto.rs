@@ -172,3 +172,9 @@ fn fanout_pftrace_newest_go() {
 fn fanout_pftrace_oldest_go() {
     fanout_pftrace(GO_VERSIONS[GO_VERSIONS.len() - 1]);
 }
+
+/// Go 1.19's recursive doInit: init slices drawn at each task's return, in the summary's order.
+#[test]
+fn fanout_pftrace_go_1_19() {
+    fanout_pftrace("1.19.8");
+}

@@ -82,9 +82,11 @@ fn cell(go: &str, variant: Variant) -> Result<String, String> {
         .nth(1)
         .and_then(|r| r.split(']').next())
         .unwrap_or("");
-    if !inits.contains("\"os\"") || inits.contains("\"task ") || !text.contains("\"main.main\"")
-    {
-        return Err(format!("startup timeline incomplete: init order [{}]", inits.trim()));
+    if !inits.contains("\"os\"") || inits.contains("\"task ") || !text.contains("\"main.main\"") {
+        return Err(format!(
+            "startup timeline incomplete: init order [{}]",
+            inits.trim()
+        ));
     }
     let n_inits = inits.matches('"').count() / 2;
     Ok(format!("{created} = {user} + 5; {n_inits} inits"))

@@ -513,7 +513,10 @@ mod tests {
         );
         let t = s.timeline(&Syms);
         let get = |n: &str| t.iter().find(|p| p.phase == n).unwrap();
-        assert_eq!((get("init runtime").start_ns, get("init runtime").dur_ns), (600, 50));
+        assert_eq!(
+            (get("init runtime").start_ns, get("init runtime").dur_ns),
+            (600, 50)
+        );
         let a = get("init example.com/x/a");
         assert_eq!((a.start_ns, a.dur_ns), (820, 50));
         let m = get("init main");

@@ -6,7 +6,7 @@ use gmp_trace_common::{phase, Event};
 
 use super::emit::Arg;
 use super::proto::DebugAnnotation;
-use super::{clamp, Lane, Lanes, PerfettoWriter};
+use super::{clamp, waitreason, Lane, Lanes, PerfettoWriter};
 use crate::export::Symbolize;
 
 impl<W: Write> PerfettoWriter<W> {
@@ -64,6 +64,19 @@ impl<W: Write> PerfettoWriter<W> {
             phase::MSTART_M0 => self.em.name("mstart_m0"),
             phase::GCENABLE => self.em.name("gcenable"),
             phase::MAIN_MAIN => self.em.name("main.main"),
+            phase::INIT_TASK if self.recursive_inits() => {
+                // Go 1.19/1.20: doInit recurses into the task's dependencies before running
+                // its functions; the slice is drawn when the call returns (INIT_DONE).
+                self.lane_end(Lanes::Startup, e.ts)?;
+                self.init_stack.push(OpenInit {
+                    task: e.arg1,
+                    first_fn: e.arg2,
+                    entry: e.ts,
+                    last_child_end: 0,
+                });
+                return Ok(());
+            }
+            phase::INIT_DONE => return self.init_done(e.ts, sym),
             phase::INIT_TASK => {
                 // runtime.main runs the runtime's tasks, then every package's, the runtime's
                 // again among them: a task seen before is done already, and only marks the end
@@ -71,17 +84,7 @@ impl<W: Write> PerfettoWriter<W> {
                 if !self.init_tasks.insert(e.arg1) {
                     return self.lane_end(Lanes::Startup, e.ts);
                 }
-                let pkg = match self.meta.init_task_name.as_ref().and_then(|f| f(e.arg1)) {
-                    Some(p) => Some(p),
-                    // arg2: the task's first init function, when the probe could read it.
-                    None => sym.func_name(e.arg2).map(|f| package_of(f).to_owned()),
-                };
-                let name = match pkg {
-                    Some(p) => format!("init {p}"),
-                    None => format!("init task {:#x}", e.arg1),
-                };
-                // Not cached: one per package.
-                self.em.intern_name(name)
+                self.init_name(e.arg1, e.arg2, sym)
             }
             phase::EXIT => {
                 self.lane_end(Lanes::Startup, e.ts)?;
@@ -100,6 +103,55 @@ impl<W: Write> PerfettoWriter<W> {
             vec![]
         };
         self.lane_begin(Lanes::Startup, e.ts, name, args)
+    }
+}
+
+/// A Go 1.19/1.20 doInit call not yet returned.
+pub(super) struct OpenInit {
+    task: u64,
+    first_fn: u64,
+    entry: u64,
+    /// When the last dependency's doInit returned: the task's own functions run after it.
+    last_child_end: u64,
+}
+
+impl<W: Write> PerfettoWriter<W> {
+    /// Before Go 1.21 init tasks are run by the recursive `runtime.doInit`.
+    fn recursive_inits(&self) -> bool {
+        waitreason::major_minor(&self.meta.go_version).is_some_and(|v| v < (1, 21))
+    }
+
+    /// "init <import path>" for a task: from the task's address where the binary names it,
+    /// else from its first init function, else the address.
+    fn init_name(&mut self, task: u64, first_fn: u64, sym: &dyn Symbolize) -> u64 {
+        let pkg = match self.meta.init_task_name.as_ref().and_then(|f| f(task)) {
+            Some(p) => Some(p),
+            None => sym.func_name(first_fn).map(|f| package_of(f).to_owned()),
+        };
+        let name = match pkg {
+            Some(p) => format!("init {p}"),
+            None => format!("init task {task:#x}"),
+        };
+        // Not cached: one per package.
+        self.em.intern_name(name)
+    }
+
+    /// A doInit returned: a task with functions, done for the first time, gets its slice from
+    /// its last dependency's return to now (the span GODEBUG=inittrace=1 measures).
+    fn init_done(&mut self, ts: u64, sym: &dyn Symbolize) -> io::Result<()> {
+        let Some(t) = self.init_stack.pop() else {
+            return Ok(());
+        };
+        if let Some(parent) = self.init_stack.last_mut() {
+            parent.last_child_end = ts;
+        }
+        if t.first_fn == 0 || !self.init_tasks.insert(t.task) {
+            return Ok(());
+        }
+        let name = self.init_name(t.task, t.first_fn, sym);
+        let args = self.em.args(&[("task", Arg::Uint(t.task))]);
+        self.lane_begin(Lanes::Startup, t.entry.max(t.last_child_end), name, args)?;
+        self.lane_end(Lanes::Startup, ts)
     }
 }
 

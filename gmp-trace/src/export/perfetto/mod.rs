@@ -223,6 +223,8 @@ pub struct PerfettoWriter<W: Write> {
     flow_base: u64,
     /// Init tasks started so far (one per package of the binary, at most).
     init_tasks: FastSet<u64>,
+    /// Go 1.19/1.20: the open doInit calls.
+    init_stack: Vec<lanes::OpenInit>,
     wait_names: FastMap<u8, u64>,
     stw_names: FastMap<u64, u64>,
     last_ts: u64,
@@ -272,6 +274,7 @@ impl<W: Write> PerfettoWriter<W> {
             next_flow: 0,
             flow_base: emit::flow_base(pid),
             init_tasks: FastSet::default(),
+            init_stack: Vec::new(),
             wait_names: FastMap::default(),
             stw_names: FastMap::default(),
             last_ts: 0,
