@@ -194,9 +194,15 @@ pub struct Offsets {
     pub p_id: u32,
     /// Process to accept events from (tgid); 0 accepts all.
     pub target_pid: u32,
+    /// Offset of `thread.fsbase` in the kernel's `task_struct` (from the kernel's BTF); 0 when
+    /// unknown. With `tls_g` it gives the g of assembly (ABI0) code, where R14 is not g.
+    pub task_fsbase: u32,
+    /// Where the TLS slot holding g sits relative to the thread's fs base (-8 on linux/amd64,
+    /// disassembled from the binary); 0 when unknown.
+    pub tls_g: i32,
 }
 
-pub const OFFSETS_SIZE: usize = 48;
+pub const OFFSETS_SIZE: usize = 56;
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
 
 /// Indexes into the per-CPU `COUNTERS` array of failures the probes report.

@@ -10,8 +10,8 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
-        generated::bpf_get_attach_cookie,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::{map, raw_tracepoint, uprobe},
     maps::{PerCpuArray, RingBuf},
@@ -35,6 +35,8 @@ static OFFSETS: Offsets = Offsets {
     m_id: 0,
     p_id: 0,
     target_pid: 0,
+    task_fsbase: 0,
+    tls_g: 0,
 };
 
 /// Resized by the loader (`--buffer-size`).
@@ -114,7 +116,14 @@ fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Eve
         arg1: 0,
         arg2: 0,
     };
-    let m = read::<u64>(regs(ctx).r14, o.g_m).unwrap_or(0);
+    let m = fill_m_p(&mut e, regs(ctx).r14, o);
+    Some((e, m))
+}
+
+/// Sets the event's M and P from g.m and m.p; returns the M (0 when unreadable).
+#[inline(always)]
+fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> u64 {
+    let m = read::<u64>(g, o.g_m).unwrap_or(0);
     if m != 0 {
         e.m = read::<i64>(m, o.m_id).unwrap_or(-1);
         if let Some(p) = read::<u64>(m, o.m_p) {
@@ -123,7 +132,33 @@ fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Eve
             }
         }
     }
-    Some((e, m))
+    m
+}
+
+/// The current g from the thread's TLS slot (fs base + `tls_g`), for assembly (ABI0) code where
+/// R14 is not g. The fs base is not in pt_regs: it is read from the task (`thread.fsbase`, at
+/// the offset the loader found in the kernel's BTF). 0 when either offset is unknown.
+#[inline(always)]
+fn tls_g(o: &Offsets) -> u64 {
+    if o.task_fsbase == 0 || o.tls_g == 0 {
+        return 0;
+    }
+    // SAFETY: bpf_get_current_task has no preconditions; the task pointer is only read through
+    // bpf_probe_read_kernel, which handles faults.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: as above: a bad address makes the helper fail, nothing else.
+    let fsbase = match unsafe { bpf_probe_read_kernel((task + o.task_fsbase as u64) as *const u64) }
+    {
+        Ok(v) => v,
+        Err(_) => {
+            bump(counter::READ_FAILED);
+            return 0;
+        }
+    };
+    if fsbase == 0 {
+        return 0;
+    }
+    read::<u64>(fsbase.wrapping_add(o.tls_g as i64 as u64), 0).unwrap_or(0)
 }
 
 /// An event with no register-derived context (ABI0 code or kernel context).
@@ -412,7 +447,8 @@ pub fn phase(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A startup milestone in assembly (ABI0) code, where R14 is not g: no M/P/G reads.
+/// A startup milestone in assembly (ABI0) code, where R14 is not g: the g comes from the
+/// thread's TLS slot instead. rt0_go runs before there is one (it sets it up), so it has none.
 #[uprobe]
 pub fn phase_abi0(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
@@ -420,6 +456,13 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = bare_event(EventKind::Phase, &o) {
         e.arg0 = id;
+        if id != phase::RT0_GO {
+            let g = tls_g(&o);
+            if g != 0 {
+                fill_m_p(&mut e, g, &o);
+                e.goid = read::<u64>(g, o.g_goid).unwrap_or(0);
+            }
+        }
         if id == phase::EXIT {
             // runtime.exit(code int32) is ABI0: the argument is on the stack above the return pc.
             e.arg1 = read::<u32>(regs(&ctx).rsp, 8).unwrap_or(0) as u64;

@@ -97,6 +97,17 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
     let mut offsets = bin.offsets()?;
+    // g in assembly entry points (mstart, exit) comes from the thread's TLS slot: the slot's
+    // place is in the binary, the fs base's in the kernel. Without either, those events simply
+    // carry no G/M.
+    match (bin.tls_g_offset(), crate::kernel::task_fsbase_offset()) {
+        (Ok(slot), Ok(fsbase)) => {
+            offsets.tls_g = slot;
+            offsets.task_fsbase = fsbase;
+        }
+        (Err(e), _) => log::warn!("no TLS g for assembly entry points: {e}"),
+        (_, Err(e)) => log::warn!("no TLS g for assembly entry points: {e:#}"),
+    }
     preflight::check_privileges()?;
 
     let go = (bin.go_version().major, bin.go_version().minor);

@@ -137,6 +137,40 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         assert!(e["p"].as_i64().unwrap() >= 0, "execute without a P: {e}");
     }
 
+    // Assembly entry points read g from the thread's TLS slot (fs base from the kernel's
+    // BTF, slot from rt0_go): each M's runtime.mstart names the same M its mstart1 does, and
+    // the exit comes from g1 (runtime.main returning).
+    let m_of_tid: BTreeMap<u64, i64> = of_kind(&run.events, "mstart")
+        .iter()
+        .map(|e| (e["tid"].as_u64().unwrap(), e["m"].as_i64().unwrap()))
+        .collect();
+    let asm_mstarts: Vec<&serde_json::Value> = run
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "phase" && e["phase"] == "mstart_m0")
+        .collect();
+    assert_eq!(
+        asm_mstarts.len(),
+        m_of_tid.len(),
+        "one runtime.mstart per M"
+    );
+    for e in &asm_mstarts {
+        let tid = e["tid"].as_u64().unwrap();
+        assert_eq!(e["m"].as_i64(), m_of_tid.get(&tid).copied(), "{e}");
+        assert_eq!(e["goid"], 0, "mstart runs on the M's g0: {e}");
+    }
+    let exit = run
+        .events
+        .iter()
+        .find(|e| e["kind"] == "phase" && e["phase"] == "exit")
+        .expect("exit phase");
+    assert_eq!(exit["goid"], 1, "{exit}");
+    assert_eq!(
+        exit["m"],
+        m_of_tid[&exit["tid"].as_u64().unwrap()],
+        "{exit}"
+    );
+
     // The startup timeline in every variant: package inits named by import path (through
     // pclntab when stripped), runtime's before os's (which fmt imports), main.main last.
     assert_eq!(s["startup_observed"], true);

@@ -253,6 +253,8 @@ mod tests {
             m_id: 232,
             p_id: 0,
             target_pid: 0,
+            task_fsbase: 0,
+            tls_g: 0,
         }
     }
 

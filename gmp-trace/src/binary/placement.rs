@@ -80,6 +80,23 @@ impl GoBinary {
             .collect()
     }
 
+    /// Where g's TLS slot is relative to the fs base, read off `runtime.rt0_go`, which stores
+    /// g0 there (`MOVQ CX, g(BX)`). Internal linking writes `mov [fs:-8], rcx`; position-
+    /// independent builds load the offset into a register first (`mov rbx, -8` ...
+    /// `mov [fs:rbx], rcx`). Both give -8 on linux/amd64 today; reading it keeps a future
+    /// layout (or a C library's TLS in a cgo binary) from sending the probes to the wrong slot.
+    pub fn tls_g_offset(&self) -> Result<i32, BinaryError> {
+        if self.arch != Arch::X86_64 {
+            return Err(self.corrupt("g lives in a register (R28) on arm64, not in TLS"));
+        }
+        let (name, insns) = self.decode_function("runtime.rt0_go")?;
+        tls_slot(&insns).ok_or_else(|| {
+            self.corrupt(format!(
+                "{name} has no fs-relative store of g with a known offset"
+            ))
+        })
+    }
+
     /// The function (symtab, else pclntab) and its bytes.
     pub(super) fn function_code(&self, func: &str) -> Result<(Function, &[u8]), BinaryError> {
         let f = self
@@ -130,6 +147,29 @@ impl GoBinary {
             insn,
             one_trap,
         })
+    }
+}
+
+/// The offset of the first fs-relative memory operand: its displacement, or the constant last
+/// moved into its base register.
+fn tls_slot(insns: &[Instruction]) -> Option<i32> {
+    let (idx, insn) = insns.iter().enumerate().find(|(_, i)| {
+        (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory)
+            && i.segment_prefix() == Register::FS
+    })?;
+    if insn.memory_index() != Register::None {
+        return None;
+    }
+    let base = insn.memory_base();
+    if base == Register::None {
+        return i32::try_from(insn.memory_displacement64() as i64).ok();
+    }
+    let set = insns[..idx].iter().rev().find(|i| {
+        i.op_count() >= 1 && i.op0_kind() == OpKind::Register && i.op0_register() == base
+    })?;
+    match set.code() {
+        Code::Mov_r64_imm64 | Code::Mov_rm64_imm32 => i32::try_from(set.immediate(1) as i64).ok(),
+        _ => None,
     }
 }
 

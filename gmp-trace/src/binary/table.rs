@@ -128,6 +128,8 @@ fn from_fields(source: OffsetsSource, v: [Option<u32>; 15]) -> Option<RuntimeLay
             m_id: v[11]?,
             p_id: v[13]?,
             target_pid: 0,
+            task_fsbase: 0,
+            tls_g: 0,
         },
         g_parent_goid: v[4],
         m_g0: v[7]?,

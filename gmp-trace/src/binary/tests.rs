@@ -248,3 +248,20 @@ fn version_gates() {
         "{e}"
     );
 }
+
+/// g's TLS slot, disassembled from rt0_go, in every toolchain and link mode: internal linking
+/// (`mov [fs:-8], rcx`), PIE (`mov rbx, -8; mov [fs:rbx], rcx`), stripped, and cgo (external
+/// link). linux/amd64 Go has always put g at fs-8. arm64 keeps g in R28: no slot.
+#[test]
+fn tls_g_slot_in_every_variant() {
+    for v in all_versions() {
+        for variant in [Variant::Default, Variant::Stripped, Variant::Pie] {
+            let bin = GoBinary::open(&sample(v, variant)).unwrap();
+            assert_eq!(bin.tls_g_offset().unwrap(), -8, "go{v} {variant:?}");
+        }
+        let cgo = GoBinary::open(&test_support::named("cgofan", v, Variant::Cgo)).unwrap();
+        assert_eq!(cgo.tls_g_offset().unwrap(), -8, "go{v} cgo");
+    }
+    let arm = GoBinary::open(&test_support::arm64(GO_VERSIONS[0], Variant::Default)).unwrap();
+    assert!(arm.tls_g_offset().is_err());
+}

@@ -11,6 +11,7 @@ import "C"
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 )
@@ -46,5 +47,10 @@ func main() {
 		go worker(i, &wg, &done, &mu)
 	}
 	wg.Wait()
+	// wg.Done runs before a goroutine's exit: wait until every one has really exited, so a
+	// tracer sees all the exits before the process ends.
+	for runtime.NumGoroutine() > 1 {
+		runtime.Gosched()
+	}
 	fmt.Printf("started %d goroutines (cgo says %d)\n", 2*n, int(C.cgofan_add(C.int(n), C.int(n))))
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 )
@@ -40,5 +41,10 @@ func main() {
 		go worker(i, &wg, &done, &mu)
 	}
 	wg.Wait()
+	// wg.Done runs before a goroutine's exit: wait until every one has really exited, so a
+	// tracer sees all the exits before the process ends.
+	for runtime.NumGoroutine() > 1 {
+		runtime.Gosched()
+	}
 	fmt.Printf("started %d goroutines\n", 2*n)
 }

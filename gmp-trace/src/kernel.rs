@@ -1,0 +1,75 @@
+//! Facts about the running kernel the probes need, read from its BTF (`/sys/kernel/btf/vmlinux`).
+use anyhow::{anyhow, bail, Context as _};
+use btf_rs::{Btf, Type};
+
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Byte offset of `thread.fsbase` in `struct task_struct`: where x86_64 keeps a thread's fs base
+/// (its TLS pointer) while the kernel runs on its behalf. The field moves between kernel builds
+/// (randomized layouts, config options), so it is looked up, never assumed.
+pub fn task_fsbase_offset() -> anyhow::Result<u32> {
+    let btf = Btf::from_file(VMLINUX_BTF)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("reading the kernel's BTF from {VMLINUX_BTF}"))?;
+    let thread = member_offset(&btf, "task_struct", "thread")?;
+    let fsbase = member_offset(&btf, "thread_struct", "fsbase")?;
+    Ok((thread + fsbase) / 8)
+}
+
+/// Bit offset of `field` in struct `name`, looking through anonymous struct/union members
+/// (task_struct wraps most fields in one for layout randomization).
+fn member_offset(btf: &Btf, name: &str, field: &str) -> anyhow::Result<u32> {
+    for ty in btf
+        .resolve_types_by_name(name)
+        .map_err(|e| anyhow!("{e}"))?
+    {
+        if let Type::Struct(s) = ty {
+            if let Some(off) = find_member(btf, &s, field, 0)? {
+                return Ok(off);
+            }
+        }
+    }
+    bail!("the kernel's BTF has no {name}.{field}")
+}
+
+fn find_member(
+    btf: &Btf,
+    s: &btf_rs::Struct,
+    field: &str,
+    base: u32,
+) -> anyhow::Result<Option<u32>> {
+    for m in &s.members {
+        let off = base + m.bit_offset();
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == field {
+            return Ok(Some(off));
+        }
+        if name.is_empty() {
+            match btf.resolve_chained_type(m).map_err(|e| anyhow!("{e}"))? {
+                Type::Struct(inner) | Type::Union(inner) => {
+                    if let Some(o) = find_member(btf, &inner, field, off)? {
+                        return Ok(Some(o));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The offset is plausible: thread_struct sits at the end of task_struct, kilobytes in.
+    /// The BPF tests check the value a probe reads through it (a thread's g and M).
+    #[test]
+    fn fsbase_offset_from_this_kernels_btf() {
+        if !std::path::Path::new(super::VMLINUX_BTF).exists() {
+            eprintln!("skipped: this kernel has no {}", super::VMLINUX_BTF);
+            return;
+        }
+        let off = super::task_fsbase_offset().unwrap();
+        assert!((1024..64 * 1024).contains(&off), "fsbase at {off}");
+        assert_eq!(off % 8, 0);
+    }
+}
