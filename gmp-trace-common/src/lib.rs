@@ -205,6 +205,63 @@ pub struct Offsets {
 pub const OFFSETS_SIZE: usize = 56;
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
 
+/// Aggregate mode (`--aggregate`): the probes count and histogram in BPF maps instead of
+/// streaming the frequent events. Shared so the probes and the daemon bucket identically.
+pub mod agg {
+    use super::EventKind;
+
+    /// `AGG_KINDS`: events per kind, indexed by the kind's number.
+    pub const KINDS: u32 = 64;
+    /// `AGG_STATUS`: casgstatus changes, indexed `(old & 0xf) << 4 | (new & 0xf)` (the scan
+    /// bit 0x1000 masked off).
+    pub const STATUS: u32 = 256;
+    /// `AGG_WAIT`: changes to _Gwaiting by g.waitreason.
+    pub const WAIT: u32 = 256;
+    /// Sub-buckets per power of two of the latency histogram (~3% relative error).
+    pub const LAT_SUB: usize = 32;
+    pub const LAT_BUCKETS: usize = 64 * LAT_SUB;
+    /// `AGG_LATENCY` holds the buckets, then the sum, then the largest value (per CPU).
+    pub const LAT_SUM: u32 = LAT_BUCKETS as u32;
+    pub const LAT_MAX: u32 = LAT_BUCKETS as u32 + 1;
+    pub const LAT_SLOTS: u32 = LAT_BUCKETS as u32 + 2;
+
+    /// The log-linear bucket of a latency in ns: exact below 32, then 32 sub-buckets per power
+    /// of two (the top 5 bits below the leading one).
+    #[inline(always)]
+    pub fn lat_bucket(v: u64) -> usize {
+        if v < LAT_SUB as u64 {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros() as usize; // >= 5
+        let sub = ((v >> (exp - 5)) as usize) & (LAT_SUB - 1);
+        (exp - 4) * LAT_SUB + sub
+    }
+
+    /// The smallest value in bucket `b`.
+    pub fn lat_lower(b: usize) -> u64 {
+        if b < LAT_SUB {
+            return b as u64;
+        }
+        let exp = b / LAT_SUB + 4;
+        let sub = (b % LAT_SUB) as u64;
+        (1u64 << exp) | (sub << (exp - 5))
+    }
+
+    /// Kinds still streamed in aggregate mode: rare ones (a few per second at most) that carry
+    /// structure the counters cannot: startup, threads, GOMAXPROCS, GC and stop-the-world.
+    pub fn streamed(kind: u32) -> bool {
+        kind == EventKind::Phase as u32
+            || kind == EventKind::MStart as u32
+            || kind == EventKind::NewM as u32
+            || kind == EventKind::ProcResize as u32
+            || kind == EventKind::StwStart as u32
+            || kind == EventKind::StwDone as u32
+            || kind == EventKind::GcStart as u32
+            || kind == EventKind::GcDone as u32
+            || kind == EventKind::RuntimeMain as u32
+    }
+}
+
 /// Indexes into the per-CPU `COUNTERS` array of failures the probes report.
 pub mod counter {
     /// `bpf_ringbuf_reserve` failed: the event was dropped.

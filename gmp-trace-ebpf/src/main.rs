@@ -14,11 +14,11 @@ use aya_ebpf::{
         generated::{bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::{map, raw_tracepoint, uprobe},
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
-use gmp_trace_common::{counter, phase, Event, EventKind, Offsets};
+use gmp_trace_common::{agg, counter, phase, Event, EventKind, Offsets};
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
 #[no_mangle]
@@ -42,6 +42,32 @@ static OFFSETS: Offsets = Offsets {
 /// Resized by the loader (`--buffer-size`).
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Non-zero in aggregate mode (`--aggregate`, set by the loader): the frequent events update
+/// the `AGG_*` maps instead of going to the ring buffer.
+#[no_mangle]
+static AGGREGATE: u32 = 0;
+
+/// Aggregate mode: events per kind.
+#[map]
+static AGG_KINDS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agg::KINDS, 0);
+
+/// Aggregate mode: casgstatus changes by (old, new) status.
+#[map]
+static AGG_STATUS: PerCpuArray<u64> = PerCpuArray::with_max_entries(agg::STATUS, 0);
+
+/// Aggregate mode: changes to _Gwaiting by wait reason.
+#[map]
+static AGG_WAIT: PerCpuArray<u64> = PerCpuArray::with_max_entries(agg::WAIT, 0);
+
+/// Aggregate mode: the Runnable -> Running latency histogram (buckets, sum, max).
+#[map]
+static AGG_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(agg::LAT_SLOTS, 0);
+
+/// Aggregate mode: when each runnable goroutine became runnable, by goid. LRU: a goroutine
+/// that never runs again is evicted instead of filling the map.
+#[map]
+static RUNNABLE_SINCE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 16, 0);
 
 /// Failure counters, indexed by `gmp_trace_common::counter`.
 #[map]
@@ -193,6 +219,11 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 fn emit(e: &Event) {
+    // SAFETY: a plain global in .rodata; volatile for the same reason as OFFSETS.
+    if unsafe { core::ptr::read_volatile(&AGGREGATE) } != 0 && !agg::streamed(e.kind) {
+        aggregate(e);
+        return;
+    }
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
             slot.write(*e);
@@ -204,6 +235,59 @@ fn emit(e: &Event) {
             slot.submit(flags);
         }
         None => bump(counter::RINGBUF_FULL),
+    }
+}
+
+#[inline(always)]
+fn add(map: &PerCpuArray<u64>, idx: u32, v: u64) {
+    if let Some(p) = map.get_ptr_mut(idx) {
+        // SAFETY: this CPU's slot from the map lookup; per-CPU values are not shared.
+        unsafe { *p += v };
+    }
+}
+
+/// Aggregate mode: count the event, and for scheduling latency remember when a goroutine
+/// became runnable (created, or casgstatus to _Grunnable) until execute runs it.
+#[inline(always)]
+fn aggregate(e: &Event) {
+    add(&AGG_KINDS, e.kind, 1);
+    if e.kind == EventKind::GoStatus as u32 {
+        let (old, new) = ((e.arg0 & 0xf) as u32, (e.arg1 & 0xf) as u32);
+        add(&AGG_STATUS, (old << 4) | new, 1);
+        if new == 4 {
+            add(&AGG_WAIT, (e.arg2 & 0xff) as u32, 1);
+        } else if new == 1 {
+            let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
+        }
+    } else if e.kind == EventKind::GoCreate as u32 {
+        let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
+    } else if e.kind == EventKind::Execute as u32 {
+        let Some(since) = RUNNABLE_SINCE.get_ptr(e.goid) else {
+            return;
+        };
+        // SAFETY: the pointer comes from the lookup; a concurrent delete at worst yields a
+        // stale timestamp (the element memory stays valid for this program run).
+        let d = e.ts.saturating_sub(unsafe { *since });
+        let _ = RUNNABLE_SINCE.remove(e.goid);
+        let b = agg::lat_bucket(d);
+        add(
+            &AGG_LATENCY,
+            if b < agg::LAT_BUCKETS {
+                b as u32
+            } else {
+                agg::LAT_BUCKETS as u32 - 1
+            },
+            1,
+        );
+        add(&AGG_LATENCY, agg::LAT_SUM, d);
+        if let Some(p) = AGG_LATENCY.get_ptr_mut(agg::LAT_MAX) {
+            // SAFETY: as in `add`.
+            unsafe {
+                if d > *p {
+                    *p = d
+                }
+            };
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub struct Args {
     #[arg(short = 'l', long = "level", value_enum, default_value_t = Level::Full)]
     pub level: Level,
 
+    /// Keep counts and the scheduling-latency histogram in BPF maps instead of streaming the
+    /// frequent events (rare ones, such as startup, threads and GC, still stream). The summary
+    /// has the counts and latency; there are no per-event outputs.
+    #[arg(long = "aggregate", conflicts_with_all = ["output", "record", "graph"])]
+    pub aggregate: bool,
+
     /// Ring buffer size in bytes, rounded up to a power of two (at least one page).
     #[arg(long = "buffer-size", default_value_t = 16 * 1024 * 1024)]
     pub buffer_size: u32,
@@ -166,6 +172,20 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn aggregate_has_no_per_event_outputs() {
+        assert!(Args::try_parse_from(["gmp-trace", "--aggregate", "--", "prog"]).is_ok());
+        for out in [
+            ["-o", "x.jsonl"],
+            ["--record", "r.gmpt"],
+            ["--graph", "g.dot"],
+        ] {
+            let e = Args::try_parse_from(["gmp-trace", "--aggregate", out[0], out[1], "--", "p"])
+                .unwrap_err();
+            assert!(e.to_string().contains("cannot be used with"), "{e}");
+        }
     }
 
     #[test]

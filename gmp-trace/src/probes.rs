@@ -13,10 +13,24 @@ use aya::programs::uprobe::UProbeLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use gmp_trace_common::{counter, Offsets};
+use gmp_trace_common::{agg, counter, Offsets};
 
 use crate::binary::{GoBinary, ProbeSite};
 use crate::export::summary::ProbeInfo;
+use crate::model::hist::Histogram;
+
+/// Aggregate mode's counters, summed over CPUs (see `gmp_trace_common::agg` for the layout).
+#[derive(Clone, Debug)]
+pub struct Aggregates {
+    /// Events by kind number.
+    pub kinds: Vec<u64>,
+    /// casgstatus changes, indexed `old << 4 | new`.
+    pub status: Vec<u64>,
+    /// Changes to _Gwaiting by wait reason.
+    pub wait: Vec<u64>,
+    /// Runnable -> Running latency (creation or casgstatus to runnable, until execute).
+    pub latency: Histogram,
+}
 
 /// Where in the function a probe goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,13 +232,15 @@ pub struct Tracer {
 
 impl Tracer {
     /// Loads the BPF object with the target's struct offsets and a ring buffer of `buffer_size`.
-    pub fn load(offsets: &Offsets, buffer_size: u32) -> anyhow::Result<Tracer> {
+    /// In aggregate mode the frequent events only update the probes' counter maps.
+    pub fn load(offsets: &Offsets, buffer_size: u32, aggregate: bool) -> anyhow::Result<Tracer> {
         let size = buffer_size
             .max(4096)
             .checked_next_power_of_two()
             .unwrap_or(1 << 31);
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
+            .override_global("AGGREGATE", &u32::from(aggregate), true)
             .map_max_entries("EVENTS", size)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
@@ -311,6 +327,40 @@ impl Tracer {
             .take_map("EVENTS")
             .ok_or_else(|| anyhow!("EVENTS map missing"))?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// What the probes counted in aggregate mode, summed over CPUs.
+    pub fn aggregates(&self) -> anyhow::Result<Aggregates> {
+        let read = |name: &str, n: u32| -> anyhow::Result<Vec<u64>> {
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or_else(|| anyhow!("{name} map missing"))?;
+            let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+            (0..n).map(|i| Ok(arr.get(&i, 0)?.iter().sum())).collect()
+        };
+        let lat_map = self
+            .ebpf
+            .map("AGG_LATENCY")
+            .ok_or_else(|| anyhow!("AGG_LATENCY map missing"))?;
+        let lat: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(lat_map)?;
+        let mut buckets = Vec::with_capacity(agg::LAT_BUCKETS);
+        for i in 0..agg::LAT_BUCKETS as u32 {
+            buckets.push(lat.get(&i, 0)?.iter().sum());
+        }
+        let sum = lat.get(&agg::LAT_SUM, 0)?.iter().sum();
+        let max = lat
+            .get(&agg::LAT_MAX, 0)?
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        Ok(Aggregates {
+            kinds: read("AGG_KINDS", agg::KINDS)?,
+            status: read("AGG_STATUS", agg::STATUS)?,
+            wait: read("AGG_WAIT", agg::WAIT)?,
+            latency: Histogram::from_buckets(&buckets, sum, max),
+        })
     }
 
     /// Sums the per-CPU failure counters: (events dropped for a full ring, failed user reads).

@@ -141,7 +141,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let is_launch = held.is_some();
-    let attached = Tracer::load(&offsets, args.buffer_size).and_then(|mut t| {
+    let attached = Tracer::load(&offsets, args.buffer_size, args.aggregate).and_then(|mut t| {
         if is_launch {
             t.attach_exec()?;
         }
@@ -293,6 +293,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     source.drain(&mut pipeline);
     let read_failures = source.read_failures();
     let probes_info = std::mem::take(&mut tracer.probes);
+    let aggregate = if args.aggregate {
+        Some(tracer.aggregates()?)
+    } else {
+        None
+    };
     drop(source);
     drop(tracer); // detaches every probe
 
@@ -318,6 +323,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         read_failures,
         malformed_records: pipeline.malformed,
         probes: probes_info,
+        aggregate,
     };
     pipeline.finish(run)?;
     Ok(exit_code.unwrap_or(0))
@@ -371,6 +377,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         read_failures: footer.read_failures,
         malformed_records: footer.malformed_records + pipeline.malformed,
         probes: footer.probes,
+        aggregate: None,
     };
     pipeline.finish(run)?;
     Ok(0)

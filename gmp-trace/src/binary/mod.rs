@@ -134,6 +134,8 @@ pub struct GoBinary {
     /// The function table from `.gopclntab`, parsed on first use (stripped binaries, checks).
     pclntab: OnceLock<Result<pclntab::Pclntab, String>>,
     segments: Vec<Segment>,
+    /// ET_DYN (PIE): loaded at an address chosen at exec; ET_EXEC loads where it says.
+    position_independent: bool,
     code_sections: Vec<CodeSection>,
     /// Fields of runtime.g, runtime.m and runtime.p, scanned together on first use.
     gmp_structs: OnceLock<Result<dwarf::Structs, dwarf::DwarfFailure>>,
@@ -176,6 +178,7 @@ impl GoBinary {
         let file = ElfFile64::<Endianness>::parse(data.as_slice())
             .map_err(|e| corrupt(format!("ELF: {e}")))?;
         let machine = file.elf_header().e_machine.get(file.endian());
+        let position_independent = file.elf_header().e_type.get(file.endian()) == elf::ET_DYN;
         let arch = match machine {
             elf::EM_X86_64 => Arch::X86_64,
             elf::EM_AARCH64 => Arch::Aarch64,
@@ -271,6 +274,7 @@ impl GoBinary {
             symbols,
             pclntab: OnceLock::new(),
             segments,
+            position_independent,
             code_sections,
             gmp_structs: OnceLock::new(),
             other_structs: Mutex::new(HashMap::new()),

@@ -314,6 +314,10 @@ fn check(r: &LiveReport, g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<
 /// runtime and link-time addresses, from the executable mapping in /proc/PID/maps whose file range
 /// covers the text segment.
 pub fn load_bias(pid: u32, bin: &GoBinary) -> Result<u64, BinaryError> {
+    if !bin.position_independent {
+        // Loaded at its link addresses: nothing to read (and no race with a quick exit).
+        return Ok(0);
+    }
     let process = |what: String| BinaryError::Process { pid, what };
     let text = bin
         .segments

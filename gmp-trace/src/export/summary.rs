@@ -6,9 +6,12 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use super::Symbolize;
+use crate::model::goroutine::GoState;
 use crate::model::startup::{AtMain, Phase};
 use crate::model::views::{self, Latency, LeakGroup, ProcUse, SiteLatency, WorstGoroutine};
 use crate::model::Model;
+use crate::probes::Aggregates;
+use gmp_trace_common::EventKind;
 
 /// Where each probe went, for the record (and for spotting two-trap placements).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -82,6 +85,19 @@ pub struct Summary {
     /// Goroutines and threads that existed when main.main began.
     pub at_main: Option<AtMain>,
     pub probes: Vec<ProbeInfo>,
+    /// Present in aggregate mode (`--aggregate`): the counts and latency above then come from
+    /// the probes' maps, and the per-goroutine views (states at end, leak tree, worst
+    /// goroutines, per-site latency, utilization) are empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<AggregateInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AggregateInfo {
+    /// Events counted in BPF maps and never streamed.
+    pub counted_events: u64,
+    /// Changes to Waiting by wait reason (named per Go version).
+    pub waits_by_reason: BTreeMap<String, u64>,
 }
 
 pub struct RunInfo {
@@ -95,6 +111,7 @@ pub struct RunInfo {
     pub read_failures: u64,
     pub malformed_records: u64,
     pub probes: Vec<ProbeInfo>,
+    pub aggregate: Option<Aggregates>,
 }
 
 /// "Waiting/14" -> "Waiting (chan receive)" with the version's waitReason names.
@@ -122,7 +139,8 @@ impl Summary {
                 .collect();
         }
         let by_fn = views::created_by_start_fn(model, sym);
-        Summary {
+        let aggregates = run.aggregate;
+        let mut summary = Summary {
             go_version: run.go_version,
             binary: run.binary,
             main_module: run.main_module,
@@ -182,7 +200,57 @@ impl Summary {
             init_order: model.startup.init_packages(sym),
             at_main: model.startup.at_main(sym),
             probes: run.probes,
+            aggregate: None,
+        };
+        if let Some(a) = aggregates {
+            summary.add_aggregates(&a, model);
         }
+        summary
+    }
+
+    /// Aggregate mode: the frequent events were counted in the probes' maps, not streamed.
+    fn add_aggregates(&mut self, a: &Aggregates, model: &Model) {
+        let kind_count = |k: EventKind| a.kinds.get(k as usize).copied().unwrap_or(0);
+        let mut counted = 0;
+        for k in EventKind::ALL {
+            let n = kind_count(k);
+            if n > 0 {
+                *self.events_by_kind.entry(k.name().to_string()).or_default() += n;
+                counted += n;
+            }
+        }
+        self.events += counted;
+        self.goroutines_created += kind_count(EventKind::GoCreate);
+        self.goroutines_exited += kind_count(EventKind::GoExit);
+        self.goroutines_live_at_end = (model.seeded + self.goroutines_created)
+            .saturating_sub(self.goroutines_exited) as usize;
+        self.sched_latency = Latency::of(&a.latency);
+        // Without the acquire/release stream there is no per-P timeline to measure.
+        self.proc_utilization.clear();
+        for (i, &n) in a.status.iter().enumerate() {
+            let (from, to) = (
+                GoState::from_runtime(i as u64 >> 4),
+                GoState::from_runtime(i as u64 & 0xf),
+            );
+            if n == 0 || from == to || from == GoState::Unknown || to == GoState::Unknown {
+                continue;
+            }
+            *self
+                .transitions
+                .entry(format!("{}->{}", from.name(), to.name()))
+                .or_default() += n;
+        }
+        let waits_by_reason = a
+            .wait
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(r, &n)| (name_wait(&format!("Waiting/{r}"), &self.go_version), n))
+            .collect();
+        self.aggregate = Some(AggregateInfo {
+            counted_events: counted,
+            waits_by_reason,
+        });
     }
 
     /// The startup timeline: aligned columns, durations and a bar per phase on a shared scale.
@@ -371,6 +439,13 @@ impl Summary {
                 ""
             }
         );
+        if let Some(a) = &self.aggregate {
+            let _ = writeln!(
+                s,
+                "  aggregate  {} events counted in BPF maps, not streamed (--aggregate)",
+                a.counted_events
+            );
+        }
         let _ = writeln!(
             s,
             "  goroutines {} created, {} exited, {} live at end",
@@ -397,6 +472,16 @@ impl Summary {
         }
         s += &self.startup_text();
         s += &self.scheduler_text();
+        if let Some(a) = &self.aggregate {
+            if !a.waits_by_reason.is_empty() {
+                let _ = writeln!(s, "  waits by reason:");
+                let mut v: Vec<_> = a.waits_by_reason.iter().collect();
+                v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+                for (name, n) in v.iter().take(10) {
+                    let _ = writeln!(s, "    {n:>8}  {name}");
+                }
+            }
+        }
         let _ = writeln!(s, "  events by kind:");
         for (k, v) in &self.events_by_kind {
             let _ = writeln!(s, "    {v:>8}  {k}");

@@ -1,8 +1,7 @@
 //! A log-linear latency histogram: constant memory, ~3% relative error on quantiles, exact
 //! count, sum and max. Values are nanoseconds.
 
-const SUB: usize = 32; // sub-buckets per power of two
-const BUCKETS: usize = 64 * SUB;
+use gmp_trace_common::agg::{lat_bucket as bucket, lat_lower as lower, LAT_BUCKETS as BUCKETS};
 
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -21,26 +20,6 @@ impl Default for Histogram {
             max: 0,
         }
     }
-}
-
-fn bucket(v: u64) -> usize {
-    if v < SUB as u64 {
-        return v as usize;
-    }
-    let exp = 63 - v.leading_zeros() as usize; // >= 5
-    let shift = exp - 5; // keep the top 5 bits below the leading one: 32 sub-buckets
-    let sub = ((v >> shift) as usize) & (SUB - 1);
-    (exp - 4) * SUB + sub
-}
-
-/// The smallest value in bucket `b` (quantiles report the bucket's lower bound).
-fn lower(b: usize) -> u64 {
-    if b < SUB {
-        return b as u64;
-    }
-    let exp = b / SUB + 4;
-    let sub = (b % SUB) as u64;
-    (1u64 << exp) | (sub << (exp - 5))
 }
 
 impl Histogram {
@@ -65,6 +44,18 @@ impl Histogram {
             }
         }
         self.max
+    }
+
+    /// A histogram the probes kept (aggregate mode): bucket counts in the same buckets.
+    pub fn from_buckets(counts: &[u64], sum: u64, max: u64) -> Histogram {
+        let mut h = Histogram::default();
+        for (a, b) in h.counts.iter_mut().zip(counts) {
+            *a = *b;
+        }
+        h.count = counts.iter().sum();
+        h.sum = sum as u128;
+        h.max = max;
+        h
     }
 
     pub fn merge(&mut self, o: &Histogram) {
