@@ -54,7 +54,10 @@ pub enum EventKind {
     /// arg2 = g.waitreason (low 8 bits, meaningful when new is waiting) | (goid of the M's
     /// current goroutine, the one causing the change, e.g. the unblocker) << 8.
     GoStatus = 7,
-    /// `runtime.acquirep(pp)`: the M takes P `arg0` (also in `p` for convenience).
+    /// `runtime.acquirep(pp)`: the M takes P `arg0` (also in `p` for convenience). arg1 = 1
+    /// when the M is already spinning (`m.spinning`): an M woken by `startm(pp, spinning=true)`
+    /// or started with `mspinning` gets its P here and goes looking for work to steal.
+    /// Recordings made before this field existed carry 0.
     AcquireP = 8,
     /// `runtime.releasep()`: the M gives up P `p`.
     ReleaseP = 9,
@@ -89,10 +92,24 @@ pub enum EventKind {
     /// Synthesised by userspace: code addresses in later events are the binary's addresses
     /// plus `arg0` (the load bias of a position-independent executable; 0 otherwise).
     LoadBias = 22,
+    /// `runtime.stealWork` entered: the M is spinning (findRunnable calls it only with
+    /// `m.spinning` set, setting it just before when needed) and looks for work on other Ps.
+    SpinStart = 23,
+    /// `runtime.resetspinning`: the spinning M found work and stops spinning.
+    SpinEnd = 24,
+    /// A RET of `runtime.runqsteal(pp, p2, stealRunNextG)` with a goroutine: P `p` (the
+    /// thief, this M's P) took goroutines from P `arg0` (the victim). goid = the goroutine it
+    /// returns (runs next), arg1 = goroutines taken in all (that one plus those moved into the
+    /// thief's run queue), arg2 = 1 when runnext could be taken (the last of stealWork's rounds).
+    Steal = 25,
+    /// Synthesised by userspace: `arg0` steal attempts (runqsteal calls) came back empty
+    /// since the previous report; `arg1` = cumulative total. Counted in the probe, not sent
+    /// one by one: a spinning M makes many, and they carry nothing but the count.
+    StealFailed = 26,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -115,6 +132,10 @@ impl EventKind {
         EventKind::Phase,
         EventKind::MIdle,
         EventKind::LoadBias,
+        EventKind::SpinStart,
+        EventKind::SpinEnd,
+        EventKind::Steal,
+        EventKind::StealFailed,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -146,6 +167,10 @@ impl EventKind {
             EventKind::Phase => "phase",
             EventKind::MIdle => "m_idle",
             EventKind::LoadBias => "load_bias",
+            EventKind::SpinStart => "spin_start",
+            EventKind::SpinEnd => "spin_end",
+            EventKind::Steal => "steal",
+            EventKind::StealFailed => "steal_failed",
         }
     }
 }
@@ -200,9 +225,13 @@ pub struct Offsets {
     /// Where the TLS slot holding g sits relative to the thread's fs base (-8 on linux/amd64,
     /// disassembled from the binary); 0 when unknown.
     pub tls_g: i32,
+    /// m.spinning (bool).
+    pub m_spinning: u32,
+    /// p.runqtail (uint32): runqsteal moves it by the goroutines it queues on the thief.
+    pub p_runqtail: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 56;
+pub const OFFSETS_SIZE: usize = 64;
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
 
 /// Aggregate mode (`--aggregate`): the probes count and histogram in BPF maps instead of
@@ -268,7 +297,9 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 0;
     /// A `bpf_probe_read_user` of Go runtime memory failed: the event went out with gaps.
     pub const READ_FAILED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// `runtime.runqsteal` returned nil: a steal attempt that found nothing.
+    pub const STEAL_FAILED: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 #[cfg(feature = "user")]

@@ -14,7 +14,7 @@ use aya_ebpf::{
         generated::{bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::{map, raw_tracepoint, uprobe},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
@@ -37,6 +37,8 @@ static OFFSETS: Offsets = Offsets {
     target_pid: 0,
     task_fsbase: 0,
     tls_g: 0,
+    m_spinning: 0,
+    p_runqtail: 0,
 };
 
 /// Resized by the loader (`--buffer-size`).
@@ -72,6 +74,25 @@ static RUNNABLE_SINCE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 
 /// Failure counters, indexed by `gmp_trace_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// runqsteal's arguments, kept from its entry for its RETs (where the registers are gone: Go
+/// has no callee-saved registers), keyed by thread id.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct StealArgs {
+    /// The thief `pp` (to read its run queue tail again at the RET).
+    pp: u64,
+    /// pp.runqtail at entry.
+    tail: u32,
+    /// p2.id, the victim.
+    victim: i32,
+    /// stealRunNextG.
+    runnext: u64,
+}
+
+/// At most one entry per thread inside runqsteal (so about GOMAXPROCS); removed at the RET.
+#[map]
+static STEAL_ARGS: HashMap<u32, StealArgs> = HashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn offsets() -> Offsets {
@@ -397,15 +418,101 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// runtime.acquirep(pp): the M takes P pp (m.p is not set yet, so read pp.id).
+/// runtime.acquirep(pp): the M takes P pp (m.p is not set yet, so read pp.id). Also
+/// m.spinning: an M handed a P by startm(pp, spinning=true) (woken in stopm) or started with
+/// mspinning (mstart1) is already spinning here, before it reaches stealWork.
 #[uprobe]
 pub fn acquirep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::AcquireP, &o) {
+    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::AcquireP, &o) {
         let pid = read::<i32>(regs(&ctx).rax, o.p_id).unwrap_or(-1);
         e.p = pid;
         e.arg0 = pid as i64 as u64;
+        e.arg1 = u64::from(read::<u8>(m, o.m_spinning).unwrap_or(0) & 1);
         e.goid = current_goid(&ctx, &o);
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.stealWork(now): findRunnable calls it only with m.spinning set (it becomes
+/// spinning right before if it was not), so the M is spinning from here.
+#[uprobe]
+pub fn steal_work(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(e) = base_event(&ctx, EventKind::SpinStart, &o) {
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.resetspinning(): the spinning M found work (schedule calls it before execute).
+#[uprobe]
+pub fn resetspinning(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(e) = base_event(&ctx, EventKind::SpinEnd, &o) {
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.runqsteal(pp, p2 *p, stealRunNextG bool) *g, after its prologue: keep what the
+/// RETs need (RAX = pp, RBX = p2, CL = stealRunNextG).
+#[uprobe]
+pub fn runqsteal(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if o.target_pid != 0 && (pid_tgid >> 32) as u32 != o.target_pid {
+        return 0;
+    }
+    let r = regs(&ctx);
+    let args = StealArgs {
+        pp: r.rax,
+        tail: read::<u32>(r.rax, o.p_runqtail).unwrap_or(0),
+        victim: read::<i32>(r.rbx, o.p_id).unwrap_or(-1),
+        runnext: r.rcx & 1,
+    };
+    if STEAL_ARGS.insert(pid_tgid as u32, args, 0).is_err() {
+        bump(counter::READ_FAILED);
+    }
+    0
+}
+
+/// A RET of runtime.runqsteal: RAX = the stolen g or nil. A nil result is only counted (see
+/// EventKind::StealFailed); a goroutine becomes a Steal event from the thief's P (this M's)
+/// to the victim recorded at entry, with how many goroutines moved: runqsteal returns one
+/// and advances pp.runqtail past the rest.
+#[uprobe]
+pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied out at once; only this thread writes its own key.
+    let args = unsafe { STEAL_ARGS.get(tid) }.copied();
+    let gp = regs(&ctx).rax;
+    if args.is_some() {
+        let _ = STEAL_ARGS.remove(tid);
+    }
+    if gp == 0 {
+        if o.target_pid == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == o.target_pid {
+            bump(counter::STEAL_FAILED);
+        }
+        return 0;
+    }
+    if let Some(mut e) = base_event(&ctx, EventKind::Steal, &o) {
+        e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
+        match args {
+            Some(a) => {
+                e.arg0 = a.victim as i64 as u64;
+                let tail = read::<u32>(a.pp, o.p_runqtail).unwrap_or(a.tail);
+                e.arg1 = 1 + u64::from(tail.wrapping_sub(a.tail));
+                e.arg2 = a.runnext;
+            }
+            // Entered before the entry probe was attached: the victim is unknown.
+            None => {
+                e.arg0 = u64::MAX;
+                e.arg1 = 1;
+            }
+        }
         emit(&e);
     }
     0

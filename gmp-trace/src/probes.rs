@@ -116,6 +116,17 @@ pub const PROBES: &[ProbeSpec] = &[
     ),
     probe("releasep", "runtime.releasep", Body),
     probe("procresize", "runtime.procresize", Body),
+    // Spinning Ms and work stealing (Go 1.19-1.27 all keep these out of line: stealWork calls
+    // runqsteal, schedule calls resetspinning; checked per toolchain in binary/tests.rs). An M
+    // spins from stealWork's entry (findRunnable sets m.spinning right before, if not already)
+    // or from acquirep when it was handed its P as a spinning M (startm(pp, true), read from
+    // m.spinning there), until resetspinning (found work), releasep (findRunnable drops its P
+    // and clears m.spinning; gcstopm likewise), stopm or execute.
+    probe("steal_work", "runtime.stealWork", Body),
+    probe("resetspinning", "runtime.resetspinning", Body),
+    // runqsteal's RETs hold the stolen g; its entry keeps the victim P for them.
+    probe("runqsteal", "runtime.runqsteal", Body),
+    probe("runqsteal_ret", "runtime.runqsteal", Returns),
     // Stop-the-world, GC, syscalls.
     probe("stw_start", "runtime.stopTheWorldWithSema", Body),
     probe("stw_done", "runtime.startTheWorldWithSema", Body),
@@ -163,7 +174,8 @@ pub enum Level {
     /// Plus every goroutine state change and which M and P run it (execute, casgstatus,
     /// acquirep/releasep, stopm).
     Sched,
-    /// Plus the scheduler loop and system calls (schedule, entersyscall, exitsyscall).
+    /// Plus the scheduler loop, spinning Ms, run-queue steals and system calls (schedule,
+    /// stealWork, resetspinning, runqsteal, entersyscall, exitsyscall).
     Full,
 }
 
@@ -172,6 +184,8 @@ pub fn level_of(program: &str) -> Level {
     match program {
         "execute" | "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
         "schedule" | "syscall_enter" | "syscall_exit" => Level::Full,
+        // Every findRunnable of an M without local work: scheduler hot path.
+        "steal_work" | "resetspinning" | "runqsteal" | "runqsteal_ret" => Level::Full,
         _ => Level::Lifecycle,
     }
 }
@@ -363,15 +377,20 @@ impl Tracer {
         })
     }
 
-    /// Sums the per-CPU failure counters: (events dropped for a full ring, failed user reads).
-    pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
+    /// Sums the per-CPU counters: (events dropped for a full ring, failed user reads, steal
+    /// attempts that found nothing).
+    pub fn counters(&self) -> anyhow::Result<(u64, u64, u64)> {
         let map = self
             .ebpf
             .map("COUNTERS")
             .ok_or_else(|| anyhow!("COUNTERS map missing"))?;
         let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
         let sum = |i: u32| -> anyhow::Result<u64> { Ok(arr.get(&i, 0)?.iter().sum()) };
-        Ok((sum(counter::RINGBUF_FULL)?, sum(counter::READ_FAILED)?))
+        Ok((
+            sum(counter::RINGBUF_FULL)?,
+            sum(counter::READ_FAILED)?,
+            sum(counter::STEAL_FAILED)?,
+        ))
     }
 }
 

@@ -104,11 +104,16 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         .iter()
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
-    // (load_bias and lost are gmp-trace's own notes, not from a thread.)
+    // (load_bias, lost and steal_failed are gmp-trace's own notes, not from a thread.)
     let seen: BTreeSet<u64> = run
         .events
         .iter()
-        .filter(|e| e["kind"] != "load_bias" && e["kind"] != "lost")
+        .filter(|e| {
+            !matches!(
+                e["kind"].as_str(),
+                Some("load_bias" | "lost" | "steal_failed")
+            )
+        })
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
     assert!(

@@ -235,9 +235,9 @@ mod tests {
 
     /// The measured table the probes were written against.
     fn expected(version: &str) -> Offsets {
-        let (gopc, startpc, procid, curg) = match version {
-            "1.21.13" => (280, 296, 72, 192),
-            "1.27.3" => (288, 304, 64, 184),
+        let (gopc, startpc, procid, curg, runqtail) = match version {
+            "1.21.13" => (280, 296, 72, 192, 404),
+            "1.27.3" => (288, 304, 64, 184, 404),
             other => panic!("no expected offsets for Go {other}: add them to this table"),
         };
         Offsets {
@@ -255,6 +255,8 @@ mod tests {
             target_pid: 0,
             task_fsbase: 0,
             tls_g: 0,
+            m_spinning: 276,
+            p_runqtail: runqtail,
         }
     }
 

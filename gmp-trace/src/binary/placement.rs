@@ -524,6 +524,37 @@ mod tests {
         }
     }
 
+    /// The spinning and stealing probes rely on these calls staying out of line: findRunnable
+    /// -> stealWork -> runqsteal (whose RETs carry the stolen g) and schedule -> resetspinning.
+    /// Checked in the code of every toolchain (the calls are what a probe on the callee sees;
+    /// a symbol alone could be a leftover copy with the real call sites inlined).
+    #[test]
+    fn steal_and_spin_calls_out_of_line() {
+        use super::super::test_support::all_versions;
+        for v in all_versions() {
+            let bin = GoBinary::open(&sample(v, Variant::Default)).unwrap();
+            for (caller, callee) in [
+                ("runtime.findRunnable", "runtime.stealWork"),
+                ("runtime.stealWork", "runtime.runqsteal"),
+                ("runtime.schedule", "runtime.resetspinning"),
+            ] {
+                let f = bin.function(caller).unwrap();
+                let target = bin.function(callee).unwrap().addr;
+                let code = bin.code_bytes(f.addr, f.size).unwrap();
+                let calls = decode(code, f.addr)
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i.mnemonic() == Mnemonic::Call)
+                    .filter(|i| i.near_branch_target() == target)
+                    .count();
+                assert!(calls >= 1, "go{v}: {caller} does not call {callee}");
+            }
+            let rets = bin.ret_sites("runtime.runqsteal").unwrap();
+            // nil (nothing grabbed), the only one, and after publishing the rest.
+            assert_eq!(rets.len(), 3, "go{v}: {rets:?}");
+        }
+    }
+
     /// PIE builds map vaddrs to file offsets through their own PT_LOADs; externally linked (cgo)
     /// builds have C start-up code before runtime.text and their text segment at another file
     /// offset. In both, every site must read back as the same instruction from the file, and the

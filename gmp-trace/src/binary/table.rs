@@ -52,7 +52,7 @@ pub struct Mismatch {
 }
 
 /// `(type, field)` names, in the order of [`fields`].
-const FIELDS: [(&str, &str); 15] = [
+const FIELDS: [(&str, &str); 17] = [
     ("runtime.g", "goid"),
     ("runtime.g", "atomicstatus"),
     ("runtime.g", "m"),
@@ -68,10 +68,12 @@ const FIELDS: [(&str, &str); 15] = [
     ("runtime.m", "alllink"),
     ("runtime.p", "id"),
     ("runtime.p", "status"),
+    ("runtime.m", "spinning"),
+    ("runtime.p", "runqtail"),
 ];
 
 /// The same fields as `FIELDS`, as mismatch labels.
-const LABELS: [&str; 15] = [
+const LABELS: [&str; 17] = [
     "g.goid",
     "g.atomicstatus",
     "g.m",
@@ -87,10 +89,12 @@ const LABELS: [&str; 15] = [
     "m.alllink",
     "p.id",
     "p.status",
+    "m.spinning",
+    "p.runqtail",
 ];
 
 /// A layout's values in `FIELDS` order.
-fn fields(l: &RuntimeLayout) -> [Option<u32>; 15] {
+fn fields(l: &RuntimeLayout) -> [Option<u32>; 17] {
     let o = &l.offsets;
     [
         Some(o.g_goid),
@@ -108,11 +112,13 @@ fn fields(l: &RuntimeLayout) -> [Option<u32>; 15] {
         Some(l.m_alllink),
         Some(o.p_id),
         Some(l.p_status),
+        Some(o.m_spinning),
+        Some(o.p_runqtail),
     ]
 }
 
 /// Builds a layout from values in `FIELDS` order.
-fn from_fields(source: OffsetsSource, v: [Option<u32>; 15]) -> Option<RuntimeLayout> {
+fn from_fields(source: OffsetsSource, v: [Option<u32>; 17]) -> Option<RuntimeLayout> {
     Some(RuntimeLayout {
         source,
         offsets: Offsets {
@@ -130,6 +136,8 @@ fn from_fields(source: OffsetsSource, v: [Option<u32>; 15]) -> Option<RuntimeLay
             target_pid: 0,
             task_fsbase: 0,
             tls_g: 0,
+            m_spinning: v[15]?,
+            p_runqtail: v[16]?,
         },
         g_parent_goid: v[4],
         m_g0: v[7]?,
@@ -142,17 +150,19 @@ fn from_fields(source: OffsetsSource, v: [Option<u32>; 15]) -> Option<RuntimeLay
 /// Why they move: 1.21 adds g.parentGoid; 1.23 adds g.syscallbp (+8 from g.atomicstatus on);
 /// 1.25 drops gobuf.ret (-8 in g and in m before procid); 1.26 adds m.signalSecret (m.p, m.id
 /// +8 again) and moves g.parentGoid by one word. m.alllink, further down m, moves in almost
-/// every release (336, 328, 352, 344, 352). The 1.20 row is 1.19's (not measured, see above).
+/// every release (336, 328, 352, 344, 352). m.spinning follows m.id's moves (276; 268 in 1.25);
+/// p.runqtail moves with 1.23's smaller p.m slot (404, 396 in 1.23-1.25, 404 again from 1.26).
+/// The 1.20 row is 1.19's (not measured, see above).
 #[rustfmt::skip]
-const ROWS: &[(u32, u32, [Option<u32>; 15])] = &[
-    //  minors   goid       status     m         wait       parent     gopc       startpc    m.g0     procid    curg       m.p        m.id       alllink    p.id     p.status
-    (19, 20, [Some(152), Some(144), Some(48), Some(176), None,      Some(296), Some(312), Some(0), Some(72), Some(192), Some(208), Some(232), Some(336), Some(0), Some(4)]),
-    (21, 21, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(72), Some(192), Some(208), Some(232), Some(336), Some(0), Some(4)]),
-    (22, 22, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(72), Some(192), Some(208), Some(232), Some(328), Some(0), Some(4)]),
-    (23, 23, [Some(160), Some(152), Some(48), Some(184), Some(280), Some(288), Some(304), Some(0), Some(72), Some(192), Some(208), Some(232), Some(328), Some(0), Some(4)]),
-    (24, 24, [Some(160), Some(152), Some(48), Some(184), Some(280), Some(288), Some(304), Some(0), Some(72), Some(192), Some(208), Some(232), Some(352), Some(0), Some(4)]),
-    (25, 25, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(64), Some(184), Some(200), Some(224), Some(344), Some(0), Some(4)]),
-    (26, 27, [Some(152), Some(144), Some(48), Some(176), Some(280), Some(288), Some(304), Some(0), Some(64), Some(184), Some(208), Some(232), Some(352), Some(0), Some(4)]),
+const ROWS: &[(u32, u32, [Option<u32>; 17])] = &[
+    //  minors   goid       status     m         wait       parent     gopc       startpc    m.g0     procid    curg       m.p        m.id       alllink    p.id     p.status spinning   runqtail
+    (19, 20, [Some(152), Some(144), Some(48), Some(176), None,      Some(296), Some(312), Some(0), Some(72), Some(192), Some(208), Some(232), Some(336), Some(0), Some(4), Some(276), Some(404)]),
+    (21, 21, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(72), Some(192), Some(208), Some(232), Some(336), Some(0), Some(4), Some(276), Some(404)]),
+    (22, 22, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(72), Some(192), Some(208), Some(232), Some(328), Some(0), Some(4), Some(276), Some(404)]),
+    (23, 23, [Some(160), Some(152), Some(48), Some(184), Some(280), Some(288), Some(304), Some(0), Some(72), Some(192), Some(208), Some(232), Some(328), Some(0), Some(4), Some(276), Some(396)]),
+    (24, 24, [Some(160), Some(152), Some(48), Some(184), Some(280), Some(288), Some(304), Some(0), Some(72), Some(192), Some(208), Some(232), Some(352), Some(0), Some(4), Some(276), Some(396)]),
+    (25, 25, [Some(152), Some(144), Some(48), Some(176), Some(272), Some(280), Some(296), Some(0), Some(64), Some(184), Some(200), Some(224), Some(344), Some(0), Some(4), Some(268), Some(396)]),
+    (26, 27, [Some(152), Some(144), Some(48), Some(176), Some(280), Some(288), Some(304), Some(0), Some(64), Some(184), Some(208), Some(232), Some(352), Some(0), Some(4), Some(276), Some(404)]),
 ];
 
 /// The built-in layout of Go 1.`minor`, if the table has it.
@@ -199,7 +209,7 @@ impl GoBinary {
 
     /// The layout read from DWARF alone (no table fallback).
     pub fn dwarf_layout(&self) -> Result<RuntimeLayout, BinaryError> {
-        let mut v = [None; 15];
+        let mut v = [None; 17];
         for (i, (ty, field)) in FIELDS.iter().enumerate() {
             let off = match self.struct_field_offset(ty, field) {
                 Ok(off) => off,
@@ -224,7 +234,7 @@ impl GoBinary {
         let table = table_layout(self.version.minor)
             .filter(|_| self.version.major == 1)
             .map(|t| fields(&t))
-            .unwrap_or([None; 15]);
+            .unwrap_or([None; 17]);
         Ok(LABELS
             .iter()
             .zip(table.iter().zip(dwarf.iter()))

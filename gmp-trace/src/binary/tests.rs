@@ -15,6 +15,9 @@ const PROBED: &[&str] = &[
     "runtime.casgstatus",
     "runtime.acquirep",
     "runtime.releasep",
+    "runtime.stealWork",
+    "runtime.resetspinning",
+    "runtime.runqsteal",
 ];
 
 const FUNCS: &[&str] = &[

@@ -1,6 +1,7 @@
 //! `--graph FILE`: the scheduler graph as Graphviz DOT (`.dot`/`.gv`) or JSON (`.json`).
 //! Nodes: goroutine groups (by start function), threads (Ms), processors (Ps). Edges: creates
-//! (count), runs-on (runs, time), holds (acquires, time).
+//! (count), runs-on (runs, time), holds (acquires, time), steals_from (thief P -> victim P:
+//! successful run-queue steals).
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
@@ -129,6 +130,22 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
         e.0 += acq;
         e.1 += ns;
     }
+    for (&(thief, victim), &(n, _gs)) in &m.steal_pairs {
+        if victim < 0 {
+            continue; // began before tracing: no victim to draw
+        }
+        let [from, to] = [thief, victim].map(|p| {
+            let id = format!("P:{p}");
+            nodes.entry(id.clone()).or_insert(Node {
+                id: id.clone(),
+                kind: "proc",
+                label: format!("P{p}"),
+                count: None,
+            });
+            id
+        });
+        edges.entry((from, to, "steals_from")).or_default().0 += n;
+    }
     Graph {
         nodes: nodes.into_values().collect(),
         edges: edges
@@ -138,7 +155,7 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
                 to,
                 kind,
                 count,
-                ns: (kind != "creates").then_some(ns),
+                ns: (!matches!(kind, "creates" | "steals_from")).then_some(ns),
             })
             .collect(),
     }

@@ -80,7 +80,25 @@ impl<W: Write> JsonlWriter<W> {
                 );
                 line += &format!(",\"by_goid\":{}", e.arg2 >> 8);
             }
-            Some(EventKind::AcquireP) => line += &format!(",\"acquired_p\":{}", e.arg0 as i64),
+            Some(EventKind::AcquireP) => {
+                line += &format!(
+                    ",\"acquired_p\":{},\"spinning\":{}",
+                    e.arg0 as i64,
+                    e.arg1 & 1 != 0
+                )
+            }
+            Some(EventKind::Steal) => {
+                line += &format!(
+                    ",\"thief_p\":{},\"victim_p\":{},\"goroutines\":{},\"runnext\":{}",
+                    e.p,
+                    e.arg0 as i64,
+                    e.arg1,
+                    e.arg2 & 1 != 0
+                )
+            }
+            Some(EventKind::StealFailed) => {
+                line += &format!(",\"failed\":{},\"failed_total\":{}", e.arg0, e.arg1)
+            }
             Some(EventKind::Lost) => {
                 line += &format!(",\"lost\":{},\"lost_total\":{}", e.arg0, e.arg1)
             }
@@ -108,6 +126,8 @@ impl<W: Write> JsonlWriter<W> {
             }
             Some(EventKind::LoadBias) => line += &format!(",\"bias\":{}", e.arg0),
             Some(EventKind::MIdle)
+            | Some(EventKind::SpinStart)
+            | Some(EventKind::SpinEnd)
             | Some(EventKind::StwDone)
             | Some(EventKind::GcDone)
             | Some(EventKind::SyscallExit)

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Symbolize;
 use crate::model::goroutine::GoState;
 use crate::model::startup::{AtMain, Phase};
-use crate::model::views::{self, Latency, LeakGroup, ProcUse, SiteLatency, WorstGoroutine};
+use crate::model::views::{self, Latency, LeakGroup, ProcUse, SiteLatency, Steals, WorstGoroutine};
 use crate::model::Model;
 use crate::probes::Aggregates;
 use gmp_trace_common::EventKind;
@@ -70,6 +70,8 @@ pub struct Summary {
     pub sched_latency_by_site: Vec<SiteLatency>,
     pub worst_latency_goroutines: Vec<WorstGoroutine>,
     pub proc_utilization: Vec<ProcUse>,
+    /// Spinning Ms and run-queue steals between Ps (level full).
+    pub work_stealing: Steals,
     /// Live goroutines at the end, by state.
     pub states_at_end: BTreeMap<String, u64>,
     /// Live goroutines grouped by creator chain and creation site, largest first.
@@ -185,6 +187,7 @@ impl Summary {
             sched_latency_by_site: views::latency_by_site(model, sym, 10),
             worst_latency_goroutines: views::worst_goroutines(model, sym, 10),
             proc_utilization: views::proc_use(model),
+            work_stealing: views::steals(model),
             states_at_end: views::states_at_end(model),
             leak_tree,
             transitions: model
@@ -362,6 +365,7 @@ impl Summary {
                 .collect();
             let _ = writeln!(s, "  P utilization: {}", row.join(", "));
         }
+        s += &self.stealing_text();
         if !self.thread_list.is_empty() {
             let row: Vec<String> = self
                 .thread_list
@@ -408,6 +412,55 @@ impl Summary {
                 "  GC cycles {}, stop-the-world pauses {}",
                 self.gc_cycles, self.stw_pauses
             );
+        }
+        s
+    }
+
+    /// Spinning Ms and steals; nothing when neither was seen (level below full, old recording).
+    fn stealing_text(&self) -> String {
+        let mut s = String::new();
+        let w = &self.work_stealing;
+        if w.spins == 0 && w.steals == 0 && w.failed_attempts == 0 {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "  spinning Ms: {} spells, {} in all, at most {} at once",
+            w.spins,
+            fmt_ns(w.spinning_ns),
+            w.max_spinning_ms
+        );
+        let per_m: Vec<String> = self
+            .thread_list
+            .iter()
+            .filter(|t| t.spins > 0)
+            .map(|t| {
+                let m = t.m.map_or("M?".to_string(), |m| format!("M{m}"));
+                format!("{m} {} ({}x)", fmt_ns(t.spinning_ns), t.spins)
+            })
+            .collect();
+        if !per_m.is_empty() {
+            let _ = writeln!(s, "    by M: {}", per_m.join(", "));
+        }
+        let attempts = w.steals + w.failed_attempts;
+        let _ = writeln!(
+            s,
+            "  steals: {} of {} attempts succeeded, {} goroutines moved",
+            w.steals, attempts, w.goroutines_stolen
+        );
+        let row: Vec<String> = self
+            .proc_utilization
+            .iter()
+            .filter(|p| p.steals + p.stolen_from > 0)
+            .map(|p| {
+                format!(
+                    "P{} stole {} ({} Gs), robbed {} ({} Gs)",
+                    p.p, p.steals, p.goroutines_stolen, p.stolen_from, p.goroutines_lost
+                )
+            })
+            .collect();
+        if !row.is_empty() {
+            let _ = writeln!(s, "    by P: {}", row.join("; "));
         }
         s
     }

@@ -46,6 +46,12 @@ pub struct Thread {
     pub exit_with_p: Option<(u64, u64)>,
     /// Go <= 1.25: the system call in progress on this thread.
     pub syscall: Option<InSyscall>,
+    /// Since when the M spins (state Spinning), and its spinning time and spells so far.
+    pub spin_since: Option<u64>,
+    pub spinning_ns: u64,
+    pub spins: u64,
+    /// Successful run-queue steals made on this M.
+    pub steals: u64,
 }
 
 /// Go <= 1.25: a goroutine in a system call, and whether its P was lost meanwhile, which is
@@ -70,6 +76,9 @@ pub enum MState {
     Running,
     /// In the scheduler looking for work (schedule/findRunnable).
     Scheduling,
+    /// A spinning M (`m.spinning`): holds a P, has no work, and looks for some on other Ps
+    /// (stealWork). See `Model::spin_start` for where spinning begins and ends.
+    Spinning,
     /// A goroutine on it is in a system call.
     Syscall,
     /// Parked on the idle M list (stopm), waiting to be woken with work.
@@ -90,6 +99,12 @@ pub struct Proc {
     /// a goroutine in a system call (sysmon's retake, or another exitsyscall stealing it).
     pub last_tid: Option<u32>,
     pub owner_changes: u64,
+    /// Run-queue steals this P made (as the thief) and suffered (as the victim), and the
+    /// goroutines each moved.
+    pub steals: u64,
+    pub stolen_from: u64,
+    pub gs_stolen: u64,
+    pub gs_lost: u64,
 }
 
 /// Where and when runtime.main began.
@@ -160,6 +175,16 @@ pub struct Model {
     pub retire_on_exit: bool,
     /// newm seen, its mstart not yet: new m.id -> creating thread.
     pub pending_newm: HashMap<i64, u32>,
+    /// Successful run-queue steals, the goroutines they moved, and the attempts that found
+    /// nothing (a counter from the probes, see `EventKind::StealFailed`).
+    pub steals: u64,
+    pub goroutines_stolen: u64,
+    pub steal_failed: u64,
+    /// Steals by (thief P, victim P): count and goroutines moved.
+    pub steal_pairs: BTreeMap<(i32, i32), (u64, u64)>,
+    /// Spinning Ms now and the most at once (the runtime's sched.nmspinning, as seen).
+    pub spinning_now: u64,
+    pub max_spinning: u64,
 }
 
 pub const WORST_KEPT: usize = 20;
@@ -197,6 +222,11 @@ impl Model {
             self.lost += e.arg0;
             return;
         }
+        if kind == EventKind::StealFailed {
+            // Synthetic too: a counter from the probes, on no thread.
+            self.steal_failed += e.arg0;
+            return;
+        }
         self.events += 1;
         self.startup.apply(e);
         self.first_ts = Some(self.first_ts.map_or(e.ts, |t| t.min(e.ts)));
@@ -223,9 +253,9 @@ impl Model {
             EventKind::GoCreate => self.on_create(e),
             EventKind::GoStatus => self.on_status(e),
             EventKind::Execute => {
-                if let Some(th) = self.threads.get_mut(&e.tid) {
-                    th.state = MState::Running;
-                }
+                // resetspinning comes first when it is traced (level full); without it the
+                // spin ends here.
+                self.set_m_state(e.tid, e.ts, MState::Running);
                 if e.p >= 0 {
                     if let Some(p) = self.procs.get_mut(&e.p) {
                         p.starts += 1;
@@ -249,14 +279,14 @@ impl Model {
                 }
             }
             EventKind::Schedule => {
-                if let Some(th) = self.threads.get_mut(&e.tid) {
-                    th.state = MState::Scheduling;
+                // A new M started spinning (mspinning, then acquirep) enters schedule still
+                // spinning: that does not end the spell.
+                if self.threads.get(&e.tid).map(|t| t.state) != Some(MState::Spinning) {
+                    self.set_m_state(e.tid, e.ts, MState::Scheduling);
                 }
             }
             EventKind::SyscallEnter => {
-                if let Some(th) = self.threads.get_mut(&e.tid) {
-                    th.state = MState::Syscall;
-                }
+                self.set_m_state(e.tid, e.ts, MState::Syscall);
                 if self.syscalls_from_probes {
                     self.transition(
                         e,
@@ -269,9 +299,7 @@ impl Model {
                 }
             }
             EventKind::SyscallExit => {
-                if let Some(th) = self.threads.get_mut(&e.tid) {
-                    th.state = MState::Running;
-                }
+                self.set_m_state(e.tid, e.ts, MState::Running);
                 if self.syscalls_from_probes {
                     // exitsyscall's entry. With its P still held the syscall ends in Running
                     // (GoSyscallEnd); without (sysmon took it) Go's tracer records Syscall ->
@@ -312,11 +340,24 @@ impl Model {
                         th.p = Some(id);
                         th.p_since = Some(e.ts);
                     }
+                    // A parked M woken with a P (stopm returns through acquirep) looks for
+                    // work again; handed the P as a spinning M (arg1), it spins from here.
+                    let state = self.threads.get(&e.tid).map(|t| t.state);
+                    if e.arg1 & 1 != 0 {
+                        self.set_m_state(e.tid, e.ts, MState::Spinning);
+                    } else if state == Some(MState::Idle) {
+                        self.set_m_state(e.tid, e.ts, MState::Scheduling);
+                    }
                     self.graph.held(e.tid, id, 0, true);
                     self.syscall_got_p(e);
                 }
             }
             EventKind::ReleaseP => {
+                // findRunnable drops its P and then clears m.spinning (gcstopm clears it
+                // first): a spinning M that lets go of its P has stopped spinning.
+                if self.threads.get(&e.tid).map(|t| t.state) == Some(MState::Spinning) {
+                    self.set_m_state(e.tid, e.ts, MState::Scheduling);
+                }
                 if e.p >= 0 {
                     if let Some(p) = self.procs.get_mut(&e.p) {
                         p.held_by = None;
@@ -353,12 +394,81 @@ impl Model {
                 // Linked to the new thread when its mstart reports the same m.id.
                 self.pending_newm.insert(e.arg0 as i64, e.tid);
             }
-            EventKind::MIdle => {
-                if let Some(th) = self.threads.get_mut(&e.tid) {
-                    th.state = MState::Idle;
+            EventKind::MIdle => self.set_m_state(e.tid, e.ts, MState::Idle),
+            EventKind::SpinStart => {
+                // stealWork runs once per round of a spinning M's findRunnable: the first
+                // starts the spell, the rest continue it.
+                self.set_m_state(e.tid, e.ts, MState::Spinning);
+            }
+            EventKind::SpinEnd => {
+                // resetspinning: found work (execute follows). Without a known start (the M
+                // became spinning where no probe sees it, e.g. findRunnable's re-check after
+                // dropping its P) there is no spell to close.
+                if self.threads.get(&e.tid).map(|t| t.state) == Some(MState::Spinning) {
+                    self.set_m_state(e.tid, e.ts, MState::Scheduling);
                 }
             }
-            EventKind::NewProc | EventKind::Lost | EventKind::Phase | EventKind::LoadBias => {}
+            EventKind::Steal => self.on_steal(e),
+            EventKind::NewProc
+            | EventKind::Lost
+            | EventKind::Phase
+            | EventKind::LoadBias
+            | EventKind::StealFailed => {}
+        }
+    }
+
+    /// Moves thread `tid` to `state` at `ts`, opening or closing its spinning spell.
+    fn set_m_state(&mut self, tid: u32, ts: u64, state: MState) {
+        let Some(th) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let was = th.state;
+        th.state = state;
+        match (was == MState::Spinning, state == MState::Spinning) {
+            (false, true) => {
+                th.spin_since = Some(ts);
+                th.spins += 1;
+                self.spinning_now += 1;
+                self.max_spinning = self.max_spinning.max(self.spinning_now);
+            }
+            (true, false) => {
+                if let Some(since) = th.spin_since.take() {
+                    th.spinning_ns += ts.saturating_sub(since);
+                }
+                self.spinning_now = self.spinning_now.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+
+    /// runqsteal returned a goroutine: the thief is the event's P, the victim arg0 (-1 when
+    /// unknown), arg1 goroutines moved.
+    fn on_steal(&mut self, e: &Event) {
+        let victim = i32::try_from(e.arg0 as i64).unwrap_or(-1);
+        let n = e.arg1.max(1);
+        self.steals += 1;
+        self.goroutines_stolen += n;
+        let pair = self.steal_pairs.entry((e.p, victim)).or_default();
+        pair.0 += 1;
+        pair.1 += n;
+        if let Some(th) = self.threads.get_mut(&e.tid) {
+            th.steals += 1;
+        }
+        for (id, thief) in [(e.p, true), (victim, false)] {
+            if id < 0 {
+                continue;
+            }
+            let p = self.procs.entry(id).or_insert_with(|| Proc {
+                id,
+                ..Proc::default()
+            });
+            if thief {
+                p.steals += 1;
+                p.gs_stolen += n;
+            } else {
+                p.stolen_from += 1;
+                p.gs_lost += n;
+            }
         }
     }
 
@@ -698,6 +808,10 @@ impl Model {
         for th in self.threads.values_mut() {
             if let (Some(p), Some(since)) = (th.p, th.p_since.take()) {
                 self.graph.held(th.tid, p, end.saturating_sub(since), false);
+            }
+            // Still spinning at the end: count the spell so far (the state stays Spinning).
+            if let Some(since) = th.spin_since.take() {
+                th.spinning_ns += end.saturating_sub(since);
             }
         }
     }

@@ -327,3 +327,127 @@ fn go126_p_taken_after_exitsyscall_entry() {
         ]
     );
 }
+
+fn steal(ts: u64, tid: u32, thief: i32, victim: i64, goid: u64, n: u64) -> Event {
+    Event {
+        arg0: victim as u64,
+        arg1: n,
+        ..on_p(ev(EventKind::Steal, ts, tid, goid), thief)
+    }
+}
+
+#[test]
+fn spinning_spells_and_where_they_end() {
+    use EventKind::*;
+    let mut m = Model::new();
+    // M on tid 201 (P1): stealWork twice (one spell), then resetspinning and execute.
+    m.apply(&on_p(ev(Schedule, 100, 201, 0), 1));
+    m.apply(&on_p(ev(SpinStart, 110, 201, 0), 1));
+    m.apply(&on_p(ev(SpinStart, 150, 201, 0), 1));
+    assert_eq!(m.threads[&201].state, MState::Spinning);
+    assert_eq!(m.spinning_now, 1);
+    m.apply(&on_p(ev(SpinEnd, 170, 201, 0), 1));
+    assert_eq!(m.threads[&201].state, MState::Scheduling);
+    m.apply(&on_p(ev(Execute, 171, 201, 9), 1));
+    // Spins again, finds nothing, drops its P (findRunnable clears m.spinning after
+    // releasep), parks.
+    m.apply(&on_p(ev(SpinStart, 200, 201, 0), 1));
+    m.apply(&on_p(ev(ReleaseP, 230, 201, 0), 1));
+    assert_eq!(m.threads[&201].state, MState::Scheduling);
+    m.apply(&on_p(ev(MIdle, 231, 201, 0), -1));
+    // Woken by startm(pp, spinning=true): acquirep reports m.spinning; schedule does not end
+    // the spell (a new M from mspinning goes acquirep -> schedule), execute does.
+    m.apply(&Event {
+        arg0: 0,
+        arg1: 1,
+        ..on_p(ev(AcquireP, 300, 201, 0), 0)
+    });
+    assert_eq!(m.threads[&201].state, MState::Spinning);
+    m.apply(&on_p(ev(Schedule, 305, 201, 0), 0));
+    assert_eq!(m.threads[&201].state, MState::Spinning);
+    m.apply(&on_p(ev(Execute, 340, 201, 10), 0));
+    // A second M spinning at the same time as a third.
+    m.apply(&on_p(ev(SpinStart, 400, 202, 0), 1));
+    m.apply(&on_p(ev(SpinStart, 410, 203, 0), 2));
+    assert_eq!(m.max_spinning, 2);
+    m.apply(&on_p(ev(MIdle, 420, 202, 0), -1)); // idle ends a spell too
+                                                // resetspinning with no spell seen (became spinning where no probe looks): nothing.
+    m.apply(&on_p(ev(SpinEnd, 430, 204, 0), 3));
+    assert_eq!(m.threads[&204].spins, 0);
+    m.apply(&on_p(ev(GoExit, 500, 205, 3), 3));
+    m.finish();
+    let t = &m.threads[&201];
+    assert_eq!(t.spins, 3);
+    assert_eq!(t.spinning_ns, (170 - 110) + (230 - 200) + (340 - 300));
+    assert_eq!(m.threads[&202].spinning_ns, 20);
+    // Still spinning at the end: counted up to the last event, state kept.
+    assert_eq!(m.threads[&203].spinning_ns, 90);
+    assert_eq!(m.threads[&203].state, MState::Spinning);
+    let v = views::steals(&m);
+    assert_eq!(v.spins, 5);
+    assert_eq!(v.spinning_ns, 130 + 20 + 90);
+    let by_tid: HashMap<u32, &str> = views::threads(&m)
+        .iter()
+        .map(|t| (t.tid, t.state_at_end))
+        .collect();
+    assert_eq!(by_tid[&203], "spinning");
+    assert_eq!(by_tid[&202], "idle");
+}
+
+#[test]
+fn steals_per_p_and_failed_attempts() {
+    let mut m = Model::new();
+    m.apply(&steal(10, 201, 1, 0, 7, 3));
+    m.apply(&steal(20, 201, 1, 0, 8, 1));
+    m.apply(&steal(30, 202, 0, 1, 9, 2));
+    // Began before the entry probe was attached: victim unknown.
+    m.apply(&steal(40, 202, 0, -1, 11, 1));
+    m.apply(&Event {
+        ts: 50,
+        kind: EventKind::StealFailed as u32,
+        tid: 0,
+        p: -1,
+        m: -1,
+        arg0: 12,
+        arg1: 12,
+        ..Event::default()
+    });
+    m.apply(&Event {
+        ts: 60,
+        kind: EventKind::StealFailed as u32,
+        tid: 0,
+        p: -1,
+        m: -1,
+        arg0: 5,
+        arg1: 17,
+        ..Event::default()
+    });
+    m.finish();
+    assert_eq!((m.steals, m.goroutines_stolen, m.steal_failed), (4, 7, 17));
+    // Synthetic counter events are not runtime events and make no thread.
+    assert_eq!(m.events, 4);
+    assert!(!m.threads.contains_key(&0));
+    let (p0, p1) = (&m.procs[&0], &m.procs[&1]);
+    assert_eq!(
+        (p1.steals, p1.gs_stolen, p1.stolen_from, p1.gs_lost),
+        (2, 4, 1, 2)
+    );
+    assert_eq!(
+        (p0.steals, p0.gs_stolen, p0.stolen_from, p0.gs_lost),
+        (2, 3, 2, 4)
+    );
+    assert_eq!(m.threads[&201].steals, 2);
+    let v = views::steals(&m);
+    assert_eq!(v.failed_attempts, 17);
+    let pairs: Vec<_> = v
+        .by_pair
+        .iter()
+        .map(|p| (p.thief_p, p.victim_p, p.steals, p.goroutines))
+        .collect();
+    assert_eq!(pairs, [(0, -1, 1, 1), (0, 1, 1, 2), (1, 0, 2, 4)]);
+    let use_: Vec<_> = views::proc_use(&m)
+        .iter()
+        .map(|p| (p.p, p.steals, p.stolen_from))
+        .collect();
+    assert_eq!(use_, [(0, 2, 2), (1, 2, 1)]);
+}

@@ -53,6 +53,12 @@ pub struct ProcUse {
     /// Goroutine starts (execute) on this P and times an M acquired it.
     pub starts: u64,
     pub acquires: u64,
+    /// Run-queue steals: made by this P (an M holding it took goroutines from another P) and
+    /// suffered by it, with the goroutines moved each way.
+    pub steals: u64,
+    pub goroutines_stolen: u64,
+    pub stolen_from: u64,
+    pub goroutines_lost: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -125,6 +131,10 @@ pub fn proc_use(m: &Model) -> Vec<ProcUse> {
             utilization: (p.busy_ns as f64 / dur as f64).min(1.0),
             starts: p.starts,
             acquires: p.acquires,
+            steals: p.steals,
+            goroutines_stolen: p.gs_stolen,
+            stolen_from: p.stolen_from,
+            goroutines_lost: p.gs_lost,
         })
         .collect()
 }
@@ -190,10 +200,15 @@ pub struct ThreadView {
     /// The thread whose newm created this M (None for m0 and Ms made before the trace).
     pub created_by: Option<u32>,
     pub started_in_trace: bool,
-    /// Last known activity: running, scheduling, syscall, idle, unknown.
+    /// Last known activity: running, scheduling, spinning, syscall, idle, unknown.
     pub state_at_end: &'static str,
     pub p_at_end: Option<i32>,
     pub events: u64,
+    /// Time spent spinning (looking for work to steal, holding a P), and in how many spells.
+    pub spinning_ns: u64,
+    pub spins: u64,
+    /// Successful run-queue steals made on this M.
+    pub steals: u64,
 }
 
 pub fn threads(m: &Model) -> Vec<ThreadView> {
@@ -209,11 +224,60 @@ pub fn threads(m: &Model) -> Vec<ThreadView> {
                 MState::Unknown => "unknown",
                 MState::Running => "running",
                 MState::Scheduling => "scheduling",
+                MState::Spinning => "spinning",
                 MState::Syscall => "syscall",
                 MState::Idle => "idle",
             },
             p_at_end: t.p,
             events: t.events,
+            spinning_ns: t.spinning_ns,
+            spins: t.spins,
+            steals: t.steals,
         })
         .collect()
+}
+
+/// Work stealing over the run: successful steals by (thief, victim) P, and the totals.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Steals {
+    /// runqsteal calls that returned a goroutine, and the goroutines they moved.
+    pub steals: u64,
+    pub goroutines_stolen: u64,
+    /// runqsteal calls that found nothing to take (counted by the probe).
+    pub failed_attempts: u64,
+    pub by_pair: Vec<StealPair>,
+    /// Spinning Ms: spells, total time, and the most spinning at once.
+    pub spins: u64,
+    pub spinning_ns: u64,
+    pub max_spinning_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StealPair {
+    pub thief_p: i32,
+    /// -1 when the steal began before tracing did (the victim was not recorded).
+    pub victim_p: i32,
+    pub steals: u64,
+    pub goroutines: u64,
+}
+
+pub fn steals(m: &Model) -> Steals {
+    Steals {
+        steals: m.steals,
+        goroutines_stolen: m.goroutines_stolen,
+        failed_attempts: m.steal_failed,
+        by_pair: m
+            .steal_pairs
+            .iter()
+            .map(|(&(thief_p, victim_p), &(steals, goroutines))| StealPair {
+                thief_p,
+                victim_p,
+                steals,
+                goroutines,
+            })
+            .collect(),
+        spins: m.threads.values().map(|t| t.spins).sum(),
+        spinning_ns: m.threads.values().map(|t| t.spinning_ns).sum(),
+        max_spinning_ms: m.max_spinning,
+    }
 }

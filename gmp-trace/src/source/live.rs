@@ -1,5 +1,6 @@
 //! The live source: the BPF ring buffer, read when epoll says it is readable, plus the per-CPU
-//! failure counters, turned into `Lost` events in the stream the moment they move.
+//! failure counters, turned into `Lost` events in the stream the moment they move (and the
+//! failed-steal counter into `StealFailed` events the same way).
 use aya::maps::{MapData, RingBuf};
 use gmp_trace_common::{Event, EventKind};
 use tokio::io::unix::AsyncFd;
@@ -13,6 +14,7 @@ pub struct LiveSource {
     pid: u32,
     lost_total: u64,
     read_failures: u64,
+    steal_failed_total: u64,
 }
 
 /// CLOCK_MONOTONIC now, in ns: the clock the probes stamp events with.
@@ -38,6 +40,7 @@ impl LiveSource {
             pid,
             lost_total: 0,
             read_failures: 0,
+            steal_failed_total: 0,
         })
     }
 
@@ -56,7 +59,7 @@ impl LiveSource {
 
     /// Checks the probes' failure counters; a rise in dropped events becomes a `Lost` event.
     pub fn check_losses(&mut self, tracer: &Tracer, sink: &mut dyn Sink) -> anyhow::Result<()> {
-        let (lost, read_failed) = tracer.counters()?;
+        let (lost, read_failed, steal_failed) = tracer.counters()?;
         self.read_failures = read_failed;
         if lost > self.lost_total {
             let e = Event {
@@ -70,6 +73,20 @@ impl LiveSource {
                 ..Event::default()
             };
             self.lost_total = lost;
+            sink.event(&e);
+        }
+        if steal_failed > self.steal_failed_total {
+            let e = Event {
+                ts: monotonic_ns(),
+                kind: EventKind::StealFailed as u32,
+                pid: self.pid,
+                p: -1,
+                m: -1,
+                arg0: steal_failed - self.steal_failed_total,
+                arg1: steal_failed,
+                ..Event::default()
+            };
+            self.steal_failed_total = steal_failed;
             sink.event(&e);
         }
         Ok(())

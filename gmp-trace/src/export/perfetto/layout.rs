@@ -20,7 +20,7 @@ use gmp_trace_common::{Event, EventKind};
 use super::emit::{track_uuid, Arg, TrackKind};
 use super::proto::{ThreadDescriptor, TrackDescriptor, MERGE_NONE};
 use super::{clamp, waitreason, FlowKind, Lanes, PerfettoWriter, St, G, M, P};
-use super::{C_GOMAXPROCS, C_LOST, C_PS, C_THREADS};
+use super::{C_GOMAXPROCS, C_LOST, C_PS, C_SPINNING, C_STEAL_FAILED, C_THREADS};
 use crate::export::Symbolize;
 use crate::model::GoState;
 
@@ -42,6 +42,11 @@ impl<W: Write> PerfettoWriter<W> {
                 .em
                 .instant(e.ts, self.process_track, name, args, vec![], vec![]);
         }
+        if kind == EventKind::StealFailed {
+            // A counter from the probes, on no thread.
+            self.set_counter(C_STEAL_FAILED, e.arg1 as i64);
+            return Ok(());
+        }
         if kind == EventKind::LoadBias {
             // Also gmp-trace's own note (about addresses): the symbolizer has applied it.
             return Ok(());
@@ -55,8 +60,20 @@ impl<W: Write> PerfettoWriter<W> {
             EventKind::GoStatus => self.on_go_status(e),
             EventKind::SyscallEnter => self.on_syscall(e, true),
             EventKind::SyscallExit => self.on_syscall(e, false),
-            EventKind::AcquireP => self.on_acquire_p(e),
-            EventKind::ReleaseP => self.on_release_p(e),
+            EventKind::AcquireP => {
+                self.on_acquire_p(e)?;
+                if e.arg1 & 1 != 0 {
+                    self.spin_begin(e.tid, e.ts)?;
+                }
+                Ok(())
+            }
+            EventKind::ReleaseP => {
+                self.spin_end(e.tid, e.ts)?;
+                self.on_release_p(e)
+            }
+            EventKind::MIdle | EventKind::SpinEnd => self.spin_end(e.tid, e.ts),
+            EventKind::SpinStart => self.spin_begin(e.tid, e.ts),
+            EventKind::Steal => self.on_steal(e),
             EventKind::MStart => self.on_mstart(e),
             EventKind::NewM => self.on_newm(e, sym),
             EventKind::ProcResize => {
@@ -135,6 +152,7 @@ impl<W: Write> PerfettoWriter<W> {
                         id,
                         last_ts: 0,
                         running: None,
+                        spinning: false,
                     },
                 );
                 self.stats.thread_tracks += 1;
@@ -231,6 +249,60 @@ impl<W: Write> PerfettoWriter<W> {
         }
     }
 
+    /// Opens "spinning" on the thread's track (closing what ran there: it is in the scheduler).
+    fn spin_begin(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        if self.ms.get(&tid).is_none_or(|m| m.spinning) {
+            return Ok(());
+        }
+        self.stop_m(tid, ts)?;
+        let name = self.em.name("spinning");
+        let Some(m) = self.ms.get_mut(&tid) else {
+            return Ok(());
+        };
+        let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
+        m.spinning = true;
+        self.em.begin(ts, m.track, name, vec![], vec![])?;
+        self.stats.spin_slices += 1;
+        self.add_counter(C_SPINNING, 1);
+        Ok(())
+    }
+
+    /// Closes the thread's "spinning" slice, if open.
+    pub(super) fn spin_end(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        let Some(m) = self.ms.get_mut(&tid) else {
+            return Ok(());
+        };
+        if !std::mem::take(&mut m.spinning) {
+            return Ok(());
+        }
+        let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
+        self.em.end(ts, m.track)?;
+        self.add_counter(C_SPINNING, -1);
+        Ok(())
+    }
+
+    /// A steal: an instant on the thief's thread and a flow to the stolen goroutine's next
+    /// Running slice. (P tracks hold only goroutine slices.)
+    fn on_steal(&mut self, e: &Event) -> io::Result<()> {
+        let victim = e.arg0 as i64;
+        let args = self.em.args(&[
+            ("goid", Arg::Uint(e.goid)),
+            ("thief_p", Arg::Int(i64::from(e.p))),
+            ("victim_p", Arg::Int(victim)),
+            ("goroutines", Arg::Uint(e.arg1)),
+        ]);
+        let mut flows = vec![];
+        if self.gs.contains_key(&e.goid) {
+            let id = self.new_flow();
+            if let Some(g) = self.gs.get_mut(&e.goid) {
+                g.flows.push((id, FlowKind::Steal));
+            }
+            flows.push(id);
+        }
+        let name = self.em.name("steal");
+        self.m_instant(e, name, args, flows, vec![])
+    }
+
     pub(super) fn stop_p(&mut self, p: i32, ts: u64) -> io::Result<()> {
         self.end_p_slice(p, ts)
     }
@@ -240,6 +312,7 @@ impl<W: Write> PerfettoWriter<W> {
         let Some(name) = self.gs.get(&goid).map(|g| g.name_iid) else {
             return Ok(());
         };
+        self.spin_end(tid, ts)?;
         if let Some(m) = self.ms.get_mut(&tid) {
             let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
             self.em.begin(ts, m.track, name, vec![], vec![])?;
@@ -477,6 +550,7 @@ impl<W: Write> PerfettoWriter<W> {
                 match kind {
                     FlowKind::Go => self.stats.flows_go += 1,
                     FlowKind::Unblock => self.stats.flows_unblock += 1,
+                    FlowKind::Steal => self.stats.flows_steal += 1,
                 }
             }
         }

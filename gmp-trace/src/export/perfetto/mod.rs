@@ -9,7 +9,10 @@
 //!   "Runnable", "Waiting (chan receive)", "Syscall");
 //! - a "Go runtime" group: "Startup", "GC" and "STW" lanes and counters (goroutines by state,
 //!   threads, Ps in use, GOMAXPROCS, lost events);
-//! - flows "go" (creation), "unblock" and "newm".
+//! - "spinning" slices on an M's track while it spins (looks for work to steal, holding a P)
+//!   and a "steal" instant there when it takes goroutines from another P;
+//! - flows "go" (creation), "unblock", "newm" and "steal" (from the steal to the stolen
+//!   goroutine's next Running slice).
 //!
 //! Timestamps are CLOCK_MONOTONIC, the clock of the events and of Go's own execution traces; the
 //! first packet is a clock snapshot that makes MONOTONIC the trace's clock.
@@ -81,6 +84,9 @@ pub struct PerfettoStats {
     pub flows_go: u64,
     pub flows_unblock: u64,
     pub flows_newm: u64,
+    pub flows_steal: u64,
+    /// "spinning" slices on M tracks, all threads.
+    pub spin_slices: u64,
     pub counter_values: u64,
     pub startup_slices: u64,
     pub gc_slices: u64,
@@ -97,7 +103,7 @@ pub struct PerfettoStats {
 
 impl PerfettoStats {
     pub fn flows(&self) -> u64 {
-        self.flows_go + self.flows_unblock + self.flows_newm
+        self.flows_go + self.flows_unblock + self.flows_newm + self.flows_steal
     }
 }
 
@@ -131,6 +137,7 @@ impl St {
 enum FlowKind {
     Go,
     Unblock,
+    Steal,
 }
 
 /// A live goroutine.
@@ -159,6 +166,8 @@ struct M {
     id: Option<i64>,
     last_ts: u64,
     running: Option<u64>,
+    /// A "spinning" slice is open (never together with a goroutine slice).
+    spinning: bool,
 }
 
 /// A processor (P).
@@ -187,7 +196,7 @@ const FIXED_RUNTIME: u64 = 6;
 const FIXED_COUNTER_BASE: u64 = 16;
 
 /// Counter tracks: goroutines by state (in `St::counter` order), then the rest.
-const COUNTERS: [&str; 8] = [
+const COUNTERS: [&str; 10] = [
     "Goroutines Running",
     "Goroutines Runnable",
     "Goroutines Waiting",
@@ -196,11 +205,15 @@ const COUNTERS: [&str; 8] = [
     "Ps in use",
     "GOMAXPROCS",
     "Lost events",
+    "Spinning Ms",
+    "Failed steal attempts",
 ];
 const C_THREADS: usize = 4;
 const C_PS: usize = 5;
 const C_GOMAXPROCS: usize = 6;
 const C_LOST: usize = 7;
+const C_SPINNING: usize = 8;
+const C_STEAL_FAILED: usize = 9;
 
 pub struct PerfettoWriter<W: Write> {
     em: Emitter<W>,
@@ -393,6 +406,7 @@ impl<W: Write> PerfettoWriter<W> {
         tids.sort_unstable();
         for tid in tids {
             self.stop_m(tid, ts)?;
+            self.spin_end(tid, ts)?;
         }
         let mut pids: Vec<i32> = self.ps.keys().copied().collect();
         pids.sort_unstable();

@@ -870,3 +870,105 @@ fn thread_cpu_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Spinning slices on the M track (from acquirep's spinning flag or stealWork, to
+/// resetspinning or releasep), a steal flow to the stolen goroutine's Running slice, and the
+/// spinning and failed-steal counters, read back by the trace processor.
+#[test]
+fn tp_spinning_and_steals() {
+    use EventKind::*;
+    let ev = |ts, kind: EventKind, tid: u32, m: i64, p: i32, goid: u64, a: [u64; 3]| Event {
+        ts,
+        kind: kind as u32,
+        tid,
+        pid: sim::PID,
+        p,
+        goid,
+        m,
+        arg0: a[0],
+        arg1: a[1],
+        arg2: a[2],
+    };
+    let events = vec![
+        ev(1000, GoCreate, 100, 0, -1, 1, [0, sim::PC_RUNTIME_MAIN, 0]),
+        ev(1010, AcquireP, 100, 0, 0, 0, [0, 0, 0]),
+        ev(1020, Execute, 100, 0, 0, 1, [0; 3]),
+        ev(1030, GoStatus, 100, 0, 0, 1, [1, 2, 0]),
+        ev(
+            2000,
+            GoCreate,
+            100,
+            0,
+            0,
+            10,
+            [1, sim::PC_WORKER, sim::PC_MAIN_MAIN],
+        ),
+        ev(2050, MStart, 101, 1, -1, 0, [101, 0, 0]),
+        // Handed P1 as a spinning M; schedule and stealWork continue the spell.
+        ev(2060, AcquireP, 101, 1, 1, 0, [1, 1, 0]),
+        ev(2070, Schedule, 101, 1, 1, 0, [0; 3]),
+        ev(2080, SpinStart, 101, 1, 1, 0, [0; 3]),
+        ev(2100, Steal, 101, 1, 1, 10, [0, 1, 0]),
+        ev(2110, SpinEnd, 101, 1, 1, 0, [0; 3]),
+        ev(2120, Execute, 101, 1, 1, 10, [0; 3]),
+        ev(2130, GoStatus, 101, 1, 1, 10, [1, 2, 0]),
+        ev(3000, GoExit, 101, 1, 1, 10, [0; 3]),
+        ev(3005, GoStatus, 101, 1, 1, 10, [2, 6, 0]),
+        ev(3010, Schedule, 101, 1, 1, 0, [0; 3]),
+        ev(3020, SpinStart, 101, 1, 1, 0, [0; 3]),
+        ev(3100, ReleaseP, 101, 1, 1, 0, [0; 3]),
+        ev(3110, MIdle, 101, 1, -1, 0, [0; 3]),
+        ev(3200, StealFailed, 0, -1, -1, 0, [5, 5, 0]),
+    ];
+    let (bytes, stats) = write(&events, "go1.27.3");
+    check_nesting(&packets(&bytes));
+    assert_eq!((stats.spin_slices, stats.flows_steal), (2, 1));
+    let path = scratch("spin-steal.pftrace");
+    std::fs::write(&path, &bytes).unwrap();
+    let q = trace_processor(
+        &path,
+        &[
+            PERFETTO_IMPORT_PROBLEMS_SQL,
+            "SELECT thread.tid AS tid, s.ts AS ts, s.dur AS dur FROM slice s \
+             JOIN thread_track tt ON s.track_id = tt.id JOIN thread USING (utid) \
+             WHERE s.name = 'spinning' ORDER BY s.ts",
+            "SELECT so.ts AS from_ts, si.ts AS to_ts, \
+             (SELECT name FROM track WHERE id = si.track_id) AS g, \
+             EXTRACT_ARG(so.arg_set_id, 'debug.victim_p') AS victim, \
+             EXTRACT_ARG(so.arg_set_id, 'debug.thief_p') AS thief \
+             FROM flow f JOIN slice so ON f.slice_out = so.id JOIN slice si ON f.slice_in = si.id \
+             WHERE so.name = 'steal'",
+            "SELECT t.name AS name, MAX(c.value) AS max FROM counter c \
+             JOIN counter_track t ON c.track_id = t.id \
+             WHERE t.name IN ('Spinning Ms', 'Failed steal attempts') GROUP BY t.name \
+             ORDER BY t.name",
+        ],
+    );
+    assert!(q[0].is_empty(), "import problems: {:?}", q[0]);
+    let spins: Vec<(i64, i64, i64)> = q[1]
+        .iter()
+        .map(|r| (int(&r["tid"]), int(&r["ts"]), int(&r["dur"])))
+        .collect();
+    assert_eq!(spins, [(101, 2060, 50), (101, 3020, 80)]);
+    assert_eq!(q[2].len(), 1, "{:?}", q[2]);
+    assert_eq!(
+        (
+            int(&q[2][0]["from_ts"]),
+            int(&q[2][0]["to_ts"]),
+            q[2][0]["g"].as_str().unwrap(),
+            int(&q[2][0]["victim"]),
+            int(&q[2][0]["thief"])
+        ),
+        (2100, 2120, "G10 main.worker", 0, 1)
+    );
+    let counters: Vec<(&str, f64)> = q[3]
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["max"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        counters,
+        [("Failed steal attempts", 5.0), ("Spinning Ms", 1.0)]
+    );
+    // The synthetic counter event made no thread track.
+    assert_eq!(stats.thread_tracks, 2);
+}

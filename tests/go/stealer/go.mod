@@ -1,0 +1,3 @@
+module example.com/stealer
+
+go 1.19
