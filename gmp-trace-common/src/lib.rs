@@ -85,7 +85,8 @@ pub enum EventKind {
     /// `runtime.exitsyscall` on goroutine goid.
     SyscallExit = 19,
     /// A startup milestone (see [`phase`]): arg0 = phase id, arg1 = detail (for init tasks the
-    /// init task's address, for others 0).
+    /// init task's address; for exec the mapped start of the executable's text, 0 if unknown;
+    /// for exit the exit code; for others 0).
     Phase = 20,
     /// `runtime.stopm`: the M has no work and goes to sleep on the idle list.
     MIdle = 21,
@@ -229,9 +230,13 @@ pub struct Offsets {
     pub m_spinning: u32,
     /// p.runqtail (uint32): runqsteal moves it by the goroutines it queues on the thief.
     pub p_runqtail: u32,
+    /// Offsets of `task_struct.mm` and `mm_struct.start_code` (kernel BTF; 0 when unknown):
+    /// the exec event reports where the new image's text was mapped (its load bias).
+    pub task_mm: u32,
+    pub mm_start_code: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 64;
+pub const OFFSETS_SIZE: usize = 72;
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
 
 /// Aggregate mode (`--aggregate`): the probes count and histogram in BPF maps instead of

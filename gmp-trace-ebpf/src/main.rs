@@ -39,6 +39,8 @@ static OFFSETS: Offsets = Offsets {
     tls_g: 0,
     m_spinning: 0,
     p_runqtail: 0,
+    task_mm: 0,
+    mm_start_code: 0,
 };
 
 /// Resized by the loader (`--buffer-size`).
@@ -702,6 +704,20 @@ pub fn exec(_ctx: RawTracePointContext) -> i32 {
     let o = offsets();
     if let Some(mut e) = bare_event(EventKind::Phase, &o) {
         e.arg0 = phase::EXEC;
+        // Where the new image's text is mapped (current->mm->start_code): the load bias of a
+        // position-independent executable, known before its first instruction runs.
+        if o.task_mm != 0 && o.mm_start_code != 0 {
+            // SAFETY: bpf_get_current_task has no preconditions; both reads go through
+            // bpf_probe_read_kernel, which handles faults.
+            let task = unsafe { bpf_get_current_task() };
+            let mm = unsafe { bpf_probe_read_kernel((task + o.task_mm as u64) as *const u64) };
+            if let Ok(mm) = mm {
+                // SAFETY: as above.
+                e.arg1 =
+                    unsafe { bpf_probe_read_kernel((mm + o.mm_start_code as u64) as *const u64) }
+                        .unwrap_or(0);
+            }
+        }
         emit(&e);
     }
     0

@@ -1,19 +1,36 @@
 //! Facts about the running kernel the probes need, read from its BTF (`/sys/kernel/btf/vmlinux`).
 use anyhow::{anyhow, bail, Context as _};
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// Byte offset of `thread.fsbase` in `struct task_struct`: where x86_64 keeps a thread's fs base
-/// (its TLS pointer) while the kernel runs on its behalf. The field moves between kernel builds
-/// (randomized layouts, config options), so it is looked up, never assumed.
-pub fn task_fsbase_offset() -> anyhow::Result<u32> {
-    let btf = Btf::from_file(VMLINUX_BTF)
+/// Where the probes find things in the kernel's own structures. The fields move between kernel
+/// builds (randomized layouts, config options), so they are looked up, never assumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.thread.fsbase`: where x86_64 keeps a thread's fs base (its TLS pointer)
+    /// while the kernel runs on its behalf.
+    pub task_fsbase: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `mm_struct.start_code`: the start of the executable's text as mapped (its lowest
+    /// executable PT_LOAD plus the load bias).
+    pub mm_start_code: u32,
+}
+
+/// Reads the offsets from the running kernel's BTF (mapped, not parsed whole: ~2 ms).
+pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX_BTF))
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("reading the kernel's BTF from {VMLINUX_BTF}"))?;
     let thread = member_offset(&btf, "task_struct", "thread")?;
     let fsbase = member_offset(&btf, "thread_struct", "fsbase")?;
-    Ok((thread + fsbase) / 8)
+    Ok(KernelOffsets {
+        task_fsbase: (thread + fsbase) / 8,
+        task_mm: member_offset(&btf, "task_struct", "mm")? / 8,
+        mm_start_code: member_offset(&btf, "mm_struct", "start_code")? / 8,
+    })
 }
 
 /// Bit offset of `field` in struct `name`, looking through anonymous struct/union members
@@ -63,13 +80,17 @@ mod tests {
     /// The offset is plausible: thread_struct sits at the end of task_struct, kilobytes in.
     /// The BPF tests check the value a probe reads through it (a thread's g and M).
     #[test]
-    fn fsbase_offset_from_this_kernels_btf() {
+    fn offsets_from_this_kernels_btf() {
         if !std::path::Path::new(super::VMLINUX_BTF).exists() {
             eprintln!("skipped: this kernel has no {}", super::VMLINUX_BTF);
             return;
         }
-        let off = super::task_fsbase_offset().unwrap();
-        assert!((1024..64 * 1024).contains(&off), "fsbase at {off}");
-        assert_eq!(off % 8, 0);
+        let k = super::kernel_offsets().unwrap();
+        assert!((1024..64 * 1024).contains(&k.task_fsbase), "{k:?}");
+        assert!(k.task_mm > 0 && k.task_mm < k.task_fsbase, "{k:?}");
+        assert!(k.mm_start_code > 0 && k.mm_start_code < 4096, "{k:?}");
+        for off in [k.task_fsbase, k.task_mm, k.mm_start_code] {
+            assert_eq!(off % 8, 0, "{k:?}");
+        }
     }
 }

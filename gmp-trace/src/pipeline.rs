@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _};
-use gmp_trace_common::{Event, EventKind};
+use gmp_trace_common::{phase, Event, EventKind};
 
 use crate::cli::{Format, OutputArgs};
 use crate::export::graph::{self, GraphFormat};
@@ -32,10 +32,20 @@ pub struct Pipeline<'a> {
     summary_out: Option<(File, PathBuf)>,
     graph_out: Option<(File, PathBuf, GraphFormat)>,
     quiet: bool,
+    /// Launch mode on a position-independent executable: the text's link address, to turn the
+    /// exec event's mapped text address into the load bias.
+    pub bias_from_exec: Option<u64>,
 }
 
 impl Sink for Pipeline<'_> {
     fn event(&mut self, e: &Event) {
+        if e.kind == EventKind::Phase as u32 && e.arg0 == phase::EXEC && e.arg1 != 0 {
+            // Launch mode: the exec event carries where the text was mapped; announce the load
+            // bias before anything that needs it (every later event).
+            if let Some(text_vaddr) = self.bias_from_exec.take() {
+                self.set_bias(e.arg1.wrapping_sub(text_vaddr), e.ts, e.pid);
+            }
+        }
         if e.kind == EventKind::LoadBias as u32 {
             self.sym.bias.set(e.arg0);
         }
@@ -116,6 +126,7 @@ impl<'a> Pipeline<'a> {
             summary_out,
             graph_out,
             quiet: out.quiet,
+            bias_from_exec: None,
         })
     }
 

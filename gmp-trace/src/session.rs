@@ -100,13 +100,19 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // g in assembly entry points (mstart, exit) comes from the thread's TLS slot: the slot's
     // place is in the binary, the fs base's in the kernel. Without either, those events simply
     // carry no G/M.
-    match (bin.tls_g_offset(), crate::kernel::task_fsbase_offset()) {
-        (Ok(slot), Ok(fsbase)) => {
-            offsets.tls_g = slot;
-            offsets.task_fsbase = fsbase;
+    match crate::kernel::kernel_offsets() {
+        Ok(k) => {
+            offsets.task_mm = k.task_mm;
+            offsets.mm_start_code = k.mm_start_code;
+            match bin.tls_g_offset() {
+                Ok(slot) => {
+                    offsets.tls_g = slot;
+                    offsets.task_fsbase = k.task_fsbase;
+                }
+                Err(e) => log::warn!("no TLS g for assembly entry points: {e}"),
+            }
         }
-        (Err(e), _) => log::warn!("no TLS g for assembly entry points: {e}"),
-        (_, Err(e)) => log::warn!("no TLS g for assembly entry points: {e:#}"),
+        Err(e) => log::warn!("no TLS g for assembly entry points: {e:#}"),
     }
     preflight::check_privileges()?;
 
@@ -228,13 +234,22 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut child_wait = match held {
         Some(h) => {
             let mut child = h.release()?;
-            // release() returns once exec has succeeded: the new image is mapped now, and the
-            // program has barely started, so its load address can be read before it can exit.
-            let bias = load_bias(pid, &bin).unwrap_or_else(|err| {
-                log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
-                0
-            });
-            pipeline.set_bias(bias, monotonic_ns(), pid);
+            match bin.text_vaddr() {
+                // A PIE's load address comes with the exec event (mm->start_code), read in the
+                // kernel before the program's first instruction: nothing can race it.
+                Some(text) if bin.is_position_independent() && offsets.task_mm != 0 => {
+                    pipeline.bias_from_exec = Some(text);
+                }
+                _ => {
+                    // release() returns once exec has succeeded: the new image is mapped, and
+                    // the program has barely started (a quick one may be gone already).
+                    let bias = load_bias(pid, &bin).unwrap_or_else(|err| {
+                        log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
+                        0
+                    });
+                    pipeline.set_bias(bias, monotonic_ns(), pid);
+                }
+            }
             Some(tokio::task::spawn_blocking(move || child.wait()))
         }
         None => None,

@@ -255,6 +255,8 @@ mod tests {
             target_pid: 0,
             task_fsbase: 0,
             tls_g: 0,
+            task_mm: 0,
+            mm_start_code: 0,
             m_spinning: 276,
             p_runqtail: runqtail,
         }

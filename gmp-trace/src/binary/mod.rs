@@ -315,6 +315,21 @@ impl GoBinary {
     }
 
     /// True when the binary has no `.symtab`.
+    /// ET_DYN: loaded at an address chosen at exec (a load bias to learn), not at its vaddrs.
+    pub fn is_position_independent(&self) -> bool {
+        self.position_independent
+    }
+
+    /// The lowest address of an executable PT_LOAD: what the kernel's mm->start_code is, plus
+    /// the load bias, once the image is mapped.
+    pub fn text_vaddr(&self) -> Option<u64> {
+        self.segments
+            .iter()
+            .filter(|s| s.executable)
+            .map(|s| s.vaddr)
+            .min()
+    }
+
     pub fn is_stripped(&self) -> bool {
         self.symbols.is_none()
     }

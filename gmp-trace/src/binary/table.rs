@@ -136,6 +136,8 @@ fn from_fields(source: OffsetsSource, v: [Option<u32>; 17]) -> Option<RuntimeLay
             target_pid: 0,
             task_fsbase: 0,
             tls_g: 0,
+            task_mm: 0,
+            mm_start_code: 0,
             m_spinning: v[15]?,
             p_runqtail: v[16]?,
         },

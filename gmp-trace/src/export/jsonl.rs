@@ -16,6 +16,7 @@ pub fn phase_name(id: u64) -> &'static str {
         phase::SCHEDINIT => "schedinit",
         phase::MSTART_M0 => "mstart_m0",
         phase::INIT_TASK => "init_task",
+        phase::INIT_DONE => "init_done",
         phase::GCENABLE => "gcenable",
         phase::MAIN_MAIN => "main.main",
         phase::EXIT => "exit",
