@@ -13,6 +13,7 @@ use super::proto::{
     SEQ_INCREMENTAL_STATE_CLEARED, SEQ_NEEDS_INCREMENTAL_STATE, TYPE_COUNTER, TYPE_INSTANT,
     TYPE_SLICE_BEGIN, TYPE_SLICE_END,
 };
+use super::wire;
 use super::FastMap;
 
 /// The writer's only packet sequence. Interned names are scoped to it.
@@ -101,8 +102,15 @@ impl<W: Write> Emitter<W> {
         if !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty() {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
-        // Body first (one length computation), then the frame header in front of it.
+        // Event packets (nearly all of them) are encoded by hand, framed, in one write.
         self.body.clear();
+        if wire::encode_framed_event_packet(&p, &mut self.body) {
+            self.out.write_all(&self.body)?;
+            self.packets += 1;
+            self.bytes += self.body.len() as u64;
+            return Ok(());
+        }
+        // Body first (one length computation), then the frame header in front of it.
         p.encode(&mut self.body)
             .map_err(|e| io::Error::other(format!("encoding a trace packet: {e}")))?;
         self.buf.clear();
