@@ -13,7 +13,7 @@ const LEN: u32 = 2;
 
 fn varint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Writes into a region sized beforehand: plain stores with a bounds check, no growth checks and
@@ -205,7 +205,7 @@ mod tests {
             }
         }
         fn opt(&mut self) -> Option<u64> {
-            (self.next() % 3 != 0).then(|| self.value())
+            (!self.next().is_multiple_of(3)).then(|| self.value())
         }
     }
 
@@ -218,7 +218,9 @@ mod tests {
                     name_iid: r.opt(),
                     uint_value: r.opt(),
                     int_value: r.opt().map(|v| v as i64),
-                    string_value: (r.next() % 4 == 0)
+                    string_value: r
+                        .next()
+                        .is_multiple_of(4)
                         .then(|| "x".repeat((r.next() % 200) as usize)),
                 })
                 .collect();
@@ -235,7 +237,7 @@ mod tests {
                 timestamp: r.opt(),
                 trusted_packet_sequence_id: r.opt().map(|v| v as u32),
                 sequence_flags: r.opt().map(|v| v as u32),
-                interned_data: (r.next() % 5 == 0).then(|| InternedData {
+                interned_data: r.next().is_multiple_of(5).then(|| InternedData {
                     event_names: vec![InternedString {
                         iid: Some(i),
                         name: Some(format!("G{i}")),
