@@ -39,9 +39,16 @@ pub struct Args {
     #[arg(long = "aggregate", conflicts_with_all = ["output", "record", "graph"])]
     pub aggregate: bool,
 
-    /// Ring buffer size in bytes, rounded up to a power of two (at least one page).
-    #[arg(long = "buffer-size", default_value_t = 16 * 1024 * 1024)]
-    pub buffer_size: u32,
+    /// Ring buffer size in bytes (e.g. 65536, 256K, 64M), rounded up to a power of two (at least
+    /// one page, at most 1G). Default: sized from --event-rate. Events that do not fit are lost,
+    /// counted, and reported as `lost` events and in the summary.
+    #[arg(long = "buffer-size", value_name = "BYTES", value_parser = parse_size)]
+    pub buffer_size: Option<u64>,
+
+    /// The event rate to size the ring buffer for (events/s), when --buffer-size is not given:
+    /// rate x drain interval (50 ms) x record size x 4 for headroom, as a power of two.
+    #[arg(long = "event-rate", value_name = "EVENTS_PER_S", default_value_t = DEFAULT_EVENT_RATE)]
+    pub event_rate: u64,
 
     /// Place every probe on its function's first instruction instead of after the stack-check
     /// prologue (costs about 10x more per hit; for measuring that cost).
@@ -136,6 +143,32 @@ impl OutputArgs {
     }
 }
 
+/// The rate the default ring buffer is sized for (16 MiB), and the target rate.
+pub const DEFAULT_EVENT_RATE: u64 = 1_000_000;
+
+/// Parses a byte size: "65536", "256K", "64M", "1G" (powers of 1024; "KiB"/"MB" spellings too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let upper = t.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let mult: u64 = match upper[digits.len()..]
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("bad size {s:?}: use e.g. 65536, 256K, 64M")),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: use e.g. 65536, 256K, 64M"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 /// Parses "10s", "500ms", "2m", "1h" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -186,6 +219,17 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains("cannot be used with"), "{e}");
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("256K"), Ok(256 << 10));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
     }
 
     #[test]

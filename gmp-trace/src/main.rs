@@ -3,6 +3,7 @@ mod binary;
 mod cli;
 mod compare;
 mod export;
+mod fasthash;
 mod kernel;
 mod launch;
 mod model;

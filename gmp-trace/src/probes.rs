@@ -163,6 +163,21 @@ pub const PROBES: &[ProbeSpec] = &[
     optional(probe("phase_abi0", "runtime.exit", Entry), phase::EXIT),
 ];
 
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes() {
+        // 1M events/s: 50k events per drain x 72 B x 4 = 14.4 MB -> 16 MiB.
+        assert_eq!(ring_bytes(None, 1_000_000), 16 << 20);
+        assert_eq!(ring_bytes(None, 10), 4096);
+        assert_eq!(ring_bytes(Some(5000), 1), 8192);
+        assert_eq!(ring_bytes(Some(u64::MAX), 1), 1 << 30);
+        assert_eq!(ring_bytes(None, u64::MAX), 1 << 30);
+    }
+}
+
 /// The BPF object built from gmp-trace-ebpf by build.rs.
 static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
 
@@ -237,6 +252,25 @@ pub fn plan(
     Ok(out)
 }
 
+/// How often the session drains the ring buffer besides the probes' wakeups (which come only
+/// when a lot is waiting: `WAKEUP_BYTES` in the probes).
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Bytes one event takes in the ring buffer: the event and the kernel's 8-byte record header.
+pub const RING_RECORD_BYTES: u64 = gmp_trace_common::EVENT_SIZE as u64 + 8;
+
+/// The ring buffer size: `requested` bytes, or enough for `rate` events/s over four drain
+/// intervals (a late drain, a burst); a power of two from one page to 1 GiB, as the kernel wants.
+pub fn ring_bytes(requested: Option<u64>, rate: u64) -> u32 {
+    let want = requested.unwrap_or_else(|| {
+        let per_drain = rate.saturating_mul(DRAIN_INTERVAL.as_millis() as u64) / 1000;
+        per_drain
+            .saturating_mul(RING_RECORD_BYTES)
+            .saturating_mul(4)
+    });
+    want.clamp(4096, 1 << 30).next_power_of_two() as u32
+}
+
 pub struct Tracer {
     ebpf: Ebpf,
     /// Owned here (not by the programs) so they can be detached in parallel, see `detach`.
@@ -245,13 +279,11 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Loads the BPF object with the target's struct offsets and a ring buffer of `buffer_size`.
+    /// Loads the BPF object with the target's struct offsets and a ring buffer of `ring_bytes`
+    /// (a power of two, see [`ring_bytes`]).
     /// In aggregate mode the frequent events only update the probes' counter maps.
-    pub fn load(offsets: &Offsets, buffer_size: u32, aggregate: bool) -> anyhow::Result<Tracer> {
-        let size = buffer_size
-            .max(4096)
-            .checked_next_power_of_two()
-            .unwrap_or(1 << 31);
+    pub fn load(offsets: &Offsets, ring_bytes: u32, aggregate: bool) -> anyhow::Result<Tracer> {
+        let size = ring_bytes;
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)

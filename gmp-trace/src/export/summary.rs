@@ -87,6 +87,13 @@ pub struct Summary {
     /// Goroutines and threads that existed when main.main began.
     pub at_main: Option<AtMain>,
     pub probes: Vec<ProbeInfo>,
+    /// Live sessions only (absent in replays): ms from gmp-trace's start to every probe
+    /// attached (reading the binary, loading the BPF programs, attaching the uprobes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attach_ms: Option<f64>,
+    /// Live sessions only: the ring buffer's size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_buffer_bytes: Option<u64>,
     /// Present in aggregate mode (`--aggregate`): the counts and latency above then come from
     /// the probes' maps, and the per-goroutine views (states at end, leak tree, worst
     /// goroutines, per-site latency, utilization) are empty.
@@ -113,6 +120,9 @@ pub struct RunInfo {
     pub read_failures: u64,
     pub malformed_records: u64,
     pub probes: Vec<ProbeInfo>,
+    /// Live sessions only: from start to every probe attached, and the ring buffer's size.
+    pub attach_ms: Option<f64>,
+    pub ring_buffer_bytes: Option<u64>,
     pub aggregate: Option<Aggregates>,
 }
 
@@ -203,6 +213,8 @@ impl Summary {
             init_order: model.startup.init_packages(sym),
             at_main: model.startup.at_main(sym),
             probes: run.probes,
+            attach_ms: run.attach_ms,
+            ring_buffer_bytes: run.ring_buffer_bytes,
             aggregate: None,
         };
         if let Some(a) = aggregates {

@@ -7,7 +7,9 @@
 //! buffer orders by reservation), so nothing assumes monotonic time beyond min/max bookkeeping.
 //! Memory is O(live goroutines + threads + Ps + creation sites): exited goroutines are folded
 //! into aggregates and dropped.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::fasthash::FastMap;
 
 use gmp_trace_common::{Event, EventKind};
 
@@ -136,7 +138,7 @@ pub struct SiteStats {
 
 #[derive(Debug, Default)]
 pub struct Model {
-    pub goroutines: HashMap<u64, Goroutine>,
+    pub goroutines: FastMap<u64, Goroutine>,
     pub threads: BTreeMap<u32, Thread>,
     pub procs: BTreeMap<i32, Proc>,
     pub gomaxprocs: Option<u64>,
@@ -154,8 +156,8 @@ pub struct Model {
     /// Runnable -> Running latency over the whole program.
     pub latency: Histogram,
     /// Keyed by the creating call site (g.gopc) and by the start function (g.startpc).
-    pub by_create_pc: HashMap<u64, SiteStats>,
-    pub by_start_pc: HashMap<u64, SiteStats>,
+    pub by_create_pc: FastMap<u64, SiteStats>,
+    pub by_start_pc: FastMap<u64, SiteStats>,
     /// Transitions counted by (from, to).
     pub transitions: BTreeMap<(GoState, GoState), u64>,
     /// Every transition in order, when asked for (comparison with Go's tracer).
@@ -174,7 +176,7 @@ pub struct Model {
     /// to _Gdead will come).
     pub retire_on_exit: bool,
     /// newm seen, its mstart not yet: new m.id -> creating thread.
-    pub pending_newm: HashMap<i64, u32>,
+    pub pending_newm: FastMap<i64, u32>,
     /// Successful run-queue steals, the goroutines they moved, and the attempts that found
     /// nothing (a counter from the probes, see `EventKind::StealFailed`).
     pub steals: u64,

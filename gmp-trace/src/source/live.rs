@@ -15,6 +15,7 @@ pub struct LiveSource {
     lost_total: u64,
     read_failures: u64,
     steal_failed_total: u64,
+    ring_bytes: u32,
 }
 
 /// CLOCK_MONOTONIC now, in ns: the clock the probes stamp events with.
@@ -29,7 +30,7 @@ pub fn monotonic_ns() -> u64 {
 }
 
 impl LiveSource {
-    pub fn new(tracer: &mut Tracer, pid: u32) -> anyhow::Result<LiveSource> {
+    pub fn new(tracer: &mut Tracer, pid: u32, ring_bytes: u32) -> anyhow::Result<LiveSource> {
         let ring = tracer.take_ring()?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
         // AsyncFd owns the RingBuf.
@@ -41,6 +42,7 @@ impl LiveSource {
             lost_total: 0,
             read_failures: 0,
             steal_failed_total: 0,
+            ring_bytes,
         })
     }
 
@@ -62,6 +64,14 @@ impl LiveSource {
         let (lost, read_failed, steal_failed) = tracer.counters()?;
         self.read_failures = read_failed;
         if lost > self.lost_total {
+            if self.lost_total == 0 {
+                // Once, at the first loss; the count itself travels in the stream.
+                log::warn!(
+                    "the ring buffer ({} bytes) was full: events are being lost; give a larger \
+                     --buffer-size or --event-rate",
+                    self.ring_bytes
+                );
+            }
             let e = Event {
                 ts: monotonic_ns(),
                 kind: EventKind::Lost as u32,

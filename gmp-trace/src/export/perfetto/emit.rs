@@ -101,8 +101,8 @@ impl<W: Write> Emitter<W> {
         if !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty() {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
-        // Body first (one length computation), then the frame header in front of it.
         self.body.clear();
+        // Body first (one length computation), then the frame header in front of it.
         p.encode(&mut self.body)
             .map_err(|e| io::Error::other(format!("encoding a trace packet: {e}")))?;
         self.buf.clear();

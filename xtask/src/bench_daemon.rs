@@ -1,0 +1,451 @@
+//! The daemon's side of `cargo xtask bench` (issue #7): streaming at the highest event rate the
+//! machine produces (and a deliberately tiny ring buffer, to show loss is counted), replay
+//! throughput on one core, memory per live goroutine, and attach time and peak RSS on the Go
+//! toolchain's `compile`. Every figure is a median of interleaved rounds.
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context as _};
+use gmp_trace_tests::{build_sample, go_binary, Variant};
+
+use crate::bench::median;
+
+/// What a finished child cost: wall time, CPU time (user + system) and peak RSS.
+pub struct Usage {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_kb: u64,
+}
+
+/// Runs `c` to completion and reads its own resource usage (wait4), not its children's.
+pub fn run_measured(c: &mut Command, scratch: &Path) -> anyhow::Result<Usage> {
+    let out_path = scratch.join("child.stdout");
+    let err_path = scratch.join("child.stderr");
+    c.stdout(File::create(&out_path)?)
+        .stderr(File::create(&err_path)?)
+        .stdin(Stdio::null());
+    let t0 = std::time::Instant::now();
+    let child = c
+        .spawn()
+        .with_context(|| format!("running {}", crate::show(c)))?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, writing to two valid locals. The Child is never
+    // waited for through std afterwards (it is dropped, which does not wait).
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    let wall_s = t0.elapsed().as_secs_f64();
+    if r < 0 {
+        bail!(
+            "waiting for {}: {}",
+            crate::show(c),
+            std::io::Error::last_os_error()
+        );
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!(
+            "{} failed (status {status:#x}): {}",
+            crate::show(c),
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        );
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Usage {
+        wall_s,
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_kb: ru.ru_maxrss as u64,
+    })
+}
+
+fn json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn num(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+pub struct Ctx {
+    pub gmp: PathBuf,
+    pub scratch: PathBuf,
+    pub runs: usize,
+    pub go: &'static str,
+}
+
+/// Streaming: the flood sample for 10 s at the full level with the default ring buffer (sized
+/// for 1M events/s), then a 64 KiB ring buffer, which must lose events and say how many.
+pub fn streaming(cx: &Ctx) -> anyhow::Result<String> {
+    let flood = build_sample("flood", cx.go, Variant::Default);
+    let summary = cx.scratch.join("stream-summary.json");
+    let events = cx.scratch.join("stream-events.jsonl");
+    let mut rows = Vec::new();
+    let configs: [(&str, Option<&str>, &str); 2] = [
+        (
+            "default ring buffer (16 MiB, sized for 1M events/s)",
+            None,
+            "10s",
+        ),
+        ("64 KiB ring buffer (must lose)", Some("64K"), "2s"),
+    ];
+    // Per round: (events, lost, traced ns, produced events/s, lost in JSONL).
+    type Round = (f64, f64, f64, f64, f64);
+    let mut samples: Vec<Vec<Round>> = vec![Vec::new(); configs.len()];
+    eprintln!("xtask: bench streaming: {} interleaved rounds", cx.runs);
+    for _ in 0..cx.runs {
+        for (i, (_, buf, dur)) in configs.iter().enumerate() {
+            let mut c = Command::new(&cx.gmp);
+            c.arg("-q").arg("--summary-json").arg(&summary);
+            if let Some(b) = buf {
+                c.args(["--buffer-size", b]).arg("-o").arg(&events);
+            }
+            c.arg("--")
+                .arg(&flood)
+                .args(["-pairs", "2", "-duration", dur]);
+            run_measured(&mut c, &cx.scratch)?;
+            let s = json(&summary)?;
+            let (ev, lost, dur_ns) = (
+                num(&s, "events"),
+                num(&s, "lost_events"),
+                num(&s, "duration_ns"),
+            );
+            // The loss as the JSONL stream reported it, to check against the summary.
+            let jsonl_lost = if buf.is_some() {
+                std::fs::read_to_string(&events)?
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter(|e| e["kind"] == "lost")
+                    .map(|e| e["lost"].as_f64().unwrap_or(0.0))
+                    .sum()
+            } else {
+                0.0
+            };
+            samples[i].push((ev, lost, dur_ns, (ev + lost) / dur_ns * 1e9, jsonl_lost));
+        }
+    }
+    for (i, (name, _, _)) in configs.iter().enumerate() {
+        let s = &samples[i];
+        let col = |f: fn(&Round) -> f64| median(s.iter().map(f).collect());
+        let lost_all: Vec<String> = s.iter().map(|x| format!("{:.0}", x.1)).collect();
+        let jsonl_all: Vec<String> = s.iter().map(|x| format!("{:.0}", x.4)).collect();
+        rows.push(format!(
+            "| {name} | {:.2} s | {:.0} | {:.0} | {} | {} |",
+            col(|x| x.2) / 1e9,
+            col(|x| x.0),
+            col(|x| x.3),
+            lost_all.join(", "),
+            if i == 0 {
+                "-".to_string()
+            } else {
+                jsonl_all.join(", ")
+            }
+        ));
+    }
+    Ok(format!(
+        "`flood -pairs 2` (two goroutine pairs bouncing over unbuffered channels on GOMAXPROCS=2), \
+         traced at the `full` level. Rate = (events received + lost) / traced time: what the probes \
+         produced. Lost is listed per round (summary `lost_events`), and for the small buffer also \
+         as the sum of the JSONL `lost` events of the same run.\n\n\
+         | ring buffer | traced | events | events/s produced | lost (per round) | lost in JSONL |\n\
+         |---|---|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    ))
+}
+
+/// Daemon throughput: one recording of the flood sample replayed on one core (taskset -c 0),
+/// decoding only into the model, and with JSONL or Perfetto output (to /dev/null, so the disk
+/// is not measured).
+pub fn daemon(cx: &Ctx) -> anyhow::Result<String> {
+    let flood = build_sample("flood", cx.go, Variant::Default);
+    let rec = cx.scratch.join("flood.gmpt");
+    run_measured(
+        Command::new(&cx.gmp)
+            .arg("-q")
+            .arg("--record")
+            .arg(&rec)
+            .arg("--")
+            .arg(&flood)
+            .args(["-pairs", "2", "-duration", "4s"]),
+        &cx.scratch,
+    )?;
+    let summary = cx.scratch.join("daemon-summary.json");
+    run_measured(
+        Command::new(&cx.gmp)
+            .arg("replay")
+            .arg(&rec)
+            .arg("-q")
+            .arg("--summary-json")
+            .arg(&summary),
+        &cx.scratch,
+    )?;
+    let events = num(&json(&summary)?, "events");
+    let configs: [(&str, &[&str]); 3] = [
+        ("decode + model", &[]),
+        (
+            "decode + model + JSONL",
+            &["-o", "/dev/null", "--format", "jsonl"],
+        ),
+        (
+            "decode + model + Perfetto",
+            &["-o", "/dev/null", "--format", "perfetto"],
+        ),
+    ];
+    let mut samples: Vec<Vec<Usage>> = configs.iter().map(|_| Vec::new()).collect();
+    eprintln!("xtask: bench daemon: {} interleaved rounds", cx.runs);
+    for _ in 0..cx.runs {
+        for (i, (_, extra)) in configs.iter().enumerate() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"])
+                .arg(&cx.gmp)
+                .arg("replay")
+                .arg(&rec)
+                .arg("-q")
+                .arg("--binary")
+                .arg(&flood)
+                .args(*extra);
+            samples[i].push(run_measured(&mut c, &cx.scratch)?);
+        }
+    }
+    let mut t = format!(
+        "Replay of a recording of `flood -pairs 2 -duration 4s` ({events:.0} events, {:.0} MB), \
+         pinned to one core; outputs to /dev/null. Events/s = events / median CPU time (user + \
+         system) and / median wall time.\n\n\
+         | pipeline | CPU | events/s (CPU) | wall | events/s (wall) | peak RSS |\n|---|---|---|---|---|---|\n",
+        std::fs::metadata(&rec)?.len() as f64 / 1e6
+    );
+    for (i, (name, _)) in configs.iter().enumerate() {
+        let cpu = median(samples[i].iter().map(|u| u.cpu_s).collect());
+        let wall = median(samples[i].iter().map(|u| u.wall_s).collect());
+        let rss = median(samples[i].iter().map(|u| u.max_rss_kb as f64).collect());
+        let _ = writeln!(
+            t,
+            "| {name} | {:.3} s | {:.2}M | {:.3} s | {:.2}M | {:.1} MB |",
+            cpu,
+            events / cpu / 1e6,
+            wall,
+            events / wall / 1e6,
+            rss / 1024.0
+        );
+    }
+    Ok(t)
+}
+
+/// Memory: recordings of the flood sample holding N goroutines blocked at once (then releasing
+/// them), replayed into the model and into Perfetto; peak RSS against N gives bytes per live G.
+pub fn memory(cx: &Ctx) -> anyhow::Result<String> {
+    let flood = build_sample("flood", cx.go, Variant::Default);
+    let ns = [10_000u64, 100_000, 200_000];
+    let mut recs = Vec::new();
+    for n in ns {
+        let rec = cx.scratch.join(format!("hold-{n}.gmpt"));
+        let summary = cx.scratch.join(format!("hold-{n}.json"));
+        run_measured(
+            Command::new(&cx.gmp)
+                .arg("-q")
+                .arg("--record")
+                .arg(&rec)
+                .arg("--summary-json")
+                .arg(&summary)
+                .arg("--")
+                .arg(&flood)
+                .args(["-hold", &n.to_string(), "-for", "200ms"]),
+            &cx.scratch,
+        )?;
+        let s = json(&summary)?;
+        recs.push((
+            n,
+            rec,
+            num(&s, "lost_events"),
+            num(&s, "goroutines_live_at_end"),
+        ));
+    }
+    let outs: [(&str, &[&str]); 2] = [
+        ("model", &[]),
+        (
+            "model + Perfetto",
+            &["-o", "/dev/null", "--format", "perfetto"],
+        ),
+    ];
+    let mut rss: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); ns.len()]; outs.len()];
+    eprintln!("xtask: bench memory: {} interleaved rounds", cx.runs);
+    for _ in 0..cx.runs {
+        for (i, n) in recs.iter().enumerate() {
+            for (o, (_, extra)) in outs.iter().enumerate() {
+                let u = run_measured(
+                    Command::new(&cx.gmp)
+                        .arg("replay")
+                        .arg(&n.1)
+                        .arg("-q")
+                        .arg("--binary")
+                        .arg(&flood)
+                        .args(*extra),
+                    &cx.scratch,
+                )?;
+                rss[o][i].push(u.max_rss_kb as f64 * 1024.0);
+            }
+        }
+    }
+    let mut t = String::from(
+        "`flood -hold N -for 200ms`: N goroutines blocked on one channel at once, then released \
+         (they exit). Its recording replayed; peak RSS of the daemon. Bytes per live G = the \
+         slope between N = 10k and the larger N. Live at end: goroutines the model still holds \
+         after they all exited (retired state is dropped).\n\n\
+         | N live goroutines | events lost | live at end | peak RSS, model | bytes/G, model | peak RSS, + Perfetto | bytes/G, + Perfetto |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    let m: Vec<Vec<f64>> = rss
+        .iter()
+        .map(|per| per.iter().map(|v| median(v.clone())).collect())
+        .collect();
+    for (i, (n, _, lost, live)) in recs.iter().enumerate() {
+        let slope = |o: usize| {
+            if i == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.0}", (m[o][i] - m[o][0]) / (*n - ns[0]) as f64)
+            }
+        };
+        let _ = writeln!(
+            t,
+            "| {n} | {lost:.0} | {live:.0} | {:.1} MB | {} | {:.1} MB | {} |",
+            m[0][i] / 1048576.0,
+            slope(0),
+            m[1][i] / 1048576.0,
+            slope(1)
+        );
+    }
+    Ok(t)
+}
+
+/// Attach: launch mode on the toolchain's `compile` (`compile -V`, which exits at once) and on
+/// the small flood sample; attach_ms from the summary, peak RSS of gmp-trace.
+pub fn attach(cx: &Ctx) -> anyhow::Result<String> {
+    let compile = go_binary(cx.go)
+        .parent()
+        .and_then(Path::parent)
+        .map(|root| root.join("pkg/tool/linux_amd64/compile"))
+        .unwrap_or_default();
+    if !compile.exists() {
+        bail!("no compile at {}", compile.display());
+    }
+    let flood = build_sample("flood", cx.go, Variant::Default);
+    let summary = cx.scratch.join("attach-summary.json");
+    let targets: [(String, PathBuf, Vec<&str>, &[&str]); 3] = [
+        ("compile".into(), compile.clone(), vec!["-V"], &[]),
+        (
+            "compile, 1 MiB ring buffer".into(),
+            compile.clone(),
+            vec!["-V"],
+            &["--buffer-size", "1M"],
+        ),
+        (
+            "flood (sample)".into(),
+            flood.clone(),
+            vec!["-hold", "1"],
+            &[],
+        ),
+    ];
+    let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); targets.len()];
+    eprintln!("xtask: bench attach: {} interleaved rounds", cx.runs);
+    for _ in 0..cx.runs {
+        for (i, (_, bin, args, extra)) in targets.iter().enumerate() {
+            let u = run_measured(
+                Command::new(&cx.gmp)
+                    .arg("-q")
+                    .arg("--summary-json")
+                    .arg(&summary)
+                    .args(*extra)
+                    .arg("--")
+                    .arg(bin)
+                    .args(args),
+                &cx.scratch,
+            )?;
+            let s = json(&summary)?;
+            samples[i].push((num(&s, "attach_ms"), u.max_rss_kb as f64 / 1024.0, u.wall_s));
+        }
+    }
+    let mut t = String::from(
+        "Launch mode, from gmp-trace's start to every probe attached (reading the binary, \
+         placing the probes, loading the BPF programs, attaching the uprobes): summary \
+         `attach_ms`. Peak RSS of gmp-trace over the whole run (includes the touched ring \
+         buffer pages).\n\n\
+         | target | size | attach (median) | attach (min..max) | peak RSS | whole run (incl. detach) |\n|---|---|---|---|---|---|\n",
+    );
+    for (i, (name, bin, _, _)) in targets.iter().enumerate() {
+        let s = &samples[i];
+        let a: Vec<f64> = s.iter().map(|x| x.0).collect();
+        let lo = a.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = a.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            t,
+            "| {name} | {:.1} MB | {:.0} ms | {lo:.0}..{hi:.0} ms | {:.1} MB | {:.2} s |",
+            std::fs::metadata(bin)?.len() as f64 / 1e6,
+            median(a),
+            median(s.iter().map(|x| x.1).collect()),
+            median(s.iter().map(|x| x.2).collect()),
+        );
+    }
+    Ok(t)
+}
+
+/// The BPF programs' own run time while `c` (a gmp-trace run) lives, from the fdinfo of its
+/// program fds (kernel.bpf_stats_enabled must be on): (sum run_time_ns, sum run_cnt) over every
+/// program, sampled until it exits. The same counters `bpftool prog show` prints, but only for
+/// this process's programs.
+pub fn bpf_prog_stats(c: &mut Command) -> anyhow::Result<(f64, f64)> {
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {}", crate::show(c)))?;
+    let pid = child.id();
+    let mut last: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            if !st.success() {
+                bail!("{} failed: {st}", crate::show(c));
+            }
+            break;
+        }
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) {
+            for e in dir.flatten() {
+                let Ok(text) = std::fs::read_to_string(e.path()) else {
+                    continue;
+                };
+                let field = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(k)?.trim().parse::<f64>().ok())
+                };
+                if let (Some(id), Some(ns), Some(cnt)) =
+                    (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+                {
+                    last.insert(id as u64, (ns, cnt));
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(last
+        .values()
+        .fold((0.0, 0.0), |acc, v| (acc.0 + v.0, acc.1 + v.1)))
+}
+
+/// Turns kernel.bpf_stats_enabled on for its lifetime (and off again, even on error).
+pub struct BpfStats;
+
+impl BpfStats {
+    pub fn enable() -> anyhow::Result<BpfStats> {
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
+            .context("enabling kernel.bpf_stats_enabled (needs root)")?;
+        Ok(BpfStats)
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+    }
+}
