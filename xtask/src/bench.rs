@@ -18,6 +18,8 @@ enum Mode {
     Level(&'static str),
     Entry,
     Empty,
+    /// `--aggregate` (level full): counts and the latency histogram in BPF maps.
+    Aggregate,
 }
 
 impl Mode {
@@ -28,6 +30,7 @@ impl Mode {
             Mode::Level(l) => format!("gmp-trace {l}"),
             Mode::Entry => "full, entry probes".into(),
             Mode::Empty => "full, empty probes".into(),
+            Mode::Aggregate => "gmp-trace --aggregate".into(),
         }
     }
 }
@@ -63,12 +66,13 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
                 .arg("-trace")
                 .arg(scratch.join("go.trace"));
         }
-        Mode::Level(_) | Mode::Entry | Mode::Empty => {
+        Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate => {
             c = Command::new(gmp);
             c.arg("-q").arg("--summary-json").arg(&summary);
             match mode {
                 Mode::Level(l) => c.args(["--level", l]),
                 Mode::Entry => c.arg("--entry-probes"),
+                Mode::Aggregate => c.arg("--aggregate"),
                 _ => c.arg("--empty-probes"),
             };
             c.arg("--").args(cmd);
@@ -253,13 +257,18 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         Mode::Level("lifecycle"),
         Mode::Level("sched"),
         Mode::Level("full"),
+        Mode::Aggregate,
     ];
+    let full_idx = modes
+        .iter()
+        .position(|m| *m == Mode::Level("full"))
+        .unwrap_or(0);
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| workload | untraced | runtime/trace | lifecycle | sched | full | events (full) | lost |"
+        "| workload | untraced | runtime/trace | lifecycle | sched | full | aggregate | events (full) | lost |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
     for (name, cmd, go_trace) in &workloads {
         eprintln!("xtask: bench {name}: {runs} interleaved rounds");
         let mut samples: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
@@ -283,7 +292,7 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
             let c = median(samples[i].iter().map(|s| s.cpu_ns).collect());
             let _ = write!(row, " {:.2}x wall, {:.2}x CPU |", e / base, c / base_cpu);
         }
-        let full = samples.last().map(|v| v.as_slice()).unwrap_or(&[]);
+        let full = samples[full_idx].as_slice();
         let ev = median(
             full.iter()
                 .filter_map(|s| s.events.map(|e| e as f64))
@@ -443,7 +452,7 @@ fn gofmt_bench(
         }
     }
     let (u, t) = (median(untraced), median(traced));
-    Ok(format!("| gofmt -l GOROOT/src/net (whole process) | {:.1} ms wall | - | - | - | {:.2}x wall | - | - |", u / 1e6, t / u))
+    Ok(format!("| gofmt -l GOROOT/src/net (whole process) | {:.1} ms wall | - | - | - | {:.2}x wall | - | - | - |", u / 1e6, t / u))
 }
 
 fn machine() -> String {
