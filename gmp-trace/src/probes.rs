@@ -122,11 +122,13 @@ pub const PROBES: &[ProbeSpec] = &[
     // or from acquirep when it was handed its P as a spinning M (startm(pp, true), read from
     // m.spinning there), until resetspinning (found work), releasep (findRunnable drops its P
     // and clears m.spinning; gcstopm likewise), stopm or execute.
-    probe("steal_work", "runtime.stealWork", Body),
-    probe("resetspinning", "runtime.resetspinning", Body),
+    // Optional: profile-guided builds (the Go toolchain's own compile, for one) inline
+    // stealWork into findRunnable; the spinning/steal picture is then partial, not wrong.
+    optional(probe("steal_work", "runtime.stealWork", Body), 0),
+    optional(probe("resetspinning", "runtime.resetspinning", Body), 0),
     // runqsteal's RETs hold the stolen g; its entry keeps the victim P for them.
-    probe("runqsteal", "runtime.runqsteal", Body),
-    probe("runqsteal_ret", "runtime.runqsteal", Returns),
+    optional(probe("runqsteal", "runtime.runqsteal", Body), 0),
+    optional(probe("runqsteal_ret", "runtime.runqsteal", Returns), 0),
     // Stop-the-world, GC, syscalls.
     probe("stw_start", "runtime.stopTheWorldWithSema", Body),
     probe("stw_done", "runtime.startTheWorldWithSema", Body),

@@ -22,18 +22,6 @@ enum Mode {
     Aggregate,
 }
 
-impl Mode {
-    fn name(self) -> String {
-        match self {
-            Mode::Untraced => "untraced".into(),
-            Mode::GoTrace => "runtime/trace".into(),
-            Mode::Level(l) => format!("gmp-trace {l}"),
-            Mode::Entry => "full, entry probes".into(),
-            Mode::Empty => "full, empty probes".into(),
-            Mode::Aggregate => "gmp-trace --aggregate".into(),
-        }
-    }
-}
 
 struct Sample {
     elapsed_ns: f64,

@@ -386,7 +386,7 @@ fn spinning_spells_and_where_they_end() {
     let v = views::steals(&m);
     assert_eq!(v.spins, 5);
     assert_eq!(v.spinning_ns, 130 + 20 + 90);
-    let by_tid: HashMap<u32, &str> = views::threads(&m)
+    let by_tid: std::collections::HashMap<u32, &str> = views::threads(&m)
         .iter()
         .map(|t| (t.tid, t.state_at_end))
         .collect();
