@@ -22,7 +22,6 @@ enum Mode {
     Aggregate,
 }
 
-
 struct Sample {
     elapsed_ns: f64,
     cpu_ns: f64,

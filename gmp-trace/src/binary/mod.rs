@@ -3,8 +3,9 @@
 //! uprobes so they cost one trap and fire once per call; plus the few things that look at a
 //! running process (which file it runs, where it is loaded, whether our offsets fit its memory).
 //!
-//! The file is read once in [`GoBinary::open`] / [`GoBinary::from_bytes`]; the function table and
-//! DWARF are parsed on first use. Parsing never panics: malformed input surfaces as
+//! The file is mapped (not read whole) in [`GoBinary::open`], or handed over in memory to
+//! [`GoBinary::from_bytes`]; the function table and DWARF are parsed on first use, so only the
+//! pages the parsers touch are ever read. Parsing never panics: malformed input surfaces as
 //! [`BinaryError::NotElf`] or [`BinaryError::Corrupt`] (the fuzz targets in `fuzz/` hold us to it).
 
 #![allow(
@@ -123,7 +124,7 @@ struct CodeSection {
 pub struct GoBinary {
     path: PathBuf,
     /// The whole file: DWARF, pclntab and code are read from it lazily.
-    data: Vec<u8>,
+    data: FileBytes,
     arch: Arch,
     version: GoVersion,
     build_info: buildinfo::BuildInfo,
@@ -143,19 +144,61 @@ pub struct GoBinary {
     other_structs: Mutex<HashMap<String, dwarf::Fields>>,
 }
 
+/// An executable's bytes: mapped from its file, or owned (fuzzing, tests, copies).
+enum FileBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            FileBytes::Owned(_) => "in memory",
+            FileBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "{} bytes {how}", self.len())
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
 impl GoBinary {
-    /// Reads and parses `path`; fails unless it is an x86_64 or aarch64 ELF Go program built by
+    /// Maps and parses `path`; fails unless it is an x86_64 or aarch64 ELF Go program built by
     /// Go 1.19+. Stripped binaries work: functions come from `.gopclntab`, offsets from the table.
     pub fn open(path: &Path) -> Result<GoBinary, BinaryError> {
-        let data = std::fs::read(path).map_err(|source| BinaryError::Io {
+        let io = |source| BinaryError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        GoBinary::from_bytes(data, path)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and nothing here writes through it. The one hazard is
+        // another process truncating the file while it is mapped (reads would fault): a running
+        // executable cannot be opened for writing (ETXTBSY), and a binary replaced on disk is a
+        // new inode that leaves this mapping intact (the identity check before attaching then
+        // refuses it).
+        let data = match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(m) => FileBytes::Mapped(m),
+            // Empty files and file systems without mmap: read it instead.
+            Err(_) => FileBytes::Owned(std::fs::read(path).map_err(io)?),
+        };
+        GoBinary::from_data(data, path)
     }
 
     /// Parses an executable already in memory; `path_for_messages` only names it in errors.
     pub fn from_bytes(data: Vec<u8>, path_for_messages: &Path) -> Result<GoBinary, BinaryError> {
+        GoBinary::from_data(FileBytes::Owned(data), path_for_messages)
+    }
+
+    fn from_data(data: FileBytes, path_for_messages: &Path) -> Result<GoBinary, BinaryError> {
         let path = path_for_messages.to_path_buf();
         if !data.starts_with(&elf::ELFMAG) {
             return Err(BinaryError::NotElf(path));
@@ -164,7 +207,7 @@ impl GoBinary {
             path: path.clone(),
             what,
         };
-        match FileKind::parse(data.as_slice()) {
+        match FileKind::parse(&data[..]) {
             Ok(FileKind::Elf64) => {}
             Ok(FileKind::Elf32) => {
                 return Err(BinaryError::WrongArch {
@@ -175,8 +218,8 @@ impl GoBinary {
             Ok(other) => return Err(corrupt(format!("unexpected file kind {other:?}"))),
             Err(e) => return Err(corrupt(e.to_string())),
         }
-        let file = ElfFile64::<Endianness>::parse(data.as_slice())
-            .map_err(|e| corrupt(format!("ELF: {e}")))?;
+        let file =
+            ElfFile64::<Endianness>::parse(&data[..]).map_err(|e| corrupt(format!("ELF: {e}")))?;
         let machine = file.elf_header().e_machine.get(file.endian());
         let position_independent = file.elf_header().e_type.get(file.endian()) == elf::ET_DYN;
         let arch = match machine {
@@ -376,7 +419,7 @@ impl GoBinary {
     fn pclntab(&self) -> Result<&pclntab::Pclntab, BinaryError> {
         self.pclntab
             .get_or_init(|| {
-                let file = ElfFile64::<Endianness>::parse(self.data.as_slice())
+                let file = ElfFile64::<Endianness>::parse(&self.data[..])
                     .map_err(|e| format!("ELF: {e}"))?;
                 let code: Vec<(u64, u64)> = self
                     .code_sections
