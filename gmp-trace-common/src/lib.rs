@@ -234,9 +234,44 @@ pub struct Offsets {
     /// the exec event reports where the new image's text was mapped (its load bias).
     pub task_mm: u32,
     pub mm_start_code: u32,
+    /// Block reads: each user-memory read costs the probe ~100 ns whatever its size, so fields
+    /// that sit close together are fetched with one [`BLOCK`]-byte read starting at these
+    /// offsets ([`NO_BLOCK`]: too far apart, read one by one). See [`Offsets::plan_blocks`].
+    /// The current g's `m` and `goid`.
+    pub g_block: u32,
+    /// A goroutine argument's `goid` and `waitreason` (casgstatus).
+    pub gp_block: u32,
+    /// The M's `id`, `p`, `curg` and `spinning`.
+    pub m_block: u32,
+    pub _pad: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 72;
+pub const OFFSETS_SIZE: usize = 88;
+
+/// Bytes fetched by one block read.
+pub const BLOCK: u32 = 128;
+/// A block offset meaning "read the fields one by one".
+pub const NO_BLOCK: u32 = u32::MAX;
+
+impl Offsets {
+    /// Picks the block windows from the field offsets: each starts at its lowest field and must
+    /// hold the highest field whole (8 bytes), else it is [`NO_BLOCK`]. The windows stay inside
+    /// the structs (g is over 400 bytes, m over 1 KiB in every supported release).
+    pub fn plan_blocks(&mut self) {
+        fn window(fields: &[u32]) -> u32 {
+            let lo = fields.iter().copied().min().unwrap_or(0);
+            let hi = fields.iter().copied().max().unwrap_or(0) + 8;
+            if hi - lo <= BLOCK {
+                lo
+            } else {
+                NO_BLOCK
+            }
+        }
+        self.g_block = window(&[self.g_m, self.g_goid]);
+        self.gp_block = window(&[self.g_goid, self.g_waitreason]);
+        self.m_block = window(&[self.m_id, self.m_p, self.m_curg, self.m_spinning]);
+    }
+}
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);
 
 /// Aggregate mode (`--aggregate`): the probes count and histogram in BPF maps instead of

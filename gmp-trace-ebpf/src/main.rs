@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
-use gmp_trace_common::{agg, counter, phase, Event, EventKind, Offsets};
+use gmp_trace_common::{agg, counter, phase, Event, EventKind, Offsets, BLOCK, NO_BLOCK};
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
 #[no_mangle]
@@ -41,6 +41,10 @@ static OFFSETS: Offsets = Offsets {
     p_runqtail: 0,
     task_mm: 0,
     mm_start_code: 0,
+    g_block: 0,
+    gp_block: 0,
+    m_block: 0,
+    _pad: 0,
 };
 
 /// Resized by the loader (`--buffer-size`).
@@ -143,10 +147,57 @@ fn base_event(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event>
     base_event_m(ctx, kind, o).map(|(e, _)| e)
 }
 
-/// [`base_event`], also returning the M (g.m of R14, 0 when unreadable) so probes that need
-/// more of it do not read it again: every user read costs on the hot path.
+/// [`base_event`] with `goid` set to the current goroutine's (0 on a g0).
 #[inline(always)]
-fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Event, u64)> {
+fn base_event_g(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event> {
+    base_event_m(ctx, kind, o).map(|(mut e, cur)| {
+        e.goid = cur.goid(regs(ctx).r14, o);
+        e
+    })
+}
+
+/// What the base reads learned about the current g and its M, so probes that need more of it
+/// do not read it again: every user read costs ~100 ns on the hot path.
+#[derive(Clone, Copy)]
+struct Cur {
+    /// g.m, 0 when unreadable.
+    m: u64,
+    /// The current g's goid, when the g block read brought it along.
+    goid: Option<u64>,
+    /// m.curg and m.spinning, when the M block read brought them along.
+    curg: Option<u64>,
+    spinning: Option<u8>,
+}
+
+impl Cur {
+    #[inline(always)]
+    fn goid(&self, g: u64, o: &Offsets) -> u64 {
+        match self.goid {
+            Some(id) => id,
+            None => read::<u64>(g, o.g_goid).unwrap_or(0),
+        }
+    }
+
+    #[inline(always)]
+    fn curg(&self, o: &Offsets) -> u64 {
+        match self.curg {
+            Some(g) => g,
+            None => read::<u64>(self.m, o.m_curg).unwrap_or(0),
+        }
+    }
+
+    #[inline(always)]
+    fn spinning(&self, o: &Offsets) -> u8 {
+        match self.spinning {
+            Some(s) => s,
+            None => read::<u8>(self.m, o.m_spinning).unwrap_or(0),
+        }
+    }
+}
+
+/// [`base_event`], also returning what it learned about the current g and M.
+#[inline(always)]
+fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Event, Cur)> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if o.target_pid != 0 && tgid != o.target_pid {
@@ -165,23 +216,70 @@ fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Eve
         arg1: 0,
         arg2: 0,
     };
-    let m = fill_m_p(&mut e, regs(ctx).r14, o);
-    Some((e, m))
+    let cur = fill_m_p(&mut e, regs(ctx).r14, o);
+    Some((e, cur))
 }
 
-/// Sets the event's M and P from g.m and m.p; returns the M (0 when unreadable).
+/// Reads [`BLOCK`] bytes at `addr + start`; None for [`NO_BLOCK`] (without counting a failure)
+/// or when the read fails (counted).
 #[inline(always)]
-fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> u64 {
-    let m = read::<u64>(g, o.g_m).unwrap_or(0);
-    if m != 0 {
-        e.m = read::<i64>(m, o.m_id).unwrap_or(-1);
-        if let Some(p) = read::<u64>(m, o.m_p) {
-            if p != 0 {
-                e.p = read::<i32>(p, o.p_id).unwrap_or(-1);
-            }
-        }
+fn read_block(addr: u64, start: u32) -> Option<[u8; BLOCK as usize]> {
+    if start == NO_BLOCK {
+        return None;
     }
-    m
+    read::<[u8; BLOCK as usize]>(addr, start)
+}
+
+/// The field at `off` of a block read from `start`.
+#[inline(always)]
+fn field<T: Copy>(b: &[u8; BLOCK as usize], start: u32, off: u32) -> Option<T> {
+    let rel = off.wrapping_sub(start) as usize;
+    if rel + core::mem::size_of::<T>() > BLOCK as usize {
+        return None;
+    }
+    // SAFETY: rel + size_of::<T>() is within the block (checked above); T is a plain integer.
+    Some(unsafe { core::ptr::read_unaligned(b.as_ptr().add(rel) as *const T) })
+}
+
+/// Sets the event's M and P from g.m and m.p, with one read per struct where the fields fit a
+/// block; returns what else those reads brought.
+#[inline(always)]
+fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
+    let mut cur = Cur {
+        m: 0,
+        goid: None,
+        curg: None,
+        spinning: None,
+    };
+    if g == 0 {
+        return cur;
+    }
+    match read_block(g, o.g_block) {
+        Some(b) => {
+            cur.m = field::<u64>(&b, o.g_block, o.g_m).unwrap_or(0);
+            cur.goid = field::<u64>(&b, o.g_block, o.g_goid);
+        }
+        None => cur.m = read::<u64>(g, o.g_m).unwrap_or(0),
+    }
+    if cur.m == 0 {
+        return cur;
+    }
+    let p = match read_block(cur.m, o.m_block) {
+        Some(b) => {
+            e.m = field::<i64>(&b, o.m_block, o.m_id).unwrap_or(-1);
+            cur.curg = field::<u64>(&b, o.m_block, o.m_curg);
+            cur.spinning = field::<u8>(&b, o.m_block, o.m_spinning);
+            field::<u64>(&b, o.m_block, o.m_p).unwrap_or(0)
+        }
+        None => {
+            e.m = read::<i64>(cur.m, o.m_id).unwrap_or(-1);
+            read::<u64>(cur.m, o.m_p).unwrap_or(0)
+        }
+    };
+    if p != 0 {
+        e.p = read::<i32>(p, o.p_id).unwrap_or(-1);
+    }
+    cur
 }
 
 /// The current g from the thread's TLS slot (fs base + `tls_g`), for assembly (ABI0) code where
@@ -314,18 +412,11 @@ fn aggregate(e: &Event) {
     }
 }
 
-/// The goid of the g in R14 (the goroutine running the probed code).
-#[inline(always)]
-fn current_goid(ctx: &ProbeContext, o: &Offsets) -> u64 {
-    read::<u64>(regs(ctx).r14, o.g_goid).unwrap_or(0)
-}
-
 /// runtime.newproc(fn *funcval): on the creating goroutine.
 #[uprobe]
 pub fn newproc(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::NewProc, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::NewProc, &o) {
         e.arg0 = read::<u64>(regs(&ctx).rax, 0).unwrap_or(0);
         emit(&e);
     }
@@ -336,10 +427,10 @@ pub fn newproc(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
         let newg = regs(&ctx).rax;
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
-        let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
+        let curg = cur.curg(&o);
         e.arg0 = if curg != 0 {
             read::<u64>(curg, o.g_goid).unwrap_or(0)
         } else {
@@ -356,8 +447,8 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn mstart(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::MStart, &o) {
-        e.arg0 = read::<u64>(m, o.m_procid).unwrap_or(0);
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::MStart, &o) {
+        e.arg0 = read::<u64>(cur.m, o.m_procid).unwrap_or(0);
         emit(&e);
     }
     0
@@ -389,8 +480,7 @@ pub fn execute(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn goexit1(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::GoExit, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::GoExit, &o) {
         emit(&e);
     }
     0
@@ -400,15 +490,24 @@ pub fn goexit1(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn casgstatus(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::GoStatus, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoStatus, &o) {
         let r = regs(&ctx);
         let gp = r.rax;
-        e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
         e.arg0 = r.rbx & 0xffff_ffff;
         e.arg1 = r.rcx & 0xffff_ffff;
-        let reason = read::<u8>(gp, o.g_waitreason).unwrap_or(0) as u64;
+        // gp's goid and wait reason: one read when they fit a block.
+        let reason = match read_block(gp, o.gp_block) {
+            Some(b) => {
+                e.goid = field::<u64>(&b, o.gp_block, o.g_goid).unwrap_or(0);
+                field::<u8>(&b, o.gp_block, o.g_waitreason).unwrap_or(0)
+            }
+            None => {
+                e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
+                read::<u8>(gp, o.g_waitreason).unwrap_or(0)
+            }
+        } as u64;
         // Who causes the change: the M's current goroutine (for Waiting->Runnable, the unblocker).
-        let curg = read::<u64>(m, o.m_curg).unwrap_or(0);
+        let curg = cur.curg(&o);
         let by = if curg != 0 {
             read::<u64>(curg, o.g_goid).unwrap_or(0)
         } else {
@@ -426,12 +525,12 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn acquirep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, m)) = base_event_m(&ctx, EventKind::AcquireP, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::AcquireP, &o) {
         let pid = read::<i32>(regs(&ctx).rax, o.p_id).unwrap_or(-1);
         e.p = pid;
         e.arg0 = pid as i64 as u64;
-        e.arg1 = u64::from(read::<u8>(m, o.m_spinning).unwrap_or(0) & 1);
-        e.goid = current_goid(&ctx, &o);
+        e.arg1 = u64::from(cur.spinning(&o) & 1);
+        e.goid = cur.goid(regs(&ctx).r14, &o);
         emit(&e);
     }
     0
@@ -524,8 +623,7 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn releasep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::ReleaseP, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::ReleaseP, &o) {
         emit(&e);
     }
     0
@@ -535,8 +633,7 @@ pub fn releasep(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn runtime_main(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::RuntimeMain, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::RuntimeMain, &o) {
         emit(&e);
     }
     0
@@ -547,8 +644,7 @@ pub fn runtime_main(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn newm(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::NewM, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::NewM, &o) {
         e.arg0 = read::<i64>(regs(&ctx).rax, o.m_id).unwrap_or(-1) as u64;
         e.arg1 = u64::MAX;
         emit(&e);
@@ -571,8 +667,7 @@ pub fn procresize(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn simple(ctx: &ProbeContext, kind: EventKind, arg0: u64) {
     let o = offsets();
-    if let Some(mut e) = base_event(ctx, kind, &o) {
-        e.goid = current_goid(ctx, &o);
+    if let Some(mut e) = base_event_g(ctx, kind, &o) {
         e.arg0 = arg0;
         emit(&e);
     }
@@ -632,8 +727,7 @@ pub fn phase(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::Phase, &o) {
-        e.goid = current_goid(&ctx, &o);
+    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, &o) {
         e.arg0 = id;
         emit(&e);
     }
@@ -652,8 +746,8 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
         if id != phase::RT0_GO {
             let g = tls_g(&o);
             if g != 0 {
-                fill_m_p(&mut e, g, &o);
-                e.goid = read::<u64>(g, o.g_goid).unwrap_or(0);
+                let cur = fill_m_p(&mut e, g, &o);
+                e.goid = cur.goid(g, &o);
             }
         }
         if id == phase::EXIT {
@@ -676,9 +770,8 @@ pub fn init_task(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let old_layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } == 1;
     let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::Phase, &o) {
+    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, &o) {
         let t = regs(&ctx).rax;
-        e.goid = current_goid(&ctx, &o);
         e.arg0 = phase::INIT_TASK;
         e.arg1 = t;
         e.arg2 = if old_layout {

@@ -99,6 +99,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
     let mut offsets = bin.offsets()?;
+    offsets.plan_blocks();
     // g in assembly entry points (mstart, exit) comes from the thread's TLS slot: the slot's
     // place is in the binary, the fs base's in the kernel. Without either, those events simply
     // carry no G/M.

@@ -138,6 +138,10 @@ fn from_fields(source: OffsetsSource, v: [Option<u32>; 17]) -> Option<RuntimeLay
             tls_g: 0,
             task_mm: 0,
             mm_start_code: 0,
+            g_block: gmp_trace_common::NO_BLOCK,
+            gp_block: gmp_trace_common::NO_BLOCK,
+            m_block: gmp_trace_common::NO_BLOCK,
+            _pad: 0,
             m_spinning: v[15]?,
             p_runqtail: v[16]?,
         },
@@ -266,6 +270,33 @@ mod tests {
         }
         assert!(table_layout(18).is_none());
         assert!(table_layout(28).is_none());
+    }
+
+    /// Every supported release gets all three block reads (the probes' fast path), each window
+    /// holding its fields whole; fields too far apart fall back to single reads.
+    #[test]
+    fn block_windows_fit_every_release() {
+        use gmp_trace_common::{BLOCK, NO_BLOCK};
+        for minor in 19..=27 {
+            let mut o = table_layout(minor).unwrap().offsets;
+            o.plan_blocks();
+            let fits = |start: u32, fields: &[u32]| {
+                start != NO_BLOCK && fields.iter().all(|&f| f >= start && f + 8 <= start + BLOCK)
+            };
+            assert!(fits(o.g_block, &[o.g_m, o.g_goid]), "1.{minor}: {o:?}");
+            assert!(
+                fits(o.gp_block, &[o.g_goid, o.g_waitreason]),
+                "1.{minor}: {o:?}"
+            );
+            assert!(
+                fits(o.m_block, &[o.m_id, o.m_p, o.m_curg, o.m_spinning]),
+                "1.{minor}: {o:?}"
+            );
+        }
+        let mut far = table_layout(27).unwrap().offsets;
+        far.m_spinning = far.m_id + 4096;
+        far.plan_blocks();
+        assert_eq!(far.m_block, NO_BLOCK);
     }
 
     /// The table against the DWARF of a fresh build by every installed toolchain.
