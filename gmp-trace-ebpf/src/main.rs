@@ -158,39 +158,47 @@ fn base_event_g(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Even
 
 /// What the base reads learned about the current g and its M, so probes that need more of it
 /// do not read it again: every user read costs ~100 ns on the hot path.
+///
+/// Plain fields and flags rather than `Option`s: a `None` leaves its payload undefined, and
+/// the verifier rejects the program when the compiler copies that undefined register.
 #[derive(Clone, Copy)]
 struct Cur {
     /// g.m, 0 when unreadable.
     m: u64,
-    /// The current g's goid, when the g block read brought it along.
-    goid: Option<u64>,
-    /// m.curg and m.spinning, when the M block read brought them along.
-    curg: Option<u64>,
-    spinning: Option<u8>,
+    /// The current g's goid, valid when `have_goid` (the g block read brought it along).
+    goid: u64,
+    /// m.curg and m.spinning, valid when `have_m_block`.
+    curg: u64,
+    spinning: u8,
+    have_goid: bool,
+    have_m_block: bool,
 }
 
 impl Cur {
     #[inline(always)]
     fn goid(&self, g: u64, o: &Offsets) -> u64 {
-        match self.goid {
-            Some(id) => id,
-            None => read::<u64>(g, o.g_goid).unwrap_or(0),
+        if self.have_goid {
+            self.goid
+        } else {
+            read::<u64>(g, o.g_goid).unwrap_or(0)
         }
     }
 
     #[inline(always)]
     fn curg(&self, o: &Offsets) -> u64 {
-        match self.curg {
-            Some(g) => g,
-            None => read::<u64>(self.m, o.m_curg).unwrap_or(0),
+        if self.have_m_block {
+            self.curg
+        } else {
+            read::<u64>(self.m, o.m_curg).unwrap_or(0)
         }
     }
 
     #[inline(always)]
     fn spinning(&self, o: &Offsets) -> u8 {
-        match self.spinning {
-            Some(s) => s,
-            None => read::<u8>(self.m, o.m_spinning).unwrap_or(0),
+        if self.have_m_block {
+            self.spinning
+        } else {
+            read::<u8>(self.m, o.m_spinning).unwrap_or(0)
         }
     }
 }
@@ -247,9 +255,11 @@ fn field<T: Copy>(b: &[u8; BLOCK as usize], start: u32, off: u32) -> Option<T> {
 fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     let mut cur = Cur {
         m: 0,
-        goid: None,
-        curg: None,
-        spinning: None,
+        goid: 0,
+        curg: 0,
+        spinning: 0,
+        have_goid: false,
+        have_m_block: false,
     };
     if g == 0 {
         return cur;
@@ -257,7 +267,8 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     match read_block(g, o.g_block) {
         Some(b) => {
             cur.m = field::<u64>(&b, o.g_block, o.g_m).unwrap_or(0);
-            cur.goid = field::<u64>(&b, o.g_block, o.g_goid);
+            cur.goid = field::<u64>(&b, o.g_block, o.g_goid).unwrap_or(0);
+            cur.have_goid = true;
         }
         None => cur.m = read::<u64>(g, o.g_m).unwrap_or(0),
     }
@@ -267,8 +278,9 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     let p = match read_block(cur.m, o.m_block) {
         Some(b) => {
             e.m = field::<i64>(&b, o.m_block, o.m_id).unwrap_or(-1);
-            cur.curg = field::<u64>(&b, o.m_block, o.m_curg);
-            cur.spinning = field::<u8>(&b, o.m_block, o.m_spinning);
+            cur.curg = field::<u64>(&b, o.m_block, o.m_curg).unwrap_or(0);
+            cur.spinning = field::<u8>(&b, o.m_block, o.m_spinning).unwrap_or(0);
+            cur.have_m_block = true;
             field::<u64>(&b, o.m_block, o.m_p).unwrap_or(0)
         }
         None => {
