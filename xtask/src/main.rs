@@ -129,7 +129,8 @@ fn gmp_trace() -> PathBuf {
 fn test(rest: &[String]) -> anyhow::Result<()> {
     // Release everywhere: one build of aya and friends serves the binary and the tests.
     let mut c = cargo();
-    c.args(["test", "--release"])
+    // --no-fail-fast: one CI run reports every failing test binary, not just the first.
+    c.args(["test", "--release", "--no-fail-fast"])
         .env("GMP_TRACE_BIN", gmp_trace());
     if !rest.is_empty() {
         c.arg("--").args(rest);
