@@ -175,6 +175,19 @@ struct Cur {
 }
 
 impl Cur {
+    /// Nothing read, and nothing to read later: every accessor gives 0.
+    #[inline(always)]
+    fn known_nothing() -> Cur {
+        Cur {
+            m: 0,
+            goid: 0,
+            curg: 0,
+            spinning: 0,
+            have_goid: true,
+            have_m_block: true,
+        }
+    }
+
     #[inline(always)]
     fn goid(&self, g: u64, o: &Offsets) -> u64 {
         if self.have_goid {
@@ -224,8 +237,22 @@ fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Eve
         arg1: 0,
         arg2: 0,
     };
-    let cur = fill_m_p(&mut e, regs(ctx).r14, o);
+    // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
+    let cur = if lean(kind) {
+        Cur::known_nothing()
+    } else {
+        fill_m_p(&mut e, regs(ctx).r14, o)
+    };
     Some((e, cur))
+}
+
+/// True for events that aggregate mode only counts (see [`aggregate`]): their probes read
+/// just what the counters and the latency histogram need.
+#[inline(always)]
+fn lean(kind: EventKind) -> bool {
+    // SAFETY: a plain global in .rodata; volatile for the same reason as OFFSETS.
+    let on = unsafe { core::ptr::read_volatile(&AGGREGATE) };
+    on != 0 && !agg::streamed(kind as u32)
 }
 
 /// Reads [`BLOCK`] bytes at `addr + start`; None for [`NO_BLOCK`] (without counting a failure)
@@ -429,7 +456,9 @@ fn aggregate(e: &Event) {
 pub fn newproc(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event_g(&ctx, EventKind::NewProc, &o) {
-        e.arg0 = read::<u64>(regs(&ctx).rax, 0).unwrap_or(0);
+        if !lean(EventKind::NewProc) {
+            e.arg0 = read::<u64>(regs(&ctx).rax, 0).unwrap_or(0);
+        }
         emit(&e);
     }
     0
@@ -442,6 +471,11 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
         let newg = regs(&ctx).rax;
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
+        if lean(EventKind::GoCreate) {
+            // Aggregate mode: the new goid (for its first wait to run) is all that counts.
+            emit(&e);
+            return 0;
+        }
         let curg = cur.curg(&o);
         e.arg0 = if curg != 0 {
             read::<u64>(curg, o.g_goid).unwrap_or(0)
@@ -538,7 +572,11 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
 pub fn acquirep(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::AcquireP, &o) {
-        let pid = read::<i32>(regs(&ctx).rax, o.p_id).unwrap_or(-1);
+        let pid = if lean(EventKind::AcquireP) {
+            -1
+        } else {
+            read::<i32>(regs(&ctx).rax, o.p_id).unwrap_or(-1)
+        };
         e.p = pid;
         e.arg0 = pid as i64 as u64;
         e.arg1 = u64::from(cur.spinning(&o) & 1);
