@@ -407,7 +407,8 @@ fn add(map: &PerCpuArray<u64>, idx: u32, v: u64) {
 }
 
 /// Aggregate mode: count the event, and for scheduling latency remember when a goroutine
-/// became runnable (created, or casgstatus to _Grunnable) until execute runs it.
+/// became runnable (created, or casgstatus to _Grunnable) until casgstatus(_Grunnable ->
+/// _Grunning), which execute does when it runs it: the execute probe itself is not needed.
 #[inline(always)]
 fn aggregate(e: &Event) {
     add(&AGG_KINDS, e.kind, 1);
@@ -418,36 +419,42 @@ fn aggregate(e: &Event) {
             add(&AGG_WAIT, (e.arg2 & 0xff) as u32, 1);
         } else if new == 1 {
             let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
+        } else if new == 2 && old == 1 {
+            ran(e);
         }
     } else if e.kind == EventKind::GoCreate as u32 {
         let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
-    } else if e.kind == EventKind::Execute as u32 {
-        let Some(since) = RUNNABLE_SINCE.get_ptr(e.goid) else {
-            return;
+    }
+}
+
+/// A runnable goroutine starts running: one latency sample since it became runnable.
+#[inline(always)]
+fn ran(e: &Event) {
+    let Some(since) = RUNNABLE_SINCE.get_ptr(e.goid) else {
+        return;
+    };
+    // SAFETY: the pointer comes from the lookup; a concurrent delete at worst yields a stale
+    // timestamp (the element memory stays valid for this program run).
+    let d = e.ts.saturating_sub(unsafe { *since });
+    let _ = RUNNABLE_SINCE.remove(e.goid);
+    let b = agg::lat_bucket(d);
+    add(
+        &AGG_LATENCY,
+        if b < agg::LAT_BUCKETS {
+            b as u32
+        } else {
+            agg::LAT_BUCKETS as u32 - 1
+        },
+        1,
+    );
+    add(&AGG_LATENCY, agg::LAT_SUM, d);
+    if let Some(p) = AGG_LATENCY.get_ptr_mut(agg::LAT_MAX) {
+        // SAFETY: as in `add`.
+        unsafe {
+            if d > *p {
+                *p = d
+            }
         };
-        // SAFETY: the pointer comes from the lookup; a concurrent delete at worst yields a
-        // stale timestamp (the element memory stays valid for this program run).
-        let d = e.ts.saturating_sub(unsafe { *since });
-        let _ = RUNNABLE_SINCE.remove(e.goid);
-        let b = agg::lat_bucket(d);
-        add(
-            &AGG_LATENCY,
-            if b < agg::LAT_BUCKETS {
-                b as u32
-            } else {
-                agg::LAT_BUCKETS as u32 - 1
-            },
-            1,
-        );
-        add(&AGG_LATENCY, agg::LAT_SUM, d);
-        if let Some(p) = AGG_LATENCY.get_ptr_mut(agg::LAT_MAX) {
-            // SAFETY: as in `add`.
-            unsafe {
-                if d > *p {
-                    *p = d
-                }
-            };
-        }
     }
 }
 

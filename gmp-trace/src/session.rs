@@ -93,6 +93,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     // Probe sites first: on a stripped binary that error (symbols) is the one to fix first.
     let mut plan = probes::plan(&bin, args.level, args.entry_probes)?;
+    if args.aggregate {
+        plan.retain(|a| probes::in_aggregate(a.program));
+    }
     if args.empty_probes {
         for a in &mut plan {
             a.program = "empty";

@@ -162,9 +162,16 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         .iter()
         .map(|e| e["tid"].as_u64().unwrap())
         .collect();
-    assert_eq!(asm_tids.len(), asm_mstarts.len(), "one runtime.mstart per thread");
+    assert_eq!(
+        asm_tids.len(),
+        asm_mstarts.len(),
+        "one runtime.mstart per thread"
+    );
     for tid in m_of_tid.keys() {
-        assert!(asm_tids.contains(tid), "thread {tid}: mstart1 without runtime.mstart");
+        assert!(
+            asm_tids.contains(tid),
+            "thread {tid}: mstart1 without runtime.mstart"
+        );
     }
     for e in &asm_mstarts {
         let tid = e["tid"].as_u64().unwrap();
