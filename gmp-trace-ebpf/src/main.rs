@@ -533,7 +533,7 @@ pub fn execute(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn goexit1(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::GoExit, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::GoExit, &o) {
         emit(&e);
     }
     0
@@ -680,7 +680,7 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn releasep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::ReleaseP, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::ReleaseP, &o) {
         emit(&e);
     }
     0
@@ -690,7 +690,7 @@ pub fn releasep(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn runtime_main(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::RuntimeMain, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::RuntimeMain, &o) {
         emit(&e);
     }
     0

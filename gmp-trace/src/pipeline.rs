@@ -159,13 +159,21 @@ impl<'a> Pipeline<'a> {
         self.event(&e);
     }
 
-    /// Pushes buffered events out (so `tail -f` and pipes see them as they come).
+    /// Pushes buffered events out (so `tail -f`, pipes and a streamed Perfetto trace see them
+    /// as they come).
     pub fn flush(&mut self) {
         if let Some(w) = &mut self.jsonl {
             if let Err(e) = w.flush() {
                 self.write_error
                     .get_or_insert(anyhow!("writing events failed part-way: {e}"));
                 self.jsonl = None;
+            }
+        }
+        if let Some(w) = &mut self.perfetto {
+            if let Err(e) = w.flush() {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Perfetto trace failed part-way: {e}"));
+                self.perfetto = None;
             }
         }
     }

@@ -29,6 +29,17 @@ fn text_snapshot(pid: u32) -> (u64, Vec<u8>) {
     (a, buf)
 }
 
+/// Kills the target when a test ends, passing or failing: a parker left running would hold the
+/// test's stderr open (whoever reads it would wait forever).
+struct Target(std::process::Child);
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// BPF links held by programs named like ours (bpftool lists them while they exist).
 fn our_links() -> usize {
     let progs = Command::new("bpftool")
@@ -68,14 +79,16 @@ fn our_links() -> usize {
 fn attach_to_running_program_and_detach_cleanly() {
     require_bpf!();
     let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
-    let mut target = Command::new(&bin)
-        .arg("-loop")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start parker");
-    let pid = target.id();
+    let mut target = Target(
+        Command::new(&bin)
+            .arg("-loop")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start parker"),
+    );
+    let pid = target.0.id();
     let mut line = String::new();
-    BufReader::new(target.stdout.take().unwrap())
+    BufReader::new(target.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), format!("parker pid {pid}"));
@@ -184,12 +197,77 @@ fn attach_to_running_program_and_detach_cleanly() {
     // Detached: the target keeps running unharmed, then dies of our SIGTERM, not a trap.
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        target.try_wait().unwrap().is_none(),
+        target.0.try_wait().unwrap().is_none(),
         "the target died after detach"
     );
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let st = target.wait().unwrap();
+    let st = target.0.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGTERM), "target ended with {st}");
+}
+
+/// `--format perfetto -o -` streams: packets reach the pipe while gmp-trace is still tracing,
+/// a drain at a time (the writer is flushed after every ring-buffer drain), not in 64 KiB
+/// buffer-fulls or at the end.
+#[test]
+fn perfetto_streams_to_a_pipe_while_attached() {
+    require_bpf!();
+    let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
+    let mut target = Target(
+        Command::new(&bin)
+            .arg("-loop")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start parker"),
+    );
+    let pid = target.0.id();
+    let mut line = String::new();
+    BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // lifecycle: a few events per parker round (every ~10 ms), far below 64 KiB a second.
+    let mut tracer = Command::new(gmp_trace_bin())
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--duration",
+            "4s",
+            "--level",
+            "lifecycle",
+        ])
+        .args(["--format", "perfetto", "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gmp-trace");
+    let mut err = BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("attached to pid") {
+        said.clear();
+        if err.read_line(&mut said).unwrap() == 0 {
+            panic!("gmp-trace ended without attaching");
+        }
+    }
+    let attached = std::time::Instant::now();
+    let mut out = tracer.stdout.take().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let n = std::io::Read::read(&mut out, &mut buf).unwrap();
+    let waited = attached.elapsed();
+    assert!(n > 0, "the stream ended without a packet");
+    assert!(
+        tracer.try_wait().unwrap().is_none() && waited < Duration::from_secs(2),
+        "the first {n} bytes came {waited:?} after attaching"
+    );
+    // One drain's worth (~6 KB measured), not a 64 KiB output buffer filling up.
+    assert!(
+        n < 32 << 10,
+        "the first write was {n} bytes: a full buffer, not a drain"
+    );
+    // A TracePacket stream: field 1, length-delimited.
+    assert_eq!(buf[0], 0x0a);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut out, &mut rest).unwrap();
+    std::io::Read::read_to_end(&mut err, &mut Vec::new()).unwrap();
+    assert!(tracer.wait().unwrap().success());
 }

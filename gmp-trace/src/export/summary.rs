@@ -290,8 +290,8 @@ impl Summary {
         let _ = writeln!(s, "  startup timeline (from exec):");
         let _ = writeln!(
             s,
-            "    {:>10} {:>10}  {:<4} {:<4} {:<44} {}",
-            "start", "duration", "G", "M", "phase", ""
+            "    {:>10} {:>10}  {:<4} {:<4} {:<44} ",
+            "start", "duration", "G", "M", "phase"
         );
         for p in &self.startup {
             let from = (p.start_ns * WIDTH / total).min(WIDTH - 1);

@@ -60,6 +60,8 @@ pub const CHAIN: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct Goroutine {
+    /// Its own id (the maps are keyed by it; kept for Debug output).
+    #[allow(dead_code)]
     pub goid: u64,
     /// The creating goroutine; `Some(0)` when created from a g0 (g1, by rt0_go).
     pub parent: Option<u64>,

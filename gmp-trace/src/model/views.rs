@@ -154,9 +154,12 @@ pub fn states_at_end(m: &Model) -> BTreeMap<String, u64> {
     out
 }
 
+/// (creator chain, creation site, start function) -> (goroutines, states).
+type LeakGroups = HashMap<(Vec<u64>, u64, u64), (u64, BTreeMap<String, u64>)>;
+
 /// Live goroutines grouped by (creator chain, creation site, start function), largest first.
 pub fn leak_tree(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<LeakGroup> {
-    let mut groups: HashMap<(Vec<u64>, u64, u64), (u64, BTreeMap<String, u64>)> = HashMap::new();
+    let mut groups: LeakGroups = HashMap::new();
     for g in m
         .goroutines
         .values()

@@ -101,6 +101,7 @@ pub struct PerfettoStats {
 }
 
 impl PerfettoStats {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn flows(&self) -> u64 {
         self.flows_go + self.flows_unblock + self.flows_newm + self.flows_steal
     }
@@ -371,6 +372,7 @@ impl<W: Write> PerfettoWriter<W> {
 
     /// Also count state slices per goroutine in [`PerfettoStats::g_slices`] (tests; this map
     /// grows with every goroutine ever seen).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn keep_goroutine_stats(mut self) -> Self {
         self.keep_g_stats = true;
         self
