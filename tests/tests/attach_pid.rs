@@ -40,6 +40,36 @@ impl Drop for Target {
     }
 }
 
+/// Starts `parker -loop` (Go 1.27) and waits for its first line; returns it and its pid.
+fn start_parker() -> (Target, u32) {
+    let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
+    let mut target = Target(
+        Command::new(&bin)
+            .arg("-loop")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start parker"),
+    );
+    let pid = target.0.id();
+    let mut line = String::new();
+    BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("parker pid {pid}"));
+    (target, pid)
+}
+
+/// Reads gmp-trace's stderr until it says the probes are in.
+fn wait_attached(err: &mut impl BufRead) {
+    let mut said = String::new();
+    while !said.contains("attached to pid") {
+        said.clear();
+        if err.read_line(&mut said).unwrap() == 0 {
+            panic!("gmp-trace ended without attaching");
+        }
+    }
+}
+
 /// BPF links held by programs named like ours (bpftool lists them while they exist).
 fn our_links() -> usize {
     let progs = Command::new("bpftool")
@@ -78,20 +108,7 @@ fn our_links() -> usize {
 #[test]
 fn attach_to_running_program_and_detach_cleanly() {
     require_bpf!();
-    let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
-    let mut target = Target(
-        Command::new(&bin)
-            .arg("-loop")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start parker"),
-    );
-    let pid = target.0.id();
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), format!("parker pid {pid}"));
+    let (mut target, pid) = start_parker();
     let before = text_snapshot(pid);
 
     let dir = scratch_dir("attach-pid");
@@ -107,13 +124,7 @@ fn attach_to_running_program_and_detach_cleanly() {
         .expect("start gmp-trace");
     // Wait until gmp-trace says the probes are in, then look at the target's code.
     let mut err = BufReader::new(tracer.stderr.take().unwrap());
-    let mut said = String::new();
-    while !said.contains("attached to pid") {
-        said.clear();
-        if err.read_line(&mut said).unwrap() == 0 {
-            panic!("gmp-trace ended without attaching");
-        }
-    }
+    wait_attached(&mut err);
     let during = text_snapshot(pid);
     let links_during = our_links();
     let mut rest = String::new();
@@ -213,19 +224,7 @@ fn attach_to_running_program_and_detach_cleanly() {
 #[test]
 fn perfetto_streams_to_a_pipe_while_attached() {
     require_bpf!();
-    let bin = build_sample("parker", GO_VERSIONS[0], Variant::Default);
-    let mut target = Target(
-        Command::new(&bin)
-            .arg("-loop")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start parker"),
-    );
-    let pid = target.0.id();
-    let mut line = String::new();
-    BufReader::new(target.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (_target, pid) = start_parker();
     // lifecycle: a few events per parker round (every ~10 ms), far below 64 KiB a second.
     let mut tracer = Command::new(gmp_trace_bin())
         .args([
@@ -242,13 +241,7 @@ fn perfetto_streams_to_a_pipe_while_attached() {
         .spawn()
         .expect("start gmp-trace");
     let mut err = BufReader::new(tracer.stderr.take().unwrap());
-    let mut said = String::new();
-    while !said.contains("attached to pid") {
-        said.clear();
-        if err.read_line(&mut said).unwrap() == 0 {
-            panic!("gmp-trace ended without attaching");
-        }
-    }
+    wait_attached(&mut err);
     let attached = std::time::Instant::now();
     let mut out = tracer.stdout.take().unwrap();
     let mut buf = vec![0u8; 1 << 20];

@@ -212,17 +212,20 @@ fn old_section(old: &str, heading: &str) -> Option<String> {
     Some(text)
 }
 
+/// The bench sample's command line for workload `w` with size `n`.
+fn workload(bench: &Path, w: &str, n: u32) -> Vec<String> {
+    vec![
+        bench.display().to_string(),
+        "-work".into(),
+        w.into(),
+        "-n".into(),
+        n.to_string(),
+    ]
+}
+
 fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
     let bench = build_sample("bench", go, Variant::Default);
-    let b = |w: &str, n: u32| {
-        vec![
-            bench.display().to_string(),
-            "-work".into(),
-            w.into(),
-            "-n".into(),
-            n.to_string(),
-        ]
-    };
+    let b = |w: &str, n: u32| workload(&bench, w, n);
     let workloads: Vec<(&str, Vec<String>, bool)> = vec![
         (
             "channel ping-pong (50k round trips)",
@@ -306,15 +309,7 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
 /// is the uprobe trap and the kernel's dispatch to the program.
 fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(String, String)> {
     let bench = build_sample("bench", go, Variant::Default);
-    let b = |w: &str, n: u32| {
-        vec![
-            bench.display().to_string(),
-            "-work".into(),
-            w.into(),
-            "-n".into(),
-            n.to_string(),
-        ]
-    };
+    let b = |w: &str, n: u32| workload(&bench, w, n);
     // Probe cost: per hit, three placements, same workload and run.
     let cmd = b("pingpong", 50_000);
     let cost_modes = [

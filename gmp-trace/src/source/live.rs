@@ -72,34 +72,29 @@ impl LiveSource {
                     self.ring_bytes
                 );
             }
-            let e = Event {
-                ts: monotonic_ns(),
-                kind: EventKind::Lost as u32,
-                pid: self.pid,
-                p: -1,
-                m: -1,
-                arg0: lost - self.lost_total,
-                arg1: lost,
-                ..Event::default()
-            };
+            sink.event(&self.counter_event(EventKind::Lost, lost - self.lost_total, lost));
             self.lost_total = lost;
-            sink.event(&e);
         }
         if steal_failed > self.steal_failed_total {
-            let e = Event {
-                ts: monotonic_ns(),
-                kind: EventKind::StealFailed as u32,
-                pid: self.pid,
-                p: -1,
-                m: -1,
-                arg0: steal_failed - self.steal_failed_total,
-                arg1: steal_failed,
-                ..Event::default()
-            };
+            let rise = steal_failed - self.steal_failed_total;
+            sink.event(&self.counter_event(EventKind::StealFailed, rise, steal_failed));
             self.steal_failed_total = steal_failed;
-            sink.event(&e);
         }
         Ok(())
+    }
+
+    /// A synthetic event reporting a probe counter's rise (`arg0`) and its total (`arg1`).
+    fn counter_event(&self, kind: EventKind, rise: u64, total: u64) -> Event {
+        Event {
+            ts: monotonic_ns(),
+            kind: kind as u32,
+            pid: self.pid,
+            p: -1,
+            m: -1,
+            arg0: rise,
+            arg1: total,
+            ..Event::default()
+        }
     }
 
     pub fn read_failures(&self) -> u64 {
