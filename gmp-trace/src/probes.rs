@@ -7,7 +7,7 @@
 use std::num::NonZeroU32;
 use std::path::Path;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::UProbeLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
@@ -316,6 +316,8 @@ impl Tracer {
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
+            // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
+            .map_max_entries("RUNNABLE_SINCE", if aggregate { 1 << 16 } else { 1 })
             .map_max_entries("EVENTS", size)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
@@ -329,35 +331,77 @@ impl Tracer {
     /// Attaches every planned probe to `target` (the executable's path) for process `pid` only.
     /// Each program is loaded once and attached at each of its sites.
     pub fn attach(&mut self, plan: &[Attachment], target: &Path, pid: u32) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let scope = UProbeScope::OneProcess(
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("cannot attach to pid 0"))?,
         );
-        for a in plan {
-            let prog: &mut UProbe = self
-                .ebpf
-                .program_mut(a.program)
-                .ok_or_else(|| anyhow!("BPF program {} missing from the object", a.program))?
-                .try_into()
-                .with_context(|| format!("BPF program {} is not a uprobe", a.program))?;
-            if prog.fd().is_err() {
-                prog.load()
-                    .with_context(|| format!("the kernel rejected BPF program {}", a.program))?;
-            }
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
-                cookie: Some(a.cookie),
-            };
-            let id = prog.attach(point, target, scope).with_context(|| {
-                format!(
-                    "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
-                    a.program,
-                    a.site.func,
-                    a.site.vaddr,
-                    a.site.file_offset,
-                    target.display()
-                )
-            })?;
-            self.links.push(prog.take_link(id)?);
+        let wanted: std::collections::BTreeSet<&str> = plan.iter().map(|a| a.program).collect();
+        let programs: Vec<(&str, &mut aya::programs::Program)> = self
+            .ebpf
+            .programs_mut()
+            .filter(|(name, _)| wanted.contains(name))
+            .collect();
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !programs.iter().any(|(name, _)| name == *w))
+        {
+            bail!("BPF program {missing} missing from the object");
+        }
+        // One thread per program: the kernel's verifier (most of the attach time) and the
+        // uprobe registrations run side by side. Each thread returns its links with their
+        // place in the plan, so the probe list keeps the plan's order.
+        let results: Vec<anyhow::Result<Vec<(usize, UProbeLink)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = programs
+                .into_iter()
+                .map(|(name, prog)| {
+                    s.spawn(move || -> anyhow::Result<Vec<(usize, UProbeLink)>> {
+                        let prog: &mut UProbe = prog
+                            .try_into()
+                            .with_context(|| format!("BPF program {name} is not a uprobe"))?;
+                        if prog.fd().is_err() {
+                            prog.load().with_context(|| {
+                                format!("the kernel rejected BPF program {name}")
+                            })?;
+                        }
+                        let mut links = Vec::new();
+                        for (i, a) in plan.iter().enumerate().filter(|(_, a)| a.program == name) {
+                            let point = UProbeAttachPoint {
+                                location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
+                                cookie: Some(a.cookie),
+                            };
+                            let id = prog.attach(point, target, scope).with_context(|| {
+                                format!(
+                                    "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
+                                    a.program,
+                                    a.site.func,
+                                    a.site.vaddr,
+                                    a.site.file_offset,
+                                    target.display()
+                                )
+                            })?;
+                            links.push((i, prog.take_link(id)?));
+                        }
+                        Ok(links)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("attaching a BPF program panicked")))
+                })
+                .collect()
+        });
+        let mut links = Vec::with_capacity(plan.len());
+        for r in results {
+            // On an error the links made so far are dropped here: detached.
+            links.extend(r?);
+        }
+        links.sort_by_key(|(i, _)| *i);
+        for (i, link) in links {
+            let a = &plan[i];
+            self.links.push(link);
             self.probes.push(ProbeInfo {
                 program: a.program.to_string(),
                 function: a.site.func.clone(),
@@ -366,6 +410,12 @@ impl Tracer {
                 one_trap: a.site.one_trap,
             });
         }
+        log::debug!(
+            "{} uprobes ({} programs) loaded and attached in {:?}",
+            plan.len(),
+            wanted.len(),
+            started.elapsed()
+        );
         Ok(())
     }
 
