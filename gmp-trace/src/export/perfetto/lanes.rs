@@ -8,6 +8,7 @@ use super::emit::Arg;
 use super::proto::DebugAnnotation;
 use super::{clamp, waitreason, Lane, Lanes, PerfettoWriter};
 use crate::export::Symbolize;
+use crate::model::startup::package_of;
 
 impl<W: Write> PerfettoWriter<W> {
     fn lane(&mut self, l: Lanes) -> &mut Lane {
@@ -68,12 +69,7 @@ impl<W: Write> PerfettoWriter<W> {
                 // Go 1.19/1.20: doInit recurses into the task's dependencies before running
                 // its functions; the slice is drawn when the call returns (INIT_DONE).
                 self.lane_end(Lanes::Startup, e.ts)?;
-                self.init_stack.push(OpenInit {
-                    task: e.arg1,
-                    first_fn: e.arg2,
-                    entry: e.ts,
-                    last_child_end: 0,
-                });
+                self.init_stack.enter(e.arg1, e.arg2, e.ts, ());
                 return Ok(());
             }
             phase::INIT_DONE => return self.init_done(e.ts, sym),
@@ -106,15 +102,6 @@ impl<W: Write> PerfettoWriter<W> {
     }
 }
 
-/// A Go 1.19/1.20 doInit call not yet returned.
-pub(super) struct OpenInit {
-    task: u64,
-    first_fn: u64,
-    entry: u64,
-    /// When the last dependency's doInit returned: the task's own functions run after it.
-    last_child_end: u64,
-}
-
 impl<W: Write> PerfettoWriter<W> {
     /// Before Go 1.21 init tasks are run by the recursive `runtime.doInit`.
     fn recursive_inits(&self) -> bool {
@@ -139,39 +126,12 @@ impl<W: Write> PerfettoWriter<W> {
     /// A doInit returned: a task with functions, done for the first time, gets its slice from
     /// its last dependency's return to now (the span GODEBUG=inittrace=1 measures).
     fn init_done(&mut self, ts: u64, sym: &dyn Symbolize) -> io::Result<()> {
-        let Some(t) = self.init_stack.pop() else {
+        let Some(run) = self.init_stack.ret(ts) else {
             return Ok(());
         };
-        if let Some(parent) = self.init_stack.last_mut() {
-            parent.last_child_end = ts;
-        }
-        if t.first_fn == 0 || !self.init_tasks.insert(t.task) {
-            return Ok(());
-        }
-        let name = self.init_name(t.task, t.first_fn, sym);
-        let args = self.em.args(&[("task", Arg::Uint(t.task))]);
-        self.lane_begin(Lanes::Startup, t.entry.max(t.last_child_end), name, args)?;
-        self.lane_end(Lanes::Startup, ts)
-    }
-}
-
-/// The package of a Go function: "internal/poll.init.0" -> "internal/poll", "main.init" -> "main".
-fn package_of(f: &str) -> &str {
-    let start = f.rfind('/').map_or(0, |i| i + 1);
-    match f[start..].find('.') {
-        Some(i) => &f[..start + i],
-        None => f,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn package_of_init_functions() {
-        use super::package_of;
-        assert_eq!(package_of("internal/poll.init.0"), "internal/poll");
-        assert_eq!(package_of("main.init"), "main");
-        assert_eq!(package_of("example.com/x/a.init"), "example.com/x/a");
-        assert_eq!(package_of("runtime"), "runtime");
+        let name = self.init_name(run.task, run.first_fn, sym);
+        let args = self.em.args(&[("task", Arg::Uint(run.task))]);
+        self.lane_begin(Lanes::Startup, run.start, name, args)?;
+        self.lane_end(Lanes::Startup, run.end)
     }
 }

@@ -237,7 +237,7 @@ pub struct PerfettoWriter<W: Write> {
     /// Init tasks started so far (one per package of the binary, at most).
     init_tasks: FastSet<u64>,
     /// Go 1.19/1.20: the open doInit calls.
-    init_stack: Vec<lanes::OpenInit>,
+    init_stack: crate::model::startup::InitStack<()>,
     wait_names: FastMap<u8, u64>,
     stw_names: FastMap<u64, u64>,
     last_ts: u64,
@@ -287,7 +287,7 @@ impl<W: Write> PerfettoWriter<W> {
             next_flow: 0,
             flow_base: emit::flow_base(pid),
             init_tasks: FastSet::default(),
-            init_stack: Vec::new(),
+            init_stack: Default::default(),
             wait_names: FastMap::default(),
             stw_names: FastMap::default(),
             last_ts: 0,
@@ -426,6 +426,7 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(self.em.into_inner())
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn stats(&self) -> PerfettoStats {
         let mut s = self.stats.clone();
         s.packets = self.em.packets;
