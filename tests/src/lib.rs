@@ -259,8 +259,17 @@ pub fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TraceRun {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let o = cmd.output().expect("run gmp-trace");
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    // The traced program inherits these: files, not pipes, so its writes (inittrace prints a
+    // line per init task) never wake a reader that could preempt it inside a measured span.
+    let (out_path, err_path) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
+    let file = |p: &Path| std::fs::File::create(p).expect("create an output file");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(file(&out_path))
+        .stderr(file(&err_path));
+    let status = cmd.status().expect("run gmp-trace");
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let stderr = read(&err_path);
     assert!(
         !stderr.contains("panicked"),
         "gmp-trace panicked:\n{stderr}"
@@ -268,8 +277,8 @@ pub fn trace(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> TraceRun {
     let summary_text = std::fs::read_to_string(&summary)
         .unwrap_or_else(|e| panic!("no summary JSON ({e}); gmp-trace said:\n{stderr}"));
     TraceRun {
-        status: o.status,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        status,
+        stdout: read(&out_path),
         stderr,
         summary: serde_json::from_str(&summary_text).expect("summary is JSON"),
         events: read_jsonl(&events),
