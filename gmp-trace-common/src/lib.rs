@@ -254,12 +254,13 @@ pub const BLOCK: u32 = 128;
 pub const NO_BLOCK: u32 = u32::MAX;
 
 impl Offsets {
-    /// Picks the block windows from the field offsets: each starts at its lowest field and must
-    /// hold the highest field whole (8 bytes), else it is [`NO_BLOCK`]. The windows stay inside
-    /// the structs (g is over 400 bytes, m over 1 KiB in every supported release).
+    /// Picks the block windows from the field offsets: each starts at its lowest field rounded
+    /// down to 8 (so the probes take fields out of whole words) and must hold the highest field
+    /// whole (8 bytes), else it is [`NO_BLOCK`]. The windows stay inside the structs (g is over
+    /// 400 bytes, m over 1 KiB in every supported release).
     pub fn plan_blocks(&mut self) {
         fn window(fields: &[u32]) -> u32 {
-            let lo = fields.iter().copied().min().unwrap_or(0);
+            let lo = fields.iter().copied().min().unwrap_or(0) & !7;
             let hi = fields.iter().copied().max().unwrap_or(0) + 8;
             if hi - lo <= BLOCK {
                 lo

@@ -313,6 +313,7 @@ impl Tracer {
     pub fn load(offsets: &Offsets, ring_bytes: u32, aggregate: bool) -> anyhow::Result<Tracer> {
         let size = ring_bytes;
         let ebpf = EbpfLoader::new()
+            .btf(None)
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.

@@ -281,7 +281,9 @@ mod tests {
             let mut o = table_layout(minor).unwrap().offsets;
             o.plan_blocks();
             let fits = |start: u32, fields: &[u32]| {
-                start != NO_BLOCK && fields.iter().all(|&f| f >= start && f + 8 <= start + BLOCK)
+                start != NO_BLOCK
+                    && start % 8 == 0
+                    && fields.iter().all(|&f| f >= start && f + 8 <= start + BLOCK)
             };
             assert!(fits(o.g_block, &[o.g_m, o.g_goid]), "1.{minor}: {o:?}");
             assert!(
