@@ -14,7 +14,7 @@ use aya_ebpf::{
         generated::{self as gen, bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::{map, raw_tracepoint, uprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
@@ -80,6 +80,62 @@ static RUNNABLE_SINCE: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1 << 
 /// Failure counters, indexed by `gmp_trace_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// What this CPU last learned about the thread on it, so the next probe on that thread's g0
+/// (where most scheduler events fire) needs no read of g: an M's g0 and thread belong to it for
+/// life. `check` catches a slot torn by a probe preempted while writing it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ThreadCache {
+    tid: u64,
+    gen: u64,
+    g0: u64,
+    m: u64,
+    check: u64,
+}
+
+/// The P this CPU last saw (pointer and id): an M keeps its P across many events, and reading
+/// p.id is a user-memory read. Invalidated with `gen` at procresize (the only place Ps are
+/// made or destroyed, called at every start-the-world).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PCache {
+    gen: u64,
+    p: u64,
+    id: u64,
+    check: u64,
+}
+
+#[map]
+static CUR_THREAD: PerCpuArray<ThreadCache> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static CUR_P: PerCpuArray<PCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// Cache generations: [`GEN_THREADS`] moves at every new M (mstart1), [`GEN_PS`] at every
+/// procresize; a cached entry from an older generation is not used.
+#[map]
+static GENERATION: Array<u64> = Array::with_max_entries(2, 0);
+const GEN_THREADS: u32 = 0;
+const GEN_PS: u32 = 1;
+
+#[inline(always)]
+fn generation(which: u32) -> u64 {
+    // SAFETY: array element pointers stay valid for the program run; a racing increment at
+    // worst yields the old value, which only costs a miss later.
+    GENERATION
+        .get(which)
+        .map_or(0, |v| unsafe { core::ptr::read_volatile(v) })
+}
+
+#[inline(always)]
+fn bump_generation(which: u32) {
+    if let Some(p) = GENERATION.get_ptr_mut(which) {
+        // SAFETY: the pointer comes from the lookup. Not atomic: two CPUs racing here may both
+        // store the same new value, which still moves the generation, all that is needed.
+        unsafe { core::ptr::write_volatile(p, core::ptr::read_volatile(p).wrapping_add(1)) };
+    }
+}
 
 /// runqsteal's arguments, kept from its entry for its RETs (where the registers are gone: Go
 /// has no callee-saved registers), keyed by thread id.
@@ -303,7 +359,8 @@ fn field(b: &Block, start: u32, off: u32, size: u32) -> Option<u64> {
 }
 
 /// Sets the event's M and P from g.m and m.p, with one read per struct where the fields fit a
-/// block; returns what else those reads brought.
+/// block, and none for g (on the thread's g0) or p.id when this CPU's caches know them;
+/// returns what else those reads brought.
 #[inline(always)]
 fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     let mut cur = Cur {
@@ -317,13 +374,44 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     if g == 0 {
         return cur;
     }
-    match read_block(g, o.g_block) {
-        Some(b) => {
-            cur.m = field(&b, o.g_block, o.g_m, 8).unwrap_or(0);
-            cur.goid = field(&b, o.g_block, o.g_goid, 8).unwrap_or(0);
-            cur.have_goid = true;
+    let tid = e.tid as u64;
+    let gen = generation(GEN_THREADS);
+    let cached = CUR_THREAD.get_ptr_mut(0);
+    let mut hit = false;
+    if let Some(c) = cached {
+        // SAFETY: this CPU's slot from the lookup, valid for the program run.
+        let c = unsafe { &*c };
+        if c.tid == tid && c.g0 == g && c.gen == gen && c.check == (tid ^ gen ^ g ^ c.m) {
+            cur.m = c.m;
+            cur.have_goid = true; // a g0's goid is 0
+            hit = true;
         }
-        None => cur.m = read::<u64>(g, o.g_m).unwrap_or(0),
+    }
+    if !hit {
+        match read_block(g, o.g_block) {
+            Some(b) => {
+                cur.m = field(&b, o.g_block, o.g_m, 8).unwrap_or(0);
+                cur.goid = field(&b, o.g_block, o.g_goid, 8).unwrap_or(0);
+                cur.have_goid = true;
+                // Only g0s (and gsignal, on the same M) have goid 0.
+                if cur.goid == 0 && cur.m != 0 {
+                    if let Some(c) = cached {
+                        let m = cur.m;
+                        // SAFETY: as above; every field is rewritten, `check` last.
+                        unsafe {
+                            *c = ThreadCache {
+                                tid,
+                                gen,
+                                g0: g,
+                                m,
+                                check: tid ^ gen ^ g ^ m,
+                            }
+                        };
+                    }
+                }
+            }
+            None => cur.m = read::<u64>(g, o.g_m).unwrap_or(0),
+        }
     }
     if cur.m == 0 {
         return cur;
@@ -342,9 +430,41 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
         }
     };
     if p != 0 {
-        e.p = read::<i32>(p, o.p_id).unwrap_or(-1);
+        e.p = p_id(p, o);
     }
     cur
+}
+
+/// p.id, from this CPU's cache when it holds `p` in the current generation.
+#[inline(always)]
+fn p_id(p: u64, o: &Offsets) -> i32 {
+    let gen = generation(GEN_PS);
+    let cached = CUR_P.get_ptr_mut(0);
+    if let Some(c) = cached {
+        // SAFETY: this CPU's slot from the lookup, valid for the program run.
+        let c = unsafe { &*c };
+        if c.p == p && c.gen == gen && c.check == (gen ^ p ^ c.id) {
+            return c.id as u32 as i32;
+        }
+    }
+    match read::<i32>(p, o.p_id) {
+        Some(id) => {
+            if let Some(c) = cached {
+                let id = id as u32 as u64;
+                // SAFETY: as above; every field is rewritten, `check` last.
+                unsafe {
+                    *c = PCache {
+                        gen,
+                        p,
+                        id,
+                        check: gen ^ p ^ id,
+                    }
+                };
+            }
+            id
+        }
+        None => -1,
+    }
 }
 
 /// The current g from the thread's TLS slot (fs base + `tls_g`), for assembly (ABI0) code where
@@ -526,6 +646,8 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn mstart(ctx: ProbeContext) -> u32 {
     let o = offsets();
+    // A new thread: a cached (thread id, g0) could only match by reuse of both.
+    bump_generation(GEN_THREADS);
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::MStart, &o) {
         e.arg0 = read::<u64>(cur.m, o.m_procid).unwrap_or(0);
         emit(&e);
@@ -746,6 +868,8 @@ pub fn newm(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn procresize(ctx: ProbeContext) -> u32 {
     let o = offsets();
+    // Ps may be made or destroyed here: forget every cached p.id.
+    bump_generation(GEN_PS);
     if let Some(mut e) = base_event(&ctx, EventKind::ProcResize, &o) {
         e.arg0 = regs(&ctx).rax & 0xffff_ffff;
         emit(&e);

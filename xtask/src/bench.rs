@@ -22,11 +22,27 @@ enum Mode {
     Aggregate,
 }
 
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Untraced => "untraced",
+            Mode::GoTrace => "runtime/trace",
+            Mode::Level(l) => l,
+            Mode::Entry => "entry probes",
+            Mode::Empty => "empty probes",
+            Mode::Aggregate => "aggregate",
+        }
+    }
+}
+
 struct Sample {
     elapsed_ns: f64,
     cpu_ns: f64,
     events: Option<u64>,
     lost: Option<u64>,
+    /// httprate only: request latency percentiles, from each request's scheduled time.
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -100,6 +116,8 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
         cpu_ns,
         events,
         lost,
+        p50_us: field("p50_us"),
+        p99_us: field("p99_us"),
     })
 }
 
@@ -240,6 +258,11 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         ),
         ("GC-heavy allocation (100k x 4 KiB)", b("gc", 100_000), true),
         ("net/http on loopback (2k requests)", b("http", 2_000), true),
+        (
+            "net/http at a bounded load (10k requests, 5k/s)",
+            b("httprate", 10_000),
+            true,
+        ),
     ];
     let modes = [
         Mode::Untraced,
@@ -259,6 +282,7 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         "| workload | untraced | runtime/trace | lifecycle | sched | full | aggregate | events (full) | lost |"
     );
     let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
+    let mut latency_note = String::new();
     for (name, cmd, go_trace) in &workloads {
         eprintln!("xtask: bench {name}: {runs} interleaved rounds");
         let mut samples: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
@@ -290,6 +314,32 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         );
         let lost: u64 = full.iter().filter_map(|s| s.lost).sum();
         let _ = writeln!(table, "{row} {ev:.0} | {lost} |");
+        // The bounded load: its wall ratio is the throughput lost; latency tells the rest.
+        if samples[0].iter().any(|s| s.p99_us.is_some()) {
+            let pct = |i: usize, f: fn(&Sample) -> Option<f64>| {
+                median(samples[i].iter().filter_map(f).collect())
+            };
+            let lat: Vec<String> = modes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !samples[*i].is_empty())
+                .map(|(i, m)| {
+                    format!(
+                        "{}: {:.2} / {:.2} ms",
+                        m.label(),
+                        pct(i, |s| s.p50_us) / 1e3,
+                        pct(i, |s| s.p99_us) / 1e3
+                    )
+                })
+                .collect();
+            latency_note = format!(
+                "\n{name}: requests are issued open-loop at a fixed rate, so the wall ratio is \
+                 the throughput lost (a tracer that keeps up costs CPU and latency, not \
+                 throughput). Request latency p50 / p99 from each request's scheduled time, \
+                 medians over rounds: {}.\n",
+                lat.join("; ")
+            );
+        }
     }
     // gofmt over part of GOROOT/src: a real, unmodified program from the toolchain.
     let gofmt = go_binary(go).with_file_name("gofmt");
@@ -300,6 +350,7 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         .unwrap_or_default();
     let gofmt_row = gofmt_bench(gmp, &gofmt, &goroot.join("src/net"), runs, scratch)?;
     let _ = writeln!(table, "{gofmt_row}");
+    table.push_str(&latency_note);
 
     Ok(table)
 }
