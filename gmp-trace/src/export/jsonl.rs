@@ -25,107 +25,218 @@ pub fn phase_name(id: u64) -> &'static str {
     }
 }
 
+/// Lines are gathered here and handed to the output in chunks of about this size: a write
+/// per line (through the caller's `dyn Write`) costs as much as formatting the line.
+const CHUNK: usize = 1 << 16;
+
 pub struct JsonlWriter<W: Write> {
     out: W,
+    /// Whole lines not yet written to `out`; `flush` (after every ring-buffer drain) empties it.
+    buf: Vec<u8>,
 }
 
-/// A JSON string literal for a function name (names are plain ASCII in practice, but a name
-/// from a corrupt symbol table must not break the line).
-fn json_str(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
+/// "00".."99": integers are written two digits at a time.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Appends `v` in decimal, as `Display` prints it: every line holds ten or so integers, and
+/// `fmt`'s machinery (arguments, padding) was most of the writer's time. The digits go straight
+/// into the line (a fixed-size extend, then cut to length), two at a time.
+fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let n = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let start = buf.len();
+    buf.extend_from_slice(&[b'0'; 20]);
+    buf.truncate(start + n);
+    let d = &mut buf[start..];
+    let mut i = n;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        d[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        d[i - 2..i].copy_from_slice(&DIGIT_PAIRS[v as usize * 2..v as usize * 2 + 2]);
+    } else {
+        d[i - 1] = b'0' + v as u8;
+    }
+}
+
+fn push_i64(buf: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        buf.push(b'-');
+    }
+    push_u64(buf, v.unsigned_abs());
+}
+
+/// `,"name":`, the text before a value: one copy per key.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+
+/// One line being written: `,"key":value` appenders, in the order the keys are documented.
+struct Line<'a> {
+    buf: &'a mut Vec<u8>,
+    sym: &'a dyn Symbolize,
+}
+
+impl Line<'_> {
+    fn u(&mut self, key: &str, v: u64) {
+        self.buf.extend_from_slice(key.as_bytes());
+        push_u64(self.buf, v);
+    }
+
+    fn i(&mut self, key: &str, v: i64) {
+        self.buf.extend_from_slice(key.as_bytes());
+        push_i64(self.buf, v);
+    }
+
+    fn b(&mut self, key: &str, v: bool) {
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf
+            .extend_from_slice(if v { b"true" } else { b"false" });
+    }
+
+    /// A name from our own vocabulary (states, phases): nothing to escape.
+    fn name(&mut self, key: &str, v: &str) {
+        self.buf.extend_from_slice(key.as_bytes());
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(v.as_bytes());
+        self.buf.push(b'"');
+    }
+
+    /// A function name as a JSON string (serde_json escapes it: names are plain ASCII in
+    /// practice, but a name from a corrupt symbol table must not break the line), or null.
+    fn func(&mut self, key: &str, pc: u64) -> io::Result<()> {
+        self.buf.extend_from_slice(key.as_bytes());
+        match self.sym.func_name(pc) {
+            Some(n) => serde_json::to_writer(&mut *self.buf, n).map_err(io::Error::from),
+            None => {
+                self.buf.extend_from_slice(b"null");
+                Ok(())
+            }
+        }
+    }
 }
 
 impl<W: Write> JsonlWriter<W> {
     pub fn new(out: W) -> JsonlWriter<W> {
-        JsonlWriter { out }
-    }
-
-    fn func(&self, sym: &dyn Symbolize, pc: u64) -> String {
-        match sym.func_name(pc) {
-            Some(n) => json_str(n),
-            None => "null".to_string(),
+        JsonlWriter {
+            out,
+            buf: Vec::with_capacity(CHUNK + 1024),
         }
     }
 
     pub fn write(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
         let kind = EventKind::from_u32(e.kind);
         let name = kind.map_or("unknown", |k| k.name());
-        let mut line = format!(
-            "{{\"ts\":{},\"kind\":\"{}\",\"tid\":{},\"pid\":{},\"goid\":{},\"m\":{},\"p\":{}",
-            e.ts, name, e.tid, e.pid, e.goid, e.m, e.p
-        );
+        let start = self.buf.len();
+        let r = Self::line(&mut self.buf, e, kind, name, sym);
+        if r.is_err() {
+            // No half line in the output.
+            self.buf.truncate(start);
+            return r;
+        }
+        if self.buf.len() >= CHUNK {
+            self.write_buffered()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffer to the output; emptied even on failure (never written twice).
+    fn write_buffered(&mut self) -> io::Result<()> {
+        let r = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.out.write_all(&self.buf)
+        };
+        self.buf.clear();
+        r
+    }
+
+    fn line(
+        buf: &mut Vec<u8>,
+        e: &Event,
+        kind: Option<EventKind>,
+        name: &str,
+        sym: &dyn Symbolize,
+    ) -> io::Result<()> {
+        buf.extend_from_slice(b"{\"ts\":");
+        push_u64(buf, e.ts);
+        let mut l = Line { buf, sym };
+        l.name(key!("kind"), name);
+        l.u(key!("tid"), u64::from(e.tid));
+        l.u(key!("pid"), u64::from(e.pid));
+        l.u(key!("goid"), e.goid);
+        l.i(key!("m"), e.m);
+        l.i(key!("p"), i64::from(e.p));
         match kind {
             Some(EventKind::NewProc) => {
-                line += &format!(",\"fn_pc\":{},\"fn\":{}", e.arg0, self.func(sym, e.arg0));
+                l.u(key!("fn_pc"), e.arg0);
+                l.func(key!("fn"), e.arg0)?;
             }
             Some(EventKind::GoCreate) => {
-                line += &format!(
-                    ",\"parent_goid\":{},\"start_pc\":{},\"start_fn\":{},\"create_pc\":{},\"create_fn\":{}",
-                    e.arg0,
-                    e.arg1,
-                    self.func(sym, e.arg1),
-                    e.arg2,
-                    self.func(sym, e.arg2)
-                );
+                l.u(key!("parent_goid"), e.arg0);
+                l.u(key!("start_pc"), e.arg1);
+                l.func(key!("start_fn"), e.arg1)?;
+                l.u(key!("create_pc"), e.arg2);
+                l.func(key!("create_fn"), e.arg2)?;
             }
-            Some(EventKind::MStart) => line += &format!(",\"procid\":{}", e.arg0),
-            Some(EventKind::Execute) => line += &format!(",\"inherit_time\":{}", e.arg0 != 0),
+            Some(EventKind::MStart) => l.u(key!("procid"), e.arg0),
+            Some(EventKind::Execute) => l.b(key!("inherit_time"), e.arg0 != 0),
             Some(EventKind::GoStatus) => {
-                line += &format!(
-                    ",\"from\":\"{}\",\"to\":\"{}\",\"from_raw\":{},\"to_raw\":{},\"waitreason\":{}",
-                    GoState::from_runtime(e.arg0).name(),
-                    GoState::from_runtime(e.arg1).name(),
-                    e.arg0,
-                    e.arg1,
-                    e.arg2 & 0xff
-                );
-                line += &format!(",\"by_goid\":{}", e.arg2 >> 8);
+                l.name(key!("from"), GoState::from_runtime(e.arg0).name());
+                l.name(key!("to"), GoState::from_runtime(e.arg1).name());
+                l.u(key!("from_raw"), e.arg0);
+                l.u(key!("to_raw"), e.arg1);
+                l.u(key!("waitreason"), e.arg2 & 0xff);
+                l.u(key!("by_goid"), e.arg2 >> 8);
             }
             Some(EventKind::AcquireP) => {
-                line += &format!(
-                    ",\"acquired_p\":{},\"spinning\":{}",
-                    e.arg0 as i64,
-                    e.arg1 & 1 != 0
-                )
+                l.i(key!("acquired_p"), e.arg0 as i64);
+                l.b(key!("spinning"), e.arg1 & 1 != 0);
             }
             Some(EventKind::Steal) => {
-                line += &format!(
-                    ",\"thief_p\":{},\"victim_p\":{},\"goroutines\":{},\"runnext\":{}",
-                    e.p,
-                    e.arg0 as i64,
-                    e.arg1,
-                    e.arg2 & 1 != 0
-                )
+                l.i(key!("thief_p"), i64::from(e.p));
+                l.i(key!("victim_p"), e.arg0 as i64);
+                l.u(key!("goroutines"), e.arg1);
+                l.b(key!("runnext"), e.arg2 & 1 != 0);
             }
             Some(EventKind::StealFailed) => {
-                line += &format!(",\"failed\":{},\"failed_total\":{}", e.arg0, e.arg1)
+                l.u(key!("failed"), e.arg0);
+                l.u(key!("failed_total"), e.arg1);
             }
             Some(EventKind::Lost) => {
-                line += &format!(",\"lost\":{},\"lost_total\":{}", e.arg0, e.arg1)
+                l.u(key!("lost"), e.arg0);
+                l.u(key!("lost_total"), e.arg1);
             }
             Some(EventKind::NewM) => {
-                line += &format!(
-                    ",\"new_m\":{},\"new_m_p\":{},\"fn\":{}",
-                    e.arg0 as i64,
-                    e.arg1 as i64,
-                    self.func(sym, e.arg2)
-                );
+                l.i(key!("new_m"), e.arg0 as i64);
+                l.i(key!("new_m_p"), e.arg1 as i64);
+                l.func(key!("fn"), e.arg2)?;
             }
-            Some(EventKind::ProcResize) => line += &format!(",\"nprocs\":{}", e.arg0),
-            Some(EventKind::StwStart) => line += &format!(",\"reason\":{}", e.arg0),
-            Some(EventKind::GcStart) => line += &format!(",\"trigger\":{}", e.arg0),
-            Some(EventKind::SyscallEnter) => line += &format!(",\"blocking\":{}", e.arg0 != 0),
+            Some(EventKind::ProcResize) => l.u(key!("nprocs"), e.arg0),
+            Some(EventKind::StwStart) => l.u(key!("reason"), e.arg0),
+            Some(EventKind::GcStart) => l.u(key!("trigger"), e.arg0),
+            Some(EventKind::SyscallEnter) => l.b(key!("blocking"), e.arg0 != 0),
             Some(EventKind::Phase) => {
-                line += &format!(
-                    ",\"phase\":\"{}\",\"detail\":{}",
-                    phase_name(e.arg0),
-                    e.arg1
-                );
+                l.name(key!("phase"), phase_name(e.arg0));
+                l.u(key!("detail"), e.arg1);
                 if e.arg0 == gmp_trace_common::phase::INIT_TASK {
-                    line += &format!(",\"init_fn\":{}", self.func(sym, e.arg2));
+                    l.func(key!("init_fn"), e.arg2)?;
                 }
             }
-            Some(EventKind::LoadBias) => line += &format!(",\"bias\":{}", e.arg0),
+            Some(EventKind::LoadBias) => l.u(key!("bias"), e.arg0),
             Some(EventKind::MIdle)
             | Some(EventKind::SpinStart)
             | Some(EventKind::SpinEnd)
@@ -136,14 +247,24 @@ impl<W: Write> JsonlWriter<W> {
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)
             | Some(EventKind::RuntimeMain) => {}
-            None => line += &format!(",\"raw_kind\":{}", e.kind),
+            None => l.u(key!("raw_kind"), u64::from(e.kind)),
         }
-        line += "}\n";
-        self.out.write_all(line.as_bytes())
+        l.buf.extend_from_slice(b"}\n");
+        Ok(())
     }
 
+    /// Writes out the buffered lines and flushes the output.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_buffered()?;
         self.out.flush()
+    }
+}
+
+/// Like a `BufWriter`, lines still buffered go out when the writer is dropped without a last
+/// `flush` (a session ending in an error keeps what it had written).
+impl<W: Write> Drop for JsonlWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.write_buffered();
     }
 }
 
@@ -177,6 +298,8 @@ mod tests {
         };
         w.write(&e, &OneSym).unwrap();
         w.write(&Event { kind: 999, ..e }, &NoSymbols).unwrap();
+        w.flush().unwrap();
+        drop(w);
         let text = String::from_utf8(buf).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -189,5 +312,73 @@ mod tests {
         assert!(lines[0]["create_fn"].is_null());
         assert_eq!(lines[1]["kind"], "unknown");
         assert_eq!(lines[1]["raw_kind"], 999);
+    }
+
+    #[test]
+    fn integers_read_as_display_prints_them() {
+        let mut buf = Vec::new();
+        let mut want = String::new();
+        let mut u = vec![
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            u64::MAX,
+            u64::MAX / 10,
+        ];
+        u.extend((0..64).map(|b| 1u64 << b));
+        u.extend((1..20).map(|d| 10u64.pow(d) - 1));
+        for v in u {
+            push_u64(&mut buf, v);
+            want += &format!("{v} ");
+            buf.push(b' ');
+        }
+        for v in [
+            0,
+            -1,
+            -10,
+            -99,
+            -100,
+            i64::MIN,
+            i64::MAX,
+            i64::from(i32::MIN),
+        ] {
+            push_i64(&mut buf, v);
+            want += &format!("{v} ");
+            buf.push(b' ');
+        }
+        assert_eq!(String::from_utf8(buf).unwrap(), want);
+    }
+
+    #[test]
+    fn function_names_are_escaped() {
+        struct Odd;
+        impl Symbolize for Odd {
+            fn func_name(&self, _pc: u64) -> Option<&str> {
+                Some("a\"b\\c\n\u{1}é")
+            }
+        }
+        let mut buf = Vec::new();
+        let mut w = JsonlWriter::new(&mut buf);
+        let e = Event {
+            kind: EventKind::NewProc as u32,
+            m: -1,
+            p: -1,
+            ..Event::default()
+        };
+        w.write(&e, &Odd).unwrap();
+        drop(w);
+        let line: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(line["fn"], "a\"b\\c\n\u{1}é");
+        assert_eq!(
+            (line["m"].as_i64(), line["p"].as_i64()),
+            (Some(-1), Some(-1))
+        );
     }
 }

@@ -39,7 +39,7 @@ impl<W: Write> PerfettoWriter<W> {
             Lanes::Gc => self.stats.gc_slices += 1,
             Lanes::Stw => self.stats.stw_slices += 1,
         }
-        self.em.begin(ts, track, name, args, vec![])
+        self.em.begin(ts, track, name, args, &[])
     }
 
     pub(super) fn lane_end(&mut self, l: Lanes, ts: u64) -> io::Result<()> {
@@ -89,14 +89,14 @@ impl<W: Write> PerfettoWriter<W> {
                 let lane = &mut self.startup;
                 let ts = clamp(&mut lane.last_ts, e.ts, &mut self.stats.clamped_timestamps);
                 self.stats.instants += 1;
-                return self.em.instant(ts, lane.track, name, args, vec![], vec![]);
+                return self.em.instant(ts, lane.track, name, args, &[], &[]);
             }
             other => self.em.intern_name(format!("phase {other}")),
         };
         let args = if e.arg0 == phase::INIT_TASK {
             self.em.args(&[("task", Arg::Uint(e.arg1))])
         } else {
-            vec![]
+            Vec::new()
         };
         self.lane_begin(Lanes::Startup, e.ts, name, args)
     }

@@ -40,7 +40,7 @@ impl<W: Write> PerfettoWriter<W> {
             self.stats.instants += 1;
             return self
                 .em
-                .instant(e.ts, self.process_track, name, args, vec![], vec![]);
+                .instant(e.ts, self.process_track, name, args, &[], &[]);
         }
         if kind == EventKind::StealFailed {
             // A counter from the probes, on no thread.
@@ -82,7 +82,7 @@ impl<W: Write> PerfettoWriter<W> {
                 let args = self.em.args(&[("nprocs", Arg::Uint(e.arg0))]);
                 self.stats.instants += 1;
                 self.em
-                    .instant(e.ts, self.process_track, name, args, vec![], vec![])
+                    .instant(e.ts, self.process_track, name, args, &[], &[])
             }
             EventKind::StwStart => {
                 let name = self.stw_name(e.arg0);
@@ -261,7 +261,7 @@ impl<W: Write> PerfettoWriter<W> {
         };
         let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
         m.spinning = true;
-        self.em.begin(ts, m.track, name, vec![], vec![])?;
+        self.em.begin(ts, m.track, name, Vec::new(), &[])?;
         self.stats.spin_slices += 1;
         self.add_counter(C_SPINNING, 1);
         Ok(())
@@ -291,16 +291,16 @@ impl<W: Write> PerfettoWriter<W> {
             ("victim_p", Arg::Int(victim)),
             ("goroutines", Arg::Uint(e.arg1)),
         ]);
-        let mut flows = vec![];
+        let mut flow = None;
         if self.gs.contains_key(&e.goid) {
             let id = self.new_flow();
             if let Some(g) = self.gs.get_mut(&e.goid) {
                 g.flows.push((id, FlowKind::Steal));
             }
-            flows.push(id);
+            flow = Some(id);
         }
         let name = self.em.name("steal");
-        self.m_instant(e, name, args, flows, vec![])
+        self.m_instant(e, name, args, flow.as_slice(), &[])
     }
 
     pub(super) fn stop_p(&mut self, p: i32, ts: u64) -> io::Result<()> {
@@ -315,7 +315,7 @@ impl<W: Write> PerfettoWriter<W> {
         self.spin_end(tid, ts)?;
         if let Some(m) = self.ms.get_mut(&tid) {
             let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
-            self.em.begin(ts, m.track, name, vec![], vec![])?;
+            self.em.begin(ts, m.track, name, Vec::new(), &[])?;
             m.running = Some(goid);
             *self.stats.m_slices.entry(tid).or_default() += 1;
             if let Some(g) = self.gs.get_mut(&goid) {
@@ -340,7 +340,7 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         };
         let ts = clamp(&mut pp.last_ts, ts, &mut self.stats.clamped_timestamps);
-        self.em.begin(ts, pp.track, name, args, vec![])?;
+        self.em.begin(ts, pp.track, name, args, &[])?;
         pp.running = Some(goid);
         *self.stats.p_slices.entry(p).or_default() += 1;
         if let Some(g) = self.gs.get_mut(&goid) {
@@ -400,7 +400,7 @@ impl<W: Write> PerfettoWriter<W> {
             self.stats.flows_newm += 1;
         }
         let name = self.em.name("mstart");
-        self.m_instant(e, name, vec![], vec![], flow.into_iter().collect())
+        self.m_instant(e, name, Vec::new(), &[], flow.as_slice())
     }
 
     fn on_newm(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
@@ -413,15 +413,15 @@ impl<W: Write> PerfettoWriter<W> {
             args.push(("fn", Arg::Str(f.to_owned())));
         }
         let args = self.em.args(&args);
-        let mut flows = vec![];
+        let mut flow = None;
         if new_m >= 0 {
             let id = self.new_flow();
             // A second newm for the same id replaces the first: its flow is dropped unfinished.
             self.newm_flows.insert(new_m, id);
-            flows.push(id);
+            flow = Some(id);
         }
         let name = self.em.name("newm");
-        self.m_instant(e, name, args, flows, vec![])
+        self.m_instant(e, name, args, flow.as_slice(), &[])
     }
 
     /// An instant on the event's thread track.
@@ -430,8 +430,8 @@ impl<W: Write> PerfettoWriter<W> {
         e: &Event,
         name: u64,
         args: Vec<super::proto::DebugAnnotation>,
-        flows: Vec<u64>,
-        terminating: Vec<u64>,
+        flows: &[u64],
+        terminating: &[u64],
     ) -> io::Result<()> {
         let Some(m) = self.ms.get_mut(&e.tid) else {
             return Ok(());
@@ -543,7 +543,8 @@ impl<W: Write> PerfettoWriter<W> {
         let Some(track) = g.track else {
             return Ok(());
         };
-        let mut ends = Vec::new();
+        let mut ends = std::mem::take(&mut self.flow_ends);
+        ends.clear();
         if st == St::Running {
             for (id, kind) in g.flows.drain(..) {
                 ends.push(id);
@@ -560,7 +561,9 @@ impl<W: Write> PerfettoWriter<W> {
         if self.keep_g_stats {
             *self.stats.g_slices.entry(goid).or_default() += 1;
         }
-        self.em.begin(ts, track, name, vec![], ends)
+        let r = self.em.begin(ts, track, name, Vec::new(), &ends);
+        self.flow_ends = ends;
+        r
     }
 
     /// Moves the goroutine to state `st` at `ts` (nothing if it is already there).
@@ -631,7 +634,7 @@ impl<W: Write> PerfettoWriter<W> {
         }
         let args = self.em.args(&args);
         let name = self.em.name("go");
-        self.m_instant(e, name, args, vec![flow], vec![])?;
+        self.m_instant(e, name, args, &[flow], &[])?;
         if let Some(g) = self.gs.get_mut(&goid) {
             g.flows.push((flow, FlowKind::Go));
         }
@@ -700,7 +703,7 @@ impl<W: Write> PerfettoWriter<W> {
                 .em
                 .args(&[("goid", Arg::Uint(goid)), ("by_goid", Arg::Uint(by))]);
             let name = self.em.name("unblock");
-            self.m_instant(e, name, args, vec![flow], vec![])?;
+            self.m_instant(e, name, args, &[flow], &[])?;
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.flows.push((flow, FlowKind::Unblock));
             }

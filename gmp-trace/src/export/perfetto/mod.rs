@@ -241,6 +241,8 @@ pub struct PerfettoWriter<W: Write> {
     wait_names: FastMap<u8, u64>,
     stw_names: FastMap<u64, u64>,
     last_ts: u64,
+    /// Flow ids a Running slice ends, reused between slices.
+    flow_ends: Vec<u64>,
     keep_g_stats: bool,
     stats: PerfettoStats,
 }
@@ -291,6 +293,7 @@ impl<W: Write> PerfettoWriter<W> {
             wait_names: FastMap::default(),
             stw_names: FastMap::default(),
             last_ts: 0,
+            flow_ends: Vec::new(),
             keep_g_stats: false,
             stats: PerfettoStats::default(),
             meta,
@@ -422,8 +425,7 @@ impl<W: Write> PerfettoWriter<W> {
         }
         self.counter_dirty = [true; COUNTERS.len()];
         self.write_counters(ts)?;
-        self.em.flush()?;
-        Ok(self.em.into_inner())
+        self.em.finish()
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
