@@ -143,7 +143,7 @@ impl OutputArgs {
     }
 }
 
-/// The rate the default ring buffer is sized for (16 MiB), and the target rate.
+/// The rate the default ring buffer is sized for (8 MiB), and the target rate.
 pub const DEFAULT_EVENT_RATE: u64 = 1_000_000;
 
 /// Parses a byte size: "65536", "256K", "64M", "1G" (powers of 1024; "KiB"/"MB" spellings too).

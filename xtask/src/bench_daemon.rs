@@ -85,7 +85,7 @@ pub fn streaming(cx: &Ctx) -> anyhow::Result<String> {
     let mut rows = Vec::new();
     let configs: [(&str, Option<&str>, &str); 2] = [
         (
-            "default ring buffer (16 MiB, sized for 1M events/s)",
+            "default ring buffer (8 MiB, sized for 1M events/s)",
             None,
             "10s",
         ),
