@@ -20,9 +20,10 @@ const ISSUE_ROWS: &[(&str, &str, &str)] = &[
     ("GoDestroy", "Running", "NotExist"),
 ];
 
-fn matches_go_tracer(go: &str) {
+/// `procs`: GOMAXPROCS values the sample cycles through, one per round (`-procs`).
+fn matches_go_tracer(go: &str, procs: Option<&str>) {
     let bin = build_sample("traced", go, Variant::Default);
-    let dir = scratch_dir(&format!("fidelity-{go}"));
+    let dir = scratch_dir(&format!("fidelity-{go}-{}", procs.unwrap_or("fixed")));
     let rec = dir.join("run.gmpt");
     let go_trace = dir.join("go.trace");
     let o = Command::new(gmp_trace_bin())
@@ -34,6 +35,7 @@ fn matches_go_tracer(go: &str) {
         .arg("-trace")
         .arg(&go_trace)
         .args(["-rounds", "10"])
+        .args(procs.map(|p| ["-procs", p]).into_iter().flatten())
         .output()
         .expect("run gmp-trace");
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -145,11 +147,22 @@ fn matches_go_tracer(go: &str) {
 #[test]
 fn matches_go_tracer_newest() {
     require_bpf!();
-    matches_go_tracer(GO_VERSIONS[0]);
+    matches_go_tracer(GO_VERSIONS[0], None);
 }
 
 #[test]
 fn matches_go_tracer_oldest() {
     require_bpf!();
-    matches_go_tracer(GO_VERSIONS[GO_VERSIONS.len() - 1]);
+    matches_go_tracer(GO_VERSIONS[GO_VERSIONS.len() - 1], None);
+}
+
+/// GOMAXPROCS changed every round: Ps are destroyed and made mid-run, and when the caller's P
+/// goes, procresize moves it to allp[0] (Go's tracer then records a GoStop and a GoStart that
+/// no casgstatus makes). Also exercises the probes' cached P ids across procresize.
+#[test]
+fn matches_go_tracer_across_gomaxprocs_changes() {
+    require_bpf!();
+    for go in [GO_VERSIONS[0], GO_VERSIONS[GO_VERSIONS.len() - 1]] {
+        matches_go_tracer(go, Some("2,4,1,3"));
+    }
 }

@@ -282,7 +282,7 @@ mod tests {
             o.plan_blocks();
             let fits = |start: u32, fields: &[u32]| {
                 start != NO_BLOCK
-                    && start % 8 == 0
+                    && start.is_multiple_of(8)
                     && fields.iter().all(|&f| f >= start && f + 8 <= start + BLOCK)
             };
             assert!(fits(o.g_block, &[o.g_m, o.g_goid]), "1.{minor}: {o:?}");

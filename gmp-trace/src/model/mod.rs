@@ -54,6 +54,9 @@ pub struct Thread {
     pub spins: u64,
     /// Successful run-queue steals made on this M.
     pub steals: u64,
+    /// procresize began on this thread and its next event has not come yet: an acquirep then
+    /// means the caller's P was destroyed or renumbered away (see `Model::resized_away`).
+    pub resize_pending: bool,
 }
 
 /// Go <= 1.25: a goroutine in a system call, and whether its P was lost meanwhile, which is
@@ -238,6 +241,8 @@ impl Model {
             ..Thread::default()
         });
         th.events += 1;
+        // Only the event right after procresize's entry on the same thread can be its acquirep.
+        let resize_pending = std::mem::take(&mut th.resize_pending);
         if e.m >= 0 {
             th.m = Some(e.m);
         }
@@ -331,6 +336,11 @@ impl Model {
             }
             EventKind::AcquireP => {
                 let id = e.arg0 as i64 as i32;
+                let moved = if resize_pending {
+                    self.resized_away(e)
+                } else {
+                    None
+                };
                 if id >= 0 {
                     let p = self.procs.entry(id).or_insert_with(|| Proc {
                         id,
@@ -353,6 +363,9 @@ impl Model {
                     self.graph.held(e.tid, id, 0, true);
                     self.syscall_got_p(e);
                 }
+                if let Some(g) = moved {
+                    self.transition(e, g, Some(GoState::Runnable), GoState::Running, 0, g);
+                }
             }
             EventKind::ReleaseP => {
                 // findRunnable drops its P and then clears m.spinning (gcstopm clears it
@@ -371,7 +384,12 @@ impl Model {
                     }
                 }
             }
-            EventKind::ProcResize => self.gomaxprocs = Some(e.arg0),
+            EventKind::ProcResize => {
+                self.gomaxprocs = Some(e.arg0);
+                if let Some(th) = self.threads.get_mut(&e.tid) {
+                    th.resize_pending = true;
+                }
+            }
             EventKind::StwStart => self.stw.push(Range {
                 start: e.ts,
                 end: None,
@@ -476,6 +494,26 @@ impl Model {
 
     /// A P acquired on a thread whose goroutine is leaving a system call without its own P:
     /// Go's tracer reports GoSyscallEndBlocked + GoStart there.
+    /// procresize (start-the-world, GOMAXPROCS) called acquirep: the caller's P is gone (its id
+    /// is at or past the new GOMAXPROCS) and it takes allp[0] without leaving the goroutine it
+    /// runs. Go's tracer "pretends that we were descheduled and then scheduled again" (a
+    /// GoSched with ProcStop, then GoStart on the new P; no casgstatus happens), so the model
+    /// does the same: Running -> Runnable on the old P here, Runnable -> Running once the new P
+    /// is held. Returns that goroutine.
+    fn resized_away(&mut self, e: &Event) -> Option<u64> {
+        let old = self.threads.get(&e.tid)?.p?;
+        let (_, g) = self.procs.get(&old)?.running?;
+        let running_here = self.goroutines.get(&g).is_some_and(|x| {
+            x.state == GoState::Running && x.run_start.map(|r| r.1) == Some(e.tid)
+        });
+        if !running_here {
+            return None;
+        }
+        let on_old = Event { p: old, ..*e };
+        self.transition(&on_old, g, Some(GoState::Running), GoState::Runnable, 0, g);
+        Some(g)
+    }
+
     fn syscall_got_p(&mut self, e: &Event) {
         let Some(th) = self.threads.get_mut(&e.tid) else {
             return;

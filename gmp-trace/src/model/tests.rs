@@ -451,3 +451,43 @@ fn steals_per_p_and_failed_attempts() {
         .collect();
     assert_eq!(use_, [(0, 2, 2), (1, 2, 1)]);
 }
+
+/// procresize took the caller's P away (GOMAXPROCS shrank below its id) and gave it allp[0]:
+/// Go's tracer records GoStop on the old P and GoStart on the new one, and so does the model.
+/// A procresize that keeps the caller's P (the next event on the thread is not an acquirep)
+/// changes nothing.
+#[test]
+fn procresize_moving_the_caller_to_another_p_stops_and_starts_it() {
+    use GoState::*;
+    let on = |e: Event, p: i32| Event { p, ..e };
+    let acquire = |ts: u64, tid: u32, p: i32| Event {
+        arg0: p as i64 as u64,
+        ..on(ev(EventKind::AcquireP, ts, tid, 0), p)
+    };
+    let mut m = Model::new();
+    m.log_transitions();
+    m.apply(&create(10, 1, 0, 0x1000));
+    m.apply(&acquire(15, 101, 2));
+    m.apply(&on(status(20, 101, 1, 1, 2), 2));
+    // GOMAXPROCS(4) -> start the world: procresize keeps P2 (no acquirep follows).
+    m.apply(&on(ev(EventKind::ProcResize, 30, 101, 0), 2));
+    m.apply(&on(ev(EventKind::NewProc, 31, 101, 1), 2));
+    m.apply(&acquire(32, 101, 2)); // not procresize's: another event came between
+    let n_before = m.transition_log.as_ref().unwrap().len();
+    assert_eq!(n_before, 2, "{:?}", m.transition_log);
+    // GOMAXPROCS(1): P2 is destroyed; procresize hands the caller allp[0].
+    m.apply(&on(ev(EventKind::ProcResize, 40, 101, 0), 2));
+    m.apply(&acquire(41, 101, 0));
+    let log = m.transition_log.as_ref().unwrap();
+    let got: Vec<_> = log[n_before..]
+        .iter()
+        .map(|t| (t.from, t.to, t.p, t.ts))
+        .collect();
+    assert_eq!(
+        got,
+        [(Running, Runnable, 2, 41), (Runnable, Running, 0, 41)]
+    );
+    assert_eq!(m.goroutines[&1].state, Running);
+    assert_eq!(m.procs[&0].running.map(|r| r.1), Some(1));
+    assert_eq!(m.procs[&2].running, None);
+}

@@ -1,5 +1,5 @@
 // traced runs a mixed scheduler workload (channel ping-pong, fan-out, mutex contention,
-// sleeps, syscalls) with Go's execution tracer on, writing the trace to the file given by
+// sleeps, syscalls; optionally a different GOMAXPROCS each round) with Go's execution tracer on, writing the trace to the file given by
 // -trace, so gmp-trace's view of the same run can be compared with Go's own.
 package main
 
@@ -7,7 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -62,7 +65,14 @@ func syscalls(n int) {
 func main() {
 	out := flag.String("trace", "", "write Go's execution trace here")
 	rounds := flag.Int("rounds", 20, "workload rounds")
+	procs := flag.String("procs", "", "GOMAXPROCS values to cycle through, one per round (e.g. 2,4,1,3): Ps made and destroyed mid-run")
 	flag.Parse()
+	var cycle []int
+	for _, f := range strings.Split(*procs, ",") {
+		if n, err := strconv.Atoi(f); err == nil && n > 0 {
+			cycle = append(cycle, n)
+		}
+	}
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
@@ -77,6 +87,9 @@ func main() {
 		defer trace.Stop()
 	}
 	for r := 0; r < *rounds; r++ {
+		if len(cycle) > 0 {
+			runtime.GOMAXPROCS(cycle[r%len(cycle)])
+		}
 		pingpong(200)
 		fanout(50)
 		syscalls(20)
