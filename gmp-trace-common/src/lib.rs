@@ -107,10 +107,14 @@ pub enum EventKind {
     /// since the previous report; `arg1` = cumulative total. Counted in the probe, not sent
     /// one by one: a spinning M makes many, and they carry nothing but the count.
     StealFailed = 26,
+    /// `runtime.exitsyscallTryGetP` (Go 1.26+), on g0: the goroutine leaving a system call on
+    /// this M finds its P gone after all (sysmon's retake or a stop-the-world took it after
+    /// `exitsyscall` began) and looks for another; the tracer's GoSyscallEndBlocked.
+    SyscallLostP = 27,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -137,6 +141,7 @@ impl EventKind {
         EventKind::SpinEnd,
         EventKind::Steal,
         EventKind::StealFailed,
+        EventKind::SyscallLostP,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -172,6 +177,7 @@ impl EventKind {
             EventKind::SpinEnd => "spin_end",
             EventKind::Steal => "steal",
             EventKind::StealFailed => "steal_failed",
+            EventKind::SyscallLostP => "syscall_lost_p",
         }
     }
 }

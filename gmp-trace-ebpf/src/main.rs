@@ -935,6 +935,13 @@ pub fn syscall_exit(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// runtime.exitsyscallTryGetP (Go 1.26+): exitsyscall found no P on its M after all.
+#[uprobe]
+pub fn syscall_lost_p(ctx: ProbeContext) -> u32 {
+    simple(&ctx, EventKind::SyscallLostP, 0);
+    0
+}
+
 /// A startup milestone in Go-ABI code (R14 is g); the phase id is the attach cookie.
 #[uprobe]
 pub fn phase(ctx: ProbeContext) -> u32 {

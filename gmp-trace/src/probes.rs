@@ -136,6 +136,16 @@ pub const PROBES: &[ProbeSpec] = &[
     probe("syscall_enter", "runtime.entersyscall", Body),
     optional(probe("syscall_enter", "runtime.entersyscallblock", Body), 1),
     probe("syscall_exit", "runtime.exitsyscall", Body),
+    // Go 1.26+: the slow path of exitsyscall, taken when the P was gone by the time it looked
+    // (after the exitsyscall probe had seen it): the exit was blocked after all.
+    versions(
+        optional(
+            probe("syscall_lost_p", "runtime.exitsyscallTryGetP", Body),
+            0,
+        ),
+        (1, 26),
+        (u32::MAX, 0),
+    ),
     // Startup milestones (cheap: each fires about once).
     optional(probe("phase_abi0", "runtime.rt0_go", Entry), phase::RT0_GO),
     optional(probe("phase", "runtime.schedinit", Body), phase::SCHEDINIT),
@@ -199,7 +209,7 @@ pub enum Level {
 pub fn level_of(program: &str) -> Level {
     match program {
         "execute" | "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
-        "schedule" | "syscall_enter" | "syscall_exit" => Level::Full,
+        "schedule" | "syscall_enter" | "syscall_exit" | "syscall_lost_p" => Level::Full,
         // Every findRunnable of an M without local work: scheduler hot path.
         "steal_work" | "resetspinning" | "runqsteal" | "runqsteal_ret" => Level::Full,
         _ => Level::Lifecycle,
@@ -228,6 +238,7 @@ pub fn in_aggregate(program: &str) -> bool {
             | "stopm"
             | "syscall_enter"
             | "syscall_exit"
+            | "syscall_lost_p"
             | "steal_work"
             | "resetspinning"
     )

@@ -243,6 +243,7 @@ impl<W: Write> JsonlWriter<W> {
             | Some(EventKind::StwDone)
             | Some(EventKind::GcDone)
             | Some(EventKind::SyscallExit)
+            | Some(EventKind::SyscallLostP)
             | Some(EventKind::Schedule)
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)

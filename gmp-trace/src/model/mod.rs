@@ -415,6 +415,7 @@ impl Model {
                 self.pending_newm.insert(e.arg0 as i64, e.tid);
             }
             EventKind::MIdle => self.set_m_state(e.tid, e.ts, MState::Idle),
+            EventKind::SyscallLostP => self.syscall_lost_p(e),
             EventKind::SpinStart => {
                 // stealWork runs once per round of a spinning M's findRunnable: the first
                 // starts the spell, the rest continue it.
@@ -512,6 +513,31 @@ impl Model {
         let on_old = Event { p: old, ..*e };
         self.transition(&on_old, g, Some(GoState::Running), GoState::Runnable, 0, g);
         Some(g)
+    }
+
+    /// Go >= 1.26: exitsyscall's probe saw the P, but sysmon or a stop-the-world took it before
+    /// exitsyscall looked (they hold the goroutine's scan bit meanwhile, so its CAS to Running
+    /// waited), and it now looks for another (exitsyscallTryGetP). For Go's tracer that exit
+    /// was GoSyscallEndBlocked: take back the Syscall -> Running and make it Syscall ->
+    /// Runnable; the GoStart follows when it gets a P (acquirepNoTrace), or exitsyscallNoP
+    /// queues it.
+    fn syscall_lost_p(&mut self, e: &Event) {
+        let Some(th) = self.threads.get_mut(&e.tid) else {
+            return;
+        };
+        let Some((g, since)) = th.exit_with_p.take() else {
+            return; // lost at the entry already: Runnable since then
+        };
+        let unchanged = self.goroutines.get(&g).map(|g| (g.state, g.since))
+            == Some((GoState::Running, Some(since)));
+        if !unchanged {
+            return;
+        }
+        self.undo_syscall_exit(g, since);
+        self.transition(e, g, Some(GoState::Syscall), GoState::Runnable, 0, g);
+        if let Some(th) = self.threads.get_mut(&e.tid) {
+            th.exit_without_p = Some((g, e.ts));
+        }
     }
 
     fn syscall_got_p(&mut self, e: &Event) {

@@ -328,6 +328,44 @@ fn go126_p_taken_after_exitsyscall_entry() {
     );
 }
 
+/// Go >= 1.26: a stop-the-world (or sysmon) takes the P after exitsyscall's probe saw it, and
+/// exitsyscall, finding none, gets another (exitsyscallTryGetP, then acquirepNoTrace): for Go's
+/// tracer GoSyscallEndBlocked then GoStart on the new P, not a plain GoSyscallEnd.
+#[test]
+fn go126_p_taken_after_exitsyscall_entry_and_another_found() {
+    use GoState::*;
+    let mut m = Model::for_target(100, (1, 27));
+    m.log_transitions();
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 10, 101, 7), 0));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 20, 101, 7), 0));
+    m.apply(&on_p(status(21, 101, 7, 3, 2), 0)); // the CAS waited for the scan bit
+    m.apply(&on_p(ev(EventKind::SyscallLostP, 22, 101, 0), -1));
+    m.apply(&acquire(23, 101, 1));
+    assert_eq!(
+        log_of(&m, 7),
+        [
+            (Running, Syscall, 101, 0),
+            (Syscall, Runnable, 101, -1),
+            (Runnable, Running, 101, 1)
+        ]
+    );
+    assert_eq!(m.transitions.get(&(Syscall, Running)), Some(&0));
+    assert_eq!(m.procs[&1].running.map(|r| r.1), Some(7));
+    // Lost at the entry already (the probe saw no P): the slow path adds nothing.
+    m.apply(&on_p(ev(EventKind::SyscallEnter, 30, 101, 7), 1));
+    m.apply(&on_p(ev(EventKind::SyscallExit, 40, 101, 7), -1));
+    m.apply(&on_p(ev(EventKind::SyscallLostP, 41, 101, 0), -1));
+    m.apply(&acquire(42, 101, 0));
+    assert_eq!(
+        log_of(&m, 7)[3..],
+        [
+            (Running, Syscall, 101, 1),
+            (Syscall, Runnable, 101, -1),
+            (Runnable, Running, 101, 0)
+        ]
+    );
+}
+
 fn steal(ts: u64, tid: u32, thief: i32, victim: i64, goid: u64, n: u64) -> Event {
     Event {
         arg0: victim as u64,
