@@ -80,7 +80,8 @@ func gc(n int) {
 	}
 }
 
-func httpLoad(n int) {
+// serve starts a loopback HTTP server answering "ok" and returns its URL.
+func serve() (string, *http.Server) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -89,8 +90,12 @@ func httpLoad(n int) {
 		io.WriteString(w, "ok")
 	})}
 	go srv.Serve(ln)
+	return "http://" + ln.Addr().String() + "/", srv
+}
+
+func httpLoad(n int) {
+	url, srv := serve()
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 	var wg sync.WaitGroup
 	for c := 0; c < 4; c++ {
@@ -114,16 +119,8 @@ func httpLoad(n int) {
 // on its own goroutine at its scheduled time (not when the previous one finished), so a slower
 // server shows as a longer run (lower throughput) and as latency measured from the schedule.
 func httpRate(n int) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	})}
-	go srv.Serve(ln)
+	url, srv := serve()
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	lat := make([]time.Duration, n)
 	var wg sync.WaitGroup
