@@ -173,7 +173,16 @@ pub fn build_sample_for(sample: &str, version: &str, variant: Variant, goarch: &
         variant.name(),
         String::from_utf8_lossy(&o.stderr)
     );
-    std::fs::rename(&tmp, &out).expect("move built sample into place");
+    // Linked, not renamed, into place: when two tests built the same sample at once, the one
+    // that finishes second must not replace the file the first may already be tracing (a
+    // new inode there makes gmp-trace stop: "changed on disk while gmp-trace was reading it").
+    // Go builds are reproducible, so whichever lands is the same program.
+    match std::fs::hard_link(&tmp, &out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("move built sample into place at {}: {e}", out.display()),
+    }
+    let _ = std::fs::remove_file(&tmp);
     out
 }
 
