@@ -211,7 +211,7 @@ pub mod phase {
 /// Go runtime struct field offsets, handed to the probes at load time as a BPF global.
 /// Values come from the target binary's DWARF (or a per-version table).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offsets {
     pub g_goid: u32,
     pub g_atomicstatus: u32,
@@ -258,6 +258,37 @@ pub const OFFSETS_SIZE: usize = 88;
 pub const BLOCK: u32 = 128;
 /// A block offset meaning "read the fields one by one".
 pub const NO_BLOCK: u32 = u32::MAX;
+
+/// Every offset 0 (unknown) and no block windows: each field read alone until
+/// [`Offsets::plan_blocks`] picks them.
+impl Default for Offsets {
+    fn default() -> Self {
+        Offsets {
+            g_goid: 0,
+            g_atomicstatus: 0,
+            g_m: 0,
+            g_waitreason: 0,
+            g_startpc: 0,
+            g_gopc: 0,
+            m_procid: 0,
+            m_curg: 0,
+            m_p: 0,
+            m_id: 0,
+            p_id: 0,
+            target_pid: 0,
+            task_fsbase: 0,
+            tls_g: 0,
+            m_spinning: 0,
+            p_runqtail: 0,
+            task_mm: 0,
+            mm_start_code: 0,
+            g_block: NO_BLOCK,
+            gp_block: NO_BLOCK,
+            m_block: NO_BLOCK,
+            _pad: 0,
+        }
+    }
+}
 
 impl Offsets {
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded

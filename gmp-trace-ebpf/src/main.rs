@@ -10,7 +10,7 @@
 
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{self as gen, bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::{map, raw_tracepoint, uprobe},
@@ -172,21 +172,30 @@ fn bump(idx: u32) {
     }
 }
 
-/// Reads a `T` at `base + off` in the traced process; counts and returns None on failure.
+/// Reads a `T` at `base + off` in the traced process, straight into its place (returned by
+/// value from the helper, a block was moved byte by byte: ~250 instructions per block, more
+/// than the read itself); counts and returns None on failure.
 #[inline(always)]
 fn read<T>(base: u64, off: u32) -> Option<T> {
     if base == 0 {
         return None;
     }
-    // SAFETY: bpf_probe_read_user copies from user memory with fault handling; a bad address
-    // only makes it return an error.
-    match unsafe { bpf_probe_read_user((base + off as u64) as *const T) } {
-        Ok(v) => Some(v),
-        Err(_) => {
-            bump(counter::READ_FAILED);
-            None
-        }
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the helper writes size_of::<T>() bytes into `v` (the destination may be
+    // uninitialized) or fails; a bad source address only makes it return an error.
+    let ret = unsafe {
+        gen::bpf_probe_read_user(
+            v.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+            (base + off as u64) as *const core::ffi::c_void,
+        )
+    };
+    if ret != 0 {
+        bump(counter::READ_FAILED);
+        return None;
     }
+    // SAFETY: the helper succeeded, so every byte of `v` was written; T is plain data.
+    Some(unsafe { v.assume_init() })
 }
 
 #[inline(always)]
@@ -312,33 +321,16 @@ fn lean(kind: EventKind) -> bool {
 }
 
 /// A block read: [`BLOCK`] bytes as words, so fields come out with one 8-byte load and a shift.
-/// (As `[u8; BLOCK]` returned by value, the compiler moved it byte by byte: ~250 instructions
-/// per block, more than the read itself.)
 type Block = [u64; (BLOCK / 8) as usize];
 
-/// Reads [`BLOCK`] bytes at `addr + start` in place; None for [`NO_BLOCK`] (without counting a
-/// failure) or when the read fails (counted).
+/// Reads [`BLOCK`] bytes at `addr + start`; None for [`NO_BLOCK`] (without counting a failure)
+/// or when the read fails (counted).
 #[inline(always)]
 fn read_block(addr: u64, start: u32) -> Option<Block> {
-    if start == NO_BLOCK || addr == 0 {
+    if start == NO_BLOCK {
         return None;
     }
-    let mut b = core::mem::MaybeUninit::<Block>::uninit();
-    // SAFETY: the helper writes BLOCK bytes into `b` (the destination may be uninitialized) or
-    // fails; a bad source address only makes it return an error.
-    let ret = unsafe {
-        gen::bpf_probe_read_user(
-            b.as_mut_ptr().cast(),
-            BLOCK,
-            (addr + start as u64) as *const core::ffi::c_void,
-        )
-    };
-    if ret != 0 {
-        bump(counter::READ_FAILED);
-        return None;
-    }
-    // SAFETY: the helper succeeded, so all BLOCK bytes were written.
-    Some(unsafe { b.assume_init() })
+    read::<Block>(addr, start)
 }
 
 /// The `size`-byte field at `off` of a block read from `start` (8-aligned, see

@@ -327,6 +327,8 @@ impl Tracer {
     pub fn load(offsets: &Offsets, ring_bytes: u32, aggregate: bool) -> anyhow::Result<Tracer> {
         let size = ring_bytes;
         let ebpf = EbpfLoader::new()
+            // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so
+            // aya need not parse the kernel's BTF.
             .btf(None)
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)

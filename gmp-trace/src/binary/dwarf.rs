@@ -252,17 +252,9 @@ mod tests {
             m_p: 208,
             m_id: 232,
             p_id: 0,
-            target_pid: 0,
-            task_fsbase: 0,
-            tls_g: 0,
-            task_mm: 0,
-            mm_start_code: 0,
-            g_block: gmp_trace_common::NO_BLOCK,
-            gp_block: gmp_trace_common::NO_BLOCK,
-            m_block: gmp_trace_common::NO_BLOCK,
-            _pad: 0,
             m_spinning: 276,
             p_runqtail: runqtail,
+            ..Offsets::default()
         }
     }
 

@@ -493,8 +493,6 @@ impl Model {
         }
     }
 
-    /// A P acquired on a thread whose goroutine is leaving a system call without its own P:
-    /// Go's tracer reports GoSyscallEndBlocked + GoStart there.
     /// procresize (start-the-world, GOMAXPROCS) called acquirep: the caller's P is gone (its id
     /// is at or past the new GOMAXPROCS) and it takes allp[0] without leaving the goroutine it
     /// runs. Go's tracer "pretends that we were descheduled and then scheduled again" (a
@@ -540,6 +538,8 @@ impl Model {
         }
     }
 
+    /// A P acquired on a thread whose goroutine is leaving a system call without its own P:
+    /// Go's tracer reports GoSyscallEndBlocked + GoStart there.
     fn syscall_got_p(&mut self, e: &Event) {
         let Some(th) = self.threads.get_mut(&e.tid) else {
             return;
