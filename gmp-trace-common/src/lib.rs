@@ -259,38 +259,41 @@ pub const BLOCK: u32 = 128;
 /// A block offset meaning "read the fields one by one".
 pub const NO_BLOCK: u32 = u32::MAX;
 
-/// Every offset 0 (unknown) and no block windows: each field read alone until
-/// [`Offsets::plan_blocks`] picks them.
+/// [`Offsets::UNKNOWN`].
 impl Default for Offsets {
     fn default() -> Self {
-        Offsets {
-            g_goid: 0,
-            g_atomicstatus: 0,
-            g_m: 0,
-            g_waitreason: 0,
-            g_startpc: 0,
-            g_gopc: 0,
-            m_procid: 0,
-            m_curg: 0,
-            m_p: 0,
-            m_id: 0,
-            p_id: 0,
-            target_pid: 0,
-            task_fsbase: 0,
-            tls_g: 0,
-            m_spinning: 0,
-            p_runqtail: 0,
-            task_mm: 0,
-            mm_start_code: 0,
-            g_block: NO_BLOCK,
-            gp_block: NO_BLOCK,
-            m_block: NO_BLOCK,
-            _pad: 0,
-        }
+        Offsets::UNKNOWN
     }
 }
 
 impl Offsets {
+    /// Every offset 0 (unknown) and no block windows: each field read alone until
+    /// [`Offsets::plan_blocks`] picks them.
+    pub const UNKNOWN: Offsets = Offsets {
+        g_goid: 0,
+        g_atomicstatus: 0,
+        g_m: 0,
+        g_waitreason: 0,
+        g_startpc: 0,
+        g_gopc: 0,
+        m_procid: 0,
+        m_curg: 0,
+        m_p: 0,
+        m_id: 0,
+        p_id: 0,
+        target_pid: 0,
+        task_fsbase: 0,
+        tls_g: 0,
+        m_spinning: 0,
+        p_runqtail: 0,
+        task_mm: 0,
+        mm_start_code: 0,
+        g_block: NO_BLOCK,
+        gp_block: NO_BLOCK,
+        m_block: NO_BLOCK,
+        _pad: 0,
+    };
+
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded
     /// down to 8 (so the probes take fields out of whole words) and must hold the highest field
     /// whole (8 bytes), else it is [`NO_BLOCK`]. The windows stay inside the structs (g is over

@@ -22,30 +22,7 @@ use gmp_trace_common::{agg, counter, phase, Event, EventKind, Offsets, BLOCK, NO
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
 #[no_mangle]
-static OFFSETS: Offsets = Offsets {
-    g_goid: 0,
-    g_atomicstatus: 0,
-    g_m: 0,
-    g_waitreason: 0,
-    g_startpc: 0,
-    g_gopc: 0,
-    m_procid: 0,
-    m_curg: 0,
-    m_p: 0,
-    m_id: 0,
-    p_id: 0,
-    target_pid: 0,
-    task_fsbase: 0,
-    tls_g: 0,
-    m_spinning: 0,
-    p_runqtail: 0,
-    task_mm: 0,
-    mm_start_code: 0,
-    g_block: 0,
-    gp_block: 0,
-    m_block: 0,
-    _pad: 0,
-};
+static OFFSETS: Offsets = Offsets::UNKNOWN;
 
 /// Resized by the loader (`--buffer-size`).
 #[map]
@@ -159,7 +136,7 @@ static STEAL_ARGS: HashMap<u32, StealArgs> = HashMap::with_max_entries(4096, 0);
 #[inline(always)]
 fn offsets() -> Offsets {
     // SAFETY: OFFSETS is a plain global in .rodata; the volatile read stops the compiler from
-    // constant-folding the zeros above instead of the values the loader wrote.
+    // constant-folding the placeholder (Offsets::UNKNOWN) instead of the values the loader wrote.
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
