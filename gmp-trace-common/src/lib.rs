@@ -383,6 +383,17 @@ pub mod counter {
     pub const COUNT: u32 = 3;
 }
 
+/// Where a probe that watches a function's return reads the function's result, as its attach
+/// cookie. A probe on a RET finds it in RAX; a probe in a caller, after the call, finds it
+/// wherever the caller has moved it by then: another register or a slot of its frame.
+pub mod result_loc {
+    /// Registers by number: RAX (0, also what a RET sees), RBX, RCX, RDX, RSI, RDI, R8..R15.
+    pub const RAX: u64 = 0;
+    pub const REGS: u64 = 14;
+    /// Set for a stack slot: the low 32 bits are its offset from RSP.
+    pub const STACK: u64 = 1 << 32;
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both types are repr(C), Copy, made only of integers, and have no padding (the size

@@ -18,7 +18,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
-use gmp_trace_common::{agg, counter, phase, Event, EventKind, Offsets, BLOCK, NO_BLOCK};
+use gmp_trace_common::{
+    agg, counter, phase, result_loc, Event, EventKind, Offsets, BLOCK, NO_BLOCK,
+};
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
 #[no_mangle]
@@ -573,6 +575,35 @@ fn ran(e: &Event) {
     }
 }
 
+/// A function's result where a return-watching probe sits: on a RET it is RAX; in a caller
+/// after the call, wherever the cookie says the caller has moved it (see
+/// `gmp_trace_common::result_loc`).
+#[inline(always)]
+fn result(ctx: &ProbeContext) -> u64 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let c = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let r = regs(ctx);
+    if c & result_loc::STACK != 0 {
+        return read::<u64>(r.rsp, c as u32).unwrap_or(0);
+    }
+    match c {
+        1 => r.rbx,
+        2 => r.rcx,
+        3 => r.rdx,
+        4 => r.rsi,
+        5 => r.rdi,
+        6 => r.r8,
+        7 => r.r9,
+        8 => r.r10,
+        9 => r.r11,
+        10 => r.r12,
+        11 => r.r13,
+        12 => r.r14,
+        13 => r.r15,
+        _ => r.rax,
+    }
+}
+
 /// runtime.newproc(fn *funcval): on the creating goroutine.
 #[uprobe]
 pub fn newproc(ctx: ProbeContext) -> u32 {
@@ -586,12 +617,13 @@ pub fn newproc(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A RET of runtime.newproc1: RAX holds the new g. Runs on g0, so the creator is m.curg.
+/// runtime.newproc1 has returned (in its caller, or on a RET): its result is the new g. Runs
+/// on g0, so the creator is m.curg.
 #[uprobe]
 pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
-        let newg = regs(&ctx).rax;
+        let newg = result(&ctx);
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
         if lean(EventKind::GoCreate) {
             // Aggregate mode: the new goid (for its first wait to run) is all that counts.
@@ -760,7 +792,7 @@ pub fn runqsteal(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A RET of runtime.runqsteal: RAX = the stolen g or nil. A nil result is only counted (see
+/// runtime.runqsteal has returned (in stealWork, or on a RET): its result is the stolen g or nil. A nil result is only counted (see
 /// EventKind::StealFailed); a goroutine becomes a Steal event from the thief's P (this M's)
 /// to the victim recorded at entry, with how many goroutines moved: runqsteal returns one
 /// and advances pp.runqtail past the rest.
@@ -770,7 +802,7 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once; only this thread writes its own key.
     let args = unsafe { STEAL_ARGS.get(tid) }.copied();
-    let gp = regs(&ctx).rax;
+    let gp = result(&ctx);
     if args.is_some() {
         let _ = STEAL_ARGS.remove(tid);
     }

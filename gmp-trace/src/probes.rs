@@ -41,6 +41,10 @@ pub enum Placement {
     Entry,
     /// On every RET instruction (return values in RAX); never a uretprobe, which crashes Go.
     Returns,
+    /// Where the function has returned, with its result: in each caller, right after the call
+    /// (one trap), else on its RETs (a trap and a single step each). The attach cookie says
+    /// where the result is (`gmp_trace_common::result_loc`), so the spec's cookie must be 0.
+    Returned,
 }
 
 pub struct ProbeSpec {
@@ -89,13 +93,13 @@ const fn versions(mut p: ProbeSpec, since: (u32, u32), until: (u32, u32)) -> Pro
 }
 
 use gmp_trace_common::phase;
-use Placement::{Body, Entry, Returns};
+use Placement::{Body, Entry, Returned, Returns};
 
 /// Every probe gmp-trace knows, in the order they are attached.
 pub const PROBES: &[ProbeSpec] = &[
     // Goroutine lifecycle and scheduling.
     probe("newproc", "runtime.newproc", Body),
-    probe("newproc1_ret", "runtime.newproc1", Returns),
+    probe("newproc1_ret", "runtime.newproc1", Returned),
     probe("execute", "runtime.execute", Body),
     probe("casgstatus", "runtime.casgstatus", Body),
     probe("goexit1", "runtime.goexit1", Body),
@@ -125,9 +129,9 @@ pub const PROBES: &[ProbeSpec] = &[
     // stealWork into findRunnable; the spinning/steal picture is then partial, not wrong.
     optional(probe("steal_work", "runtime.stealWork", Body), 0),
     optional(probe("resetspinning", "runtime.resetspinning", Body), 0),
-    // runqsteal's RETs hold the stolen g; its entry keeps the victim P for them.
+    // runqsteal's result is the stolen g; its entry keeps the victim P for the return.
     optional(probe("runqsteal", "runtime.runqsteal", Body), 0),
-    optional(probe("runqsteal_ret", "runtime.runqsteal", Returns), 0),
+    optional(probe("runqsteal_ret", "runtime.runqsteal", Returned), 0),
     // Stop-the-world, GC, syscalls.
     probe("stw_start", "runtime.stopTheWorldWithSema", Body),
     probe("stw_done", "runtime.startTheWorldWithSema", Body),
@@ -265,11 +269,24 @@ pub fn plan(
     let mut out = Vec::new();
     let wanted = |s: &&ProbeSpec| s.since <= ver && ver < s.until && level_of(s.program) <= level;
     for spec in PROBES.iter().filter(wanted) {
-        let sites = match spec.placement {
-            Body if entry_placement => bin.entry_site(spec.function).map(|s| vec![s]),
-            Body => bin.probe_site(spec.function).map(|s| vec![s]),
-            Entry => bin.entry_site(spec.function).map(|s| vec![s]),
-            Returns => bin.ret_sites(spec.function),
+        let with_cookie =
+            |sites: Vec<ProbeSite>| sites.into_iter().map(|s| (s, spec.cookie)).collect();
+        let sites: std::result::Result<Vec<(ProbeSite, u64)>, _> = match spec.placement {
+            Body if entry_placement => bin
+                .entry_site(spec.function)
+                .map(|s| vec![(s, spec.cookie)]),
+            Body => bin
+                .probe_site(spec.function)
+                .map(|s| vec![(s, spec.cookie)]),
+            Entry => bin
+                .entry_site(spec.function)
+                .map(|s| vec![(s, spec.cookie)]),
+            Returns => bin.ret_sites(spec.function).map(with_cookie),
+            // The floor and entry measurements compare like with like: RETs for both.
+            Returned if entry_placement => bin.ret_sites(spec.function).map(with_cookie),
+            Returned => bin
+                .return_sites(spec.function)
+                .map(|r| r.into_iter().map(|r| (r.site, r.result.cookie())).collect()),
         };
         let sites = match sites {
             Ok(s) if s.is_empty() => Err(anyhow!("found no RET instruction in {}", spec.function)),
@@ -277,9 +294,9 @@ pub fn plan(
             Err(e) => Err(anyhow!(e)),
         };
         match sites {
-            Ok(sites) => out.extend(sites.into_iter().map(|site| Attachment {
+            Ok(sites) => out.extend(sites.into_iter().map(|(site, cookie)| Attachment {
                 program: spec.program,
-                cookie: spec.cookie,
+                cookie,
                 site,
             })),
             Err(e) if spec.required => {

@@ -37,7 +37,7 @@ use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, Section
 
 pub use buildinfo::GoVersion;
 pub use pclntab::{PclntabInfo, TextBaseSource};
-pub use placement::ProbeSite;
+pub use placement::{ProbeSite, ResultLoc, ReturnSite};
 pub use symbols::{DataSymbol, Function};
 pub use table::{Mismatch, OffsetsSource, RuntimeLayout};
 pub use target::{target_executable, TargetExe};

@@ -1,7 +1,9 @@
 //! Where to put a uprobe in a Go function.
 //!
-//! The kernel either emulates the probed instruction (PUSH reg, JMP/Jcc, CALL rel32, RET, NOP:
-//! one trap, ~1 us) or single-steps a copy of it out of line (a second trap, ~12 us). A Go
+//! The kernel either emulates the probed instruction (PUSH reg, JMP/Jcc, CALL rel32, NOP: one
+//! trap, ~1 us) or single-steps a copy of it out of line (a second trap: ~3x the cost here). A
+//! 5-byte NOP is better still: Linux 6.18+ rewrites it into a call to a trampoline that enters
+//! the kernel by system call, with no trap at all after the first hit. A Go
 //! function's first instruction is the stack-bound check (`CMP RSP, [R14+0x10]`), which must be
 //! single-stepped, and it runs again whenever the stack grows (the morestack tail jumps back to
 //! the function start), so an entry probe also fires twice on those calls. The instruction right
@@ -16,6 +18,10 @@
 //!   huge frames:   MOV R12, RSP ; SUB R12, n ; JB tail ; CMP R12, [R14+0x10] ; JBE tail
 //! Anything else (NOSPLIT functions such as runtime.casgstatus, ABI0 assembly) is probed at its
 //! first instruction.
+//!
+//! A function's return is watched in its callers rather than on its RETs (which are single-
+//! stepped): at the first emulated instruction after each call, following the result from RAX
+//! into whichever register or frame slot the caller moves it to (`return_sites`).
 
 use iced_x86::{
     Code, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic, OpKind,
@@ -36,6 +42,170 @@ pub struct ProbeSite {
     pub insn: String,
     /// The kernel emulates this instruction instead of single-stepping it.
     pub one_trap: bool,
+}
+
+/// Where a probe after a call finds the callee's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultLoc {
+    /// In a 64-bit general register (RAX at a RET).
+    Reg(Register),
+    /// In the caller's frame, at RSP + this offset.
+    Stack(u32),
+}
+
+impl ResultLoc {
+    /// The probe's attach cookie for it (`gmp_trace_common::result_loc`).
+    pub fn cookie(self) -> u64 {
+        use gmp_trace_common::result_loc::STACK;
+        const ORDER: [Register; 14] = [
+            Register::RAX,
+            Register::RBX,
+            Register::RCX,
+            Register::RDX,
+            Register::RSI,
+            Register::RDI,
+            Register::R8,
+            Register::R9,
+            Register::R10,
+            Register::R11,
+            Register::R12,
+            Register::R13,
+            Register::R14,
+            Register::R15,
+        ];
+        match self {
+            ResultLoc::Reg(r) => ORDER.iter().position(|o| *o == r).unwrap_or(0) as u64,
+            ResultLoc::Stack(off) => STACK | u64::from(off),
+        }
+    }
+}
+
+/// A site that sees a function's return, and where its result is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnSite {
+    pub site: ProbeSite,
+    pub result: ResultLoc,
+}
+
+/// How far after a call to look for an emulated instruction.
+const MAX_AFTER_CALL: usize = 12;
+
+/// The first emulated instruction after the call at `insns[call]`, reached only by falling
+/// through from the call, and where the call's result (RAX at the return) is by then. Between
+/// the two only plain moves and loads are allowed: register-to-register and RSP-relative
+/// stores carry the result along, anything that writes a register or a slot holding it drops
+/// that copy, and a change of RSP, a memory write through another base (it could hit the
+/// slot) or any control flow ends the search.
+fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultLoc), String> {
+    use iced_x86::{FlowControl, InstructionInfoFactory, OpAccess};
+    let mut regs = vec![Register::RAX];
+    let mut slots: Vec<u32> = Vec::new();
+    let mut info = InstructionInfoFactory::new();
+    let after = insns[call].next_ip();
+    for (j, insn) in insns.iter().enumerate().skip(call + 1).take(MAX_AFTER_CALL) {
+        if is_one_trap(insn) {
+            let result = match (regs.first(), slots.first()) {
+                (Some(r), _) => ResultLoc::Reg(*r),
+                (None, Some(off)) => ResultLoc::Stack(*off),
+                (None, None) => return Err("the result is overwritten before any site".into()),
+            };
+            // Nothing but the fall-through from the call may reach [after, site].
+            let site = insn.ip();
+            if let Some(b) = insns
+                .iter()
+                .find(|b| near_branch_target(b).is_some_and(|t| t >= after && t <= site))
+            {
+                return Err(format!(
+                    "the branch at {:#x} lands between it and the site",
+                    b.ip()
+                ));
+            }
+            if insns
+                .iter()
+                .any(|b| matches!(b.flow_control(), FlowControl::IndirectBranch))
+            {
+                return Err("the caller has an indirect jump (a jump table)".into());
+            }
+            return Ok((j, result));
+        }
+        if insn.flow_control() != FlowControl::Next {
+            return Err(format!(
+                "control flow at {:#x} before any emulated instruction",
+                insn.ip()
+            ));
+        }
+        let reg_reg_move = matches!(insn.code(), Code::Mov_r64_rm64 | Code::Mov_rm64_r64)
+            && insn.op0_kind() == OpKind::Register
+            && insn.op1_kind() == OpKind::Register;
+        let stack_store = insn.code() == Code::Mov_rm64_r64
+            && insn.op0_kind() == OpKind::Memory
+            && insn.memory_base() == Register::RSP
+            && insn.memory_index() == Register::None
+            && insn.segment_prefix() == Register::None;
+        let used = info.info(insn);
+        let writes_rsp = used.used_registers().iter().any(|u| {
+            u.register().full_register() == Register::RSP
+                && !matches!(
+                    u.access(),
+                    OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
+                )
+        });
+        if writes_rsp {
+            return Err(format!("RSP changes at {:#x}", insn.ip()));
+        }
+        if reg_reg_move {
+            let (dst, src) = (insn.op0_register(), insn.op1_register());
+            let carried = regs.contains(&src);
+            regs.retain(|r| *r != dst);
+            if carried {
+                regs.push(dst);
+            }
+            continue;
+        }
+        if stack_store {
+            let off = insn.memory_displacement64() as i64;
+            slots.retain(|s| (i64::from(*s) - off).abs() >= 8);
+            if let (true, Ok(off)) = (regs.contains(&insn.op1_register()), u32::try_from(off)) {
+                slots.push(off);
+            }
+            continue;
+        }
+        for u in used.used_registers() {
+            if matches!(
+                u.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            ) {
+                let full = u.register().full_register();
+                regs.retain(|r| *r != full);
+            }
+        }
+        for m in used.used_memory() {
+            if matches!(
+                m.access(),
+                OpAccess::Write
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadWrite
+                    | OpAccess::ReadCondWrite
+            ) {
+                if m.base() == Register::RSP && m.index() == Register::None {
+                    let (off, size) = (m.displacement() as i64, m.memory_size().size() as i64);
+                    slots.retain(|s| {
+                        let s = i64::from(*s);
+                        off + size.max(1) <= s || s + 8 <= off
+                    });
+                } else {
+                    slots.clear();
+                }
+            }
+        }
+        if regs.is_empty() && slots.is_empty() {
+            return Err(format!("the result is overwritten at {:#x}", insn.ip()));
+        }
+    }
+    Err("no emulated instruction soon after the call".into())
 }
 
 /// g.stackguard0's offset; stable since Go 1.0 (stack.lo, stack.hi come first).
@@ -78,6 +248,97 @@ impl GoBinary {
             .filter(|i| is_ret(i))
             .map(|i| self.site(&name, Some(i)))
             .collect()
+    }
+
+    /// Sites that see every return of `func` with its result: in each caller, the first
+    /// emulated instruction after the call (one trap), when every direct call site has one
+    /// and nothing else can reach it; otherwise the function's own RETs (each one trap plus a
+    /// single step). Calls made indirectly (through a func value) would be missed by the first
+    /// kind: use this only for functions the runtime calls directly.
+    pub fn return_sites(&self, func: &str) -> Result<Vec<ReturnSite>, BinaryError> {
+        let at_rets = |bin: &GoBinary| -> Result<Vec<ReturnSite>, BinaryError> {
+            Ok(bin
+                .ret_sites(func)?
+                .into_iter()
+                .map(|site| ReturnSite {
+                    site,
+                    result: ResultLoc::Reg(Register::RAX),
+                })
+                .collect())
+        };
+        if self.arch != Arch::X86_64 {
+            return at_rets(self);
+        }
+        match self.sites_in_callers(func)? {
+            Some(sites) => Ok(sites),
+            None => at_rets(self),
+        }
+    }
+
+    /// [`GoBinary::return_sites`] in the callers, or None (with the reason logged) when some
+    /// call site has no safe site after it.
+    fn sites_in_callers(&self, func: &str) -> Result<Option<Vec<ReturnSite>>, BinaryError> {
+        let target = self
+            .function_table()?
+            .function(func)
+            .ok_or_else(|| BinaryError::MissingFunction(func.to_string()))?
+            .addr;
+        // Direct calls are E8 rel32 with the target relative to the next instruction: find the
+        // byte pattern, then keep the ones that decode as a call at an instruction boundary of
+        // their function.
+        let mut callers: Vec<(Function, Vec<u64>)> = Vec::new();
+        for sec in &self.code_sections {
+            let Some(code) = self.code_bytes(sec.addr, sec.size) else {
+                continue;
+            };
+            for (i, w) in code.windows(5).enumerate() {
+                if w[0] != 0xe8 {
+                    continue;
+                }
+                let rel = i32::from_le_bytes([w[1], w[2], w[3], w[4]]) as i64;
+                let at = sec.addr + i as u64;
+                if (at as i64).wrapping_add(5).wrapping_add(rel) as u64 != target {
+                    continue;
+                }
+                let Some(f) = self.function_table()?.containing(at) else {
+                    continue;
+                };
+                match callers.iter_mut().find(|(c, _)| c.addr == f.addr) {
+                    Some((_, ats)) => ats.push(at),
+                    None => callers.push((f.clone(), vec![at])),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (f, ats) in callers {
+            let (name, insns) = self.decode_function(&f.name)?;
+            for at in ats {
+                let Some(idx) = insns.iter().position(|i| i.ip() == at) else {
+                    continue; // the bytes were the inside of another instruction
+                };
+                if !(insns[idx].code() == Code::Call_rel32_64
+                    && insns[idx].near_branch_target() == target)
+                {
+                    continue;
+                }
+                match site_after_call(&insns, idx) {
+                    Ok((j, result)) => out.push(ReturnSite {
+                        site: self.site(&name, insns.get(j))?,
+                        result,
+                    }),
+                    Err(why) => {
+                        log::debug!(
+                            "{func}: its call at {at:#x} in {name}: {why}; probing its RETs"
+                        );
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(out))
     }
 
     /// Where g's TLS slot is relative to the fs base, read off `runtime.rt0_go`, which stores
@@ -308,13 +569,14 @@ fn is_ret(insn: &Instruction) -> bool {
     matches!(insn.code(), Code::Retnq | Code::Retnq_imm16)
 }
 
-/// Instructions arch/x86/kernel/uprobes.c emulates rather than single-steps.
+/// Instructions arch/x86/kernel/uprobes.c emulates rather than single-steps: PUSH of a
+/// register, direct CALL/JMP/Jcc (`branch_setup_xol_ops`) and NOP. Not RET: the kernel runs it
+/// out of line and takes a second trap after it.
 fn is_one_trap(insn: &Instruction) -> bool {
     matches!(
         insn.code(),
         Code::Push_r64 | Code::Call_rel32_64 | Code::Jmp_rel8_64 | Code::Jmp_rel32_64
-    ) || is_ret(insn)
-        || insn.mnemonic() == Mnemonic::Nop
+    ) || insn.mnemonic() == Mnemonic::Nop
         || is_jcc(insn)
 }
 
@@ -416,6 +678,72 @@ mod tests {
         assert!(site_of(&[]).is_err());
     }
 
+    /// `site_after_call` on `code` whose first instruction is the call.
+    fn after_call(code: &[u8]) -> Result<(u64, String, ResultLoc), String> {
+        let insns = decode(code, BASE)?;
+        let (j, loc) = site_after_call(&insns, 0)?;
+        Ok((insns[j].ip() - BASE, format_insn(&insns[j]), loc))
+    }
+
+    /// call rel32 to somewhere outside the snippet.
+    const CALL: [u8; 5] = [0xe8, 0, 0x10, 0, 0];
+
+    #[test]
+    fn result_followed_after_the_call() {
+        let with = |rest: &[u8]| [&CALL[..], rest].concat();
+        // test rax,rax ; jne +0: the Jcc, result still in RAX.
+        let (off, insn, loc) = after_call(&with(&[0x48, 0x85, 0xc0, 0x75, 0x00])).unwrap();
+        assert_eq!((off, loc), (8, ResultLoc::Reg(Register::RAX)), "{insn}");
+        // newproc.func1: mov rdx,[r14+0x30] ; mov rbx,rax ; mov ecx,1 ; mov rax,rdx ;
+        // nop dword [rax+rax] (5 bytes): the result moved to RBX.
+        let moved = with(&[
+            0x49, 0x8b, 0x56, 0x30, 0x48, 0x89, 0xc3, 0xb9, 1, 0, 0, 0, 0x48, 0x89, 0xd0, 0x0f,
+            0x1f, 0x44, 0, 0,
+        ]);
+        let (off, insn, loc) = after_call(&moved).unwrap();
+        assert_eq!((off, loc), (20, ResultLoc::Reg(Register::RBX)), "{insn}");
+        // mov [rsp+0x28],rax ; lea rax,[rip] ; call: only the stack slot still holds it.
+        let spilled = with(&[
+            0x48, 0x89, 0x44, 0x24, 0x28, 0x48, 0x8d, 0x05, 0, 0, 0, 0, 0xe8, 0, 0, 0, 0,
+        ]);
+        assert_eq!(after_call(&spilled).unwrap().2, ResultLoc::Stack(0x28));
+        assert_eq!(ResultLoc::Stack(0x28).cookie(), (1 << 32) | 0x28);
+        assert_eq!(ResultLoc::Reg(Register::RBX).cookie(), 1);
+        // The slot overwritten (mov qword [rsp+0x28],0) as well: nothing left.
+        let lost = with(&[
+            0x48, 0x89, 0x44, 0x24, 0x28, 0x48, 0x8d, 0x05, 0, 0, 0, 0, 0x48, 0xc7, 0x44, 0x24,
+            0x28, 0, 0, 0, 0, 0xe8, 0, 0, 0, 0,
+        ]);
+        assert!(after_call(&lost).unwrap_err().contains("overwritten"));
+        // xor eax,eax right away.
+        assert!(after_call(&with(&[0x31, 0xc0, 0xe8, 0, 0, 0, 0])).is_err());
+    }
+
+    #[test]
+    fn no_site_when_something_else_reaches_it() {
+        // test rax,rax ; jne +0 ; jmp back to the TEST (a loop into the window).
+        let looped = [&CALL[..], &[0x48, 0x85, 0xc0, 0x75, 0x00, 0xeb, 0xf9]].concat();
+        assert!(after_call(&looped).unwrap_err().contains("lands between"));
+        // A jump table anywhere in the caller: targets unknown.
+        let table = [&CALL[..], &[0x48, 0x85, 0xc0, 0x75, 0x00, 0xff, 0xe0]].concat();
+        let e = after_call(&table).unwrap_err();
+        assert!(e.contains("indirect"), "{e}");
+        // RSP moves (sub rsp,8) before any site; a RET comes first.
+        assert!(
+            after_call(&[&CALL[..], &[0x48, 0x83, 0xec, 8, 0x90]].concat())
+                .unwrap_err()
+                .contains("RSP")
+        );
+        assert!(after_call(&[&CALL[..], &[0xc3, 0x90]].concat()).is_err());
+        // Nothing emulated within reach.
+        let far = [
+            &CALL[..],
+            &[0x48, 0x85, 0xc0].repeat(MAX_AFTER_CALL + 1)[..],
+        ]
+        .concat();
+        assert!(after_call(&far).is_err());
+    }
+
     #[test]
     fn one_trap_classes() {
         let one = |b: &[u8]| is_one_trap(&decode(b, BASE).unwrap()[0]);
@@ -428,8 +756,8 @@ mod tests {
         assert!(one(&[0x74, 0])); // je rel8
         assert!(one(&[0x0f, 0x86, 0, 0, 0, 0])); // jbe rel32
         assert!(one(&[0xe8, 0, 0, 0, 0])); // call rel32
-        assert!(one(&[0xc3])); // ret
-        assert!(one(&[0xc2, 8, 0])); // ret 8
+        assert!(!one(&[0xc3])); // ret: run out of line
+        assert!(!one(&[0xc2, 8, 0])); // ret 8
         assert!(!one(&[0x49, 0x3b, 0x66, 0x10])); // cmp
         assert!(!one(&[0x48, 0x89, 0xe5])); // mov rbp,rsp
         assert!(!one(&[0xff, 0xd0])); // call rax
@@ -509,7 +837,8 @@ mod tests {
             assert!(!rets.is_empty());
             for r in &rets {
                 assert_eq!(file[r.file_offset as usize], 0xc3, "{r:?}");
-                assert!(r.one_trap);
+                // The kernel single-steps RET out of line.
+                assert!(!r.one_trap);
                 all.push(r.clone());
             }
             for s in &all {
@@ -552,6 +881,54 @@ mod tests {
             let rets = bin.ret_sites("runtime.runqsteal").unwrap();
             // nil (nothing grabbed), the only one, and after publishing the rest.
             assert_eq!(rets.len(), 3, "go{v}: {rets:?}");
+        }
+    }
+
+    /// newproc1 and runqsteal returns are watched in their callers, one trap each, instead of
+    /// on their RETs (a trap and a single step): newproc's closure, which hands the new g to
+    /// runqput, and stealWork, which tests the stolen g. Every site reads back from the file.
+    #[test]
+    fn returns_watched_in_callers() {
+        use super::super::test_support::all_versions;
+        for v in all_versions() {
+            let path = sample(v, Variant::Default);
+            let bin = GoBinary::open(&path).unwrap();
+            let file = std::fs::read(&path).unwrap();
+            for (func, caller) in [
+                ("runtime.newproc1", "runtime.newproc.func1"),
+                ("runtime.runqsteal", "runtime.stealWork"),
+            ] {
+                let sites = bin.return_sites(func).unwrap();
+                let rets = bin.ret_sites(func).unwrap();
+                assert!(
+                    sites.iter().all(|s| !rets.contains(&s.site)),
+                    "go{v} {func}: fell back to RETs: {sites:?}"
+                );
+                assert!(
+                    sites.iter().any(|s| s.site.func == caller),
+                    "go{v} {func}: no site in {caller}: {sites:?}"
+                );
+                for s in &sites {
+                    assert!(s.site.one_trap, "go{v} {func}: {s:?}");
+                    assert_maps_back(&bin, &file, &s.site);
+                    // The site follows a call of func within a few instructions.
+                    let f = bin.function(&s.site.func).unwrap();
+                    let insns = decode(bin.code_bytes(f.addr, f.size).unwrap(), f.addr).unwrap();
+                    let at = insns.iter().position(|i| i.ip() == s.site.vaddr).unwrap();
+                    let target = bin.function(func).unwrap().addr;
+                    assert!(
+                        insns[at.saturating_sub(MAX_AFTER_CALL)..at]
+                            .iter()
+                            .any(|i| i.code() == Code::Call_rel32_64
+                                && i.near_branch_target() == target),
+                        "go{v} {func}: {s:?}"
+                    );
+                }
+                if caller == "runtime.stealWork" {
+                    assert_eq!(sites.len(), 1, "go{v}: {sites:?}");
+                    assert_eq!(sites[0].result, ResultLoc::Reg(Register::RAX), "go{v}");
+                }
+            }
         }
     }
 
