@@ -116,6 +116,87 @@ fn bump_generation(which: u32) {
     }
 }
 
+/// goids by g pointer, so probes about a goroutine they did not just read (execute's gp,
+/// casgstatus's gp and its unblocker) need no read of it: a goid changes only when a dead g
+/// is reused, and every way out of _Gdead passes casgstatus, which drops the entry (newproc1
+/// assigns the new goid after that change; its return probe then stores it). Direct-mapped;
+/// `check` rejects a slot torn by two CPUs writing it at once.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GoidSlot {
+    g: u64,
+    goid: u64,
+    check: u64,
+}
+
+const GOID_SLOTS: u32 = 4096;
+
+#[map]
+static GOIDS: Array<GoidSlot> = Array::with_max_entries(GOID_SLOTS, 0);
+
+#[inline(always)]
+fn goid_slot(g: u64) -> u32 {
+    // g structs are a few hundred bytes apart: skip the low bits that barely vary.
+    ((g >> 6) ^ (g >> 18)) as u32 & (GOID_SLOTS - 1)
+}
+
+#[inline(always)]
+fn goid_check(g: u64, goid: u64) -> u64 {
+    g ^ goid.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+#[inline(always)]
+fn remember_goid(g: u64, goid: u64) {
+    if g == 0 {
+        return;
+    }
+    if let Some(p) = GOIDS.get_ptr_mut(goid_slot(g)) {
+        // SAFETY: the pointer comes from the lookup and stays valid for the program run; a
+        // racing writer at worst leaves a slot whose check fails.
+        unsafe {
+            *p = GoidSlot {
+                g,
+                goid,
+                check: goid_check(g, goid),
+            }
+        };
+    }
+}
+
+#[inline(always)]
+fn forget_goid(g: u64) {
+    if let Some(p) = GOIDS.get_ptr_mut(goid_slot(g)) {
+        // SAFETY: as in `remember_goid`.
+        unsafe {
+            if (*p).g == g {
+                (*p).check = 0;
+            }
+        }
+    }
+}
+
+/// g.goid, from the cache when it knows g, else read (and remembered).
+#[inline(always)]
+fn goid_of(g: u64, o: &Offsets) -> u64 {
+    if g == 0 {
+        return 0;
+    }
+    if let Some(p) = GOIDS.get_ptr(goid_slot(g)) {
+        // SAFETY: as in `remember_goid`.
+        let slot = unsafe { *p };
+        if slot.g == g && slot.check == goid_check(g, slot.goid) {
+            return slot.goid;
+        }
+    }
+    match read::<u64>(g, o.g_goid) {
+        Some(goid) => {
+            remember_goid(g, goid);
+            goid
+        }
+        None => 0,
+    }
+}
+
 /// runqsteal's arguments, kept from its entry for its RETs (where the registers are gone: Go
 /// has no callee-saved registers), keyed by thread id.
 #[repr(C)]
@@ -625,17 +706,15 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
         let newg = result(&ctx);
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
+        if e.goid != 0 {
+            remember_goid(newg, e.goid);
+        }
         if lean(EventKind::GoCreate) {
             // Aggregate mode: the new goid (for its first wait to run) is all that counts.
             emit(&e);
             return 0;
         }
-        let curg = cur.curg(&o);
-        e.arg0 = if curg != 0 {
-            read::<u64>(curg, o.g_goid).unwrap_or(0)
-        } else {
-            0
-        };
+        e.arg0 = goid_of(cur.curg(&o), &o);
         e.arg1 = read::<u64>(newg, o.g_startpc).unwrap_or(0);
         e.arg2 = read::<u64>(newg, o.g_gopc).unwrap_or(0);
         emit(&e);
@@ -671,7 +750,7 @@ pub fn schedule(ctx: ProbeContext) -> u32 {
 pub fn execute(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event(&ctx, EventKind::Execute, &o) {
-        e.goid = read::<u64>(regs(&ctx).rax, o.g_goid).unwrap_or(0);
+        e.goid = goid_of(regs(&ctx).rax, &o);
         e.arg0 = regs(&ctx).rbx & 0xff;
         emit(&e);
     }
@@ -688,6 +767,19 @@ pub fn goexit1(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Goroutine statuses (runtime/runtime2.go; the numbers never change, new ones are added).
+const G_IDLE: u64 = 0;
+const G_WAITING: u64 = 4;
+const G_DEAD: u64 = 6;
+/// Go 1.27: a cgo extra M's g between callbacks.
+const G_DEADEXTRA: u64 = 11;
+
+/// A change out of these is a g being (re)born, with a new goid.
+#[inline(always)]
+fn reborn(old: u64) -> bool {
+    old == G_DEAD || old == G_IDLE || old == G_DEADEXTRA
+}
+
 /// runtime.casgstatus(gp, oldval, newval uint32).
 #[uprobe]
 pub fn casgstatus(ctx: ProbeContext) -> u32 {
@@ -697,17 +789,31 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         let gp = r.rax;
         e.arg0 = r.rbx & 0xffff_ffff;
         e.arg1 = r.rcx & 0xffff_ffff;
-        // gp's goid and wait reason: one read when they fit a block.
-        let reason = match read_block(gp, o.gp_block) {
-            Some(b) => {
-                e.goid = field(&b, o.gp_block, o.g_goid, 8).unwrap_or(0);
-                field(&b, o.gp_block, o.g_waitreason, 1).unwrap_or(0) as u8
+        // gp's goid and wait reason: the reason only matters for a change to _Gwaiting, and
+        // the goid is mostly cached. A change out of _Gdead (or _Gidle, _Gdeadextra) is a g
+        // being born again with a new goid, assigned before or after this change by version
+        // and path: read it, and drop the cached one.
+        let reason = if e.arg1 == G_WAITING || reborn(e.arg0) {
+            if reborn(e.arg0) {
+                forget_goid(gp);
             }
-            None => {
-                e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
-                read::<u8>(gp, o.g_waitreason).unwrap_or(0)
+            match read_block(gp, o.gp_block) {
+                Some(b) => {
+                    e.goid = field(&b, o.gp_block, o.g_goid, 8).unwrap_or(0);
+                    field(&b, o.gp_block, o.g_waitreason, 1).unwrap_or(0) as u8
+                }
+                None => {
+                    e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
+                    read::<u8>(gp, o.g_waitreason).unwrap_or(0)
+                }
             }
+        } else {
+            e.goid = goid_of(gp, &o);
+            0
         } as u64;
+        if e.arg1 == G_WAITING && e.goid != 0 {
+            remember_goid(gp, e.goid);
+        }
         // Who causes the change: the M's current goroutine (for Waiting->Runnable, the unblocker).
         // Mostly known already: on g0 in park_m/execute/goexit0 curg is gp itself, and on a
         // user goroutine (ready, casgstatus of its own) curg is the current g, whose goid the g
@@ -720,7 +826,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         } else if curg == r.r14 && cur.have_goid {
             cur.goid
         } else {
-            read::<u64>(curg, o.g_goid).unwrap_or(0)
+            goid_of(curg, &o)
         };
         e.arg2 = reason | (by << 8);
         emit(&e);
