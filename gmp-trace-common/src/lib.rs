@@ -46,7 +46,9 @@ pub enum EventKind {
     MStart = 3,
     /// `runtime.schedule` entered on g0: the M looks for work.
     Schedule = 4,
-    /// `runtime.execute(gp)` entered: goid starts running on this M and P.
+    /// goid starts running on this M and P: `runtime.execute(gp)` entered (arg0 = its
+    /// inheritTime), or, derived by the daemon since execute is no longer probed, its
+    /// casgstatus(_Grunnable -> _Grunning) (arg1 = 1, arg0 = 0: inheritTime unknown).
     Execute = 5,
     /// `runtime.goexit1` entered on the exiting goroutine.
     GoExit = 6,

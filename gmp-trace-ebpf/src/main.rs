@@ -745,18 +745,6 @@ pub fn schedule(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// runtime.execute(gp, inheritTime): gp starts running on this M and P.
-#[uprobe]
-pub fn execute(ctx: ProbeContext) -> u32 {
-    let o = offsets();
-    if let Some(mut e) = base_event(&ctx, EventKind::Execute, &o) {
-        e.goid = goid_of(regs(&ctx).rax, &o);
-        e.arg0 = regs(&ctx).rbx & 0xff;
-        emit(&e);
-    }
-    0
-}
-
 /// runtime.goexit1: the goroutine in R14 is finishing.
 #[uprobe]
 pub fn goexit1(ctx: ProbeContext) -> u32 {

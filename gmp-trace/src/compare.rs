@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::model::{GoState, Model, Transition};
 use crate::source::recording::Replay;
-use crate::source::Sink;
+use crate::source::{Derive, Sink};
 
 /// Compare a recording with Go's execution trace of the same run.
 #[derive(Parser, Debug)]
@@ -992,7 +992,6 @@ impl Report {
 /// The probes whose events the compared transitions come from (`--level full`).
 const NEEDED_PROBES: &[&str] = &[
     "newproc1_ret",
-    "execute",
     "casgstatus",
     "acquirep",
     "syscall_enter",
@@ -1001,12 +1000,14 @@ const NEEDED_PROBES: &[&str] = &[
 
 struct ModelSink {
     model: Model,
+    derive: Derive,
     malformed: u64,
 }
 
 impl Sink for ModelSink {
     fn event(&mut self, e: &Event) {
-        self.model.apply(e);
+        let model = &mut self.model;
+        self.derive.expand(e, |e| model.apply(e));
     }
     fn malformed(&mut self, _len: usize) {
         self.malformed += 1;
@@ -1075,6 +1076,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     model.log_transitions();
     let mut sink = ModelSink {
         model,
+        derive: Derive::default(),
         malformed: 0,
     };
     let end = rec.run(&mut sink)?;

@@ -17,7 +17,7 @@ use crate::export::{Biased, Symbolize};
 use crate::model::Model;
 use crate::preflight;
 use crate::source::recording::{Footer, Recorder};
-use crate::source::Sink;
+use crate::source::{Derive, Sink};
 
 pub struct Pipeline<'a> {
     pub model: Model,
@@ -26,6 +26,7 @@ pub struct Pipeline<'a> {
     perfetto_out: Option<Box<dyn Write>>,
     perfetto: Option<PerfettoWriter<Box<dyn Write>>>,
     pub recorder: Option<Recorder>,
+    derive: Derive,
     sym: Biased<'a>,
     pub malformed: u64,
     write_error: Option<anyhow::Error>,
@@ -46,6 +47,29 @@ impl Sink for Pipeline<'_> {
                 self.set_bias(e.arg1.wrapping_sub(text_vaddr), e.ts, e.pid);
             }
         }
+        // The recording keeps what the probes sent: replay derives the same events again.
+        if let Some(r) = &mut self.recorder {
+            if let Err(err) = r.event(e) {
+                self.write_error.get_or_insert(anyhow!(
+                    "writing the recording {} failed part-way: {err}",
+                    r.path().display()
+                ));
+                self.recorder = None;
+            }
+        }
+        let mut derive = std::mem::take(&mut self.derive);
+        derive.expand(e, |e| self.deliver(e));
+        self.derive = derive;
+    }
+
+    fn malformed(&mut self, _len: usize) {
+        self.malformed += 1;
+    }
+}
+
+impl<'a> Pipeline<'a> {
+    /// One event, probed or derived, to the model and the event writers.
+    fn deliver(&mut self, e: &Event) {
         if e.kind == EventKind::LoadBias as u32 {
             self.sym.bias.set(e.arg0);
         }
@@ -65,23 +89,8 @@ impl Sink for Pipeline<'_> {
                 self.perfetto = None;
             }
         }
-        if let Some(r) = &mut self.recorder {
-            if let Err(err) = r.event(e) {
-                self.write_error.get_or_insert(anyhow!(
-                    "writing the recording {} failed part-way: {err}",
-                    r.path().display()
-                ));
-                self.recorder = None;
-            }
-        }
     }
 
-    fn malformed(&mut self, _len: usize) {
-        self.malformed += 1;
-    }
-}
-
-impl<'a> Pipeline<'a> {
     /// Opens every requested output now (creating the files) so a bad path fails before tracing.
     pub fn open(
         out: &OutputArgs,
@@ -120,6 +129,7 @@ impl<'a> Pipeline<'a> {
             perfetto_out,
             perfetto: None,
             recorder: None,
+            derive: Derive::default(),
             sym: Biased::new(sym),
             malformed: 0,
             write_error: None,

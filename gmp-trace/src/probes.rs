@@ -100,7 +100,8 @@ pub const PROBES: &[ProbeSpec] = &[
     // Goroutine lifecycle and scheduling.
     probe("newproc", "runtime.newproc", Body),
     probe("newproc1_ret", "runtime.newproc1", Returned),
-    probe("execute", "runtime.execute", Body),
+    // runtime.execute is not probed: its casgstatus(_Grunnable -> _Grunning) stands for it
+    // (source::Derive), one trap fewer per goroutine switch.
     probe("casgstatus", "runtime.casgstatus", Body),
     probe("goexit1", "runtime.goexit1", Body),
     probe("schedule", "runtime.schedule", Body),
@@ -201,8 +202,8 @@ static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub enum Level {
     /// Goroutine creation and exit, threads, GOMAXPROCS, GC, STW and startup: rare events only.
     Lifecycle,
-    /// Plus every goroutine state change and which M and P run it (execute, casgstatus,
-    /// acquirep/releasep, stopm).
+    /// Plus every goroutine state change and which M and P run it (casgstatus, which also
+    /// stands for execute, acquirep/releasep, stopm).
     Sched,
     /// Plus the scheduler loop, spinning Ms, run-queue steals and system calls (schedule,
     /// stealWork, resetspinning, runqsteal, entersyscall, exitsyscall).
@@ -212,7 +213,7 @@ pub enum Level {
 /// The least level at which a program is attached.
 pub fn level_of(program: &str) -> Level {
     match program {
-        "execute" | "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
+        "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
         "schedule" | "syscall_enter" | "syscall_exit" | "syscall_lost_p" => Level::Full,
         // Every findRunnable of an M without local work: scheduler hot path.
         "steal_work" | "resetspinning" | "runqsteal" | "runqsteal_ret" => Level::Full,
@@ -235,7 +236,6 @@ pub fn in_aggregate(program: &str) -> bool {
     !matches!(
         program,
         "newproc"
-            | "execute"
             | "schedule"
             | "acquirep"
             | "releasep"

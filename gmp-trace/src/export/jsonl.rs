@@ -193,6 +193,10 @@ impl<W: Write> JsonlWriter<W> {
                 l.func(key!("create_fn"), e.arg2)?;
             }
             Some(EventKind::MStart) => l.u(key!("procid"), e.arg0),
+            // Derived from casgstatus (see source::Derive): inheritTime is not known.
+            Some(EventKind::Execute) if e.arg1 == crate::source::DERIVED => {
+                l.b(key!("derived"), true)
+            }
             Some(EventKind::Execute) => l.b(key!("inherit_time"), e.arg0 != 0),
             Some(EventKind::GoStatus) => {
                 l.name(key!("from"), GoState::from_runtime(e.arg0).name());

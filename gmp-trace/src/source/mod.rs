@@ -3,11 +3,104 @@
 pub mod live;
 pub mod recording;
 
-use gmp_trace_common::Event;
+use gmp_trace_common::{Event, EventKind};
 
 /// Consumes decoded events in arrival order.
 pub trait Sink {
     fn event(&mut self, e: &Event);
     /// A ring-buffer record too short to be an event (a newer or corrupt producer).
     fn malformed(&mut self, len: usize);
+}
+
+/// Events the daemon derives instead of probing for them. `runtime.execute(gp)` starts gp with
+/// `casgstatus(gp, _Grunnable, _Grunning)` (the only other caller of that change is a coroutine
+/// switch, which starts gp on this M just the same), so that status event, which already
+/// carries the M, the P and gp, stands for the execute event too: one trap fewer per goroutine
+/// switch. Recordings made while `runtime.execute` itself was probed carry their own execute
+/// events; once one is seen nothing is derived.
+#[derive(Debug, Default)]
+pub struct Derive {
+    probed_execute: bool,
+}
+
+/// `arg1` of an execute event derived from casgstatus (the probe's own leave it 0).
+pub const DERIVED: u64 = 1;
+
+impl Derive {
+    /// Hands `f` the events `e` stands for, in order: a derived execute, then `e` itself.
+    #[inline]
+    pub fn expand(&mut self, e: &Event, mut f: impl FnMut(&Event)) {
+        if e.kind == EventKind::Execute as u32 {
+            self.probed_execute = true;
+        } else if e.kind == EventKind::GoStatus as u32
+            && e.arg0 == 1
+            && e.arg1 == 2
+            && !self.probed_execute
+        {
+            f(&Event {
+                kind: EventKind::Execute as u32,
+                arg0: 0,
+                arg1: DERIVED,
+                arg2: 0,
+                ..*e
+            });
+        }
+        f(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(old: u64, new: u64) -> Event {
+        Event {
+            ts: 7,
+            kind: EventKind::GoStatus as u32,
+            tid: 3,
+            pid: 1,
+            p: 2,
+            goid: 42,
+            m: 5,
+            arg0: old,
+            arg1: new,
+            arg2: 42 << 8,
+        }
+    }
+
+    fn expand(d: &mut Derive, e: &Event) -> Vec<Event> {
+        let mut out = Vec::new();
+        d.expand(e, |x| out.push(*x));
+        out
+    }
+
+    #[test]
+    fn execute_derived_from_runnable_to_running() {
+        let mut d = Derive::default();
+        let e = status(1, 2);
+        let out = expand(&mut d, &e);
+        assert_eq!(out.len(), 2);
+        let x = out[0];
+        assert_eq!(x.kind, EventKind::Execute as u32);
+        assert_eq!(
+            (x.ts, x.tid, x.pid, x.p, x.goid, x.m, x.arg1),
+            (7, 3, 1, 2, 42, 5, DERIVED)
+        );
+        assert_eq!(out[1], e);
+        // Other changes pass through alone.
+        for (old, new) in [(2, 4), (4, 1), (3, 2), (6, 1), (2, 1)] {
+            assert_eq!(expand(&mut d, &status(old, new)), vec![status(old, new)]);
+        }
+    }
+
+    #[test]
+    fn nothing_derived_once_execute_is_probed() {
+        let mut d = Derive::default();
+        let probed = Event {
+            kind: EventKind::Execute as u32,
+            ..status(0, 0)
+        };
+        assert_eq!(expand(&mut d, &probed), vec![probed]);
+        assert_eq!(expand(&mut d, &status(1, 2)), vec![status(1, 2)]);
+    }
 }
