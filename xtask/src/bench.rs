@@ -385,18 +385,29 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
     );
     let per_hit = |i: usize| (median(cs[i].iter().map(|s| s.elapsed_ns).collect()) - base) / hits;
     let (placed, entry, floor) = (per_hit(1), per_hit(2), per_hit(3));
-    // The programs' own time per run, as the kernel accounts it.
+    // The programs' own time per run, as the kernel accounts it: over all, and per program.
     let mut body = [Vec::new(), Vec::new()];
+    let mut per_prog: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
     {
         let _stats = crate::bench_daemon::BpfStats::enable()?;
         eprintln!("xtask: bench probe cost: BPF program run time, {runs} rounds");
         for _ in 0..runs {
             for (i, flag) in ["--level=full", "--empty-probes"].iter().enumerate() {
-                let (ns, cnt) = crate::bench_daemon::bpf_prog_stats(
+                let progs = crate::bench_daemon::bpf_prog_stats(
                     Command::new(gmp).arg("-q").arg(flag).arg("--").args(&cmd),
                 )?;
+                let (ns, cnt) = progs
+                    .values()
+                    .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
                 if cnt > 0.0 {
                     body[i].push(ns / cnt);
+                }
+                if i == 0 {
+                    for (name, (ns, cnt)) in progs.into_iter().filter(|p| p.1 .1 > 0.0) {
+                        let e = per_prog.entry(name).or_default();
+                        e.0.push(cnt);
+                        e.1.push(ns / cnt);
+                    }
                 }
             }
         }
@@ -427,7 +438,27 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
     );
     let _ = writeln!(
         cost,
-        "\nBPF program body: run_time_ns / run_cnt summed over this gmp-trace's programs \
+        "\n| probe (BPF program), level full | runs | program body | per hit, estimated | vs floor |"
+    );
+    let _ = writeln!(cost, "|---|---|---|---|---|");
+    let mut progs: Vec<_> = per_prog.into_iter().collect();
+    progs.sort_by(|a, b| median(b.1 .0.clone()).total_cmp(&median(a.1 .0.clone())));
+    for (name, (cnts, ns)) in progs {
+        let (cnt, ns) = (median(cnts), median(ns));
+        // One trap and dispatch (the floor less the empty program), plus this program's body.
+        let hit = floor - body_empty + ns;
+        let _ = writeln!(
+            cost,
+            "| {name} | {cnt:.0} | {ns:.0} ns | {hit:.0} ns | {:.2}x |",
+            hit / floor
+        );
+    }
+    let _ = writeln!(
+        cost,
+        "\nPer probe: the trap and dispatch of the floor (its ns per hit less the empty \
+         program's body) plus that program's own body; one-trap sites all cost about the same \
+         to enter. A program at several sites (one per caller, or per RET) is one row.\n\n\
+         BPF program body: run_time_ns / run_cnt summed over this gmp-trace's programs \
          (kernel.bpf_stats_enabled=1 in separate runs, read from the program fds' fdinfo, the \
          counters `bpftool prog show` prints; the stats' own two clock reads are included). The \
          rest of a hit is the uprobe trap, the kernel's uprobe dispatch and the cache damage \

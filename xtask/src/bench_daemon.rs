@@ -392,10 +392,12 @@ pub fn attach(cx: &Ctx) -> anyhow::Result<String> {
 }
 
 /// The BPF programs' own run time while `c` (a gmp-trace run) lives, from the fdinfo of its
-/// program fds (kernel.bpf_stats_enabled must be on): (sum run_time_ns, sum run_cnt) over every
-/// program, sampled until it exits. The same counters `bpftool prog show` prints, but only for
-/// this process's programs.
-pub fn bpf_prog_stats(c: &mut Command) -> anyhow::Result<(f64, f64)> {
+/// program fds (kernel.bpf_stats_enabled must be on): (run_time_ns, run_cnt) by program name,
+/// sampled until it exits. The same counters `bpftool prog show` prints, but only for this
+/// process's programs (named once each through bpftool, which fdinfo does not do).
+pub fn bpf_prog_stats(
+    c: &mut Command,
+) -> anyhow::Result<std::collections::BTreeMap<String, (f64, f64)>> {
     let mut child = c
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -403,6 +405,7 @@ pub fn bpf_prog_stats(c: &mut Command) -> anyhow::Result<(f64, f64)> {
         .with_context(|| format!("running {}", crate::show(c)))?;
     let pid = child.id();
     let mut last: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    let mut names: std::collections::BTreeMap<u64, String> = Default::default();
     loop {
         if let Ok(Some(st)) = child.try_wait() {
             if !st.success() {
@@ -422,15 +425,41 @@ pub fn bpf_prog_stats(c: &mut Command) -> anyhow::Result<(f64, f64)> {
                 if let (Some(id), Some(ns), Some(cnt)) =
                     (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
                 {
-                    last.insert(id as u64, (ns, cnt));
+                    let id = id as u64;
+                    if !names.contains_key(&id) {
+                        names.insert(id, prog_name(id));
+                    }
+                    last.insert(id, (ns, cnt));
                 }
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(last
-        .values()
-        .fold((0.0, 0.0), |acc, v| (acc.0 + v.0, acc.1 + v.1)))
+    let mut by_name: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for (id, (ns, cnt)) in last {
+        let name = names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("prog {id}"));
+        let e = by_name.entry(name).or_default();
+        e.0 += ns;
+        e.1 += cnt;
+    }
+    Ok(by_name)
+}
+
+/// A loaded BPF program's name, from `bpftool prog show id N`.
+fn prog_name(id: u64) -> String {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let rest = text.split(" name ").nth(1)?;
+            Some(rest.split_whitespace().next()?.to_string())
+        })
+        .unwrap_or_else(|| format!("prog {id}"))
 }
 
 /// Turns kernel.bpf_stats_enabled on for its lifetime (and off again, even on error).
