@@ -832,7 +832,7 @@ pub fn acquirep(ctx: ProbeContext) -> u32 {
         let pid = if lean(EventKind::AcquireP) {
             -1
         } else {
-            read::<i32>(regs(&ctx).rax, o.p_id).unwrap_or(-1)
+            p_id(regs(&ctx).rax, &o)
         };
         e.p = pid;
         e.arg0 = pid as i64 as u64;
