@@ -29,6 +29,7 @@ pub mod waitreason;
 mod sim;
 #[cfg(test)]
 mod tests;
+mod vocab;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -38,9 +39,10 @@ use gmp_trace_common::Event;
 use super::Symbolize;
 use emit::{track_uuid, Emitter, TrackKind};
 use proto::{
-    Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TracePacketDefaults,
-    TrackDescriptor, CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
+    Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
+    CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
 };
+use vocab::{ArgName, Name};
 
 /// What the trace says about the traced process.
 #[derive(Default)]
@@ -168,6 +170,8 @@ struct M {
     running: Option<u64>,
     /// A "spinning" slice is open (never together with a goroutine slice).
     spinning: bool,
+    /// Goroutine slices drawn on its track ([`PerfettoStats::m_slices`]).
+    slices: u64,
 }
 
 /// A processor (P).
@@ -177,6 +181,8 @@ struct P {
     running: Option<u64>,
     /// The thread holding it.
     holder: Option<u32>,
+    /// Goroutine slices drawn on its track ([`PerfettoStats::p_slices`]).
+    slices: u64,
 }
 
 /// A process-wide lane with at most one open slice (Startup, GC, STW).
@@ -273,7 +279,7 @@ impl<W: Write> PerfettoWriter<W> {
             open: false,
         };
         let mut w = PerfettoWriter {
-            em: Emitter::new(out),
+            em: Emitter::new(out, Name::TEXT, ArgName::TEXT)?,
             process_track: track_uuid(pid, TrackKind::Process, 0),
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
@@ -306,17 +312,15 @@ impl<W: Write> PerfettoWriter<W> {
                     Clock {
                         clock_id: Some(CLOCK_BOOTTIME),
                         timestamp: Some(boottime),
+                        is_incremental: None,
                     },
                     Clock {
                         clock_id: Some(CLOCK_MONOTONIC),
                         timestamp: Some(monotonic),
+                        is_incremental: None,
                     },
                 ],
                 primary_trace_clock: Some(CLOCK_MONOTONIC),
-            }),
-            // Every later timestamp on the sequence is MONOTONIC.
-            trace_packet_defaults: Some(TracePacketDefaults {
-                timestamp_clock_id: Some(CLOCK_MONOTONIC),
             }),
             ..TracePacket::default()
         })?;
@@ -434,18 +438,32 @@ impl<W: Write> PerfettoWriter<W> {
         s.packets = self.em.packets;
         s.bytes = self.em.bytes;
         s.live_goroutines = self.gs.len();
+        // Counted per thread and P (no map lookup per slice); Ms and Ps are never forgotten.
+        s.m_slices = (self.ms.iter())
+            .filter(|(_, m)| m.slices > 0)
+            .map(|(&tid, m)| (tid, m.slices))
+            .collect();
+        s.p_slices = (self.ps.iter())
+            .filter(|(_, p)| p.slices > 0)
+            .map(|(&id, p)| (id, p.slices))
+            .collect();
         s
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
-        for i in 0..COUNTERS.len() {
-            if std::mem::take(&mut self.counter_dirty[i]) {
-                let (track, v) = self.counters[i];
-                self.em.counter(ts, track, v)?;
-                self.stats.counter_values += 1;
+        let mut values = [(0, 0); COUNTERS.len()];
+        let mut n = 0;
+        for (dirty, &c) in self.counter_dirty.iter_mut().zip(&self.counters) {
+            if std::mem::take(dirty) {
+                values[n] = c;
+                n += 1;
             }
         }
-        Ok(())
+        if n == 0 {
+            return Ok(());
+        }
+        self.stats.counter_values += n as u64;
+        self.em.counters(ts, &mut values[..n])
     }
 
     fn add_counter(&mut self, i: usize, delta: i64) {
