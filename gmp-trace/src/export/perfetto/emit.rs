@@ -52,6 +52,74 @@ pub fn track_uuid(pid: u32, kind: TrackKind, id: u64) -> u64 {
     h.max(1)
 }
 
+/// A prost-encoded field of a `TrackEvent`, copied into each packet that has it: the field of
+/// a track uuid (a 64-bit hash, a 10-byte varint) costs more to encode than the rest of most
+/// events.
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    /// Copied whole (one 16-byte move), `len` of them used.
+    bytes: [u8; FIELD_MAX],
+    len: u8,
+}
+
+/// Room for a field: a key and one varint take at most 12 bytes.
+const FIELD_MAX: usize = 16;
+
+impl Field {
+    const EMPTY: Field = Field {
+        bytes: [0; FIELD_MAX],
+        len: 0,
+    };
+
+    /// Panics beyond `FIELD_MAX` bytes.
+    fn of(m: &impl Message) -> Field {
+        let mut f = Field {
+            bytes: [0; FIELD_MAX],
+            len: m.encoded_len() as u8,
+        };
+        m.encode_raw(&mut &mut f.bytes[..usize::from(f.len)]);
+        f
+    }
+}
+
+/// A track that events are written on: its uuid, with its `track_uuid` field encoded once.
+#[derive(Clone, Copy, Debug)]
+pub struct Track {
+    pub uuid: u64,
+    field: Field,
+}
+
+impl Track {
+    pub fn new(uuid: u64) -> Track {
+        Track {
+            uuid,
+            field: Field::of(&TrackEvent {
+                track_uuid: Some(uuid),
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
+/// A counter track: also its `extra_counter_track_uuids` element, encoded once.
+#[derive(Clone, Copy, Debug)]
+pub struct CounterTrack {
+    pub track: Track,
+    extra: Field,
+}
+
+impl CounterTrack {
+    pub fn new(uuid: u64) -> CounterTrack {
+        CounterTrack {
+            track: Track::new(uuid),
+            extra: Field::of(&TrackEvent {
+                extra_counter_track_uuids: vec![uuid],
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
 /// Trace-global flow ids: a per-pid base plus a counter.
 pub fn flow_base(pid: u32) -> u64 {
     mix(SEED ^ 0xf10 ^ (u64::from(pid) << 32))
@@ -76,6 +144,8 @@ pub struct Emitter<W: Write> {
     /// args allocates nothing.
     event: TracePacket,
     ev: TrackEvent,
+    /// The event's fields encoded ahead: its track, the tracks of its extra counter values.
+    fixed: Fields,
     /// `event` and `ev` are filled in but not framed yet: counter values of the same time can still
     /// ride on it (see [`Emitter::counters`]). Framed before anything else is.
     held: bool,
@@ -96,6 +166,8 @@ struct Sequence {
     pending: InternedData,
     /// The delta clock's value: the last timestamp written as a delta.
     clock: u64,
+    /// The sequence id and flags of every packet after the first, encoded once.
+    header: Field,
 }
 
 impl Sequence {
@@ -103,15 +175,20 @@ impl Sequence {
     /// every one says it needs that state (interned names), as the trace processor expects.
     /// A timestamp is written as a delta on the sequence's clock, or, when earlier than the
     /// previous one (another track's), as it is on MONOTONIC. Returns the framed size.
-    fn frame(&mut self, p: &mut TracePacket, te: Option<&TrackEvent>) -> usize {
-        p.trusted_packet_sequence_id = Some(SEQUENCE_ID);
-        p.sequence_flags = Some(if self.started {
-            SEQ_NEEDS_INCREMENTAL_STATE
+    fn frame(&mut self, p: &mut TracePacket, te: Option<(&TrackEvent, &[u8])>) -> usize {
+        // After the first packet, the sequence id and flags are the same on every packet:
+        // encoded once.
+        let header = if self.started {
+            p.trusted_packet_sequence_id = None;
+            p.sequence_flags = None;
+            self.header
         } else {
+            p.trusted_packet_sequence_id = Some(SEQUENCE_ID);
+            p.sequence_flags = Some(SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE);
             p.first_packet_on_sequence = Some(true);
-            SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE
-        });
-        self.started = true;
+            self.started = true;
+            Field::EMPTY
+        };
         let ts = p.timestamp;
         if let Some(t) = ts {
             if t >= self.clock {
@@ -126,9 +203,11 @@ impl Sequence {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
         // The track event is encoded after the packet's other fields, as a field of its own
-        // (protobuf fields may come in any order): its length, needed twice, is computed once.
-        let te_len = te.map(Message::encoded_len);
-        let len = p.encoded_len()
+        // (protobuf fields may come in any order), starting with its fields encoded ahead:
+        // its length, needed twice, is computed once.
+        let te_len = te.map(|(ev, fixed)| fixed.len() + ev.encoded_len());
+        let len = usize::from(header.len)
+            + p.encoded_len()
             + te_len.map_or(0, |n| {
                 prost::encoding::key_len(TRACK_EVENT_FIELD)
                     + prost::encoding::encoded_len_varint(n as u64)
@@ -137,30 +216,43 @@ impl Sequence {
         let n = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
         // Encoded into a slot of the exact size rather than pushed onto the Vec, whose every
         // byte of every varint reloads and grow-checks the length.
+        // With room for a whole `Field` past the end, so that fields are copied whole.
         let start = self.buf.len();
-        self.buf.resize(start + n, 0);
+        self.buf.resize(start + n + FIELD_MAX, 0);
         let mut slot = Slot {
             buf: &mut self.buf[start..],
             pos: 0,
         };
         slot.put_u8(0x0a); // Trace.packet, length-delimited
         prost::encoding::encode_varint(len as u64, &mut slot);
+        slot.put_field(&header);
         p.encode_raw(&mut slot);
-        if let (Some(te), Some(te_len)) = (te, te_len) {
+        if let (Some((ev, fixed)), Some(te_len)) = (te, te_len) {
             prost::encoding::encode_key(
                 TRACK_EVENT_FIELD,
                 prost::encoding::WireType::LengthDelimited,
                 &mut slot,
             );
             prost::encoding::encode_varint(te_len as u64, &mut slot);
-            te.encode_raw(&mut slot);
+            slot.put_slice(fixed);
+            ev.encode_raw(&mut slot);
         }
         debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
+        self.buf.truncate(start + n);
         // Interned data rides on one packet only (the reused event packet must not repeat it).
         p.interned_data = None;
         p.timestamp = ts;
         n
     }
+}
+
+/// The sequence id and flags that every packet after the first carries.
+fn header() -> Field {
+    Field::of(&TracePacket {
+        trusted_packet_sequence_id: Some(SEQUENCE_ID),
+        sequence_flags: Some(SEQ_NEEDS_INCREMENTAL_STATE),
+        ..TracePacket::default()
+    })
 }
 
 /// The exactly sized piece of the buffer a packet is encoded into. Like `&mut [u8]` as a
@@ -169,6 +261,45 @@ impl Sequence {
 struct Slot<'a> {
     buf: &'a mut [u8],
     pos: usize,
+}
+
+impl Slot<'_> {
+    /// Writes a field encoded ahead: a fixed-size copy (the slot has `FIELD_MAX` bytes to
+    /// spare), then only its length counts.
+    #[inline]
+    fn put_field(&mut self, f: &Field) {
+        self.buf[self.pos..self.pos + FIELD_MAX].copy_from_slice(&f.bytes);
+        self.pos += usize::from(f.len);
+    }
+}
+
+/// The fields of the held event encoded ahead, one after the other (a track and up to
+/// `MAX_EXTRA_COUNTERS` extra counter tracks).
+struct Fields {
+    bytes: [u8; (MAX_EXTRA_COUNTERS + 2) * FIELD_MAX],
+    len: usize,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields {
+            bytes: [0; (MAX_EXTRA_COUNTERS + 2) * FIELD_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl Fields {
+    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 1` fields.
+    #[inline]
+    fn push(&mut self, f: &Field) {
+        self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
+        self.len += usize::from(f.len);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 // SAFETY: `remaining_mut` is the length of `chunk_mut`, every byte of which is initialised
@@ -228,9 +359,11 @@ impl<W: Write> Emitter<W> {
                     debug_annotation_names: interned(annotation_names),
                 },
                 clock: 0,
+                header: header(),
             },
             event: TracePacket::default(),
             ev: TrackEvent::default(),
+            fixed: Fields::default(),
             held: false,
             spare_args: Vec::new(),
             next_name_iid: names.len() as u64 + 1,
@@ -270,7 +403,9 @@ impl<W: Write> Emitter<W> {
         if !std::mem::take(&mut self.held) {
             return Ok(());
         }
-        let n = self.seq.frame(&mut self.event, Some(&self.ev));
+        let n = self
+            .seq
+            .frame(&mut self.event, Some((&self.ev, self.fixed.as_slice())));
         let args = &mut self.ev.debug_annotations;
         if args.capacity() > self.spare_args.capacity() {
             args.clear();
@@ -347,7 +482,7 @@ impl<W: Write> Emitter<W> {
         &mut self,
         ts: u64,
         kind: i32,
-        track: u64,
+        track: Track,
         name_iid: Option<u64>,
         counter_value: Option<i64>,
         args: Vec<DebugAnnotation>,
@@ -358,10 +493,10 @@ impl<W: Write> Emitter<W> {
         self.event.timestamp = Some(ts);
         let ev = &mut self.ev;
         ev.r#type = Some(kind);
-        ev.track_uuid = Some(track);
+        self.fixed.len = 0;
+        self.fixed.push(&track.field);
         ev.name_iid = name_iid;
         ev.counter_value = counter_value;
-        ev.extra_counter_track_uuids.clear();
         ev.extra_counter_values.clear();
         ev.debug_annotations = args;
         ev.flow_ids.clear();
@@ -375,7 +510,7 @@ impl<W: Write> Emitter<W> {
     pub fn begin(
         &mut self,
         ts: u64,
-        track: u64,
+        track: Track,
         name_iid: u64,
         args: Vec<DebugAnnotation>,
         terminating_flows: &[u64],
@@ -392,14 +527,14 @@ impl<W: Write> Emitter<W> {
         )
     }
 
-    pub fn end(&mut self, ts: u64, track: u64) -> io::Result<()> {
+    pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {
         self.event(ts, TYPE_SLICE_END, track, None, None, Vec::new(), &[], &[])
     }
 
     pub fn instant(
         &mut self,
         ts: u64,
-        track: u64,
+        track: Track,
         name_iid: u64,
         args: Vec<DebugAnnotation>,
         flows: &[u64],
@@ -425,14 +560,14 @@ impl<W: Write> Emitter<W> {
     ///
     /// Zero values are put last: the trace processor's sorter keeps a packet's extra values
     /// only up to the first zero (v52 reads the ones after it as 0).
-    pub fn counters(&mut self, ts: u64, values: &mut [(u64, i64)]) -> io::Result<()> {
+    pub fn counters(&mut self, ts: u64, values: &mut [(&CounterTrack, i64)]) -> io::Result<()> {
         values.sort_by_key(|&(_, v)| v == 0);
         let mut rest = &values[..];
         if self.held && self.event.timestamp == Some(ts) {
             let ev = &mut self.ev;
             if ev.counter_value.is_none() && ev.extra_counter_values.is_empty() {
                 let n = rest.len().min(MAX_EXTRA_COUNTERS);
-                extend_counters(ev, &rest[..n]);
+                self.extra_counters(&rest[..n]);
                 rest = &rest[n..];
             }
         }
@@ -442,17 +577,25 @@ impl<W: Write> Emitter<W> {
             self.event(
                 ts,
                 TYPE_COUNTER,
-                track,
+                track.track,
                 None,
                 Some(value),
                 Vec::new(),
                 &[],
                 &[],
             )?;
-            extend_counters(&mut self.ev, &more[..n]);
+            self.extra_counters(&more[..n]);
             rest = &more[n..];
         }
         Ok(())
+    }
+
+    /// Adds extra counter values to the held event: uuids and values pair up in order.
+    fn extra_counters(&mut self, values: &[(&CounterTrack, i64)]) {
+        for (track, v) in values {
+            self.fixed.push(&track.extra);
+            self.ev.extra_counter_values.push(*v);
+        }
     }
 
     /// Interned names the emitter holds (only those not written yet: the fixed vocabulary has
@@ -488,13 +631,6 @@ impl<W: Write> Drop for Emitter<W> {
         let _ = self.release();
         let _ = self.write_buffered();
     }
-}
-
-fn extend_counters(ev: &mut TrackEvent, values: &[(u64, i64)]) {
-    ev.extra_counter_track_uuids
-        .extend(values.iter().map(|&(track, _)| track));
-    ev.extra_counter_values
-        .extend(values.iter().map(|&(_, v)| v));
 }
 
 /// A debug annotation value.
@@ -538,8 +674,8 @@ mod tests {
     #[test]
     fn packets_are_framed_as_one_packet_traces() {
         let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
-        em.begin(5, 9, 1, Vec::new(), &[]).unwrap();
-        em.end(6, 9).unwrap();
+        em.begin(5, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.end(6, Track::new(9)).unwrap();
         let pkts = unframe(&em.finish().unwrap());
         let flags: Vec<_> = pkts
             .iter()
@@ -555,10 +691,10 @@ mod tests {
     #[test]
     fn timestamps_are_deltas_unless_they_go_back() {
         let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
-        em.begin(1000, 9, 1, Vec::new(), &[]).unwrap();
-        em.end(1300, 9).unwrap();
-        em.begin(1200, 8, 1, Vec::new(), &[]).unwrap();
-        em.end(1400, 8).unwrap();
+        em.begin(1000, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.end(1300, Track::new(9)).unwrap();
+        em.begin(1200, Track::new(8), 1, Vec::new(), &[]).unwrap();
+        em.end(1400, Track::new(8)).unwrap();
         let pkts = unframe(&em.finish().unwrap());
         let ts: Vec<_> = pkts[1..]
             .iter()
@@ -575,16 +711,22 @@ mod tests {
         );
     }
 
+    fn ct(uuid: u64) -> CounterTrack {
+        CounterTrack::new(uuid)
+    }
+
     #[test]
     fn counters_ride_on_the_last_event_of_their_time() {
         let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
-        em.begin(1000, 9, 1, Vec::new(), &[]).unwrap();
-        em.counters(1000, &mut [(20, 0), (21, 2), (22, 3)]).unwrap();
+        em.begin(1000, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.counters(1000, &mut [(&ct(20), 0), (&ct(21), 2), (&ct(22), 3)])
+            .unwrap();
         // Another time: a counter event of its own.
-        em.counters(1100, &mut [(20, 0)]).unwrap();
+        em.counters(1100, &mut [(&ct(20), 0)]).unwrap();
         // Ten values: eight ride along, the other two make one counter event.
-        em.end(1200, 9).unwrap();
-        let mut ten: Vec<(u64, i64)> = (0..10).map(|i| (30 + i, 1 + i as i64)).collect();
+        em.end(1200, Track::new(9)).unwrap();
+        let tracks: Vec<CounterTrack> = (30..40).map(ct).collect();
+        let mut ten: Vec<(&CounterTrack, i64)> = (1..).zip(&tracks).map(|(v, t)| (t, v)).collect();
         em.counters(1200, &mut ten).unwrap();
         let pkts = unframe(&em.finish().unwrap());
         let evs: Vec<_> = pkts[1..]

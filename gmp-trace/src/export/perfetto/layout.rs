@@ -17,7 +17,7 @@ use std::io::{self, Write};
 
 use gmp_trace_common::{Event, EventKind};
 
-use super::emit::{track_uuid, Arg, TrackKind};
+use super::emit::{track_uuid, Arg, Track, TrackKind};
 use super::proto::{ThreadDescriptor, TrackDescriptor, MERGE_NONE};
 use super::vocab::{ArgName, Name};
 use super::{clamp, waitreason, FlowKind, Lanes, PerfettoWriter, St, G, M, P};
@@ -123,7 +123,7 @@ impl<W: Write> PerfettoWriter<W> {
         };
         TrackDescriptor {
             uuid: Some(track_uuid(self.meta.pid, TrackKind::Thread, u64::from(tid))),
-            parent_uuid: Some(self.process_track),
+            parent_uuid: Some(self.process_track.uuid),
             thread: Some(ThreadDescriptor {
                 pid: Some(self.meta.pid as i32),
                 tid: Some(tid as i32),
@@ -146,7 +146,7 @@ impl<W: Write> PerfettoWriter<W> {
             }
             None => {
                 let d = self.m_descriptor(e.tid, id);
-                let track = d.uuid.unwrap_or_default();
+                let track = Track::new(d.uuid.unwrap_or_default());
                 self.em.track(d)?;
                 self.ms.insert(
                     e.tid,
@@ -170,9 +170,9 @@ impl<W: Write> PerfettoWriter<W> {
         if self.ps.contains_key(&p) {
             return Ok(());
         }
-        let track = track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64);
+        let track = Track::new(track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64));
         self.em.track(TrackDescriptor {
-            uuid: Some(track),
+            uuid: Some(track.uuid),
             parent_uuid: Some(self.procs_group),
             name: Some(format!("P{p}")),
             sibling_order_rank: Some(p),
@@ -520,9 +520,9 @@ impl<W: Write> PerfettoWriter<W> {
             Some(f) => format!("G{goid} {f}"),
             None => format!("G{goid}"),
         };
-        let track = track_uuid(self.meta.pid, TrackKind::Goroutine, goid);
+        let track = Track::new(track_uuid(self.meta.pid, TrackKind::Goroutine, goid));
         self.em.track(TrackDescriptor {
-            uuid: Some(track),
+            uuid: Some(track.uuid),
             parent_uuid: Some(self.goroutines_group),
             name: Some(name.clone()),
             sibling_merge_behavior: Some(MERGE_NONE),

@@ -37,7 +37,7 @@ use std::io::{self, Write};
 use gmp_trace_common::Event;
 
 use super::Symbolize;
-use emit::{track_uuid, Emitter, TrackKind};
+use emit::{track_uuid, CounterTrack, Emitter, Track, TrackKind};
 use proto::{
     Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
     CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
@@ -146,7 +146,7 @@ enum FlowKind {
 struct G {
     /// Its track, once created (a goroutine first seen through `casgstatus(_Gdead -> ...)`
     /// waits for its go_create, which names it).
-    track: Option<u64>,
+    track: Option<Track>,
     /// Interned "G7 main.worker": the track's name and the M/P slices' name.
     name_iid: u64,
     state: St,
@@ -163,7 +163,7 @@ struct G {
 
 /// A thread (M).
 struct M {
-    track: u64,
+    track: Track,
     /// `m.id` once an event carried it.
     id: Option<i64>,
     last_ts: u64,
@@ -176,7 +176,7 @@ struct M {
 
 /// A processor (P).
 struct P {
-    track: u64,
+    track: Track,
     last_ts: u64,
     running: Option<u64>,
     /// The thread holding it.
@@ -187,7 +187,7 @@ struct P {
 
 /// A process-wide lane with at most one open slice (Startup, GC, STW).
 struct Lane {
-    track: u64,
+    track: Track,
     last_ts: u64,
     open: bool,
 }
@@ -224,7 +224,7 @@ const C_STEAL_FAILED: usize = 9;
 pub struct PerfettoWriter<W: Write> {
     em: Emitter<W>,
     meta: TraceMeta,
-    process_track: u64,
+    process_track: Track,
     procs_group: u64,
     goroutines_group: u64,
     gs: FastMap<u64, G>,
@@ -233,7 +233,7 @@ pub struct PerfettoWriter<W: Write> {
     startup: Lane,
     gc: Lane,
     stw: Lane,
-    counters: [(u64, i64); COUNTERS.len()],
+    counters: [(CounterTrack, i64); COUNTERS.len()],
     /// Counter values not yet written (written when they change, once per event).
     counter_dirty: [bool; COUNTERS.len()],
     /// New Ms announced by newm, by m.id, waiting for their mstart to end the flow.
@@ -274,13 +274,13 @@ impl<W: Write> PerfettoWriter<W> {
         let pid = meta.pid;
         let fixed = |id| track_uuid(pid, TrackKind::Fixed, id);
         let lane = |id| Lane {
-            track: fixed(id),
+            track: Track::new(fixed(id)),
             last_ts: 0,
             open: false,
         };
         let mut w = PerfettoWriter {
             em: Emitter::new(out, Name::TEXT, ArgName::TEXT)?,
-            process_track: track_uuid(pid, TrackKind::Process, 0),
+            process_track: Track::new(track_uuid(pid, TrackKind::Process, 0)),
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
             gs: FastMap::default(),
@@ -289,7 +289,7 @@ impl<W: Write> PerfettoWriter<W> {
             startup: lane(FIXED_STARTUP),
             gc: lane(FIXED_GC),
             stw: lane(FIXED_STW),
-            counters: [(0, 0); COUNTERS.len()],
+            counters: [(CounterTrack::new(0), 0); COUNTERS.len()],
             counter_dirty: [false; COUNTERS.len()],
             newm_flows: FastMap::default(),
             next_flow: 0,
@@ -325,7 +325,7 @@ impl<W: Write> PerfettoWriter<W> {
             ..TracePacket::default()
         })?;
         w.em.track(TrackDescriptor {
-            uuid: Some(w.process_track),
+            uuid: Some(w.process_track.uuid),
             process: Some(ProcessDescriptor {
                 pid: Some(pid as i32),
                 process_name: Some(w.meta.process_name.clone()),
@@ -343,7 +343,7 @@ impl<W: Write> PerfettoWriter<W> {
             sibling_order_rank: Some(rank),
             ..TrackDescriptor::default()
         };
-        let process = w.process_track;
+        let process = w.process_track.uuid;
         let lanes = [
             TrackDescriptor {
                 child_ordering: Some(ORDER_EXPLICIT),
@@ -357,16 +357,16 @@ impl<W: Write> PerfettoWriter<W> {
                 child_ordering: Some(ORDER_CHRONOLOGICAL),
                 ..child(process, w.goroutines_group, "Goroutines", 2)
             },
-            child(runtime_group, w.startup.track, "Startup", 0),
-            child(runtime_group, w.gc.track, "GC", 1),
-            child(runtime_group, w.stw.track, "STW", 2),
+            child(runtime_group, w.startup.track.uuid, "Startup", 0),
+            child(runtime_group, w.gc.track.uuid, "GC", 1),
+            child(runtime_group, w.stw.track.uuid, "STW", 2),
         ];
         for d in lanes {
             w.em.track(d)?;
         }
         for (i, name) in COUNTERS.iter().enumerate() {
             let uuid = fixed(FIXED_COUNTER_BASE + i as u64);
-            w.counters[i].0 = uuid;
+            w.counters[i].0 = CounterTrack::new(uuid);
             w.em.track(TrackDescriptor {
                 counter: Some(CounterDescriptor {
                     unit_name: Some("count".to_owned()),
@@ -451,11 +451,11 @@ impl<W: Write> PerfettoWriter<W> {
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
-        let mut values = [(0, 0); COUNTERS.len()];
+        let mut values = [(&self.counters[0].0, 0); COUNTERS.len()];
         let mut n = 0;
-        for (dirty, &c) in self.counter_dirty.iter_mut().zip(&self.counters) {
+        for (dirty, (track, v)) in self.counter_dirty.iter_mut().zip(&self.counters) {
             if std::mem::take(dirty) {
-                values[n] = c;
+                values[n] = (track, *v);
                 n += 1;
             }
         }
