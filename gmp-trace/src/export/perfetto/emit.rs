@@ -11,7 +11,7 @@ use prost::bytes::BufMut;
 use prost::Message;
 
 use super::proto::{
-    Clock, ClockSnapshot, DebugAnnotation, InternedData, InternedString, TracePacket,
+    Clock, ClockSnapshot, DebugAnnotation, EventPacket, InternedData, InternedString, TracePacket,
     TracePacketDefaults, TrackDescriptor, TrackEvent, CLOCK_MONOTONIC, CLOCK_SEQUENCE_FIRST,
     MAX_EXTRA_COUNTERS, SEQ_INCREMENTAL_STATE_CLEARED, SEQ_NEEDS_INCREMENTAL_STATE, TYPE_COUNTER,
     TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END,
@@ -142,7 +142,7 @@ pub struct Emitter<W: Write> {
     /// The packet of a track event and the event, reused for every event (and never moved:
     /// the event is large), so that its vectors keep their capacity: an event without string
     /// args allocates nothing.
-    event: TracePacket,
+    event_ts: u64,
     ev: TrackEvent,
     /// The event's fields encoded ahead: its track, the tracks of its extra counter values.
     fixed: Fields,
@@ -158,8 +158,10 @@ pub struct Emitter<W: Write> {
 
 /// The packet sequence's state, apart from the packet being filled in.
 struct Sequence {
-    /// Framed packets not yet handed to the output (see [`CHUNK`]).
+    /// Framed packets not yet handed to the output (see [`CHUNK`]): the first `used` bytes.
+    /// The rest is room, zeroed once, to encode into.
     buf: Vec<u8>,
+    used: usize,
     started: bool,
     /// Entries interned since the last packet: they ride on the next packet, which is the one
     /// that first uses them.
@@ -171,11 +173,10 @@ struct Sequence {
 }
 
 impl Sequence {
-    /// Frames `p` into the buffer. The first packet declares the incremental state cleared;
-    /// every one says it needs that state (interned names), as the trace processor expects.
-    /// A timestamp is written as a delta on the sequence's clock, or, when earlier than the
-    /// previous one (another track's), as it is on MONOTONIC. Returns the framed size.
-    fn frame(&mut self, p: &mut TracePacket, te: Option<(&TrackEvent, &[u8])>) -> usize {
+    /// Frames a packet other than a track event's. The first packet declares the incremental
+    /// state cleared; every one says it needs that state (interned names, the clock
+    /// defaults), as the trace processor expects. Returns the framed size.
+    fn frame(&mut self, p: &mut TracePacket) -> usize {
         // After the first packet, the sequence id and flags are the same on every packet:
         // encoded once.
         let header = if self.started {
@@ -189,23 +190,60 @@ impl Sequence {
             self.started = true;
             Field::EMPTY
         };
-        let ts = p.timestamp;
-        if let Some(t) = ts {
-            if t >= self.clock {
-                p.timestamp = Some(t - self.clock);
-                p.timestamp_clock_id = None;
-                self.clock = t;
-            } else {
-                p.timestamp_clock_id = Some(CLOCK_MONOTONIC);
-            }
+        if let Some(t) = p.timestamp {
+            (p.timestamp, p.timestamp_clock_id) = self.stamp(t);
         }
-        if !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty() {
+        if self.has_pending() {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
+        self.put(&header, p, None)
+    }
+
+    /// Frames a track event's packet at `ts`: `fixed` holds the event's fields encoded ahead.
+    fn frame_event(&mut self, ts: u64, ev: &TrackEvent, fixed: &Fields) -> usize {
+        debug_assert!(self.started, "the emitter writes a first packet");
+        let (timestamp, timestamp_clock_id) = self.stamp(ts);
+        let p = EventPacket {
+            timestamp,
+            timestamp_clock_id,
+            interned_data: self
+                .has_pending()
+                .then(|| std::mem::take(&mut self.pending)),
+        };
+        let header = self.header;
+        self.put(&header, &p, Some((ev, fixed)))
+    }
+
+    /// A timestamp as written: a delta on the sequence's clock, or, when earlier than the
+    /// previous one (another track's), as it is on MONOTONIC.
+    fn stamp(&mut self, ts: u64) -> (Option<u64>, Option<u32>) {
+        if ts >= self.clock {
+            let delta = ts - self.clock;
+            self.clock = ts;
+            (Some(delta), None)
+        } else {
+            (Some(ts), Some(CLOCK_MONOTONIC))
+        }
+    }
+
+    /// Entries interned since the last packet: they ride on the next packet, which is the
+    /// one that first uses them.
+    fn has_pending(&self) -> bool {
+        !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty()
+    }
+
+    /// Encodes a framed packet into the buffer: the header fields, `p`, then the track event
+    /// if any. Returns the framed size.
+    fn put(
+        &mut self,
+        header: &Field,
+        p: &impl Message,
+        te: Option<(&TrackEvent, &Fields)>,
+    ) -> usize {
         // The track event is encoded after the packet's other fields, as a field of its own
         // (protobuf fields may come in any order), starting with its fields encoded ahead:
         // its length, needed twice, is computed once.
-        let te_len = te.map(|(ev, fixed)| fixed.len() + ev.encoded_len());
+        let te_len = te.map(|(ev, fixed)| fixed.len + ev.encoded_len());
         let len = usize::from(header.len)
             + p.encoded_len()
             + te_len.map_or(0, |n| {
@@ -215,17 +253,19 @@ impl Sequence {
             });
         let n = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
         // Encoded into a slot of the exact size rather than pushed onto the Vec, whose every
-        // byte of every varint reloads and grow-checks the length.
-        // With room for a whole `Field` past the end, so that fields are copied whole.
-        let start = self.buf.len();
-        self.buf.resize(start + n + FIELD_MAX, 0);
+        // byte of every varint reloads and grow-checks the length; with room for a whole
+        // `Field` past the end, so that fields are copied whole.
+        let start = self.used;
+        if self.buf.len() < start + n + FIELD_MAX {
+            self.buf.resize(start + n + FIELD_MAX, 0);
+        }
         let mut slot = Slot {
-            buf: &mut self.buf[start..],
+            buf: &mut self.buf[start..start + n + FIELD_MAX],
             pos: 0,
         };
         slot.put_u8(0x0a); // Trace.packet, length-delimited
         prost::encoding::encode_varint(len as u64, &mut slot);
-        slot.put_field(&header);
+        slot.put_field(header);
         p.encode_raw(&mut slot);
         if let (Some((ev, fixed)), Some(te_len)) = (te, te_len) {
             prost::encoding::encode_key(
@@ -234,14 +274,11 @@ impl Sequence {
                 &mut slot,
             );
             prost::encoding::encode_varint(te_len as u64, &mut slot);
-            slot.put_slice(fixed);
+            slot.put_fields(fixed);
             ev.encode_raw(&mut slot);
         }
         debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
-        self.buf.truncate(start + n);
-        // Interned data rides on one packet only (the reused event packet must not repeat it).
-        p.interned_data = None;
-        p.timestamp = ts;
+        self.used += n;
         n
     }
 }
@@ -271,6 +308,20 @@ impl Slot<'_> {
         self.buf[self.pos..self.pos + FIELD_MAX].copy_from_slice(&f.bytes);
         self.pos += usize::from(f.len);
     }
+
+    /// Writes the fields encoded ahead, in whole `FIELD_MAX` pieces (the last one spills
+    /// into the slot's spare room, to be overwritten or ignored).
+    #[inline]
+    fn put_fields(&mut self, f: &Fields) {
+        for (i, piece) in f.bytes.chunks_exact(FIELD_MAX).enumerate() {
+            if i * FIELD_MAX >= f.len {
+                break;
+            }
+            let at = self.pos + i * FIELD_MAX;
+            self.buf[at..at + FIELD_MAX].copy_from_slice(piece);
+        }
+        self.pos += f.len;
+    }
 }
 
 /// The fields of the held event encoded ahead, one after the other (a track and up to
@@ -295,10 +346,6 @@ impl Fields {
     fn push(&mut self, f: &Field) {
         self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
         self.len += usize::from(f.len);
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
     }
 }
 
@@ -352,7 +399,8 @@ impl<W: Write> Emitter<W> {
         let mut em = Emitter {
             out: Some(out),
             seq: Sequence {
-                buf: Vec::with_capacity(CHUNK + 1024),
+                buf: vec![0; CHUNK + 1024],
+                used: 0,
                 started: false,
                 pending: InternedData {
                     event_names: interned(names),
@@ -361,7 +409,7 @@ impl<W: Write> Emitter<W> {
                 clock: 0,
                 header: header(),
             },
-            event: TracePacket::default(),
+            event_ts: 0,
             ev: TrackEvent::default(),
             fixed: Fields::default(),
             held: false,
@@ -394,7 +442,7 @@ impl<W: Write> Emitter<W> {
     /// Writes one packet on the sequence.
     pub fn packet(&mut self, mut p: TracePacket) -> io::Result<()> {
         self.release()?;
-        let n = self.seq.frame(&mut p, None);
+        let n = self.seq.frame(&mut p);
         self.framed(n)
     }
 
@@ -403,9 +451,7 @@ impl<W: Write> Emitter<W> {
         if !std::mem::take(&mut self.held) {
             return Ok(());
         }
-        let n = self
-            .seq
-            .frame(&mut self.event, Some((&self.ev, self.fixed.as_slice())));
+        let n = self.seq.frame_event(self.event_ts, &self.ev, &self.fixed);
         let args = &mut self.ev.debug_annotations;
         if args.capacity() > self.spare_args.capacity() {
             args.clear();
@@ -418,7 +464,7 @@ impl<W: Write> Emitter<W> {
     fn framed(&mut self, n: usize) -> io::Result<()> {
         self.packets += 1;
         self.bytes += n as u64;
-        if self.seq.buf.len() >= CHUNK {
+        if self.seq.used >= CHUNK {
             self.write_buffered()?;
         }
         Ok(())
@@ -427,10 +473,10 @@ impl<W: Write> Emitter<W> {
     /// Hands the buffer to the output; emptied even on failure (never written twice).
     fn write_buffered(&mut self) -> io::Result<()> {
         let r = match &mut self.out {
-            Some(out) if !self.seq.buf.is_empty() => out.write_all(&self.seq.buf),
+            Some(out) if self.seq.used > 0 => out.write_all(&self.seq.buf[..self.seq.used]),
             _ => Ok(()),
         };
-        self.seq.buf.clear();
+        self.seq.used = 0;
         r
     }
 
@@ -490,7 +536,7 @@ impl<W: Write> Emitter<W> {
         terminating_flows: &[u64],
     ) -> io::Result<()> {
         self.release()?;
-        self.event.timestamp = Some(ts);
+        self.event_ts = ts;
         let ev = &mut self.ev;
         ev.r#type = Some(kind);
         self.fixed.len = 0;
@@ -561,9 +607,11 @@ impl<W: Write> Emitter<W> {
     /// Zero values are put last: the trace processor's sorter keeps a packet's extra values
     /// only up to the first zero (v52 reads the ones after it as 0).
     pub fn counters(&mut self, ts: u64, values: &mut [(&CounterTrack, i64)]) -> io::Result<()> {
-        values.sort_by_key(|&(_, v)| v == 0);
+        if values.windows(2).any(|w| w[0].1 == 0 && w[1].1 != 0) {
+            values.sort_by_key(|&(_, v)| v == 0);
+        }
         let mut rest = &values[..];
-        if self.held && self.event.timestamp == Some(ts) {
+        if self.held && self.event_ts == ts {
             let ev = &mut self.ev;
             if ev.counter_value.is_none() && ev.extra_counter_values.is_empty() {
                 let n = rest.len().min(MAX_EXTRA_COUNTERS);
