@@ -146,6 +146,8 @@ pub struct Emitter<W: Write> {
     ev: TrackEvent,
     /// The event's fields encoded ahead: its track, the tracks of its extra counter values.
     fixed: Fields,
+    /// The `type` field of each `TrackEvent.Type` (indexed by it), encoded once.
+    types: [Field; 5],
     /// `event` and `ev` are filled in but not framed yet: counter values of the same time can still
     /// ride on it (see [`Emitter::counters`]). Framed before anything else is.
     held: bool,
@@ -324,24 +326,24 @@ impl Slot<'_> {
     }
 }
 
-/// The fields of the held event encoded ahead, one after the other (a track and up to
-/// `MAX_EXTRA_COUNTERS` extra counter tracks).
+/// The fields of the held event encoded ahead, one after the other (its track, its type and
+/// up to `MAX_EXTRA_COUNTERS` extra counter tracks).
 struct Fields {
-    bytes: [u8; (MAX_EXTRA_COUNTERS + 2) * FIELD_MAX],
+    bytes: [u8; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
     len: usize,
 }
 
 impl Default for Fields {
     fn default() -> Fields {
         Fields {
-            bytes: [0; (MAX_EXTRA_COUNTERS + 2) * FIELD_MAX],
+            bytes: [0; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
             len: 0,
         }
     }
 }
 
 impl Fields {
-    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 1` fields.
+    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 2` fields.
     #[inline]
     fn push(&mut self, f: &Field) {
         self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
@@ -412,6 +414,19 @@ impl<W: Write> Emitter<W> {
             event_ts: 0,
             ev: TrackEvent::default(),
             fixed: Fields::default(),
+            types: [
+                0,
+                TYPE_SLICE_BEGIN,
+                TYPE_SLICE_END,
+                TYPE_INSTANT,
+                TYPE_COUNTER,
+            ]
+            .map(|t| {
+                Field::of(&TrackEvent {
+                    r#type: Some(t),
+                    ..TrackEvent::default()
+                })
+            }),
             held: false,
             spare_args: Vec::new(),
             next_name_iid: names.len() as u64 + 1,
@@ -538,9 +553,9 @@ impl<W: Write> Emitter<W> {
         self.release()?;
         self.event_ts = ts;
         let ev = &mut self.ev;
-        ev.r#type = Some(kind);
         self.fixed.len = 0;
         self.fixed.push(&track.field);
+        self.fixed.push(&self.types[kind as usize]);
         ev.name_iid = name_iid;
         ev.counter_value = counter_value;
         ev.extra_counter_values.clear();
