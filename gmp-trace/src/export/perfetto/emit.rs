@@ -1,9 +1,15 @@
-//! Packet emission: framing, the one trusted packet sequence with its interning tables, and
+//! Packet emission: framing, the one trusted packet sequence and its interned names, and
 //! stable track UUIDs. Knows nothing about Go; the layout in `mod.rs` decides what to emit.
 //!
 //! Every packet goes out as a one-packet `Trace` message (0x0A, varint length, packet), so the
 //! output is a valid trace at every packet boundary: a file cut short, or a pipe read while the
 //! target still runs, loads up to the last whole packet.
+//!
+//! Cost per event is the point (a busy program makes millions a second), prost doing all the
+//! encoding: the last track event is held unframed so that the counter values of its time can
+//! ride on it; timestamps are deltas on a sequence clock; the fields that repeat (sequence id
+//! and flags, a track's uuid, an event type) are encoded once and copied; a track event's
+//! packet is sized and encoded as a small message of its own fields plus the event.
 use std::io::{self, Write};
 
 use prost::bytes::buf::UninitSlice;
