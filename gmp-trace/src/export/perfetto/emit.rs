@@ -88,17 +88,16 @@ impl Field {
     }
 }
 
-/// A track that events are written on: its uuid, with its `track_uuid` field encoded once.
+/// A track that events are written on, as its `track_uuid` field encoded once (the uuid
+/// alone would be smaller, but this is kept per live goroutine and used on every event).
 #[derive(Clone, Copy, Debug)]
 pub struct Track {
-    pub uuid: u64,
     field: Field,
 }
 
 impl Track {
     pub fn new(uuid: u64) -> Track {
         Track {
-            uuid,
             field: Field::of(&TrackEvent {
                 track_uuid: Some(uuid),
                 ..TrackEvent::default()

@@ -123,7 +123,7 @@ impl<W: Write> PerfettoWriter<W> {
         };
         TrackDescriptor {
             uuid: Some(track_uuid(self.meta.pid, TrackKind::Thread, u64::from(tid))),
-            parent_uuid: Some(self.process_track.uuid),
+            parent_uuid: Some(self.process_uuid),
             thread: Some(ThreadDescriptor {
                 pid: Some(self.meta.pid as i32),
                 tid: Some(tid as i32),
@@ -170,9 +170,10 @@ impl<W: Write> PerfettoWriter<W> {
         if self.ps.contains_key(&p) {
             return Ok(());
         }
-        let track = Track::new(track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64));
+        let uuid = track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64);
+        let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
-            uuid: Some(track.uuid),
+            uuid: Some(uuid),
             parent_uuid: Some(self.procs_group),
             name: Some(format!("P{p}")),
             sibling_order_rank: Some(p),
@@ -520,9 +521,10 @@ impl<W: Write> PerfettoWriter<W> {
             Some(f) => format!("G{goid} {f}"),
             None => format!("G{goid}"),
         };
-        let track = Track::new(track_uuid(self.meta.pid, TrackKind::Goroutine, goid));
+        let uuid = track_uuid(self.meta.pid, TrackKind::Goroutine, goid);
+        let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
-            uuid: Some(track.uuid),
+            uuid: Some(uuid),
             parent_uuid: Some(self.goroutines_group),
             name: Some(name.clone()),
             sibling_merge_behavior: Some(MERGE_NONE),

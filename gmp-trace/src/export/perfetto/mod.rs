@@ -228,6 +228,7 @@ const C_STEAL_FAILED: usize = 9;
 pub struct PerfettoWriter<W: Write> {
     em: Emitter<W>,
     meta: TraceMeta,
+    process_uuid: u64,
     process_track: Track,
     procs_group: u64,
     goroutines_group: u64,
@@ -284,6 +285,7 @@ impl<W: Write> PerfettoWriter<W> {
         };
         let mut w = PerfettoWriter {
             em: Emitter::new(out, Name::TEXT, ArgName::TEXT)?,
+            process_uuid: track_uuid(pid, TrackKind::Process, 0),
             process_track: Track::new(track_uuid(pid, TrackKind::Process, 0)),
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
@@ -329,7 +331,7 @@ impl<W: Write> PerfettoWriter<W> {
             ..TracePacket::default()
         })?;
         w.em.track(TrackDescriptor {
-            uuid: Some(w.process_track.uuid),
+            uuid: Some(w.process_uuid),
             process: Some(ProcessDescriptor {
                 pid: Some(pid as i32),
                 process_name: Some(w.meta.process_name.clone()),
@@ -347,7 +349,7 @@ impl<W: Write> PerfettoWriter<W> {
             sibling_order_rank: Some(rank),
             ..TrackDescriptor::default()
         };
-        let process = w.process_track.uuid;
+        let process = w.process_uuid;
         let lanes = [
             TrackDescriptor {
                 child_ordering: Some(ORDER_EXPLICIT),
@@ -361,9 +363,9 @@ impl<W: Write> PerfettoWriter<W> {
                 child_ordering: Some(ORDER_CHRONOLOGICAL),
                 ..child(process, w.goroutines_group, "Goroutines", 2)
             },
-            child(runtime_group, w.startup.track.uuid, "Startup", 0),
-            child(runtime_group, w.gc.track.uuid, "GC", 1),
-            child(runtime_group, w.stw.track.uuid, "STW", 2),
+            child(runtime_group, fixed(FIXED_STARTUP), "Startup", 0),
+            child(runtime_group, fixed(FIXED_GC), "GC", 1),
+            child(runtime_group, fixed(FIXED_STW), "STW", 2),
         ];
         for d in lanes {
             w.em.track(d)?;
