@@ -1,19 +1,30 @@
-//! Packet emission: framing, the one trusted packet sequence with its interning tables, and
+//! Packet emission: framing, the one trusted packet sequence and its interned names, and
 //! stable track UUIDs. Knows nothing about Go; the layout in `mod.rs` decides what to emit.
 //!
 //! Every packet goes out as a one-packet `Trace` message (0x0A, varint length, packet), so the
 //! output is a valid trace at every packet boundary: a file cut short, or a pipe read while the
 //! target still runs, loads up to the last whole packet.
+//!
+//! Cost per event is the point (a busy program makes millions a second), prost doing all the
+//! encoding: the last track event is held unframed so that the counter values of its time can
+//! ride on it; timestamps are deltas on a sequence clock; the fields that repeat (sequence id
+//! and flags, a track's uuid, an event type) are encoded once and copied; a track event's
+//! packet is sized and encoded as a small message of its own fields plus the event.
 use std::io::{self, Write};
 
-use prost::Message as _;
+use prost::bytes::buf::UninitSlice;
+use prost::bytes::BufMut;
+use prost::Message;
 
 use super::proto::{
-    DebugAnnotation, InternedData, InternedString, TracePacket, TrackDescriptor, TrackEvent,
-    SEQ_INCREMENTAL_STATE_CLEARED, SEQ_NEEDS_INCREMENTAL_STATE, TYPE_COUNTER, TYPE_INSTANT,
-    TYPE_SLICE_BEGIN, TYPE_SLICE_END,
+    Clock, ClockSnapshot, DebugAnnotation, EventPacket, InternedData, InternedString, TracePacket,
+    TracePacketDefaults, TrackDescriptor, TrackEvent, CLOCK_MONOTONIC, CLOCK_SEQUENCE_FIRST,
+    MAX_EXTRA_COUNTERS, SEQ_INCREMENTAL_STATE_CLEARED, SEQ_NEEDS_INCREMENTAL_STATE, TYPE_COUNTER,
+    TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END,
 };
-use super::FastMap;
+
+/// `TracePacket.track_event`'s field number.
+const TRACK_EVENT_FIELD: u32 = 11;
 
 /// The writer's only packet sequence. Interned names are scoped to it.
 const SEQUENCE_ID: u32 = 1;
@@ -47,6 +58,73 @@ pub fn track_uuid(pid: u32, kind: TrackKind, id: u64) -> u64 {
     h.max(1)
 }
 
+/// A prost-encoded field of a `TrackEvent`, copied into each packet that has it: the field of
+/// a track uuid (a 64-bit hash, a 10-byte varint) costs more to encode than the rest of most
+/// events.
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    /// Copied whole (one 16-byte move), `len` of them used.
+    bytes: [u8; FIELD_MAX],
+    len: u8,
+}
+
+/// Room for a field: a key and one varint take at most 12 bytes.
+const FIELD_MAX: usize = 16;
+
+impl Field {
+    const EMPTY: Field = Field {
+        bytes: [0; FIELD_MAX],
+        len: 0,
+    };
+
+    /// Panics beyond `FIELD_MAX` bytes.
+    fn of(m: &impl Message) -> Field {
+        let mut f = Field {
+            bytes: [0; FIELD_MAX],
+            len: m.encoded_len() as u8,
+        };
+        m.encode_raw(&mut &mut f.bytes[..usize::from(f.len)]);
+        f
+    }
+}
+
+/// A track that events are written on, as its `track_uuid` field encoded once (the uuid
+/// alone would be smaller, but this is kept per live goroutine and used on every event).
+#[derive(Clone, Copy, Debug)]
+pub struct Track {
+    field: Field,
+}
+
+impl Track {
+    pub fn new(uuid: u64) -> Track {
+        Track {
+            field: Field::of(&TrackEvent {
+                track_uuid: Some(uuid),
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
+/// A counter track: also its `extra_counter_track_uuids` element, encoded once.
+#[derive(Clone, Copy, Debug)]
+pub struct CounterTrack {
+    pub track: Track,
+    extra: Field,
+}
+
+impl CounterTrack {
+    pub fn new(uuid: u64) -> CounterTrack {
+        CounterTrack {
+            track: Track::new(uuid),
+            extra: Field::of(&TrackEvent {
+                extra_counter_track_uuids: vec![uuid],
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
 /// Trace-global flow ids: a per-pid base plus a counter.
 pub fn flow_base(pid: u32) -> u64 {
     mix(SEED ^ 0xf10 ^ (u64::from(pid) << 32))
@@ -56,94 +134,349 @@ pub fn flow_base(pid: u32) -> u64 {
 /// per packet costs more than encoding it (the output is often a `BufWriter` behind a `dyn`).
 const CHUNK: usize = 1 << 16;
 
+/// The sequence's own clock: MONOTONIC nanoseconds written as the delta from the sequence's
+/// previous timestamp (1-3 bytes instead of 7). Defined, at 0 = MONOTONIC 0, before any other
+/// clock snapshot: snapshots must not go back in time, and a replay's events are older than
+/// the snapshot of the time the trace was written.
+const DELTA_CLOCK: u32 = CLOCK_SEQUENCE_FIRST;
+
 pub struct Emitter<W: Write> {
     /// Always there until `finish` hands it back (an Option so that `Drop` can write the rest).
     out: Option<W>,
     seq: Sequence,
-    /// The track-event packet, reused for every event (and never moved: it is large), so that
-    /// its flow id vectors keep their capacity: an event without string args allocates nothing.
-    event: TracePacket,
+    /// The packet of a track event and the event, reused for every event (and never moved:
+    /// the event is large), so that its vectors keep their capacity: an event without string
+    /// args allocates nothing.
+    event_ts: u64,
+    ev: TrackEvent,
+    /// The event's fields encoded ahead: its track, the tracks of its extra counter values.
+    fixed: Fields,
+    /// The `type` field of each `TrackEvent.Type` (indexed by it), encoded once.
+    types: [Field; 5],
+    /// `event` and `ev` are filled in but not framed yet: counter values of the same time can still
+    /// ride on it (see [`Emitter::counters`]). Framed before anything else is.
+    held: bool,
     /// Emptied annotation vectors, handed out again by `args`.
     spare_args: Vec<DebugAnnotation>,
-    /// Interned event names for the fixed vocabulary ("Running", "go", ...).
-    names: Vocabulary,
-    annotation_names: Vocabulary,
     next_name_iid: u64,
-    next_annotation_iid: u64,
     pub packets: u64,
     pub bytes: u64,
 }
 
 /// The packet sequence's state, apart from the packet being filled in.
 struct Sequence {
-    /// Framed packets not yet handed to the output (see [`CHUNK`]).
+    /// Framed packets not yet handed to the output (see [`CHUNK`]): the first `used` bytes.
+    /// The rest is room, zeroed once, to encode into.
     buf: Vec<u8>,
+    used: usize,
     started: bool,
     /// Entries interned since the last packet: they ride on the next packet, which is the one
     /// that first uses them.
     pending: InternedData,
+    /// The delta clock's value: the last timestamp written as a delta.
+    clock: u64,
+    /// The sequence id and flags of every packet after the first, encoded once.
+    header: Field,
 }
 
 impl Sequence {
-    /// Frames `p` into the buffer. The first packet declares the incremental state cleared;
-    /// every one says it needs that state (interned names), as the trace processor expects.
-    /// Returns the framed size.
+    /// Frames a packet other than a track event's. The first packet declares the incremental
+    /// state cleared; every one says it needs that state (interned names, the clock
+    /// defaults), as the trace processor expects. Returns the framed size.
     fn frame(&mut self, p: &mut TracePacket) -> usize {
-        p.trusted_packet_sequence_id = Some(SEQUENCE_ID);
-        p.sequence_flags = Some(if self.started {
-            SEQ_NEEDS_INCREMENTAL_STATE
+        // After the first packet, the sequence id and flags are the same on every packet:
+        // encoded once.
+        let header = if self.started {
+            p.trusted_packet_sequence_id = None;
+            p.sequence_flags = None;
+            self.header
         } else {
+            p.trusted_packet_sequence_id = Some(SEQUENCE_ID);
+            p.sequence_flags = Some(SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE);
             p.first_packet_on_sequence = Some(true);
-            SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE
-        });
-        self.started = true;
-        if !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty() {
+            self.started = true;
+            Field::EMPTY
+        };
+        if let Some(t) = p.timestamp {
+            (p.timestamp, p.timestamp_clock_id) = self.stamp(t);
+        }
+        if self.has_pending() {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
-        // Encoded into a slice of the exact size rather than pushed onto the Vec, whose every
-        // byte of every varint reloads and grow-checks the length (a few percent faster).
-        let len = p.encoded_len();
+        self.put(&header, p, None)
+    }
+
+    /// Frames a track event's packet at `ts`: `fixed` holds the event's fields encoded ahead.
+    fn frame_event(&mut self, ts: u64, ev: &TrackEvent, fixed: &Fields) -> usize {
+        debug_assert!(self.started, "the emitter writes a first packet");
+        let (timestamp, timestamp_clock_id) = self.stamp(ts);
+        let p = EventPacket {
+            timestamp,
+            timestamp_clock_id,
+            interned_data: self
+                .has_pending()
+                .then(|| std::mem::take(&mut self.pending)),
+        };
+        let header = self.header;
+        self.put(&header, &p, Some((ev, fixed)))
+    }
+
+    /// A timestamp as written: a delta on the sequence's clock, or, when earlier than the
+    /// previous one (another track's), as it is on MONOTONIC.
+    fn stamp(&mut self, ts: u64) -> (Option<u64>, Option<u32>) {
+        if ts >= self.clock {
+            let delta = ts - self.clock;
+            self.clock = ts;
+            (Some(delta), None)
+        } else {
+            (Some(ts), Some(CLOCK_MONOTONIC))
+        }
+    }
+
+    /// Entries interned since the last packet: they ride on the next packet, which is the
+    /// one that first uses them.
+    fn has_pending(&self) -> bool {
+        !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty()
+    }
+
+    /// Encodes a framed packet into the buffer: the header fields, `p`, then the track event
+    /// if any. Returns the framed size.
+    fn put(
+        &mut self,
+        header: &Field,
+        p: &impl Message,
+        te: Option<(&TrackEvent, &Fields)>,
+    ) -> usize {
+        // The track event is encoded after the packet's other fields, as a field of its own
+        // (protobuf fields may come in any order), starting with its fields encoded ahead:
+        // its length, needed twice, is computed once.
+        let te_len = te.map(|(ev, fixed)| fixed.len + ev.encoded_len());
+        let len = usize::from(header.len)
+            + p.encoded_len()
+            + te_len.map_or(0, |n| {
+                prost::encoding::key_len(TRACK_EVENT_FIELD)
+                    + prost::encoding::encoded_len_varint(n as u64)
+                    + n
+            });
         let n = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-        let start = self.buf.len();
-        self.buf.resize(start + n, 0);
-        let mut slot = &mut self.buf[start..];
-        slot[0] = 0x0a; // Trace.packet, length-delimited
-        slot = &mut slot[1..];
+        // Encoded into a slot of the exact size rather than pushed onto the Vec, whose every
+        // byte of every varint reloads and grow-checks the length; with room for a whole
+        // `Field` past the end, so that fields are copied whole.
+        let start = self.used;
+        if self.buf.len() < start + n + FIELD_MAX {
+            self.buf.resize(start + n + FIELD_MAX, 0);
+        }
+        let mut slot = Slot {
+            buf: &mut self.buf[start..start + n + FIELD_MAX],
+            pos: 0,
+        };
+        slot.put_u8(0x0a); // Trace.packet, length-delimited
         prost::encoding::encode_varint(len as u64, &mut slot);
+        slot.put_field(header);
         p.encode_raw(&mut slot);
-        debug_assert!(slot.is_empty(), "encoded_len and encode_raw disagree");
-        // Interned data rides on one packet only (the reused event packet must not repeat it).
-        p.interned_data = None;
+        if let (Some((ev, fixed)), Some(te_len)) = (te, te_len) {
+            prost::encoding::encode_key(
+                TRACK_EVENT_FIELD,
+                prost::encoding::WireType::LengthDelimited,
+                &mut slot,
+            );
+            prost::encoding::encode_varint(te_len as u64, &mut slot);
+            slot.put_fields(fixed);
+            ev.encode_raw(&mut slot);
+        }
+        debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
+        self.used += n;
         n
     }
 }
 
+/// The sequence id and flags that every packet after the first carries.
+fn header() -> Field {
+    Field::of(&TracePacket {
+        trusted_packet_sequence_id: Some(SEQUENCE_ID),
+        sequence_flags: Some(SEQ_NEEDS_INCREMENTAL_STATE),
+        ..TracePacket::default()
+    })
+}
+
+/// The exactly sized piece of the buffer a packet is encoded into. Like `&mut [u8]` as a
+/// `BufMut`, but its `put_u8`, the only write of the varints that make up most of a packet,
+/// is one store (the slice's goes through `put_slice` and splits the slice for each byte).
+struct Slot<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Slot<'_> {
+    /// Writes a field encoded ahead: a fixed-size copy (the slot has `FIELD_MAX` bytes to
+    /// spare), then only its length counts.
+    #[inline]
+    fn put_field(&mut self, f: &Field) {
+        self.buf[self.pos..self.pos + FIELD_MAX].copy_from_slice(&f.bytes);
+        self.pos += usize::from(f.len);
+    }
+
+    /// Writes the fields encoded ahead, in whole `FIELD_MAX` pieces (the last one spills
+    /// into the slot's spare room, to be overwritten or ignored).
+    #[inline]
+    fn put_fields(&mut self, f: &Fields) {
+        for (i, piece) in f.bytes.chunks_exact(FIELD_MAX).enumerate() {
+            if i * FIELD_MAX >= f.len {
+                break;
+            }
+            let at = self.pos + i * FIELD_MAX;
+            self.buf[at..at + FIELD_MAX].copy_from_slice(piece);
+        }
+        self.pos += f.len;
+    }
+}
+
+/// The fields of the held event encoded ahead, one after the other (its track, its type and
+/// up to `MAX_EXTRA_COUNTERS` extra counter tracks).
+struct Fields {
+    bytes: [u8; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+    len: usize,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields {
+            bytes: [0; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl Fields {
+    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 2` fields.
+    #[inline]
+    fn push(&mut self, f: &Field) {
+        self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
+        self.len += usize::from(f.len);
+    }
+}
+
+// SAFETY: `remaining_mut` is the length of `chunk_mut`, every byte of which is initialised
+// memory of `buf`; `advance_mut` and the writes move `pos` only within `buf` (indexing
+// panics past its end, as `BufMut` requires).
+unsafe impl BufMut for Slot<'_> {
+    #[inline]
+    fn remaining_mut(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    #[inline]
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining_mut(), "advanced past the slot");
+        self.pos += cnt;
+    }
+
+    #[inline]
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        UninitSlice::new(&mut self.buf[self.pos..])
+    }
+
+    #[inline]
+    fn put_u8(&mut self, n: u8) {
+        self.buf[self.pos] = n;
+        self.pos += 1;
+    }
+
+    #[inline]
+    fn put_slice(&mut self, src: &[u8]) {
+        self.buf[self.pos..self.pos + src.len()].copy_from_slice(src);
+        self.pos += src.len();
+    }
+}
+
 impl<W: Write> Emitter<W> {
-    pub fn new(out: W) -> Emitter<W> {
-        Emitter {
+    /// Starts the sequence: its first packet defines the delta clock, makes it the default
+    /// clock of every later timestamp, and interns the fixed vocabulary (`names[i]` and
+    /// `annotation_names[i]` get iid `i + 1`).
+    pub fn new(out: W, names: &[&str], annotation_names: &[&str]) -> io::Result<Emitter<W>> {
+        let interned = |names: &[&str]| -> Vec<InternedString> {
+            (1..)
+                .zip(names)
+                .map(|(iid, &name)| InternedString {
+                    iid: Some(iid),
+                    name: Some(name.to_owned()),
+                })
+                .collect()
+        };
+        let mut em = Emitter {
             out: Some(out),
             seq: Sequence {
-                buf: Vec::with_capacity(CHUNK + 1024),
+                buf: vec![0; CHUNK + 1024],
+                used: 0,
                 started: false,
-                pending: InternedData::default(),
+                pending: InternedData {
+                    event_names: interned(names),
+                    debug_annotation_names: interned(annotation_names),
+                },
+                clock: 0,
+                header: header(),
             },
-            event: TracePacket {
-                track_event: Some(TrackEvent::default()),
-                ..TracePacket::default()
-            },
+            event_ts: 0,
+            ev: TrackEvent::default(),
+            fixed: Fields::default(),
+            types: [
+                0,
+                TYPE_SLICE_BEGIN,
+                TYPE_SLICE_END,
+                TYPE_INSTANT,
+                TYPE_COUNTER,
+            ]
+            .map(|t| {
+                Field::of(&TrackEvent {
+                    r#type: Some(t),
+                    ..TrackEvent::default()
+                })
+            }),
+            held: false,
             spare_args: Vec::new(),
-            names: Vocabulary::default(),
-            annotation_names: Vocabulary::default(),
-            next_name_iid: 1,
-            next_annotation_iid: 1,
+            next_name_iid: names.len() as u64 + 1,
             packets: 0,
             bytes: 0,
-        }
+        };
+        let at_zero = |clock_id, is_incremental| Clock {
+            clock_id: Some(clock_id),
+            timestamp: Some(0),
+            is_incremental,
+        };
+        em.packet(TracePacket {
+            clock_snapshot: Some(ClockSnapshot {
+                clocks: vec![
+                    at_zero(DELTA_CLOCK, Some(true)),
+                    at_zero(CLOCK_MONOTONIC, None),
+                ],
+                primary_trace_clock: Some(CLOCK_MONOTONIC),
+            }),
+            trace_packet_defaults: Some(TracePacketDefaults {
+                timestamp_clock_id: Some(DELTA_CLOCK),
+            }),
+            ..TracePacket::default()
+        })?;
+        Ok(em)
     }
 
     /// Writes one packet on the sequence.
     pub fn packet(&mut self, mut p: TracePacket) -> io::Result<()> {
+        self.release()?;
         let n = self.seq.frame(&mut p);
+        self.framed(n)
+    }
+
+    /// Frames the held event packet, if any.
+    fn release(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.held) {
+            return Ok(());
+        }
+        let n = self.seq.frame_event(self.event_ts, &self.ev, &self.fixed);
+        let args = &mut self.ev.debug_annotations;
+        if args.capacity() > self.spare_args.capacity() {
+            args.clear();
+            self.spare_args = std::mem::take(args);
+        }
         self.framed(n)
     }
 
@@ -151,7 +484,7 @@ impl<W: Write> Emitter<W> {
     fn framed(&mut self, n: usize) -> io::Result<()> {
         self.packets += 1;
         self.bytes += n as u64;
-        if self.seq.buf.len() >= CHUNK {
+        if self.seq.used >= CHUNK {
             self.write_buffered()?;
         }
         Ok(())
@@ -160,21 +493,11 @@ impl<W: Write> Emitter<W> {
     /// Hands the buffer to the output; emptied even on failure (never written twice).
     fn write_buffered(&mut self) -> io::Result<()> {
         let r = match &mut self.out {
-            Some(out) if !self.seq.buf.is_empty() => out.write_all(&self.seq.buf),
+            Some(out) if self.seq.used > 0 => out.write_all(&self.seq.buf[..self.seq.used]),
             _ => Ok(()),
         };
-        self.seq.buf.clear();
+        self.seq.used = 0;
         r
-    }
-
-    /// The iid of a name from the fixed vocabulary, interning it on first use.
-    pub fn name(&mut self, s: &'static str) -> u64 {
-        if let Some(iid) = self.names.get(s) {
-            return iid;
-        }
-        let iid = self.intern_name(s.to_owned());
-        self.names.insert(s, iid);
-        iid
     }
 
     /// A fresh iid for a name the caller keeps track of (per-goroutine names: the caller holds
@@ -189,30 +512,13 @@ impl<W: Write> Emitter<W> {
         iid
     }
 
-    fn annotation_name(&mut self, s: &'static str) -> u64 {
-        if let Some(iid) = self.annotation_names.get(s) {
-            return iid;
-        }
-        let iid = self.next_annotation_iid;
-        self.next_annotation_iid += 1;
-        self.seq
-            .pending
-            .debug_annotation_names
-            .push(InternedString {
-                iid: Some(iid),
-                name: Some(s.to_owned()),
-            });
-        self.annotation_names.insert(s, iid);
-        iid
-    }
-
-    /// Debug annotations (they land in `args` as `debug.<name>`). Their names are interned
-    /// here, so they ride on the next packet even if that is not the one carrying these args.
-    pub fn args(&mut self, args: &[(&'static str, Arg)]) -> Vec<DebugAnnotation> {
+    /// Debug annotations (they land in `args` as `debug.<name>`), named by the iids of the
+    /// vocabulary interned at the start.
+    pub fn args(&mut self, args: &[(u64, Arg)]) -> Vec<DebugAnnotation> {
         let mut out = std::mem::take(&mut self.spare_args);
         out.extend(args.iter().map(|(k, v)| {
             let mut a = DebugAnnotation {
-                name_iid: Some(self.annotation_name(k)),
+                name_iid: Some(*k),
                 ..DebugAnnotation::default()
             };
             match v {
@@ -232,48 +538,45 @@ impl<W: Write> Emitter<W> {
         })
     }
 
-    /// Writes a track event through the reused packet: only the fields an event kind sets
-    /// differ between packets.
+    /// Fills in the reused packet for a track event and holds it: only the fields an event
+    /// kind sets differ between packets.
     #[expect(
         clippy::too_many_arguments,
-        reason = "one field each; the public begin/end/instant/counter are the readable API"
+        reason = "one field each; the public begin/end/instant/counters are the readable API"
     )]
     fn event(
         &mut self,
         ts: u64,
         kind: i32,
-        track: u64,
+        track: Track,
         name_iid: Option<u64>,
         counter_value: Option<i64>,
         args: Vec<DebugAnnotation>,
         flows: &[u64],
         terminating_flows: &[u64],
     ) -> io::Result<()> {
-        let p = &mut self.event;
-        p.timestamp = Some(ts);
-        let ev = ev_of(p);
-        ev.r#type = Some(kind);
-        ev.track_uuid = Some(track);
+        self.release()?;
+        self.event_ts = ts;
+        let ev = &mut self.ev;
+        self.fixed.len = 0;
+        self.fixed.push(&track.field);
+        self.fixed.push(&self.types[kind as usize]);
         ev.name_iid = name_iid;
         ev.counter_value = counter_value;
+        ev.extra_counter_values.clear();
         ev.debug_annotations = args;
         ev.flow_ids.clear();
         ev.flow_ids.extend_from_slice(flows);
         ev.terminating_flow_ids.clear();
         ev.terminating_flow_ids.extend_from_slice(terminating_flows);
-        let r = self.seq.frame(p);
-        let mut args = std::mem::take(&mut ev_of(p).debug_annotations);
-        if args.capacity() > self.spare_args.capacity() {
-            args.clear();
-            self.spare_args = args;
-        }
-        self.framed(r)
+        self.held = true;
+        Ok(())
     }
 
     pub fn begin(
         &mut self,
         ts: u64,
-        track: u64,
+        track: Track,
         name_iid: u64,
         args: Vec<DebugAnnotation>,
         terminating_flows: &[u64],
@@ -290,14 +593,14 @@ impl<W: Write> Emitter<W> {
         )
     }
 
-    pub fn end(&mut self, ts: u64, track: u64) -> io::Result<()> {
+    pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {
         self.event(ts, TYPE_SLICE_END, track, None, None, Vec::new(), &[], &[])
     }
 
     pub fn instant(
         &mut self,
         ts: u64,
-        track: u64,
+        track: Track,
         name_iid: u64,
         args: Vec<DebugAnnotation>,
         flows: &[u64],
@@ -315,32 +618,69 @@ impl<W: Write> Emitter<W> {
         )
     }
 
-    pub fn counter(&mut self, ts: u64, track: u64, value: i64) -> io::Result<()> {
-        self.event(
-            ts,
-            TYPE_COUNTER,
-            track,
-            None,
-            Some(value),
-            Vec::new(),
-            &[],
-            &[],
-        )
+    /// Counter values at `ts`, as (counter track, value), each track at most once. They ride
+    /// on the last event packet as its `extra_counter_values` when that packet has the same
+    /// time and no counter value yet (the trace processor files them as counter rows at the
+    /// packet's time, the same rows counter events give); otherwise they go in counter events
+    /// of their own, a few values each.
+    ///
+    /// Zero values are put last: the trace processor's sorter keeps a packet's extra values
+    /// only up to the first zero (v52 reads the ones after it as 0).
+    pub fn counters(&mut self, ts: u64, values: &mut [(&CounterTrack, i64)]) -> io::Result<()> {
+        if values.windows(2).any(|w| w[0].1 == 0 && w[1].1 != 0) {
+            values.sort_by_key(|&(_, v)| v == 0);
+        }
+        let mut rest = &values[..];
+        if self.held && self.event_ts == ts {
+            let ev = &mut self.ev;
+            if ev.counter_value.is_none() && ev.extra_counter_values.is_empty() {
+                let n = rest.len().min(MAX_EXTRA_COUNTERS);
+                self.extra_counters(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+        // A counter event's own value may be 0: it is not an extra value.
+        while let Some((&(track, value), more)) = rest.split_last() {
+            let n = more.len().min(MAX_EXTRA_COUNTERS);
+            self.event(
+                ts,
+                TYPE_COUNTER,
+                track.track,
+                None,
+                Some(value),
+                Vec::new(),
+                &[],
+                &[],
+            )?;
+            self.extra_counters(&more[..n]);
+            rest = &more[n..];
+        }
+        Ok(())
+    }
+
+    /// Adds extra counter values to the held event: uuids and values pair up in order.
+    fn extra_counters(&mut self, values: &[(&CounterTrack, i64)]) {
+        for (track, v) in values {
+            self.fixed.push(&track.extra);
+            self.ev.extra_counter_values.push(*v);
+        }
+    }
+
+    /// Interned names the emitter holds (only those not written yet: the fixed vocabulary has
+    /// no table, per-goroutine names are held by the caller). Tests check it stays small.
+    #[cfg(test)]
+    pub fn names_len(&self) -> usize {
+        self.seq.pending.event_names.len() + self.seq.pending.debug_annotation_names.len()
     }
 
     /// Writes out the buffered packets and flushes the output.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.release()?;
         self.write_buffered()?;
         match &mut self.out {
             Some(out) => out.flush(),
             None => Ok(()),
         }
-    }
-
-    /// Size of the fixed-vocabulary intern tables (tests check they stay small).
-    #[cfg(test)]
-    pub fn names_len(&self) -> usize {
-        self.names.len() + self.annotation_names.len()
     }
 
     /// Writes what is buffered and hands back the output.
@@ -356,44 +696,9 @@ impl<W: Write> Emitter<W> {
 /// `finish` (a session ending in an error keeps the trace it had written).
 impl<W: Write> Drop for Emitter<W> {
     fn drop(&mut self) {
+        let _ = self.release();
         let _ = self.write_buffered();
     }
-}
-
-/// iids of the fixed vocabulary. Looked up several times per event: by the literal's address
-/// first (a hash of two words, the text never read), by the text when that literal is new (the same
-/// name written at two places in the code may be two literals).
-#[derive(Default)]
-struct Vocabulary {
-    by_text: FastMap<&'static str, u64>,
-    by_addr: FastMap<(usize, usize), u64>,
-}
-
-impl Vocabulary {
-    fn get(&mut self, s: &'static str) -> Option<u64> {
-        let addr = (s.as_ptr() as usize, s.len());
-        if let Some(&iid) = self.by_addr.get(&addr) {
-            return Some(iid);
-        }
-        let iid = *self.by_text.get(s)?;
-        self.by_addr.insert(addr, iid);
-        Some(iid)
-    }
-
-    fn insert(&mut self, s: &'static str, iid: u64) {
-        self.by_text.insert(s, iid);
-        self.by_addr.insert((s.as_ptr() as usize, s.len()), iid);
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.by_text.len()
-    }
-}
-
-/// The track event of the reused event packet (always there).
-fn ev_of(p: &mut TracePacket) -> &mut TrackEvent {
-    p.track_event.get_or_insert_with(TrackEvent::default)
 }
 
 /// A debug annotation value.
@@ -420,25 +725,100 @@ mod tests {
         assert_eq!(track_uuid(1, TrackKind::Process, 0), PINNED);
     }
 
-    #[test]
-    fn packets_are_framed_as_one_packet_traces() {
-        let mut em = Emitter::new(Vec::new());
-        let iid = em.name("Running");
-        assert_eq!(em.name("Running"), iid);
-        em.begin(5, 9, iid, Vec::new(), &[]).unwrap();
-        em.end(6, 9).unwrap();
-        let bytes = em.finish().unwrap();
-        // Two frames, each 0x0A + length + a packet that decodes.
-        let mut rest = &bytes[..];
-        let mut flags = Vec::new();
+    /// Decodes framed packets (each 0x0A + length + a packet).
+    fn unframe(bytes: &[u8]) -> Vec<TracePacket> {
+        let mut rest = bytes;
+        let mut out = Vec::new();
         while !rest.is_empty() {
             assert_eq!(rest[0], 0x0a);
             rest = &rest[1..];
             let len = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
-            let p = TracePacket::decode(&rest[..len]).unwrap();
-            flags.push((p.sequence_flags, p.interned_data.is_some()));
+            out.push(TracePacket::decode(&rest[..len]).unwrap());
             rest = &rest[len..];
         }
-        assert_eq!(flags, vec![(Some(3), true), (Some(2), false)]);
+        out
+    }
+
+    #[test]
+    fn packets_are_framed_as_one_packet_traces() {
+        let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
+        em.begin(5, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.end(6, Track::new(9)).unwrap();
+        let pkts = unframe(&em.finish().unwrap());
+        let flags: Vec<_> = pkts
+            .iter()
+            .map(|p| (p.sequence_flags, p.interned_data.is_some()))
+            .collect();
+        // The clock and vocabulary first, then the two events.
+        assert_eq!(
+            flags,
+            vec![(Some(3), true), (Some(2), false), (Some(2), false)]
+        );
+    }
+
+    #[test]
+    fn timestamps_are_deltas_unless_they_go_back() {
+        let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
+        em.begin(1000, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.end(1300, Track::new(9)).unwrap();
+        em.begin(1200, Track::new(8), 1, Vec::new(), &[]).unwrap();
+        em.end(1400, Track::new(8)).unwrap();
+        let pkts = unframe(&em.finish().unwrap());
+        let ts: Vec<_> = pkts[1..]
+            .iter()
+            .map(|p| (p.timestamp, p.timestamp_clock_id))
+            .collect();
+        assert_eq!(
+            ts,
+            vec![
+                (Some(1000), None),
+                (Some(300), None),
+                (Some(1200), Some(CLOCK_MONOTONIC)),
+                (Some(100), None),
+            ]
+        );
+    }
+
+    fn ct(uuid: u64) -> CounterTrack {
+        CounterTrack::new(uuid)
+    }
+
+    #[test]
+    fn counters_ride_on_the_last_event_of_their_time() {
+        let mut em = Emitter::new(Vec::new(), &["Running"], &[]).unwrap();
+        em.begin(1000, Track::new(9), 1, Vec::new(), &[]).unwrap();
+        em.counters(1000, &mut [(&ct(20), 0), (&ct(21), 2), (&ct(22), 3)])
+            .unwrap();
+        // Another time: a counter event of its own.
+        em.counters(1100, &mut [(&ct(20), 0)]).unwrap();
+        // Ten values: eight ride along, the other two make one counter event.
+        em.end(1200, Track::new(9)).unwrap();
+        let tracks: Vec<CounterTrack> = (30..40).map(ct).collect();
+        let mut ten: Vec<(&CounterTrack, i64)> = (1..).zip(&tracks).map(|(v, t)| (t, v)).collect();
+        em.counters(1200, &mut ten).unwrap();
+        let pkts = unframe(&em.finish().unwrap());
+        let evs: Vec<_> = pkts[1..]
+            .iter()
+            .map(|p| {
+                let te = p.track_event.as_ref().unwrap();
+                (
+                    te.r#type.unwrap(),
+                    te.counter_value,
+                    te.extra_counter_track_uuids.clone(),
+                    te.extra_counter_values.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            evs,
+            vec![
+                // Zeros last.
+                (TYPE_SLICE_BEGIN, None, vec![21, 22, 20], vec![2, 3, 0]),
+                (TYPE_COUNTER, Some(0), vec![], vec![]),
+                (TYPE_SLICE_END, None, (30..38).collect(), (1..9).collect()),
+                // The last value is the counter event's own.
+                (TYPE_COUNTER, Some(10), vec![38], vec![9]),
+            ]
+        );
     }
 }

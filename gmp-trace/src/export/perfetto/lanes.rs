@@ -6,6 +6,7 @@ use gmp_trace_common::{phase, Event};
 
 use super::emit::Arg;
 use super::proto::DebugAnnotation;
+use super::vocab::{ArgName, Name};
 use super::{clamp, waitreason, Lane, Lanes, PerfettoWriter};
 use crate::export::Symbolize;
 use crate::model::startup::package_of;
@@ -57,14 +58,14 @@ impl<W: Write> PerfettoWriter<W> {
 
     pub(super) fn on_phase(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
         let name = match e.arg0 {
-            phase::EXEC => self.em.name("exec"),
-            phase::RT0_GO => self.em.name("rt0_go"),
-            phase::SCHEDINIT => self.em.name("schedinit"),
+            phase::EXEC => Name::Exec.iid(),
+            phase::RT0_GO => Name::Rt0Go.iid(),
+            phase::SCHEDINIT => Name::Schedinit.iid(),
             // runtime.mstart runs on every new M too: only m0's is a startup phase.
             phase::MSTART_M0 if e.tid != self.meta.pid => return Ok(()),
-            phase::MSTART_M0 => self.em.name("mstart_m0"),
-            phase::GCENABLE => self.em.name("gcenable"),
-            phase::MAIN_MAIN => self.em.name("main.main"),
+            phase::MSTART_M0 => Name::MStartM0.iid(),
+            phase::GCENABLE => Name::Gcenable.iid(),
+            phase::MAIN_MAIN => Name::MainMain.iid(),
             phase::INIT_TASK if self.recursive_inits() => {
                 // Go 1.19/1.20: doInit recurses into the task's dependencies before running
                 // its functions; the slice is drawn when the call returns (INIT_DONE).
@@ -84,8 +85,10 @@ impl<W: Write> PerfettoWriter<W> {
             }
             phase::EXIT => {
                 self.lane_end(Lanes::Startup, e.ts)?;
-                let name = self.em.name("exit");
-                let args = self.em.args(&[("code", Arg::Int(e.arg1 as i64))]);
+                let name = Name::Exit.iid();
+                let args = self
+                    .em
+                    .args(&[(ArgName::Code.iid(), Arg::Int(e.arg1 as i64))]);
                 let lane = &mut self.startup;
                 let ts = clamp(&mut lane.last_ts, e.ts, &mut self.stats.clamped_timestamps);
                 self.stats.instants += 1;
@@ -94,7 +97,7 @@ impl<W: Write> PerfettoWriter<W> {
             other => self.em.intern_name(format!("phase {other}")),
         };
         let args = if e.arg0 == phase::INIT_TASK {
-            self.em.args(&[("task", Arg::Uint(e.arg1))])
+            self.em.args(&[(ArgName::Task.iid(), Arg::Uint(e.arg1))])
         } else {
             Vec::new()
         };
@@ -130,7 +133,7 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         };
         let name = self.init_name(run.task, run.first_fn, sym);
-        let args = self.em.args(&[("task", Arg::Uint(run.task))]);
+        let args = self.em.args(&[(ArgName::Task.iid(), Arg::Uint(run.task))]);
         self.lane_begin(Lanes::Startup, run.start, name, args)?;
         self.lane_end(Lanes::Startup, run.end)
     }

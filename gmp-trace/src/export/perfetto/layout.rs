@@ -17,8 +17,9 @@ use std::io::{self, Write};
 
 use gmp_trace_common::{Event, EventKind};
 
-use super::emit::{track_uuid, Arg, TrackKind};
+use super::emit::{track_uuid, Arg, Track, TrackKind};
 use super::proto::{ThreadDescriptor, TrackDescriptor, MERGE_NONE};
+use super::vocab::{ArgName, Name};
 use super::{clamp, waitreason, FlowKind, Lanes, PerfettoWriter, St, G, M, P};
 use super::{C_GOMAXPROCS, C_LOST, C_PS, C_SPINNING, C_STEAL_FAILED, C_THREADS};
 use crate::export::Symbolize;
@@ -35,8 +36,8 @@ impl<W: Write> PerfettoWriter<W> {
             self.stats.lost_events += e.arg0;
             let total = e.arg1.max(self.stats.lost_events);
             self.set_counter(C_LOST, total as i64);
-            let name = self.em.name("lost events");
-            let args = self.em.args(&[("lost", Arg::Uint(e.arg0))]);
+            let name = Name::LostEvents.iid();
+            let args = self.em.args(&[(ArgName::Lost.iid(), Arg::Uint(e.arg0))]);
             self.stats.instants += 1;
             return self
                 .em
@@ -78,27 +79,29 @@ impl<W: Write> PerfettoWriter<W> {
             EventKind::NewM => self.on_newm(e, sym),
             EventKind::ProcResize => {
                 self.set_counter(C_GOMAXPROCS, e.arg0 as i64);
-                let name = self.em.name("GOMAXPROCS");
-                let args = self.em.args(&[("nprocs", Arg::Uint(e.arg0))]);
+                let name = Name::Gomaxprocs.iid();
+                let args = self.em.args(&[(ArgName::Nprocs.iid(), Arg::Uint(e.arg0))]);
                 self.stats.instants += 1;
                 self.em
                     .instant(e.ts, self.process_track, name, args, &[], &[])
             }
             EventKind::StwStart => {
                 let name = self.stw_name(e.arg0);
-                let args = self.em.args(&[("reason", Arg::Uint(e.arg0))]);
+                let args = self.em.args(&[(ArgName::Reason.iid(), Arg::Uint(e.arg0))]);
                 self.lane_begin(Lanes::Stw, e.ts, name, args)
             }
             EventKind::StwDone => self.lane_end(Lanes::Stw, e.ts),
             EventKind::GcStart => {
-                let name = self.em.name("GC");
+                let name = Name::Gc.iid();
                 let trigger = match e.arg0 {
                     0 => "heap",
                     1 => "time",
                     2 => "cycle",
                     _ => "unknown",
                 };
-                let args = self.em.args(&[("trigger", Arg::Str(trigger.to_owned()))]);
+                let args = self
+                    .em
+                    .args(&[(ArgName::Trigger.iid(), Arg::Str(trigger.to_owned()))]);
                 self.lane_begin(Lanes::Gc, e.ts, name, args)
             }
             EventKind::GcDone => self.lane_end(Lanes::Gc, e.ts),
@@ -120,7 +123,7 @@ impl<W: Write> PerfettoWriter<W> {
         };
         TrackDescriptor {
             uuid: Some(track_uuid(self.meta.pid, TrackKind::Thread, u64::from(tid))),
-            parent_uuid: Some(self.process_track),
+            parent_uuid: Some(self.process_uuid),
             thread: Some(ThreadDescriptor {
                 pid: Some(self.meta.pid as i32),
                 tid: Some(tid as i32),
@@ -143,7 +146,7 @@ impl<W: Write> PerfettoWriter<W> {
             }
             None => {
                 let d = self.m_descriptor(e.tid, id);
-                let track = d.uuid.unwrap_or_default();
+                let track = Track::new(d.uuid.unwrap_or_default());
                 self.em.track(d)?;
                 self.ms.insert(
                     e.tid,
@@ -153,6 +156,7 @@ impl<W: Write> PerfettoWriter<W> {
                         last_ts: 0,
                         running: None,
                         spinning: false,
+                        slices: 0,
                     },
                 );
                 self.stats.thread_tracks += 1;
@@ -166,9 +170,10 @@ impl<W: Write> PerfettoWriter<W> {
         if self.ps.contains_key(&p) {
             return Ok(());
         }
-        let track = track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64);
+        let uuid = track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64);
+        let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
-            uuid: Some(track),
+            uuid: Some(uuid),
             parent_uuid: Some(self.procs_group),
             name: Some(format!("P{p}")),
             sibling_order_rank: Some(p),
@@ -181,6 +186,7 @@ impl<W: Write> PerfettoWriter<W> {
                 last_ts: 0,
                 running: None,
                 holder: None,
+                slices: 0,
             },
         );
         self.stats.proc_tracks += 1;
@@ -255,7 +261,7 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         }
         self.stop_m(tid, ts)?;
-        let name = self.em.name("spinning");
+        let name = Name::Spinning.iid();
         let Some(m) = self.ms.get_mut(&tid) else {
             return Ok(());
         };
@@ -286,10 +292,10 @@ impl<W: Write> PerfettoWriter<W> {
     fn on_steal(&mut self, e: &Event) -> io::Result<()> {
         let victim = e.arg0 as i64;
         let args = self.em.args(&[
-            ("goid", Arg::Uint(e.goid)),
-            ("thief_p", Arg::Int(i64::from(e.p))),
-            ("victim_p", Arg::Int(victim)),
-            ("goroutines", Arg::Uint(e.arg1)),
+            (ArgName::Goid.iid(), Arg::Uint(e.goid)),
+            (ArgName::ThiefP.iid(), Arg::Int(i64::from(e.p))),
+            (ArgName::VictimP.iid(), Arg::Int(victim)),
+            (ArgName::Goroutines.iid(), Arg::Uint(e.arg1)),
         ]);
         let mut flow = None;
         if self.gs.contains_key(&e.goid) {
@@ -299,7 +305,7 @@ impl<W: Write> PerfettoWriter<W> {
             }
             flow = Some(id);
         }
-        let name = self.em.name("steal");
+        let name = Name::Steal.iid();
         self.m_instant(e, name, args, flow.as_slice(), &[])
     }
 
@@ -317,7 +323,7 @@ impl<W: Write> PerfettoWriter<W> {
             let ts = clamp(&mut m.last_ts, ts, &mut self.stats.clamped_timestamps);
             self.em.begin(ts, m.track, name, Vec::new(), &[])?;
             m.running = Some(goid);
-            *self.stats.m_slices.entry(tid).or_default() += 1;
+            m.slices += 1;
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.on_m = Some(tid);
             }
@@ -333,16 +339,17 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         };
         self.ensure_p(p)?;
-        let args = self
-            .em
-            .args(&[("m", Arg::Int(m_id)), ("tid", Arg::Uint(u64::from(tid)))]);
+        let args = self.em.args(&[
+            (ArgName::M.iid(), Arg::Int(m_id)),
+            (ArgName::Tid.iid(), Arg::Uint(u64::from(tid))),
+        ]);
         let Some(pp) = self.ps.get_mut(&p) else {
             return Ok(());
         };
         let ts = clamp(&mut pp.last_ts, ts, &mut self.stats.clamped_timestamps);
         self.em.begin(ts, pp.track, name, args, &[])?;
         pp.running = Some(goid);
-        *self.stats.p_slices.entry(p).or_default() += 1;
+        pp.slices += 1;
         if let Some(g) = self.gs.get_mut(&goid) {
             g.on_p = Some(p);
         }
@@ -399,18 +406,18 @@ impl<W: Write> PerfettoWriter<W> {
         if flow.is_some() {
             self.stats.flows_newm += 1;
         }
-        let name = self.em.name("mstart");
+        let name = Name::MStart.iid();
         self.m_instant(e, name, Vec::new(), &[], flow.as_slice())
     }
 
     fn on_newm(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
         let new_m = e.arg0 as i64;
         let mut args = vec![
-            ("new_m", Arg::Int(new_m)),
-            ("new_m_p", Arg::Int(e.arg1 as i64)),
+            (ArgName::NewM.iid(), Arg::Int(new_m)),
+            (ArgName::NewMP.iid(), Arg::Int(e.arg1 as i64)),
         ];
         if let Some(f) = sym.func_name(e.arg2) {
-            args.push(("fn", Arg::Str(f.to_owned())));
+            args.push((ArgName::Fn.iid(), Arg::Str(f.to_owned())));
         }
         let args = self.em.args(&args);
         let mut flow = None;
@@ -420,7 +427,7 @@ impl<W: Write> PerfettoWriter<W> {
             self.newm_flows.insert(new_m, id);
             flow = Some(id);
         }
-        let name = self.em.name("newm");
+        let name = Name::NewM.iid();
         self.m_instant(e, name, args, flow.as_slice(), &[])
     }
 
@@ -445,9 +452,9 @@ impl<W: Write> PerfettoWriter<W> {
 
     fn state_name(&mut self, st: St) -> u64 {
         match st {
-            St::Running => self.em.name("Running"),
-            St::Runnable => self.em.name("Runnable"),
-            St::Syscall => self.em.name("Syscall"),
+            St::Running => Name::Running.iid(),
+            St::Runnable => Name::Runnable.iid(),
+            St::Syscall => Name::Syscall.iid(),
             St::Waiting(r) => {
                 if let Some(&iid) = self.wait_names.get(&r) {
                     return iid;
@@ -514,9 +521,10 @@ impl<W: Write> PerfettoWriter<W> {
             Some(f) => format!("G{goid} {f}"),
             None => format!("G{goid}"),
         };
-        let track = track_uuid(self.meta.pid, TrackKind::Goroutine, goid);
+        let uuid = track_uuid(self.meta.pid, TrackKind::Goroutine, goid);
+        let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
-            uuid: Some(track),
+            uuid: Some(uuid),
             parent_uuid: Some(self.goroutines_group),
             name: Some(name.clone()),
             sibling_merge_behavior: Some(MERGE_NONE),
@@ -624,16 +632,16 @@ impl<W: Write> PerfettoWriter<W> {
         }
         let flow = self.new_flow();
         let mut args = vec![
-            ("goid", Arg::Uint(goid)),
-            ("start_fn", Arg::Str(start_fn.clone())),
-            ("parent_goid", Arg::Uint(e.arg0)),
+            (ArgName::Goid.iid(), Arg::Uint(goid)),
+            (ArgName::StartFn.iid(), Arg::Str(start_fn.clone())),
+            (ArgName::ParentGoid.iid(), Arg::Uint(e.arg0)),
         ];
         // g1 comes from rt0_go, which has no creation site.
         if let Some(site) = created_by {
-            args.push(("created_by", Arg::Str(site)));
+            args.push((ArgName::CreatedBy.iid(), Arg::Str(site)));
         }
         let args = self.em.args(&args);
-        let name = self.em.name("go");
+        let name = Name::Go.iid();
         self.m_instant(e, name, args, &[flow], &[])?;
         if let Some(g) = self.gs.get_mut(&goid) {
             g.flows.push((flow, FlowKind::Go));
@@ -699,10 +707,11 @@ impl<W: Write> PerfettoWriter<W> {
         }
         if to == St::Runnable && matches!(was, St::Waiting(_)) && by != 0 {
             let flow = self.new_flow();
-            let args = self
-                .em
-                .args(&[("goid", Arg::Uint(goid)), ("by_goid", Arg::Uint(by))]);
-            let name = self.em.name("unblock");
+            let args = self.em.args(&[
+                (ArgName::Goid.iid(), Arg::Uint(goid)),
+                (ArgName::ByGoid.iid(), Arg::Uint(by)),
+            ]);
+            let name = Name::Unblock.iid();
             self.m_instant(e, name, args, &[flow], &[])?;
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.flows.push((flow, FlowKind::Unblock));

@@ -14,8 +14,12 @@
 //! - flows "go" (creation), "unblock", "newm" and "steal" (from the steal to the stolen
 //!   goroutine's next Running slice).
 //!
-//! Timestamps are CLOCK_MONOTONIC, the clock of the events and of Go's own execution traces; the
-//! first packet is a clock snapshot that makes MONOTONIC the trace's clock.
+//! Timestamps are CLOCK_MONOTONIC, the clock of the events and of Go's own execution traces; a
+//! clock snapshot makes MONOTONIC the trace's clock.
+//!
+//! The writer keeps up with the probes on one core, so packets are few and cheap (emit.rs):
+//! counter values ride on the event packet of their time, timestamps are deltas, names are
+//! interned up front, and the fields every packet repeats are encoded once.
 //!
 //! Memory stays bounded: state is kept per live goroutine, thread and P only. Interned
 //! per-goroutine names are forgotten with the goroutine.
@@ -29,6 +33,7 @@ pub mod waitreason;
 mod sim;
 #[cfg(test)]
 mod tests;
+mod vocab;
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -36,11 +41,12 @@ use std::io::{self, Write};
 use gmp_trace_common::Event;
 
 use super::Symbolize;
-use emit::{track_uuid, Emitter, TrackKind};
+use emit::{track_uuid, CounterTrack, Emitter, Track, TrackKind};
 use proto::{
-    Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TracePacketDefaults,
-    TrackDescriptor, CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
+    Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
+    CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
 };
+use vocab::{ArgName, Name};
 
 /// What the trace says about the traced process.
 #[derive(Default)]
@@ -144,7 +150,7 @@ enum FlowKind {
 struct G {
     /// Its track, once created (a goroutine first seen through `casgstatus(_Gdead -> ...)`
     /// waits for its go_create, which names it).
-    track: Option<u64>,
+    track: Option<Track>,
     /// Interned "G7 main.worker": the track's name and the M/P slices' name.
     name_iid: u64,
     state: St,
@@ -161,27 +167,31 @@ struct G {
 
 /// A thread (M).
 struct M {
-    track: u64,
+    track: Track,
     /// `m.id` once an event carried it.
     id: Option<i64>,
     last_ts: u64,
     running: Option<u64>,
     /// A "spinning" slice is open (never together with a goroutine slice).
     spinning: bool,
+    /// Goroutine slices drawn on its track ([`PerfettoStats::m_slices`]).
+    slices: u64,
 }
 
 /// A processor (P).
 struct P {
-    track: u64,
+    track: Track,
     last_ts: u64,
     running: Option<u64>,
     /// The thread holding it.
     holder: Option<u32>,
+    /// Goroutine slices drawn on its track ([`PerfettoStats::p_slices`]).
+    slices: u64,
 }
 
 /// A process-wide lane with at most one open slice (Startup, GC, STW).
 struct Lane {
-    track: u64,
+    track: Track,
     last_ts: u64,
     open: bool,
 }
@@ -218,7 +228,8 @@ const C_STEAL_FAILED: usize = 9;
 pub struct PerfettoWriter<W: Write> {
     em: Emitter<W>,
     meta: TraceMeta,
-    process_track: u64,
+    process_uuid: u64,
+    process_track: Track,
     procs_group: u64,
     goroutines_group: u64,
     gs: FastMap<u64, G>,
@@ -227,7 +238,7 @@ pub struct PerfettoWriter<W: Write> {
     startup: Lane,
     gc: Lane,
     stw: Lane,
-    counters: [(u64, i64); COUNTERS.len()],
+    counters: [(CounterTrack, i64); COUNTERS.len()],
     /// Counter values not yet written (written when they change, once per event).
     counter_dirty: [bool; COUNTERS.len()],
     /// New Ms announced by newm, by m.id, waiting for their mstart to end the flow.
@@ -268,13 +279,14 @@ impl<W: Write> PerfettoWriter<W> {
         let pid = meta.pid;
         let fixed = |id| track_uuid(pid, TrackKind::Fixed, id);
         let lane = |id| Lane {
-            track: fixed(id),
+            track: Track::new(fixed(id)),
             last_ts: 0,
             open: false,
         };
         let mut w = PerfettoWriter {
-            em: Emitter::new(out),
-            process_track: track_uuid(pid, TrackKind::Process, 0),
+            em: Emitter::new(out, Name::TEXT, ArgName::TEXT)?,
+            process_uuid: track_uuid(pid, TrackKind::Process, 0),
+            process_track: Track::new(track_uuid(pid, TrackKind::Process, 0)),
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
             gs: FastMap::default(),
@@ -283,7 +295,7 @@ impl<W: Write> PerfettoWriter<W> {
             startup: lane(FIXED_STARTUP),
             gc: lane(FIXED_GC),
             stw: lane(FIXED_STW),
-            counters: [(0, 0); COUNTERS.len()],
+            counters: [(CounterTrack::new(0), 0); COUNTERS.len()],
             counter_dirty: [false; COUNTERS.len()],
             newm_flows: FastMap::default(),
             next_flow: 0,
@@ -306,22 +318,20 @@ impl<W: Write> PerfettoWriter<W> {
                     Clock {
                         clock_id: Some(CLOCK_BOOTTIME),
                         timestamp: Some(boottime),
+                        is_incremental: None,
                     },
                     Clock {
                         clock_id: Some(CLOCK_MONOTONIC),
                         timestamp: Some(monotonic),
+                        is_incremental: None,
                     },
                 ],
                 primary_trace_clock: Some(CLOCK_MONOTONIC),
             }),
-            // Every later timestamp on the sequence is MONOTONIC.
-            trace_packet_defaults: Some(TracePacketDefaults {
-                timestamp_clock_id: Some(CLOCK_MONOTONIC),
-            }),
             ..TracePacket::default()
         })?;
         w.em.track(TrackDescriptor {
-            uuid: Some(w.process_track),
+            uuid: Some(w.process_uuid),
             process: Some(ProcessDescriptor {
                 pid: Some(pid as i32),
                 process_name: Some(w.meta.process_name.clone()),
@@ -339,7 +349,7 @@ impl<W: Write> PerfettoWriter<W> {
             sibling_order_rank: Some(rank),
             ..TrackDescriptor::default()
         };
-        let process = w.process_track;
+        let process = w.process_uuid;
         let lanes = [
             TrackDescriptor {
                 child_ordering: Some(ORDER_EXPLICIT),
@@ -353,16 +363,16 @@ impl<W: Write> PerfettoWriter<W> {
                 child_ordering: Some(ORDER_CHRONOLOGICAL),
                 ..child(process, w.goroutines_group, "Goroutines", 2)
             },
-            child(runtime_group, w.startup.track, "Startup", 0),
-            child(runtime_group, w.gc.track, "GC", 1),
-            child(runtime_group, w.stw.track, "STW", 2),
+            child(runtime_group, fixed(FIXED_STARTUP), "Startup", 0),
+            child(runtime_group, fixed(FIXED_GC), "GC", 1),
+            child(runtime_group, fixed(FIXED_STW), "STW", 2),
         ];
         for d in lanes {
             w.em.track(d)?;
         }
         for (i, name) in COUNTERS.iter().enumerate() {
             let uuid = fixed(FIXED_COUNTER_BASE + i as u64);
-            w.counters[i].0 = uuid;
+            w.counters[i].0 = CounterTrack::new(uuid);
             w.em.track(TrackDescriptor {
                 counter: Some(CounterDescriptor {
                     unit_name: Some("count".to_owned()),
@@ -434,18 +444,32 @@ impl<W: Write> PerfettoWriter<W> {
         s.packets = self.em.packets;
         s.bytes = self.em.bytes;
         s.live_goroutines = self.gs.len();
+        // Counted per thread and P (no map lookup per slice); Ms and Ps are never forgotten.
+        s.m_slices = (self.ms.iter())
+            .filter(|(_, m)| m.slices > 0)
+            .map(|(&tid, m)| (tid, m.slices))
+            .collect();
+        s.p_slices = (self.ps.iter())
+            .filter(|(_, p)| p.slices > 0)
+            .map(|(&id, p)| (id, p.slices))
+            .collect();
         s
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
-        for i in 0..COUNTERS.len() {
-            if std::mem::take(&mut self.counter_dirty[i]) {
-                let (track, v) = self.counters[i];
-                self.em.counter(ts, track, v)?;
-                self.stats.counter_values += 1;
+        let mut values = [(&self.counters[0].0, 0); COUNTERS.len()];
+        let mut n = 0;
+        for (dirty, (track, v)) in self.counter_dirty.iter_mut().zip(&self.counters) {
+            if std::mem::take(dirty) {
+                values[n] = (track, *v);
+                n += 1;
             }
         }
-        Ok(())
+        if n == 0 {
+            return Ok(());
+        }
+        self.stats.counter_values += n as u64;
+        self.em.counters(ts, &mut values[..n])
     }
 
     fn add_counter(&mut self, i: usize, delta: i64) {

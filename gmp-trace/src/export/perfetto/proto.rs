@@ -13,6 +13,12 @@ pub const SEQ_NEEDS_INCREMENTAL_STATE: u32 = 2;
 /// `BuiltinClock` ids.
 pub const CLOCK_MONOTONIC: u32 = 3;
 pub const CLOCK_BOOTTIME: u32 = 6;
+/// The first clock id scoped to one packet sequence (64..=127 are).
+pub const CLOCK_SEQUENCE_FIRST: u32 = 64;
+
+/// At most this many `extra_counter_values` on one track event (the trace processor's
+/// `TrackEventData::kMaxNumExtraCounters`; more are an import error).
+pub const MAX_EXTRA_COUNTERS: usize = 8;
 
 /// `TrackEvent.Type`.
 pub const TYPE_SLICE_BEGIN: i32 = 1;
@@ -51,6 +57,19 @@ pub struct TracePacket {
     pub track_descriptor: Option<TrackDescriptor>,
 }
 
+/// The fields of a `TracePacket` that a track event's packet has besides the sequence id and
+/// flags and the track event itself (the emitter adds those as encoded fields of their own):
+/// a smaller message to size and encode than the whole packet.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventPacket {
+    #[prost(uint64, optional, tag = "8")]
+    pub timestamp: Option<u64>,
+    #[prost(uint32, optional, tag = "58")]
+    pub timestamp_clock_id: Option<u32>,
+    #[prost(message, optional, tag = "12")]
+    pub interned_data: Option<InternedData>,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TracePacketDefaults {
     #[prost(uint32, optional, tag = "58")]
@@ -71,6 +90,9 @@ pub struct Clock {
     pub clock_id: Option<u32>,
     #[prost(uint64, optional, tag = "2")]
     pub timestamp: Option<u64>,
+    /// Timestamps on this clock are deltas from the previous one on the sequence.
+    #[prost(bool, optional, tag = "3")]
+    pub is_incremental: Option<bool>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -131,6 +153,11 @@ pub struct TrackEvent {
     pub name_iid: Option<u64>,
     #[prost(int64, optional, tag = "30")]
     pub counter_value: Option<i64>,
+    /// Values for other counter tracks at the event's time, pairwise with the uuids.
+    #[prost(uint64, repeated, packed = "false", tag = "31")]
+    pub extra_counter_track_uuids: Vec<u64>,
+    #[prost(int64, repeated, packed = "false", tag = "12")]
+    pub extra_counter_values: Vec<i64>,
     #[prost(message, repeated, tag = "4")]
     pub debug_annotations: Vec<DebugAnnotation>,
     #[prost(fixed64, repeated, packed = "false", tag = "47")]

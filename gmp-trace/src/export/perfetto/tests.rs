@@ -12,7 +12,7 @@ use gmp_trace_tests::{trace_processor, trace_processor_raw, PERFETTO_IMPORT_PROB
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-use super::proto::{TracePacket, TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END};
+use super::proto::{TracePacket, CLOCK_MONOTONIC, TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END};
 use super::sim::{self, Sim, SimSymbols};
 use super::{PerfettoStats, PerfettoWriter, TraceMeta};
 use crate::export::NoSymbols;
@@ -39,14 +39,23 @@ fn write(events: &[Event], go: &str) -> (Vec<u8>, PerfettoStats) {
     (w.finish().unwrap(), stats)
 }
 
-/// Splits the output into packets (each framed as a one-packet Trace).
+/// Splits the output into packets (each framed as a one-packet Trace), with timestamps made
+/// absolute: MONOTONIC where the packet says so, else a delta on the sequence's clock.
 fn packets(mut b: &[u8]) -> Vec<TracePacket> {
     let mut out = Vec::new();
+    let mut clock = 0;
     while !b.is_empty() {
         assert_eq!(b[0], 0x0a, "every frame is Trace.packet");
         b = &b[1..];
         let len = prost::encoding::decode_varint(&mut b).unwrap() as usize;
-        out.push(TracePacket::decode(&b[..len]).unwrap());
+        let mut p = TracePacket::decode(&b[..len]).unwrap();
+        if let Some(ts) = p.timestamp {
+            if p.timestamp_clock_id != Some(CLOCK_MONOTONIC) {
+                clock += ts;
+                p.timestamp = Some(clock);
+            }
+        }
+        out.push(p);
         b = &b[len..];
     }
     out
