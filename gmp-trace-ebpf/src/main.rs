@@ -1139,6 +1139,18 @@ pub fn empty(_ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Emits a bare record (clock and thread only, no user-memory reads; kind Schedule, so the
+/// model takes it as a harmless scheduler-loop entry): attached in place of the real programs
+/// (hidden `--emit-only-probes`) it measures what the ring buffer itself costs per hit.
+#[uprobe]
+pub fn emit_only(_ctx: ProbeContext) -> u32 {
+    let o = offsets();
+    if let Some(e) = bare_event(EventKind::Schedule, &o) {
+        emit(&e);
+    }
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -64,6 +64,15 @@ pub struct Args {
     #[arg(long = "empty-probes", hide = true)]
     pub empty_probes: bool,
 
+    /// Attach a program that only emits a bare record (clock, thread, no reads) at every probe
+    /// site: what the ring buffer alone costs (for benchmarks).
+    #[arg(
+        long = "emit-only-probes",
+        hide = true,
+        conflicts_with = "empty_probes"
+    )]
+    pub emit_only_probes: bool,
+
     /// The program to launch and trace from its first instruction, with its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -96,9 +96,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if args.aggregate {
         plan.retain(|a| probes::in_aggregate(a.program));
     }
-    if args.empty_probes {
+    if args.empty_probes || args.emit_only_probes {
         for a in &mut plan {
-            a.program = "empty";
+            a.program = if args.empty_probes {
+                "empty"
+            } else {
+                "emit_only"
+            };
         }
     }
     let mut offsets = bin.offsets()?;
