@@ -426,9 +426,7 @@ pub fn bpf_prog_stats(
                     (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
                 {
                     let id = id as u64;
-                    if !names.contains_key(&id) {
-                        names.insert(id, prog_name(id));
-                    }
+                    names.entry(id).or_insert_with(|| prog_name(id));
                     last.insert(id, (ns, cnt));
                 }
             }
