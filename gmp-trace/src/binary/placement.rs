@@ -12,7 +12,8 @@
 //! the frame with `SUB RSP, n` first, so there the site is still once-per-call but two traps.
 //!
 //! Recognised stack checks (cmd/internal/obj/x86 stacksplit, ABIInternal functions where R14
-//! holds g and 0x10 is g.stackguard0):
+//! holds g and 0x10 is g.stackguard0; `//go:systemstack` functions compare with stackguard1,
+//! 0x18, instead):
 //!   small frames:  CMP RSP, [R14+0x10] ; JBE tail
 //!   big frames:    LEA R12, [RSP-n] ; CMP R12, [R14+0x10] ; JBE tail
 //!   huge frames:   MOV R12, RSP ; SUB R12, n ; JB tail ; CMP R12, [R14+0x10] ; JBE tail
@@ -210,6 +211,9 @@ fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultL
 
 /// g.stackguard0's offset; stable since Go 1.0 (stack.lo, stack.hi come first).
 const STACKGUARD0: u64 = 0x10;
+/// g.stackguard1, right after it: what `//go:systemstack` functions (stopTheWorldWithSema,
+/// exitsyscallTryGetP, ...) check against, the same way.
+const STACKGUARD1: u64 = 0x18;
 
 impl GoBinary {
     /// The cheapest site that fires exactly once per call: right after the stack check, or the
@@ -513,7 +517,7 @@ fn stack_check_len(insns: &[Instruction]) -> Option<usize> {
         && cmp.memory_base() == Register::R14
         && cmp.memory_index() == Register::None
         && cmp.segment_prefix() == Register::None
-        && cmp.memory_displacement64() == STACKGUARD0;
+        && matches!(cmp.memory_displacement64(), STACKGUARD0 | STACKGUARD1);
     i += 1;
     let jbe = insns.get(i)?;
     (is_guard_cmp && jbe.mnemonic() == Mnemonic::Jbe && is_jcc(jbe)).then_some(i + 1)
@@ -660,8 +664,11 @@ mod tests {
             site_of(&[0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3]),
             Ok((0, "push rbp".into(), true))
         );
-        // cmp rsp,[r14+0x18] is not the stack guard.
-        let other = [0x49, 0x3b, 0x66, 0x18, 0x76, 0, 0x55, 0xc3];
+        // cmp rsp,[r14+0x18] is stackguard1 (system-stack functions): a stack check too.
+        let guard1 = [0x49, 0x3b, 0x66, 0x18, 0x76, 0, 0x55, 0xc3];
+        assert_eq!(site_of(&guard1).map(|s| s.0), Ok(6));
+        // cmp rsp,[r14+0x20] is no guard at all.
+        let other = [0x49, 0x3b, 0x66, 0x20, 0x76, 0, 0x55, 0xc3];
         assert_eq!(site_of(&other).map(|s| s.0), Ok(0));
         // cmp rsp,[r14+0x10] followed by something other than JBE.
         let no_jbe = [0x49, 0x3b, 0x66, 0x10, 0x55, 0xc3];
