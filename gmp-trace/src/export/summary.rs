@@ -202,7 +202,7 @@ impl Summary {
             transitions: model
                 .transitions
                 .iter()
-                .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), *n))
+                .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), n))
                 .collect(),
             thread_list: views::threads(model),
             gc_cycles: model.gc.len(),

@@ -19,7 +19,7 @@ pub mod hist;
 pub mod startup;
 pub mod views;
 
-pub use goroutine::{GoState, Goroutine, Transition};
+pub use goroutine::{GoState, Goroutine, Transition, TransitionCounts};
 use graph::GraphAgg;
 use hist::Histogram;
 use startup::Startup;
@@ -164,7 +164,7 @@ pub struct Model {
     pub by_create_pc: FastMap<u64, SiteStats>,
     pub by_start_pc: FastMap<u64, SiteStats>,
     /// Transitions counted by (from, to).
-    pub transitions: BTreeMap<(GoState, GoState), u64>,
+    pub transitions: TransitionCounts,
     /// Every transition in order, when asked for (comparison with Go's tracer).
     pub transition_log: Option<Vec<Transition>>,
     pub stw: Vec<Range>,
@@ -782,7 +782,7 @@ impl Model {
     }
 
     fn record(&mut self, t: Transition) {
-        *self.transitions.entry((t.from, t.to)).or_default() += 1;
+        self.transitions.add(t.from, t.to);
         if let Some(log) = &mut self.transition_log {
             log.push(t);
         }
