@@ -115,6 +115,15 @@ pub enum EventKind {
     SyscallLostP = 27,
 }
 
+// `from_u32` indexes `ALL` by number: kind N must be `ALL[N - 1]`, with no gaps.
+const _: () = {
+    let mut i = 0;
+    while i < EventKind::ALL.len() {
+        assert!(EventKind::ALL[i] as u32 == i as u32 + 1);
+        i += 1;
+    }
+};
+
 impl EventKind {
     pub const ALL: [EventKind; 27] = [
         EventKind::NewProc,
@@ -146,8 +155,11 @@ impl EventKind {
         EventKind::SyscallLostP,
     ];
 
+    /// Runs for every event (model, exporters): an index into [`EventKind::ALL`], whose kinds
+    /// are numbered 1, 2, 3... in order (checked at compile time below).
+    #[inline]
     pub fn from_u32(v: u32) -> Option<EventKind> {
-        EventKind::ALL.iter().copied().find(|k| *k as u32 == v)
+        EventKind::ALL.get((v as usize).wrapping_sub(1)).copied()
     }
 
     /// The name used in JSONL output and recordings.

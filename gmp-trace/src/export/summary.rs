@@ -172,9 +172,8 @@ impl Summary {
             read_failures: run.read_failures,
             malformed_records: run.malformed_records,
             events_by_kind: model
-                .by_kind
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
+                .events_by_kind()
+                .map(|(k, n)| (k.name().to_string(), n))
                 .collect(),
             runtime_main: model
                 .runtime_main
@@ -203,7 +202,7 @@ impl Summary {
             transitions: model
                 .transitions
                 .iter()
-                .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), *n))
+                .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), n))
                 .collect(),
             thread_list: views::threads(model),
             gc_cycles: model.gc.len(),

@@ -13,6 +13,16 @@ pub enum GoState {
 }
 
 impl GoState {
+    /// Every state, in declaration (and `Ord`) order.
+    pub const ALL: [GoState; 6] = [
+        GoState::Unknown,
+        GoState::NotExist,
+        GoState::Runnable,
+        GoState::Running,
+        GoState::Syscall,
+        GoState::Waiting,
+    ];
+
     /// Maps a runtime `g.atomicstatus` value (scan bit ignored) to the tracer's vocabulary.
     pub fn from_runtime(status: u64) -> GoState {
         match status & !0x1000 {
@@ -34,6 +44,45 @@ impl GoState {
             GoState::Syscall => "Syscall",
             GoState::Waiting => "Waiting",
         }
+    }
+}
+
+// `TransitionCounts` indexes by `GoState as usize`: ALL[i] must be state i.
+const _: () = {
+    let mut i = 0;
+    while i < GoState::ALL.len() {
+        assert!(GoState::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+/// Transitions counted by (from, to): a table rather than a map, since every transition
+/// counts one. A pair counted once stays listed even when taken back to 0 (a syscall exit
+/// undone, see `Model::undo_syscall_exit`), as the summary has always shown it.
+#[derive(Clone, Debug, Default)]
+pub struct TransitionCounts([[Option<u64>; GoState::ALL.len()]; GoState::ALL.len()]);
+
+impl TransitionCounts {
+    #[inline]
+    pub fn add(&mut self, from: GoState, to: GoState) {
+        *self.0[from as usize][to as usize].get_or_insert(0) += 1;
+    }
+
+    pub fn get(&self, &(from, to): &(GoState, GoState)) -> Option<&u64> {
+        self.0[from as usize][to as usize].as_ref()
+    }
+
+    pub fn get_mut(&mut self, &(from, to): &(GoState, GoState)) -> Option<&mut u64> {
+        self.0[from as usize][to as usize].as_mut()
+    }
+
+    /// The pairs counted, ordered by (from, to).
+    pub fn iter(&self) -> impl Iterator<Item = ((GoState, GoState), u64)> + '_ {
+        GoState::ALL.into_iter().flat_map(move |from| {
+            GoState::ALL
+                .into_iter()
+                .filter_map(move |to| Some(((from, to), *self.get(&(from, to))?)))
+        })
     }
 }
 

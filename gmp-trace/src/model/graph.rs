@@ -2,17 +2,17 @@
 //! goroutines ran on which threads (M), which threads held which processors (P), with counts
 //! and time. Goroutines are grouped by start function so the graph stays readable (and small)
 //! for programs with millions of goroutines.
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
-/// Aggregated edges, keyed by pcs and ids; names are resolved at export.
+/// Aggregated edges, keyed by pcs and ids; names are resolved at export (which orders them).
 #[derive(Debug, Default)]
 pub struct GraphAgg {
     /// (creator start pc, created start pc) -> count. Creator pc 0 = a g0 (the runtime).
-    pub creates: HashMap<(u64, u64), u64>,
+    pub creates: FastMap<(u64, u64), u64>,
     /// (start pc, tid) -> (runs, ns running).
-    pub runs_on: HashMap<(u64, u32), (u64, u64)>,
+    pub runs_on: FastMap<(u64, u32), (u64, u64)>,
     /// (tid, p) -> (acquires, ns held).
-    pub holds: HashMap<(u32, i32), (u64, u64)>,
+    pub holds: FastMap<(u32, i32), (u64, u64)>,
 }
 
 impl GraphAgg {

@@ -19,7 +19,7 @@ pub mod hist;
 pub mod startup;
 pub mod views;
 
-pub use goroutine::{GoState, Goroutine, Transition};
+pub use goroutine::{GoState, Goroutine, Transition, TransitionCounts};
 use graph::GraphAgg;
 use hist::Histogram;
 use startup::Startup;
@@ -142,10 +142,12 @@ pub struct SiteStats {
 #[derive(Debug, Default)]
 pub struct Model {
     pub goroutines: FastMap<u64, Goroutine>,
-    pub threads: BTreeMap<u32, Thread>,
-    pub procs: BTreeMap<i32, Proc>,
+    /// Hashed, not ordered (looked up on every event): views sort by tid / P id.
+    pub threads: FastMap<u32, Thread>,
+    pub procs: FastMap<i32, Proc>,
     pub gomaxprocs: Option<u64>,
-    pub by_kind: BTreeMap<&'static str, u64>,
+    /// Events counted by kind number (see `events_by_kind`).
+    pub by_kind: [u64; KIND_SLOTS],
     pub events: u64,
     pub lost: u64,
     pub created: u64,
@@ -162,7 +164,7 @@ pub struct Model {
     pub by_create_pc: FastMap<u64, SiteStats>,
     pub by_start_pc: FastMap<u64, SiteStats>,
     /// Transitions counted by (from, to).
-    pub transitions: BTreeMap<(GoState, GoState), u64>,
+    pub transitions: TransitionCounts,
     /// Every transition in order, when asked for (comparison with Go's tracer).
     pub transition_log: Option<Vec<Transition>>,
     pub stw: Vec<Range>,
@@ -194,6 +196,9 @@ pub struct Model {
 
 pub const WORST_KEPT: usize = 20;
 
+/// Kind numbers start at 1 and have no gaps (see `EventKind::from_u32`).
+pub const KIND_SLOTS: usize = EventKind::ALL.len() + 1;
+
 impl Model {
     pub fn new() -> Model {
         Model::default()
@@ -218,7 +223,7 @@ impl Model {
             self.unknown_kinds += 1;
             return;
         };
-        *self.by_kind.entry(kind.name()).or_default() += 1;
+        self.by_kind[kind as usize] += 1;
         if kind == EventKind::LoadBias {
             return; // about addresses, not the scheduler
         }
@@ -777,7 +782,7 @@ impl Model {
     }
 
     fn record(&mut self, t: Transition) {
-        *self.transitions.entry((t.from, t.to)).or_default() += 1;
+        self.transitions.add(t.from, t.to);
         if let Some(log) = &mut self.transition_log {
             log.push(t);
         }
@@ -791,6 +796,14 @@ impl Model {
                 self.by_start_pc.entry(g.start_pc).or_default().exited += 1;
             }
         }
+    }
+
+    /// The kinds seen and how often, in kind-number order.
+    pub fn events_by_kind(&self) -> impl Iterator<Item = (EventKind, u64)> + '_ {
+        EventKind::ALL
+            .into_iter()
+            .map(|k| (k, self.by_kind[k as usize]))
+            .filter(|&(_, n)| n > 0)
     }
 
     pub fn duration_ns(&self) -> u64 {

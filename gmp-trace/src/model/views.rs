@@ -123,8 +123,10 @@ pub fn worst_goroutines(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<Worst
 
 pub fn proc_use(m: &Model) -> Vec<ProcUse> {
     let dur = m.duration_ns().max(1);
-    m.procs
-        .values()
+    let mut procs: Vec<&super::Proc> = m.procs.values().collect();
+    procs.sort_unstable_by_key(|p| p.id);
+    procs
+        .into_iter()
         .map(|p| ProcUse {
             p: p.id,
             busy_ns: p.busy_ns,
@@ -216,8 +218,10 @@ pub struct ThreadView {
 
 pub fn threads(m: &Model) -> Vec<ThreadView> {
     use super::MState;
-    m.threads
-        .values()
+    let mut threads: Vec<&super::Thread> = m.threads.values().collect();
+    threads.sort_unstable_by_key(|t| t.tid);
+    threads
+        .into_iter()
         .map(|t| ThreadView {
             tid: t.tid,
             m: t.m,
