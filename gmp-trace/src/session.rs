@@ -131,7 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // Outputs are opened (created) before anything runs: a bad path fails here.
     let mut pipeline = Pipeline::open(&args.out, Model::new(), &bin)?;
     let record_file = match &args.record {
-        Some(p) => preflight::open_output(p, "recording")?.map(|f| (f, p.clone())),
+        Some(p) => preflight::open_recording(p)?.map(|f| (f, p.clone())),
         None => None,
     };
 

@@ -119,8 +119,10 @@ impl Replay {
         // SAFETY: the map is read-only and nothing here writes through it. The hazard is another
         // process shrinking the file while it is mapped (a read past the new end faults): a
         // recording only grows while it is written (the map sees the length it had here), and
-        // one replaced on disk is a new inode that leaves this mapping intact; only truncating
-        // it in place during the replay (recording again to the same path) would be caught out.
+        // one replaced on disk is a new inode that leaves this mapping intact, which is also
+        // what recording again to the same path does (`preflight::open_recording` unlinks the
+        // old file rather than truncating it); only another program truncating it in place
+        // during the replay would be caught out.
         let (input, header) = match unsafe { memmap2::Mmap::map(&file) } {
             Ok(map) => {
                 // Only a read-ahead hint: nothing depends on it being taken.
