@@ -289,28 +289,30 @@ impl GoBinary {
             .addr;
         // Direct calls are E8 rel32 with the target relative to the next instruction: find the
         // byte pattern, then keep the ones that decode as a call at an instruction boundary of
-        // their function.
+        // their function. Only package runtime's own code is searched: the functions watched
+        // this way are unexported runtime functions, which nothing else can call (and the rest
+        // of a big binary's text need not be paged in).
         let mut callers: Vec<(Function, Vec<u64>)> = Vec::new();
-        for sec in &self.code_sections {
-            let Some(code) = self.code_bytes(sec.addr, sec.size) else {
+        for f in self.function_table()?.functions() {
+            if !f.name.starts_with("runtime.") || f.size == 0 {
+                continue;
+            }
+            let Some(code) = self.code_bytes(f.addr, f.size) else {
                 continue;
             };
+            let mut ats = Vec::new();
             for (i, w) in code.windows(5).enumerate() {
                 if w[0] != 0xe8 {
                     continue;
                 }
                 let rel = i32::from_le_bytes([w[1], w[2], w[3], w[4]]) as i64;
-                let at = sec.addr + i as u64;
-                if (at as i64).wrapping_add(5).wrapping_add(rel) as u64 != target {
-                    continue;
+                let at = f.addr + i as u64;
+                if (at as i64).wrapping_add(5).wrapping_add(rel) as u64 == target {
+                    ats.push(at);
                 }
-                let Some(f) = self.function_table()?.containing(at) else {
-                    continue;
-                };
-                match callers.iter_mut().find(|(c, _)| c.addr == f.addr) {
-                    Some((_, ats)) => ats.push(at),
-                    None => callers.push((f.clone(), vec![at])),
-                }
+            }
+            if !ats.is_empty() {
+                callers.push((f.clone(), ats));
             }
         }
         let mut out = Vec::new();

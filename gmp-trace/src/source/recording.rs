@@ -148,7 +148,7 @@ impl Replay {
     /// Feeds every event to `sink`; returns the footer (None when the recording was cut short).
     pub fn run(self, sink: &mut dyn Sink) -> Result<ReplayEnd, RecordingError> {
         match self.input {
-            Input::Mapped(map, start) => run_mapped(&map[start..], sink, &self.path),
+            Input::Mapped(map, start) => run_mapped(&map, start, sink, &self.path),
             Input::Stream(input) => run_stream(input, sink, &self.path),
         }
     }
@@ -180,13 +180,35 @@ fn read_header(input: &mut impl Read, path: &Path) -> Result<Header, RecordingEr
     })
 }
 
-/// The events and footer of a mapped recording, from the first event on.
+/// How much of a mapped recording is read before its pages are handed back.
+const RELEASE_BYTES: usize = 4 << 20;
+
+/// The events and footer of a mapped recording, from the first event (at `start`) on. Pages
+/// already read are dropped from the mapping as it goes, so a replay's memory does not grow
+/// with the recording (the kernel keeps them in its page cache either way).
 fn run_mapped(
-    mut rest: &[u8],
+    map: &memmap2::Mmap,
+    start: usize,
     sink: &mut dyn Sink,
     path: &Path,
 ) -> Result<ReplayEnd, RecordingError> {
+    let mut rest = &map[start..];
+    let mut released = 0;
     loop {
+        let pos = map.len() - rest.len();
+        if pos - released >= RELEASE_BYTES {
+            // SAFETY: the mapping is a read-only view of a file: dropped pages read the file
+            // again if touched, so no data is lost (DONTNEED only discards private changes,
+            // and there are none). Nothing holds a reference into the range: `rest` is past it.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    released,
+                    pos - released,
+                )
+            };
+            released = pos;
+        }
         if rest.starts_with(END) {
             return parse_footer(&rest[END.len()..], path).map(|f| ReplayEnd {
                 footer: Some(f),
