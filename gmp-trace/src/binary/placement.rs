@@ -172,25 +172,13 @@ fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultL
             continue;
         }
         for u in used.used_registers() {
-            if matches!(
-                u.access(),
-                OpAccess::Write
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadWrite
-                    | OpAccess::ReadCondWrite
-            ) {
+            if writes(u.access()) {
                 let full = u.register().full_register();
                 regs.retain(|r| *r != full);
             }
         }
         for m in used.used_memory() {
-            if matches!(
-                m.access(),
-                OpAccess::Write
-                    | OpAccess::CondWrite
-                    | OpAccess::ReadWrite
-                    | OpAccess::ReadCondWrite
-            ) {
+            if writes(m.access()) {
                 if m.base() == Register::RSP && m.index() == Register::None {
                     let (off, size) = (m.displacement() as i64, m.memory_size().size() as i64);
                     slots.retain(|s| {
@@ -207,6 +195,15 @@ fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultL
         }
     }
     Err("no emulated instruction soon after the call".into())
+}
+
+/// Whether an operand access may change what the operand holds.
+fn writes(access: iced_x86::OpAccess) -> bool {
+    use iced_x86::OpAccess;
+    matches!(
+        access,
+        OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+    )
 }
 
 /// g.stackguard0's offset; stable since Go 1.0 (stack.lo, stack.hi come first).
