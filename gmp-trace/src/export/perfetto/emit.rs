@@ -125,6 +125,46 @@ impl CounterTrack {
     }
 }
 
+/// A debug annotation with an integer value, encoded once as a `debug_annotations` element for
+/// events that repeat it (a P slice's `m` and `tid` are the same every time that thread runs a
+/// goroutine there).
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedArg {
+    field: Field,
+}
+
+/// Encoded args an event can carry (room is kept for them next to its counters).
+pub const MAX_ENCODED_ARGS: usize = 2;
+
+impl EncodedArg {
+    /// A signed value; `name_iid` below 16384 (the vocabulary's), so that it fits a `Field`.
+    pub fn int(name_iid: u64, value: i64) -> EncodedArg {
+        EncodedArg::of(DebugAnnotation {
+            name_iid: Some(name_iid),
+            int_value: Some(value),
+            ..DebugAnnotation::default()
+        })
+    }
+
+    /// An unsigned value; `name_iid` below 16384.
+    pub fn uint(name_iid: u64, value: u64) -> EncodedArg {
+        EncodedArg::of(DebugAnnotation {
+            name_iid: Some(name_iid),
+            uint_value: Some(value),
+            ..DebugAnnotation::default()
+        })
+    }
+
+    fn of(a: DebugAnnotation) -> EncodedArg {
+        EncodedArg {
+            field: Field::of(&TrackEvent {
+                debug_annotations: vec![a],
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
 /// Trace-global flow ids: a per-pid base plus a counter.
 pub fn flow_base(pid: u32) -> u64 {
     mix(SEED ^ 0xf10 ^ (u64::from(pid) << 32))
@@ -332,23 +372,27 @@ impl Slot<'_> {
 }
 
 /// The fields of the held event encoded ahead, one after the other (its track, its type and
-/// up to `MAX_EXTRA_COUNTERS` extra counter tracks).
+/// up to `MAX_ENCODED_ARGS` args encoded ahead, up to `MAX_EXTRA_COUNTERS` extra counter
+/// tracks).
 struct Fields {
-    bytes: [u8; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+    bytes: [u8; FIELDS_MAX * FIELD_MAX],
     len: usize,
 }
 
 impl Default for Fields {
     fn default() -> Fields {
         Fields {
-            bytes: [0; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+            bytes: [0; FIELDS_MAX * FIELD_MAX],
             len: 0,
         }
     }
 }
 
+/// Fields of one event, plus one piece of room for the last copy.
+const FIELDS_MAX: usize = MAX_EXTRA_COUNTERS + MAX_ENCODED_ARGS + 3;
+
 impl Fields {
-    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 2` fields.
+    /// Appends a field (a fixed-size copy); panics past `FIELDS_MAX - 1` fields.
     #[inline]
     fn push(&mut self, f: &Field) {
         self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
@@ -591,6 +635,23 @@ impl<W: Write> Emitter<W> {
             &[],
             terminating_flows,
         )
+    }
+
+    /// A slice begin whose args were encoded ahead ([`EncodedArg`], at most
+    /// `MAX_ENCODED_ARGS`).
+    pub fn begin_encoded(
+        &mut self,
+        ts: u64,
+        track: Track,
+        name_iid: u64,
+        args: &[EncodedArg],
+    ) -> io::Result<()> {
+        self.begin(ts, track, name_iid, Vec::new(), &[])?;
+        assert!(args.len() <= MAX_ENCODED_ARGS, "room for the encoded args");
+        for a in args {
+            self.fixed.push(&a.field);
+        }
+        Ok(())
     }
 
     pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {
