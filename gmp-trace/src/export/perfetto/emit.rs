@@ -290,7 +290,7 @@ impl Sequence {
         // The track event is encoded after the packet's other fields, as a field of its own
         // (protobuf fields may come in any order), starting with its fields encoded ahead:
         // its length, needed twice, is computed once.
-        let te_len = te.map(|(ev, fixed)| fixed.len + ev.encoded_len());
+        let te_len = te.map(|(ev, fixed)| fixed.len + event_len(ev));
         let len = usize::from(header.len)
             + p.encoded_len()
             + te_len.map_or(0, |n| {
@@ -322,11 +322,38 @@ impl Sequence {
             );
             prost::encoding::encode_varint(te_len as u64, &mut slot);
             slot.put_fields(fixed);
-            ev.encode_raw(&mut slot);
+            if !is_bare(ev) {
+                ev.encode_raw(&mut slot);
+            }
         }
         debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
         self.used += n;
         n
+    }
+}
+
+/// Whether the event has nothing beyond its fields encoded ahead (a slice end: half the
+/// packets), so that prost need not walk its fields to find that out.
+#[inline]
+fn is_bare(ev: &TrackEvent) -> bool {
+    ev.name_iid.is_none()
+        && ev.counter_value.is_none()
+        && ev.r#type.is_none()
+        && ev.track_uuid.is_none()
+        && ev.extra_counter_track_uuids.is_empty()
+        && ev.extra_counter_values.is_empty()
+        && ev.debug_annotations.is_empty()
+        && ev.flow_ids.is_empty()
+        && ev.terminating_flow_ids.is_empty()
+}
+
+/// The event's encoded length, apart from its fields encoded ahead.
+#[inline]
+fn event_len(ev: &TrackEvent) -> usize {
+    if is_bare(ev) {
+        0
+    } else {
+        ev.encoded_len()
     }
 }
 

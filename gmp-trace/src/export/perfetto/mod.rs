@@ -460,6 +460,10 @@ impl<W: Write> PerfettoWriter<W> {
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
+        // Most events change no counter.
+        if !self.counter_dirty.contains(&true) {
+            return Ok(());
+        }
         let mut values = [(&self.counters[0].0, 0); COUNTERS.len()];
         let mut n = 0;
         for (dirty, (track, v)) in self.counter_dirty.iter_mut().zip(&self.counters) {
