@@ -8,8 +8,9 @@
 //! Cost per event is the point (a busy program makes millions a second), prost doing all the
 //! encoding: the last track event is held unframed so that the counter values of its time can
 //! ride on it; timestamps are deltas on a sequence clock; the fields that repeat (sequence id
-//! and flags, a track's uuid, an event type) are encoded once and copied; a track event's
-//! packet is sized and encoded as a small message of its own fields plus the event.
+//! and flags, a track's uuid, an event type, a P slice's `m` and `tid` args) are encoded once
+//! and copied; a track event's packet is sized and encoded as a small message of its own fields
+//! plus the event, and a slice end, all of whose fields were encoded ahead, skips prost.
 use std::io::{self, Write};
 
 use prost::bytes::buf::UninitSlice;
