@@ -8,8 +8,9 @@
 //! Cost per event is the point (a busy program makes millions a second), prost doing all the
 //! encoding: the last track event is held unframed so that the counter values of its time can
 //! ride on it; timestamps are deltas on a sequence clock; the fields that repeat (sequence id
-//! and flags, a track's uuid, an event type) are encoded once and copied; a track event's
-//! packet is sized and encoded as a small message of its own fields plus the event.
+//! and flags, a track's uuid, an event type, a P slice's `m` and `tid` args) are encoded once
+//! and copied; a track event's packet is sized and encoded as a small message of its own fields
+//! plus the event, and a slice end, all of whose fields were encoded ahead, skips prost.
 use std::io::{self, Write};
 
 use prost::bytes::buf::UninitSlice;
@@ -119,6 +120,46 @@ impl CounterTrack {
             track: Track::new(uuid),
             extra: Field::of(&TrackEvent {
                 extra_counter_track_uuids: vec![uuid],
+                ..TrackEvent::default()
+            }),
+        }
+    }
+}
+
+/// A debug annotation with an integer value, encoded once as a `debug_annotations` element for
+/// events that repeat it (a P slice's `m` and `tid` are the same every time that thread runs a
+/// goroutine there).
+#[derive(Clone, Copy, Debug)]
+pub struct EncodedArg {
+    field: Field,
+}
+
+/// Encoded args an event can carry (room is kept for them next to its counters).
+pub const MAX_ENCODED_ARGS: usize = 2;
+
+impl EncodedArg {
+    /// A signed value; `name_iid` below 16384 (the vocabulary's), so that it fits a `Field`.
+    pub fn int(name_iid: u64, value: i64) -> EncodedArg {
+        EncodedArg::of(DebugAnnotation {
+            name_iid: Some(name_iid),
+            int_value: Some(value),
+            ..DebugAnnotation::default()
+        })
+    }
+
+    /// An unsigned value; `name_iid` below 16384.
+    pub fn uint(name_iid: u64, value: u64) -> EncodedArg {
+        EncodedArg::of(DebugAnnotation {
+            name_iid: Some(name_iid),
+            uint_value: Some(value),
+            ..DebugAnnotation::default()
+        })
+    }
+
+    fn of(a: DebugAnnotation) -> EncodedArg {
+        EncodedArg {
+            field: Field::of(&TrackEvent {
+                debug_annotations: vec![a],
                 ..TrackEvent::default()
             }),
         }
@@ -250,7 +291,7 @@ impl Sequence {
         // The track event is encoded after the packet's other fields, as a field of its own
         // (protobuf fields may come in any order), starting with its fields encoded ahead:
         // its length, needed twice, is computed once.
-        let te_len = te.map(|(ev, fixed)| fixed.len + ev.encoded_len());
+        let te_len = te.map(|(ev, fixed)| fixed.len + event_len(ev));
         let len = usize::from(header.len)
             + p.encoded_len()
             + te_len.map_or(0, |n| {
@@ -282,11 +323,38 @@ impl Sequence {
             );
             prost::encoding::encode_varint(te_len as u64, &mut slot);
             slot.put_fields(fixed);
-            ev.encode_raw(&mut slot);
+            if !is_bare(ev) {
+                ev.encode_raw(&mut slot);
+            }
         }
         debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
         self.used += n;
         n
+    }
+}
+
+/// Whether the event has nothing beyond its fields encoded ahead (a slice end: half the
+/// packets), so that prost need not walk its fields to find that out.
+#[inline]
+fn is_bare(ev: &TrackEvent) -> bool {
+    ev.name_iid.is_none()
+        && ev.counter_value.is_none()
+        && ev.r#type.is_none()
+        && ev.track_uuid.is_none()
+        && ev.extra_counter_track_uuids.is_empty()
+        && ev.extra_counter_values.is_empty()
+        && ev.debug_annotations.is_empty()
+        && ev.flow_ids.is_empty()
+        && ev.terminating_flow_ids.is_empty()
+}
+
+/// The event's encoded length, apart from its fields encoded ahead.
+#[inline]
+fn event_len(ev: &TrackEvent) -> usize {
+    if is_bare(ev) {
+        0
+    } else {
+        ev.encoded_len()
     }
 }
 
@@ -332,23 +400,27 @@ impl Slot<'_> {
 }
 
 /// The fields of the held event encoded ahead, one after the other (its track, its type and
-/// up to `MAX_EXTRA_COUNTERS` extra counter tracks).
+/// up to `MAX_ENCODED_ARGS` args encoded ahead, up to `MAX_EXTRA_COUNTERS` extra counter
+/// tracks).
 struct Fields {
-    bytes: [u8; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+    bytes: [u8; FIELDS_MAX * FIELD_MAX],
     len: usize,
 }
 
 impl Default for Fields {
     fn default() -> Fields {
         Fields {
-            bytes: [0; (MAX_EXTRA_COUNTERS + 3) * FIELD_MAX],
+            bytes: [0; FIELDS_MAX * FIELD_MAX],
             len: 0,
         }
     }
 }
 
+/// Fields of one event, plus one piece of room for the last copy.
+const FIELDS_MAX: usize = MAX_EXTRA_COUNTERS + MAX_ENCODED_ARGS + 3;
+
 impl Fields {
-    /// Appends a field (a fixed-size copy); panics past `MAX_EXTRA_COUNTERS + 2` fields.
+    /// Appends a field (a fixed-size copy); panics past `FIELDS_MAX - 1` fields.
     #[inline]
     fn push(&mut self, f: &Field) {
         self.bytes[self.len..self.len + FIELD_MAX].copy_from_slice(&f.bytes);
@@ -591,6 +663,23 @@ impl<W: Write> Emitter<W> {
             &[],
             terminating_flows,
         )
+    }
+
+    /// A slice begin whose args were encoded ahead ([`EncodedArg`], at most
+    /// `MAX_ENCODED_ARGS`).
+    pub fn begin_encoded(
+        &mut self,
+        ts: u64,
+        track: Track,
+        name_iid: u64,
+        args: &[EncodedArg],
+    ) -> io::Result<()> {
+        self.begin(ts, track, name_iid, Vec::new(), &[])?;
+        assert!(args.len() <= MAX_ENCODED_ARGS, "room for the encoded args");
+        for a in args {
+            self.fixed.push(&a.field);
+        }
+        Ok(())
     }
 
     pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {

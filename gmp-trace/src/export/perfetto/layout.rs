@@ -17,7 +17,7 @@ use std::io::{self, Write};
 
 use gmp_trace_common::{Event, EventKind};
 
-use super::emit::{track_uuid, Arg, Track, TrackKind};
+use super::emit::{track_uuid, Arg, EncodedArg, Track, TrackKind};
 use super::proto::{ThreadDescriptor, TrackDescriptor, MERGE_NONE};
 use super::vocab::{ArgName, Name};
 use super::{clamp, waitreason, FlowKind, Lanes, PerfettoWriter, St, G, M, P};
@@ -157,6 +157,7 @@ impl<W: Write> PerfettoWriter<W> {
                         running: None,
                         spinning: false,
                         slices: 0,
+                        p_args: None,
                     },
                 );
                 self.stats.thread_tracks += 1;
@@ -339,15 +340,15 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         };
         self.ensure_p(p)?;
-        let args = self.em.args(&[
-            (ArgName::M.iid(), Arg::Int(m_id)),
-            (ArgName::Tid.iid(), Arg::Uint(u64::from(tid))),
-        ]);
+        let args = match self.ms.get_mut(&tid) {
+            Some(m) => p_args(&mut m.p_args, m_id, tid),
+            None => p_args(&mut None, m_id, tid),
+        };
         let Some(pp) = self.ps.get_mut(&p) else {
             return Ok(());
         };
         let ts = clamp(&mut pp.last_ts, ts, &mut self.stats.clamped_timestamps);
-        self.em.begin(ts, pp.track, name, args, &[])?;
+        self.em.begin_encoded(ts, pp.track, name, &args)?;
         pp.running = Some(goid);
         pp.slices += 1;
         if let Some(g) = self.gs.get_mut(&goid) {
@@ -734,6 +735,22 @@ impl<W: Write> PerfettoWriter<W> {
             // Go 1.26+'s fast path skips casgstatus: the G simply runs on.
             (false, St::Syscall) => self.set_state(goid, St::Running, e.ts),
             (false, _) => Ok(()),
+        }
+    }
+}
+
+/// A P slice's args (`m`, `tid`) for thread `tid` running as `m_id`, encoded again only when
+/// `m_id` is not the one `cache` holds them for.
+fn p_args(cache: &mut Option<(i64, [EncodedArg; 2])>, m_id: i64, tid: u32) -> [EncodedArg; 2] {
+    match cache {
+        Some((m, args)) if *m == m_id => *args,
+        _ => {
+            let args = [
+                EncodedArg::int(ArgName::M.iid(), m_id),
+                EncodedArg::uint(ArgName::Tid.iid(), u64::from(tid)),
+            ];
+            *cache = Some((m_id, args));
+            args
         }
     }
 }

@@ -41,7 +41,7 @@ use std::io::{self, Write};
 use gmp_trace_common::Event;
 
 use super::Symbolize;
-use emit::{track_uuid, CounterTrack, Emitter, Track, TrackKind};
+use emit::{track_uuid, CounterTrack, Emitter, EncodedArg, Track, TrackKind};
 use proto::{
     Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
     CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
@@ -176,6 +176,9 @@ struct M {
     spinning: bool,
     /// Goroutine slices drawn on its track ([`PerfettoStats::m_slices`]).
     slices: u64,
+    /// The args of its goroutine slices on P tracks (`m`, `tid`), encoded for the `m` they
+    /// were last written with (an event's `m` can still be unknown, -1).
+    p_args: Option<(i64, [EncodedArg; 2])>,
 }
 
 /// A processor (P).
@@ -457,6 +460,10 @@ impl<W: Write> PerfettoWriter<W> {
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
+        // Most events change no counter.
+        if !self.counter_dirty.contains(&true) {
+            return Ok(());
+        }
         let mut values = [(&self.counters[0].0, 0); COUNTERS.len()];
         let mut n = 0;
         for (dirty, (track, v)) in self.counter_dirty.iter_mut().zip(&self.counters) {
