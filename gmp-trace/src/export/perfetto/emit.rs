@@ -9,8 +9,8 @@
 //! encoding: the last track event is held unframed so that the counter values of its time can
 //! ride on it; timestamps are deltas on a sequence clock; the fields that repeat (sequence id
 //! and flags, a track's uuid, an event type, a P slice's `m` and `tid` args) are encoded once
-//! and copied; a track event's packet is sized and encoded as a small message of its own fields
-//! plus the event, and a slice end, all of whose fields were encoded ahead, skips prost.
+//! and copied; a track event's packet and the event's other fields are sized and written with
+//! prost's field encoders, only the fields present (a slice end has none beyond the timestamp).
 use std::io::{self, Write};
 
 use prost::bytes::buf::UninitSlice;
@@ -18,7 +18,7 @@ use prost::bytes::BufMut;
 use prost::Message;
 
 use super::proto::{
-    Clock, ClockSnapshot, DebugAnnotation, EventPacket, InternedData, InternedString, TracePacket,
+    Clock, ClockSnapshot, DebugAnnotation, InternedData, InternedString, TracePacket,
     TracePacketDefaults, TrackDescriptor, TrackEvent, CLOCK_MONOTONIC, CLOCK_SEQUENCE_FIRST,
     MAX_EXTRA_COUNTERS, SEQ_INCREMENTAL_STATE_CLEARED, SEQ_NEEDS_INCREMENTAL_STATE, TYPE_COUNTER,
     TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END,
@@ -239,38 +239,72 @@ impl Sequence {
             Field::EMPTY
         };
         if let Some(t) = p.timestamp {
-            (p.timestamp, p.timestamp_clock_id) = self.stamp(t);
+            let (ts, clock_id) = self.stamp(t);
+            (p.timestamp, p.timestamp_clock_id) = (Some(ts), clock_id);
         }
         if self.has_pending() {
             p.interned_data = Some(std::mem::take(&mut self.pending));
         }
-        self.put(&header, p, None)
+        self.put(&header, p)
     }
 
     /// Frames a track event's packet at `ts`: `fixed` holds the event's fields encoded ahead.
+    /// The packet's own fields (timestamp, interned data, clock) are written with prost's
+    /// field encoders rather than through a message of them: a message's `encoded_len` and
+    /// `encode_raw` look at every field, where a packet has one or two.
     fn frame_event(&mut self, ts: u64, ev: &TrackEvent, fixed: &Fields) -> usize {
+        use prost::encoding::{encode_varint, encoded_len_varint, message, uint32, uint64};
         debug_assert!(self.started, "the emitter writes a first packet");
-        let (timestamp, timestamp_clock_id) = self.stamp(ts);
-        let p = EventPacket {
-            timestamp,
-            timestamp_clock_id,
-            interned_data: self
-                .has_pending()
-                .then(|| std::mem::take(&mut self.pending)),
-        };
+        let (timestamp, clock_id) = self.stamp(ts);
+        let interned = self
+            .has_pending()
+            .then(|| std::mem::take(&mut self.pending));
+        // The track event is encoded after the packet's other fields, as a field of its own
+        // (protobuf fields may come in any order), starting with its fields encoded ahead:
+        // its length, needed twice, is computed once.
+        let te_len = fixed.len + event_len(ev);
+        let len = usize::from(self.header.len)
+            + uint64::encoded_len(PACKET_TIMESTAMP, &timestamp)
+            + interned
+                .as_ref()
+                .map_or(0, |d| message::encoded_len(PACKET_INTERNED_DATA, d))
+            + clock_id.map_or(0, |c| uint32::encoded_len(PACKET_TIMESTAMP_CLOCK_ID, &c))
+            + prost::encoding::key_len(TRACK_EVENT_FIELD)
+            + encoded_len_varint(te_len as u64)
+            + te_len;
         let header = self.header;
-        self.put(&header, &p, Some((ev, fixed)))
+        let mut slot = self.slot(len);
+        slot.frame(len);
+        slot.put_field(&header);
+        // In tag order, as prost writes a message's fields.
+        uint64::encode(PACKET_TIMESTAMP, &timestamp, &mut slot);
+        if let Some(d) = &interned {
+            message::encode(PACKET_INTERNED_DATA, d, &mut slot);
+        }
+        if let Some(c) = clock_id {
+            uint32::encode(PACKET_TIMESTAMP_CLOCK_ID, &c, &mut slot);
+        }
+        prost::encoding::encode_key(
+            TRACK_EVENT_FIELD,
+            prost::encoding::WireType::LengthDelimited,
+            &mut slot,
+        );
+        encode_varint(te_len as u64, &mut slot);
+        slot.put_fields(fixed);
+        encode_event(ev, &mut slot);
+        let n = slot.finish();
+        self.close(n)
     }
 
     /// A timestamp as written: a delta on the sequence's clock, or, when earlier than the
     /// previous one (another track's), as it is on MONOTONIC.
-    fn stamp(&mut self, ts: u64) -> (Option<u64>, Option<u32>) {
+    fn stamp(&mut self, ts: u64) -> (u64, Option<u32>) {
         if ts >= self.clock {
             let delta = ts - self.clock;
             self.clock = ts;
-            (Some(delta), None)
+            (delta, None)
         } else {
-            (Some(ts), Some(CLOCK_MONOTONIC))
+            (ts, Some(CLOCK_MONOTONIC))
         }
     }
 
@@ -280,81 +314,117 @@ impl Sequence {
         !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty()
     }
 
-    /// Encodes a framed packet into the buffer: the header fields, `p`, then the track event
-    /// if any. Returns the framed size.
-    fn put(
-        &mut self,
-        header: &Field,
-        p: &impl Message,
-        te: Option<(&TrackEvent, &Fields)>,
-    ) -> usize {
-        // The track event is encoded after the packet's other fields, as a field of its own
-        // (protobuf fields may come in any order), starting with its fields encoded ahead:
-        // its length, needed twice, is computed once.
-        let te_len = te.map(|(ev, fixed)| fixed.len + event_len(ev));
-        let len = usize::from(header.len)
-            + p.encoded_len()
-            + te_len.map_or(0, |n| {
-                prost::encoding::key_len(TRACK_EVENT_FIELD)
-                    + prost::encoding::encoded_len_varint(n as u64)
-                    + n
-            });
+    /// Encodes a framed packet into the buffer: the header fields, then `p`. Returns the
+    /// framed size.
+    fn put(&mut self, header: &Field, p: &impl Message) -> usize {
+        let len = usize::from(header.len) + p.encoded_len();
+        let mut slot = self.slot(len);
+        slot.frame(len);
+        slot.put_field(header);
+        p.encode_raw(&mut slot);
+        let n = slot.finish();
+        self.close(n)
+    }
+
+    /// The slot for a framed packet of `len` bytes: a piece of the buffer of the exact size,
+    /// rather than pushing onto the Vec, whose every byte of every varint reloads and
+    /// grow-checks the length; with room for a whole `Field` past the end, so that fields are
+    /// copied whole. The caller starts it with [`Slot::frame`]: a slot moved after a write
+    /// (returned from here) is reloaded from the stack and stalls on the stores just made.
+    #[inline(always)]
+    fn slot(&mut self, len: usize) -> Slot<'_> {
         let n = 1 + prost::encoding::encoded_len_varint(len as u64) + len;
-        // Encoded into a slot of the exact size rather than pushed onto the Vec, whose every
-        // byte of every varint reloads and grow-checks the length; with room for a whole
-        // `Field` past the end, so that fields are copied whole.
         let start = self.used;
         if self.buf.len() < start + n + FIELD_MAX {
             self.buf.resize(start + n + FIELD_MAX, 0);
         }
-        let mut slot = Slot {
+        Slot {
             buf: &mut self.buf[start..start + n + FIELD_MAX],
             pos: 0,
-        };
-        slot.put_u8(0x0a); // Trace.packet, length-delimited
-        prost::encoding::encode_varint(len as u64, &mut slot);
-        slot.put_field(header);
-        p.encode_raw(&mut slot);
-        if let (Some((ev, fixed)), Some(te_len)) = (te, te_len) {
-            prost::encoding::encode_key(
-                TRACK_EVENT_FIELD,
-                prost::encoding::WireType::LengthDelimited,
-                &mut slot,
-            );
-            prost::encoding::encode_varint(te_len as u64, &mut slot);
-            slot.put_fields(fixed);
-            if !is_bare(ev) {
-                ev.encode_raw(&mut slot);
-            }
+            end: n,
         }
-        debug_assert_eq!(slot.pos, n, "encoded_len and encode_raw disagree");
+    }
+
+    /// Counts a packet of `n` bytes, just encoded by a slot, as framed. Returns `n`.
+    #[inline]
+    fn close(&mut self, n: usize) -> usize {
         self.used += n;
         n
     }
 }
 
-/// Whether the event has nothing beyond its fields encoded ahead (a slice end: half the
-/// packets), so that prost need not walk its fields to find that out.
-#[inline]
-fn is_bare(ev: &TrackEvent) -> bool {
-    ev.name_iid.is_none()
-        && ev.counter_value.is_none()
-        && ev.r#type.is_none()
-        && ev.track_uuid.is_none()
-        && ev.extra_counter_track_uuids.is_empty()
-        && ev.extra_counter_values.is_empty()
-        && ev.debug_annotations.is_empty()
-        && ev.flow_ids.is_empty()
-        && ev.terminating_flow_ids.is_empty()
+/// `TracePacket` field numbers of a track event's packet.
+const PACKET_TIMESTAMP: u32 = 8;
+const PACKET_INTERNED_DATA: u32 = 12;
+const PACKET_TIMESTAMP_CLOCK_ID: u32 = 58;
+
+/// `TrackEvent` field numbers of the fields not encoded ahead.
+const EVENT_DEBUG_ANNOTATIONS: u32 = 4;
+const EVENT_NAME_IID: u32 = 10;
+const EVENT_EXTRA_COUNTER_VALUES: u32 = 12;
+const EVENT_COUNTER_VALUE: u32 = 30;
+const EVENT_FLOW_IDS: u32 = 47;
+const EVENT_TERMINATING_FLOW_IDS: u32 = 48;
+
+/// Checks, in debug builds, that the event has none of the fields the emitter encodes ahead
+/// (they are in `Fields`).
+fn debug_check(ev: &TrackEvent) {
+    debug_assert!(
+        ev.r#type.is_none() && ev.track_uuid.is_none() && ev.extra_counter_track_uuids.is_empty(),
+        "fields encoded ahead are not set on the event"
+    );
 }
 
-/// The event's encoded length, apart from its fields encoded ahead.
+/// The event's encoded length, apart from its fields encoded ahead: the fields an event kind
+/// sets, each with prost's field encoder (the message's `encoded_len` would look at all
+/// nine). A slice end (half the packets) has none.
 #[inline]
 fn event_len(ev: &TrackEvent) -> usize {
-    if is_bare(ev) {
-        0
-    } else {
-        ev.encoded_len()
+    use prost::encoding::{fixed64, int64, message, uint64};
+    debug_check(ev);
+    let mut n = 0;
+    if !ev.debug_annotations.is_empty() {
+        n += message::encoded_len_repeated(EVENT_DEBUG_ANNOTATIONS, &ev.debug_annotations);
+    }
+    if let Some(v) = &ev.name_iid {
+        n += uint64::encoded_len(EVENT_NAME_IID, v);
+    }
+    if !ev.extra_counter_values.is_empty() {
+        n += int64::encoded_len_repeated(EVENT_EXTRA_COUNTER_VALUES, &ev.extra_counter_values);
+    }
+    if let Some(v) = &ev.counter_value {
+        n += int64::encoded_len(EVENT_COUNTER_VALUE, v);
+    }
+    if !ev.flow_ids.is_empty() {
+        n += fixed64::encoded_len_repeated(EVENT_FLOW_IDS, &ev.flow_ids);
+    }
+    if !ev.terminating_flow_ids.is_empty() {
+        n += fixed64::encoded_len_repeated(EVENT_TERMINATING_FLOW_IDS, &ev.terminating_flow_ids);
+    }
+    n
+}
+
+/// Encodes the event's fields not encoded ahead, in tag order (as prost's `encode_raw`).
+#[inline]
+fn encode_event(ev: &TrackEvent, buf: &mut impl BufMut) {
+    use prost::encoding::{fixed64, int64, message, uint64};
+    if !ev.debug_annotations.is_empty() {
+        message::encode_repeated(EVENT_DEBUG_ANNOTATIONS, &ev.debug_annotations, buf);
+    }
+    if let Some(v) = &ev.name_iid {
+        uint64::encode(EVENT_NAME_IID, v, buf);
+    }
+    if !ev.extra_counter_values.is_empty() {
+        int64::encode_repeated(EVENT_EXTRA_COUNTER_VALUES, &ev.extra_counter_values, buf);
+    }
+    if let Some(v) = &ev.counter_value {
+        int64::encode(EVENT_COUNTER_VALUE, v, buf);
+    }
+    if !ev.flow_ids.is_empty() {
+        fixed64::encode_repeated(EVENT_FLOW_IDS, &ev.flow_ids, buf);
+    }
+    if !ev.terminating_flow_ids.is_empty() {
+        fixed64::encode_repeated(EVENT_TERMINATING_FLOW_IDS, &ev.terminating_flow_ids, buf);
     }
 }
 
@@ -373,9 +443,28 @@ fn header() -> Field {
 struct Slot<'a> {
     buf: &'a mut [u8],
     pos: usize,
+    /// The framed packet's size: `pos` once it is all encoded.
+    end: usize,
 }
 
 impl Slot<'_> {
+    /// Starts the framed packet: the `Trace.packet` key and the packet's length.
+    #[inline]
+    fn frame(&mut self, len: usize) {
+        self.put_u8(0x0a); // Trace.packet, length-delimited
+        prost::encoding::encode_varint(len as u64, self);
+    }
+
+    /// The framed size, once the packet is all encoded.
+    #[inline]
+    fn finish(self) -> usize {
+        debug_assert_eq!(
+            self.pos, self.end,
+            "the packet's length and its encoding disagree"
+        );
+        self.pos
+    }
+
     /// Writes a field encoded ahead: a fixed-size copy (the slot has `FIELD_MAX` bytes to
     /// spare), then only its length counts.
     #[inline]
@@ -866,6 +955,27 @@ mod tests {
                 (Some(100), None),
             ]
         );
+    }
+
+    #[test]
+    fn event_fields_encode_as_prost_encodes_the_message() {
+        let ev = TrackEvent {
+            name_iid: Some(300),
+            counter_value: Some(-5),
+            extra_counter_values: vec![1, 0, 1 << 40],
+            debug_annotations: vec![DebugAnnotation {
+                name_iid: Some(2),
+                string_value: Some("x".into()),
+                ..DebugAnnotation::default()
+            }],
+            flow_ids: vec![7, 8],
+            terminating_flow_ids: vec![9],
+            ..TrackEvent::default()
+        };
+        let mut ours = Vec::new();
+        encode_event(&ev, &mut ours);
+        assert_eq!(ours, ev.encode_to_vec());
+        assert_eq!(event_len(&ev), ev.encoded_len());
     }
 
     fn ct(uuid: u64) -> CounterTrack {

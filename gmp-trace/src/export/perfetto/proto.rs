@@ -57,19 +57,6 @@ pub struct TracePacket {
     pub track_descriptor: Option<TrackDescriptor>,
 }
 
-/// The fields of a `TracePacket` that a track event's packet has besides the sequence id and
-/// flags and the track event itself (the emitter adds those as encoded fields of their own):
-/// a smaller message to size and encode than the whole packet.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct EventPacket {
-    #[prost(uint64, optional, tag = "8")]
-    pub timestamp: Option<u64>,
-    #[prost(uint32, optional, tag = "58")]
-    pub timestamp_clock_id: Option<u32>,
-    #[prost(message, optional, tag = "12")]
-    pub interned_data: Option<InternedData>,
-}
-
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TracePacketDefaults {
     #[prost(uint32, optional, tag = "58")]
