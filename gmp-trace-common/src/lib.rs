@@ -401,8 +401,8 @@ pub mod counter {
 /// cookie. A probe on a RET finds it in RAX; a probe in a caller, after the call, finds it
 /// wherever the caller has moved it by then: another register or a slot of its frame.
 pub mod result_loc {
-    /// Registers by number: RAX (0, also what a RET sees), RBX, RCX, RDX, RSI, RDI, R8..R15.
-    pub const RAX: u64 = 0;
+    /// Registers by number: RAX (0, also what a RET sees), RBX, RCX, RDX, RSI, RDI, R8..R15;
+    /// this many.
     pub const REGS: u64 = 14;
     /// Set for a stack slot: the low 32 bits are its offset from RSP.
     pub const STACK: u64 = 1 << 32;

@@ -116,8 +116,8 @@ fn bump_generation(which: u32) {
     }
 }
 
-/// goids by g pointer, so probes about a goroutine they did not just read (execute's gp,
-/// casgstatus's gp and its unblocker) need no read of it: a goid changes only when a dead g
+/// goids by g pointer, so probes about a goroutine they did not just read (casgstatus's gp
+/// and its unblocker, newproc1's creator) need no read of it: a goid changes only when a dead g
 /// is reused, and every way out of _Gdead passes casgstatus, which drops the entry (newproc1
 /// assigns the new goid after that change; its return probe then stores it). Direct-mapped;
 /// `check` rejects a slot torn by two CPUs writing it at once.
@@ -886,7 +886,8 @@ pub fn runqsteal(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// runtime.runqsteal has returned (in stealWork, or on a RET): its result is the stolen g or nil. A nil result is only counted (see
+/// runtime.runqsteal has returned (in stealWork, or on a RET): its result is the stolen g or
+/// nil. A nil result is only counted (see
 /// EventKind::StealFailed); a goroutine becomes a Steal event from the thief's P (this M's)
 /// to the victim recorded at entry, with how many goroutines moved: runqsteal returns one
 /// and advances pp.runqtail past the rest.

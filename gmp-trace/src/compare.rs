@@ -1006,8 +1006,10 @@ struct ModelSink {
 
 impl Sink for ModelSink {
     fn event(&mut self, e: &Event) {
-        let model = &mut self.model;
-        self.derive.expand(e, |e| model.apply(e));
+        if let Some(d) = self.derive.before(e) {
+            self.model.apply(&d);
+        }
+        self.model.apply(e);
     }
     fn malformed(&mut self, _len: usize) {
         self.malformed += 1;

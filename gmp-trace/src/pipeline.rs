@@ -57,9 +57,10 @@ impl Sink for Pipeline<'_> {
                 self.recorder = None;
             }
         }
-        let mut derive = std::mem::take(&mut self.derive);
-        derive.expand(e, |e| self.deliver(e));
-        self.derive = derive;
+        if let Some(d) = self.derive.before(e) {
+            self.deliver(&d);
+        }
+        self.deliver(e);
     }
 
     fn malformed(&mut self, _len: usize) {

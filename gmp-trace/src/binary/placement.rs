@@ -54,28 +54,32 @@ pub enum ResultLoc {
     Stack(u32),
 }
 
+/// The registers a probe can read a result from, in the order of their cookie numbers
+/// (`gmp_trace_common::result_loc`): the caller's RBP or RSP are never followed.
+const RESULT_REGS: [Register; gmp_trace_common::result_loc::REGS as usize] = [
+    Register::RAX,
+    Register::RBX,
+    Register::RCX,
+    Register::RDX,
+    Register::RSI,
+    Register::RDI,
+    Register::R8,
+    Register::R9,
+    Register::R10,
+    Register::R11,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
+
 impl ResultLoc {
-    /// The probe's attach cookie for it (`gmp_trace_common::result_loc`).
+    /// The probe's attach cookie for it (`gmp_trace_common::result_loc`). `site_after_call`
+    /// only carries a result into `RESULT_REGS`.
     pub fn cookie(self) -> u64 {
         use gmp_trace_common::result_loc::STACK;
-        const ORDER: [Register; 14] = [
-            Register::RAX,
-            Register::RBX,
-            Register::RCX,
-            Register::RDX,
-            Register::RSI,
-            Register::RDI,
-            Register::R8,
-            Register::R9,
-            Register::R10,
-            Register::R11,
-            Register::R12,
-            Register::R13,
-            Register::R14,
-            Register::R15,
-        ];
         match self {
-            ResultLoc::Reg(r) => ORDER.iter().position(|o| *o == r).unwrap_or(0) as u64,
+            ResultLoc::Reg(r) => RESULT_REGS.iter().position(|o| *o == r).unwrap_or(0) as u64,
             ResultLoc::Stack(off) => STACK | u64::from(off),
         }
     }
@@ -98,7 +102,7 @@ const MAX_AFTER_CALL: usize = 12;
 /// that copy, and a change of RSP, a memory write through another base (it could hit the
 /// slot) or any control flow ends the search.
 fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultLoc), String> {
-    use iced_x86::{FlowControl, InstructionInfoFactory, OpAccess};
+    use iced_x86::{FlowControl, InstructionInfoFactory};
     let mut regs = vec![Register::RAX];
     let mut slots: Vec<u32> = Vec::new();
     let mut info = InstructionInfoFactory::new();
@@ -144,19 +148,16 @@ fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultL
             && insn.memory_index() == Register::None
             && insn.segment_prefix() == Register::None;
         let used = info.info(insn);
-        let writes_rsp = used.used_registers().iter().any(|u| {
-            u.register().full_register() == Register::RSP
-                && !matches!(
-                    u.access(),
-                    OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess
-                )
-        });
+        let writes_rsp = used
+            .used_registers()
+            .iter()
+            .any(|u| u.register().full_register() == Register::RSP && writes(u.access()));
         if writes_rsp {
             return Err(format!("RSP changes at {:#x}", insn.ip()));
         }
         if reg_reg_move {
             let (dst, src) = (insn.op0_register(), insn.op1_register());
-            let carried = regs.contains(&src);
+            let carried = regs.contains(&src) && RESULT_REGS.contains(&dst);
             regs.retain(|r| *r != dst);
             if carried {
                 regs.push(dst);

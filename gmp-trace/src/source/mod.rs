@@ -27,9 +27,9 @@ pub struct Derive {
 pub const DERIVED: u64 = 1;
 
 impl Derive {
-    /// Hands `f` the events `e` stands for, in order: a derived execute, then `e` itself.
+    /// The event `e` also stands for, to be handled right before `e` itself: a derived execute.
     #[inline]
-    pub fn expand(&mut self, e: &Event, mut f: impl FnMut(&Event)) {
+    pub fn before(&mut self, e: &Event) -> Option<Event> {
         if e.kind == EventKind::Execute as u32 {
             self.probed_execute = true;
         } else if e.kind == EventKind::GoStatus as u32
@@ -37,7 +37,7 @@ impl Derive {
             && e.arg1 == 2
             && !self.probed_execute
         {
-            f(&Event {
+            return Some(Event {
                 kind: EventKind::Execute as u32,
                 arg0: 0,
                 arg1: DERIVED,
@@ -45,7 +45,7 @@ impl Derive {
                 ..*e
             });
         }
-        f(e)
+        None
     }
 }
 
@@ -69,9 +69,7 @@ mod tests {
     }
 
     fn expand(d: &mut Derive, e: &Event) -> Vec<Event> {
-        let mut out = Vec::new();
-        d.expand(e, |x| out.push(*x));
-        out
+        d.before(e).into_iter().chain([*e]).collect()
     }
 
     #[test]
