@@ -254,19 +254,26 @@ pub struct Offsets {
     /// the exec event reports where the new image's text was mapped (its load bias).
     pub task_mm: u32,
     pub mm_start_code: u32,
-    /// Block reads: each user-memory read costs the probe ~100 ns whatever its size, so fields
-    /// that sit close together are fetched with one [`BLOCK`]-byte read starting at these
-    /// offsets ([`NO_BLOCK`]: too far apart, read one by one). See [`Offsets::plan_blocks`].
+    /// Block reads: a user-memory read costs the probe ~70 ns plus every cache line it
+    /// touches (lines the runtime just wrote on another CPU cost the most), so fields that sit
+    /// close together are fetched with one read of just the bytes that hold them: `*_block` is
+    /// where the read starts ([`NO_BLOCK`]: too far apart, read one by one) and `*_len` how
+    /// many bytes it takes (at most [`BLOCK`]). See [`Offsets::plan_blocks`].
     /// The current g's `m` and `goid`.
     pub g_block: u32,
     /// A goroutine argument's `goid` and `waitreason` (casgstatus).
     pub gp_block: u32,
-    /// The M's `id`, `p`, `curg` and `spinning`.
+    /// The M's `id`, `p`, `curg` and `spinning` (an M seen for the first time on this CPU).
     pub m_block: u32,
-    pub _pad: u32,
+    /// The M's `curg` and `p` alone (an M whose id this CPU already knows).
+    pub m_hot_block: u32,
+    pub g_block_len: u32,
+    pub gp_block_len: u32,
+    pub m_block_len: u32,
+    pub m_hot_len: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 88;
+pub const OFFSETS_SIZE: usize = 104;
 
 /// Bytes fetched by one block read.
 pub const BLOCK: u32 = 128;
@@ -305,26 +312,32 @@ impl Offsets {
         g_block: NO_BLOCK,
         gp_block: NO_BLOCK,
         m_block: NO_BLOCK,
-        _pad: 0,
+        m_hot_block: NO_BLOCK,
+        g_block_len: 0,
+        gp_block_len: 0,
+        m_block_len: 0,
+        m_hot_len: 0,
     };
 
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded
-    /// down to 8 (so the probes take fields out of whole words) and must hold the highest field
-    /// whole (8 bytes), else it is [`NO_BLOCK`]. The windows stay inside the structs (g is over
-    /// 400 bytes, m over 1 KiB in every supported release).
+    /// down to 8 (so the probes take fields out of whole words) and ends with the word that
+    /// holds its highest field; a window over [`BLOCK`] bytes is [`NO_BLOCK`]. The windows stay
+    /// inside the structs (g is over 400 bytes, m over 1 KiB in every supported release).
     pub fn plan_blocks(&mut self) {
-        fn window(fields: &[u32]) -> u32 {
+        fn window(fields: &[u32]) -> (u32, u32) {
             let lo = fields.iter().copied().min().unwrap_or(0) & !7;
-            let hi = fields.iter().copied().max().unwrap_or(0) + 8;
+            let hi = (fields.iter().copied().max().unwrap_or(0) & !7) + 8;
             if hi - lo <= BLOCK {
-                lo
+                (lo, hi - lo)
             } else {
-                NO_BLOCK
+                (NO_BLOCK, 0)
             }
         }
-        self.g_block = window(&[self.g_m, self.g_goid]);
-        self.gp_block = window(&[self.g_goid, self.g_waitreason]);
-        self.m_block = window(&[self.m_id, self.m_p, self.m_curg, self.m_spinning]);
+        (self.g_block, self.g_block_len) = window(&[self.g_m, self.g_goid]);
+        (self.gp_block, self.gp_block_len) = window(&[self.g_goid, self.g_waitreason]);
+        (self.m_block, self.m_block_len) =
+            window(&[self.m_id, self.m_p, self.m_curg, self.m_spinning]);
+        (self.m_hot_block, self.m_hot_len) = window(&[self.m_p, self.m_curg]);
     }
 }
 const _: () = assert!(core::mem::size_of::<Offsets>() == OFFSETS_SIZE);

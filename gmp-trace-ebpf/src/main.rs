@@ -66,11 +66,55 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct ThreadCache {
-    tid: u64,
+    /// The thread's ids as bpf_get_current_pid_tgid gives them (a hit needs no helper call).
+    pid_tgid: u64,
     gen: u64,
     g0: u64,
     m: u64,
+    /// m.id, fixed for the M's life.
+    m_id: u64,
     check: u64,
+}
+
+impl ThreadCache {
+    #[inline(always)]
+    fn sum(pid_tgid: u64, gen: u64, g0: u64, m: u64, m_id: u64) -> u64 {
+        pid_tgid ^ gen ^ g0 ^ m ^ m_id.rotate_left(32) ^ 0x6a09_e667_f3bc_c908
+    }
+
+    /// No entry: `g0` 0 never matches a g.
+    const NONE: ThreadCache = ThreadCache {
+        pid_tgid: 0,
+        gen: 0,
+        g0: 0,
+        m: 0,
+        m_id: 0,
+        check: 0,
+    };
+}
+
+/// This CPU's entry for the thread whose g0 is `g`, if it holds one from the current generation
+/// ([`ThreadCache::NONE`] otherwise). Keyed by g0 alone: within the traced process (the only one
+/// whose hits run these programs) a g0 belongs to one M, and so one thread, for the M's life;
+/// a new M moves the generation before it runs Go code.
+#[inline(always)]
+fn known_thread(g: u64) -> ThreadCache {
+    let Some(c) = CUR_THREAD.get_ptr(0) else {
+        return ThreadCache::NONE;
+    };
+    // SAFETY: this CPU's slot from the lookup, valid for the program run; a torn copy fails
+    // `check`.
+    let c = unsafe { *c };
+    let gen = generation(GEN_THREADS);
+    if g != 0
+        && c.g0 == g
+        && c.gen == gen
+        && c.check == ThreadCache::sum(c.pid_tgid, gen, g, c.m, c.m_id)
+    {
+        c
+    } else {
+        ThreadCache::NONE
+    }
 }
 
 /// The P this CPU last saw (pointer and id): an M keeps its P across many events, and reading
@@ -217,10 +261,12 @@ struct StealArgs {
 static STEAL_ARGS: HashMap<u32, StealArgs> = HashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
-fn offsets() -> Offsets {
-    // SAFETY: OFFSETS is a plain global in .rodata; the volatile read stops the compiler from
-    // constant-folding the placeholder (Offsets::UNKNOWN) instead of the values the loader wrote.
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
+fn offsets() -> &'static Offsets {
+    // SAFETY: OFFSETS is a plain global in .rodata. Its address goes through a volatile read so
+    // the compiler can neither constant-fold the placeholder (Offsets::UNKNOWN) in place of the
+    // values the loader wrote, nor load every field up front (a volatile read of the struct
+    // did): each probe loads just the offsets it uses.
+    unsafe { &*core::ptr::read_volatile(&(&OFFSETS as *const Offsets)) }
 }
 
 #[inline(always)]
@@ -269,13 +315,13 @@ fn regs(ctx: &ProbeContext) -> &aya_ebpf::bindings::pt_regs {
 /// Returns None when the event is for another process.
 #[inline(always)]
 fn base_event(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event> {
-    base_event_m(ctx, kind, o).map(|(e, _)| e)
+    base_event_m(ctx, kind, o, NEED_P).map(|(e, _)| e)
 }
 
 /// [`base_event`] with `goid` set to the current goroutine's (0 on a g0).
 #[inline(always)]
 fn base_event_g(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<Event> {
-    base_event_m(ctx, kind, o).map(|(mut e, cur)| {
+    base_event_m(ctx, kind, o, NEED_P).map(|(mut e, cur)| {
         e.goid = cur.goid(regs(ctx).r14, o);
         e
     })
@@ -292,11 +338,13 @@ struct Cur {
     m: u64,
     /// The current g's goid, valid when `have_goid` (the g block read brought it along).
     goid: u64,
-    /// m.curg and m.spinning, valid when `have_m_block`.
+    /// m.curg, valid when `have_curg`.
     curg: u64,
+    /// m.spinning, valid when `have_spinning`.
     spinning: u8,
     have_goid: bool,
-    have_m_block: bool,
+    have_curg: bool,
+    have_spinning: bool,
 }
 
 impl Cur {
@@ -309,7 +357,8 @@ impl Cur {
             curg: 0,
             spinning: 0,
             have_goid: true,
-            have_m_block: true,
+            have_curg: true,
+            have_spinning: true,
         }
     }
 
@@ -324,7 +373,7 @@ impl Cur {
 
     #[inline(always)]
     fn curg(&self, o: &Offsets) -> u64 {
-        if self.have_m_block {
+        if self.have_curg {
             self.curg
         } else {
             read::<u64>(self.m, o.m_curg).unwrap_or(0)
@@ -333,7 +382,7 @@ impl Cur {
 
     #[inline(always)]
     fn spinning(&self, o: &Offsets) -> u8 {
-        if self.have_m_block {
+        if self.have_spinning {
             self.spinning
         } else {
             read::<u8>(self.m, o.m_spinning).unwrap_or(0)
@@ -341,20 +390,45 @@ impl Cur {
     }
 }
 
-/// [`base_event`], also returning what it learned about the current g and M.
+/// What a probe needs of its M besides id and P (the hot path on a known M reads only these):
+/// nothing more, m.curg too, or also m.spinning.
+const NEED_P: u8 = 0;
+const NEED_CURG: u8 = 1;
+const NEED_ALL: u8 = 2;
+
+/// [`base_event`], also returning what it learned about the current g and M (at least what
+/// `need` asks for; the rest is read on demand through [`Cur`]).
 #[inline(always)]
-fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Event, Cur)> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if o.target_pid != 0 && tgid != o.target_pid {
-        return None;
-    }
+fn base_event_m(
+    ctx: &ProbeContext,
+    kind: EventKind,
+    o: &Offsets,
+    need: u8,
+) -> Option<(Event, Cur)> {
+    let g = regs(ctx).r14;
+    // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
+    let lean = lean(kind);
+    let known = if lean {
+        ThreadCache::NONE
+    } else {
+        known_thread(g)
+    };
+    let pid_tgid = if known.g0 != 0 {
+        known.pid_tgid
+    } else {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let tgid = (pid_tgid >> 32) as u32;
+        if o.target_pid != 0 && tgid != o.target_pid {
+            return None;
+        }
+        pid_tgid
+    };
     let mut e = Event {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         ts: unsafe { bpf_ktime_get_ns() },
         kind: kind as u32,
         tid: pid_tgid as u32,
-        pid: tgid,
+        pid: (pid_tgid >> 32) as u32,
         p: -1,
         goid: 0,
         m: -1,
@@ -362,11 +436,10 @@ fn base_event_m(ctx: &ProbeContext, kind: EventKind, o: &Offsets) -> Option<(Eve
         arg1: 0,
         arg2: 0,
     };
-    // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
-    let cur = if lean(kind) {
+    let cur = if lean {
         Cur::known_nothing()
     } else {
-        fill_m_p(&mut e, regs(ctx).r14, o)
+        fill_m_p(&mut e, g, o, need, known)
     };
     Some((e, cur))
 }
@@ -380,87 +453,98 @@ fn lean(kind: EventKind) -> bool {
     on != 0 && !agg::streamed(kind as u32)
 }
 
-/// A block read: [`BLOCK`] bytes as words, so fields come out with one 8-byte load and a shift.
+/// Room for a block read: [`BLOCK`] bytes as words, so fields come out with one 8-byte load
+/// and a shift.
 type Block = [u64; (BLOCK / 8) as usize];
 
-/// Reads [`BLOCK`] bytes at `addr + start`; None for [`NO_BLOCK`] (without counting a failure)
-/// or when the read fails (counted).
-#[inline(always)]
-fn read_block(addr: u64, start: u32) -> Option<Block> {
-    if start == NO_BLOCK {
-        return None;
-    }
-    read::<Block>(addr, start)
+/// The words a block read fetched: the first `len` bytes of `buf`, from `start` in the struct.
+struct Words<'a> {
+    buf: &'a core::mem::MaybeUninit<Block>,
+    start: u32,
+    len: u32,
 }
 
-/// The `size`-byte field at `off` of a block read from `start` (8-aligned, see
-/// [`Offsets::plan_blocks`]; Go aligns fields to their size, so none straddles two words).
+/// Reads `len` bytes (a window of [`Offsets::plan_blocks`]) at `addr + start` into `buf`; None
+/// for [`NO_BLOCK`] (without counting a failure) or when the read fails (counted). Only the
+/// window's bytes are read: every cache line costs, and the runtime writes these structs on
+/// other CPUs all the time.
 #[inline(always)]
-fn field(b: &Block, start: u32, off: u32, size: u32) -> Option<u64> {
-    let rel = off.wrapping_sub(start);
-    let (idx, shift) = ((rel / 8) as usize, rel % 8);
-    if idx >= b.len() || shift + size > 8 {
+fn fetch(
+    buf: &mut core::mem::MaybeUninit<Block>,
+    addr: u64,
+    start: u32,
+    len: u32,
+) -> Option<Words<'_>> {
+    if start == NO_BLOCK || len == 0 || len > BLOCK || addr == 0 {
         return None;
     }
-    let w = b[idx] >> (shift * 8);
-    Some(if size >= 8 {
-        w
-    } else {
-        w & ((1u64 << (size * 8)) - 1)
-    })
+    // SAFETY: the helper writes at most `len` <= size_of::<Block>() bytes into `buf` or fails; a
+    // bad source address only makes it return an error.
+    let ret = unsafe {
+        gen::bpf_probe_read_user(
+            buf.as_mut_ptr().cast(),
+            len,
+            (addr + start as u64) as *const core::ffi::c_void,
+        )
+    };
+    if ret != 0 {
+        bump(counter::READ_FAILED);
+        return None;
+    }
+    Some(Words { buf, start, len })
 }
 
-/// Sets the event's M and P from g.m and m.p, with one read per struct where the fields fit a
-/// block, and none for g (on the thread's g0) or p.id when this CPU's caches know them;
-/// returns what else those reads brought.
+impl Words<'_> {
+    /// The `size`-byte field at `off` (8-aligned window, see [`Offsets::plan_blocks`]; Go
+    /// aligns fields to their size, so none straddles two words); None outside the window.
+    #[inline(always)]
+    fn field(&self, off: u32, size: u32) -> Option<u64> {
+        let rel = off.wrapping_sub(self.start);
+        let (idx, shift) = (rel / 8, rel % 8);
+        if idx >= self.len / 8 || shift + size > 8 {
+            return None;
+        }
+        // SAFETY: word `idx` lies inside the first `len` bytes, which the read wrote.
+        let w = unsafe { self.buf.as_ptr().cast::<u64>().add(idx as usize).read() } >> (shift * 8);
+        Some(if size >= 8 {
+            w
+        } else {
+            w & ((1u64 << (size * 8)) - 1)
+        })
+    }
+}
+
+/// Sets the event's M and P from g.m and m.p, and returns what else the reads brought. On an M
+/// this CPU knows (the thread's g0 in R14, where most scheduler events fire) g is not read and
+/// m.id comes from the cache: only m.p is read, with m.curg when `need` asks for it. Otherwise
+/// one read of g's window and one of m's. p.id comes from this CPU's P cache when it can.
 #[inline(always)]
-fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
+fn fill_m_p(e: &mut Event, g: u64, o: &Offsets, need: u8, known: ThreadCache) -> Cur {
     let mut cur = Cur {
         m: 0,
         goid: 0,
         curg: 0,
         spinning: 0,
         have_goid: false,
-        have_m_block: false,
+        have_curg: false,
+        have_spinning: false,
     };
     if g == 0 {
         return cur;
     }
-    let tid = e.tid as u64;
-    let gen = generation(GEN_THREADS);
-    let cached = CUR_THREAD.get_ptr_mut(0);
-    let mut hit = false;
-    if let Some(c) = cached {
-        // SAFETY: this CPU's slot from the lookup, valid for the program run.
-        let c = unsafe { &*c };
-        if c.tid == tid && c.g0 == g && c.gen == gen && c.check == (tid ^ gen ^ g ^ c.m) {
-            cur.m = c.m;
-            cur.have_goid = true; // a g0's goid is 0
-            hit = true;
-        }
+    let hit = known.g0 != 0 && known.g0 == g;
+    if hit {
+        cur.m = known.m;
+        cur.have_goid = true; // a g0's goid is 0
+        e.m = known.m_id as i64;
     }
+    let mut buf = core::mem::MaybeUninit::<Block>::uninit();
     if !hit {
-        match read_block(g, o.g_block) {
-            Some(b) => {
-                cur.m = field(&b, o.g_block, o.g_m, 8).unwrap_or(0);
-                cur.goid = field(&b, o.g_block, o.g_goid, 8).unwrap_or(0);
+        match fetch(&mut buf, g, o.g_block, o.g_block_len) {
+            Some(w) => {
+                cur.m = w.field(o.g_m, 8).unwrap_or(0);
+                cur.goid = w.field(o.g_goid, 8).unwrap_or(0);
                 cur.have_goid = true;
-                // Only g0s (and gsignal, on the same M) have goid 0.
-                if cur.goid == 0 && cur.m != 0 {
-                    if let Some(c) = cached {
-                        let m = cur.m;
-                        // SAFETY: as above; every field is rewritten, `check` last.
-                        unsafe {
-                            *c = ThreadCache {
-                                tid,
-                                gen,
-                                g0: g,
-                                m,
-                                check: tid ^ gen ^ g ^ m,
-                            }
-                        };
-                    }
-                }
             }
             None => cur.m = read::<u64>(g, o.g_m).unwrap_or(0),
         }
@@ -468,18 +552,52 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets) -> Cur {
     if cur.m == 0 {
         return cur;
     }
-    let p = match read_block(cur.m, o.m_block) {
-        Some(b) => {
-            e.m = field(&b, o.m_block, o.m_id, 8).map_or(-1, |v| v as i64);
-            cur.curg = field(&b, o.m_block, o.m_curg, 8).unwrap_or(0);
-            cur.spinning = field(&b, o.m_block, o.m_spinning, 1).unwrap_or(0) as u8;
-            cur.have_m_block = true;
-            field(&b, o.m_block, o.m_p, 8).unwrap_or(0)
+    let p = if hit && need == NEED_P {
+        read::<u64>(cur.m, o.m_p).unwrap_or(0)
+    } else if hit && need == NEED_CURG {
+        match fetch(&mut buf, cur.m, o.m_hot_block, o.m_hot_len) {
+            Some(w) => {
+                cur.curg = w.field(o.m_curg, 8).unwrap_or(0);
+                cur.have_curg = true;
+                w.field(o.m_p, 8).unwrap_or(0)
+            }
+            None => read::<u64>(cur.m, o.m_p).unwrap_or(0),
         }
-        None => {
-            e.m = read::<i64>(cur.m, o.m_id).unwrap_or(-1);
-            read::<u64>(cur.m, o.m_p).unwrap_or(0)
+    } else {
+        let p = match fetch(&mut buf, cur.m, o.m_block, o.m_block_len) {
+            Some(w) => {
+                e.m = w.field(o.m_id, 8).map_or(-1, |v| v as i64);
+                cur.curg = w.field(o.m_curg, 8).unwrap_or(0);
+                cur.spinning = w.field(o.m_spinning, 1).unwrap_or(0) as u8;
+                cur.have_curg = true;
+                cur.have_spinning = true;
+                w.field(o.m_p, 8).unwrap_or(0)
+            }
+            None => {
+                e.m = read::<i64>(cur.m, o.m_id).unwrap_or(-1);
+                read::<u64>(cur.m, o.m_p).unwrap_or(0)
+            }
+        };
+        // Only g0s (and gsignal, on the same M) have goid 0: remember this thread's.
+        if !hit && cur.have_goid && cur.goid == 0 && e.m >= 0 {
+            if let Some(c) = CUR_THREAD.get_ptr_mut(0) {
+                let pid_tgid = (u64::from(e.pid) << 32) | u64::from(e.tid);
+                let (gen, m, m_id) = (generation(GEN_THREADS), cur.m, e.m as u64);
+                // SAFETY: this CPU's slot from the lookup, valid for the program run; every
+                // field is rewritten, `check` last.
+                unsafe {
+                    *c = ThreadCache {
+                        pid_tgid,
+                        gen,
+                        g0: g,
+                        m,
+                        m_id,
+                        check: ThreadCache::sum(pid_tgid, gen, g, m, m_id),
+                    }
+                };
+            }
         }
+        p
     };
     if p != 0 {
         e.p = p_id(p, o);
@@ -584,15 +702,51 @@ fn emit(e: &Event) {
     }
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(*e);
-            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            slot.submit(flags);
+            // Word by word: a struct copy turned constant zero fields into a call to a memset
+            // subprogram.
+            let src = (e as *const Event).cast::<u64>();
+            let dst = slot.as_mut_ptr().cast::<u64>();
+            for i in 0..EVENT_WORDS {
+                // SAFETY: both point at an Event (64 bytes, 8-aligned: EVENT_WORDS words); the
+                // reserved slot is ours until submit.
+                unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
+            }
+            slot.submit(wake_flags());
         }
         None => bump(counter::RINGBUF_FULL),
+    }
+}
+
+const EVENT_WORDS: usize = core::mem::size_of::<Event>() / 8;
+const _: () = assert!(core::mem::size_of::<Event>() == EVENT_WORDS * 8);
+const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// Records emitted on this CPU: the wakeup check runs on every [`QUERY_EVERY`]th.
+#[map]
+static EMITTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Asking the ring how much is waiting reads the reader's position, a cache line the reader
+/// keeps writing: ~65 ns a record. Asked every 16 records per CPU instead, the reader is still
+/// woken within 16 records of [`WAKEUP_BYTES`], and its timer drains the rest.
+const QUERY_EVERY: u64 = 16;
+
+#[inline(always)]
+fn wake_flags() -> u64 {
+    if let Some(n) = EMITTED.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot from the lookup; per-CPU values are not shared.
+        let k = unsafe {
+            let k = *n;
+            *n = k.wrapping_add(1);
+            k
+        };
+        if k % QUERY_EVERY != 0 {
+            return BPF_RB_NO_WAKEUP;
+        }
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
     }
 }
 
@@ -689,7 +843,7 @@ fn result(ctx: &ProbeContext) -> u64 {
 #[uprobe]
 pub fn newproc(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::NewProc, &o) {
+    if let Some(mut e) = base_event_g(&ctx, EventKind::NewProc, o) {
         if !lean(EventKind::NewProc) {
             e.arg0 = read::<u64>(regs(&ctx).rax, 0).unwrap_or(0);
         }
@@ -703,7 +857,7 @@ pub fn newproc(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, o, NEED_CURG) {
         let newg = result(&ctx);
         e.goid = read::<u64>(newg, o.g_goid).unwrap_or(0);
         if e.goid != 0 {
@@ -714,7 +868,7 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
             emit(&e);
             return 0;
         }
-        e.arg0 = goid_of(cur.curg(&o), &o);
+        e.arg0 = goid_of(cur.curg(o), o);
         e.arg1 = read::<u64>(newg, o.g_startpc).unwrap_or(0);
         e.arg2 = read::<u64>(newg, o.g_gopc).unwrap_or(0);
         emit(&e);
@@ -728,7 +882,7 @@ pub fn mstart(ctx: ProbeContext) -> u32 {
     let o = offsets();
     // A new thread: a cached (thread id, g0) could only match by reuse of both.
     bump_generation(GEN_THREADS);
-    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::MStart, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::MStart, o, NEED_P) {
         e.arg0 = read::<u64>(cur.m, o.m_procid).unwrap_or(0);
         emit(&e);
     }
@@ -739,7 +893,7 @@ pub fn mstart(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn schedule(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event(&ctx, EventKind::Schedule, &o) {
+    if let Some(e) = base_event(&ctx, EventKind::Schedule, o) {
         emit(&e);
     }
     0
@@ -749,7 +903,7 @@ pub fn schedule(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn goexit1(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event_g(&ctx, EventKind::GoExit, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::GoExit, o) {
         emit(&e);
     }
     0
@@ -772,7 +926,7 @@ fn reborn(old: u64) -> bool {
 #[uprobe]
 pub fn casgstatus(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoStatus, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoStatus, o, NEED_CURG) {
         let r = regs(&ctx);
         let gp = r.rax;
         e.arg0 = r.rbx & 0xffff_ffff;
@@ -785,10 +939,11 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
             if reborn(e.arg0) {
                 forget_goid(gp);
             }
-            match read_block(gp, o.gp_block) {
-                Some(b) => {
-                    e.goid = field(&b, o.gp_block, o.g_goid, 8).unwrap_or(0);
-                    field(&b, o.gp_block, o.g_waitreason, 1).unwrap_or(0) as u8
+            let mut buf = core::mem::MaybeUninit::<Block>::uninit();
+            match fetch(&mut buf, gp, o.gp_block, o.gp_block_len) {
+                Some(w) => {
+                    e.goid = w.field(o.g_goid, 8).unwrap_or(0);
+                    w.field(o.g_waitreason, 1).unwrap_or(0) as u8
                 }
                 None => {
                     e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
@@ -796,7 +951,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
                 }
             }
         } else {
-            e.goid = goid_of(gp, &o);
+            e.goid = goid_of(gp, o);
             0
         } as u64;
         if e.arg1 == G_WAITING && e.goid != 0 {
@@ -806,7 +961,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         // Mostly known already: on g0 in park_m/execute/goexit0 curg is gp itself, and on a
         // user goroutine (ready, casgstatus of its own) curg is the current g, whose goid the g
         // block brought. Only the rest costs a read.
-        let curg = cur.curg(&o);
+        let curg = cur.curg(o);
         let by = if curg == 0 {
             0
         } else if curg == gp {
@@ -814,7 +969,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         } else if curg == r.r14 && cur.have_goid {
             cur.goid
         } else {
-            goid_of(curg, &o)
+            goid_of(curg, o)
         };
         e.arg2 = reason | (by << 8);
         emit(&e);
@@ -828,16 +983,16 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn acquirep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::AcquireP, &o) {
+    if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::AcquireP, o, NEED_ALL) {
         let pid = if lean(EventKind::AcquireP) {
             -1
         } else {
-            p_id(regs(&ctx).rax, &o)
+            p_id(regs(&ctx).rax, o)
         };
         e.p = pid;
         e.arg0 = pid as i64 as u64;
-        e.arg1 = u64::from(cur.spinning(&o) & 1);
-        e.goid = cur.goid(regs(&ctx).r14, &o);
+        e.arg1 = u64::from(cur.spinning(o) & 1);
+        e.goid = cur.goid(regs(&ctx).r14, o);
         emit(&e);
     }
     0
@@ -848,7 +1003,7 @@ pub fn acquirep(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn steal_work(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event(&ctx, EventKind::SpinStart, &o) {
+    if let Some(e) = base_event(&ctx, EventKind::SpinStart, o) {
         emit(&e);
     }
     0
@@ -858,7 +1013,7 @@ pub fn steal_work(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn resetspinning(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event(&ctx, EventKind::SpinEnd, &o) {
+    if let Some(e) = base_event(&ctx, EventKind::SpinEnd, o) {
         emit(&e);
     }
     0
@@ -907,7 +1062,7 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
         }
         return 0;
     }
-    if let Some(mut e) = base_event(&ctx, EventKind::Steal, &o) {
+    if let Some(mut e) = base_event(&ctx, EventKind::Steal, o) {
         e.goid = read::<u64>(gp, o.g_goid).unwrap_or(0);
         match args {
             Some(a) => {
@@ -931,7 +1086,7 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn releasep(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event_g(&ctx, EventKind::ReleaseP, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::ReleaseP, o) {
         emit(&e);
     }
     0
@@ -941,7 +1096,7 @@ pub fn releasep(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn runtime_main(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = base_event_g(&ctx, EventKind::RuntimeMain, &o) {
+    if let Some(e) = base_event_g(&ctx, EventKind::RuntimeMain, o) {
         emit(&e);
     }
     0
@@ -952,7 +1107,7 @@ pub fn runtime_main(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn newm(ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::NewM, &o) {
+    if let Some(mut e) = base_event_g(&ctx, EventKind::NewM, o) {
         e.arg0 = read::<i64>(regs(&ctx).rax, o.m_id).unwrap_or(-1) as u64;
         e.arg1 = u64::MAX;
         emit(&e);
@@ -966,7 +1121,7 @@ pub fn procresize(ctx: ProbeContext) -> u32 {
     let o = offsets();
     // Ps may be made or destroyed here: forget every cached p.id.
     bump_generation(GEN_PS);
-    if let Some(mut e) = base_event(&ctx, EventKind::ProcResize, &o) {
+    if let Some(mut e) = base_event(&ctx, EventKind::ProcResize, o) {
         e.arg0 = regs(&ctx).rax & 0xffff_ffff;
         emit(&e);
     }
@@ -977,7 +1132,7 @@ pub fn procresize(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn simple(ctx: &ProbeContext, kind: EventKind, arg0: u64) {
     let o = offsets();
-    if let Some(mut e) = base_event_g(ctx, kind, &o) {
+    if let Some(mut e) = base_event_g(ctx, kind, o) {
         e.arg0 = arg0;
         emit(&e);
     }
@@ -1044,7 +1199,7 @@ pub fn phase(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, &o) {
+    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, o) {
         e.arg0 = id;
         emit(&e);
     }
@@ -1058,13 +1213,13 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let o = offsets();
-    if let Some(mut e) = bare_event(EventKind::Phase, &o) {
+    if let Some(mut e) = bare_event(EventKind::Phase, o) {
         e.arg0 = id;
         if id != phase::RT0_GO {
-            let g = tls_g(&o);
+            let g = tls_g(o);
             if g != 0 {
-                let cur = fill_m_p(&mut e, g, &o);
-                e.goid = cur.goid(g, &o);
+                let cur = fill_m_p(&mut e, g, o, NEED_P, known_thread(g));
+                e.goid = cur.goid(g, o);
             }
         }
         if id == phase::EXIT {
@@ -1087,7 +1242,7 @@ pub fn init_task(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let old_layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } == 1;
     let o = offsets();
-    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, &o) {
+    if let Some(mut e) = base_event_g(&ctx, EventKind::Phase, o) {
         let t = regs(&ctx).rax;
         e.arg0 = phase::INIT_TASK;
         e.arg1 = t;
@@ -1112,7 +1267,7 @@ pub fn init_task(ctx: ProbeContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn exec(_ctx: RawTracePointContext) -> i32 {
     let o = offsets();
-    if let Some(mut e) = bare_event(EventKind::Phase, &o) {
+    if let Some(mut e) = bare_event(EventKind::Phase, o) {
         e.arg0 = phase::EXEC;
         // Where the new image's text is mapped (current->mm->start_code): the load bias of a
         // position-independent executable, known before its first instruction runs.
@@ -1146,7 +1301,7 @@ pub fn empty(_ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn emit_only(_ctx: ProbeContext) -> u32 {
     let o = offsets();
-    if let Some(e) = bare_event(EventKind::Schedule, &o) {
+    if let Some(e) = bare_event(EventKind::Schedule, o) {
         emit(&e);
     }
     0

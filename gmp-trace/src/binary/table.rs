@@ -264,33 +264,53 @@ mod tests {
         assert!(table_layout(28).is_none());
     }
 
-    /// Every supported release gets all three block reads (the probes' fast path), each window
-    /// holding its fields whole; fields too far apart fall back to single reads.
+    /// Every supported release gets all four block reads (the probes' fast path), each window
+    /// holding its fields' words whole and nothing past the last of them; fields too far apart
+    /// fall back to single reads.
     #[test]
     fn block_windows_fit_every_release() {
         use gmp_trace_common::{BLOCK, NO_BLOCK};
         for minor in 19..=27 {
             let mut o = table_layout(minor).unwrap().offsets;
             o.plan_blocks();
-            let fits = |start: u32, fields: &[u32]| {
+            let fits = |start: u32, len: u32, fields: &[u32]| {
+                let last_word = fields.iter().map(|&f| f & !7).max().unwrap();
                 start != NO_BLOCK
                     && start.is_multiple_of(8)
-                    && fields.iter().all(|&f| f >= start && f + 8 <= start + BLOCK)
+                    && len <= BLOCK
+                    && fields
+                        .iter()
+                        .all(|&f| f >= start && (f & !7) + 8 <= start + len)
+                    && start + len == last_word + 8
             };
-            assert!(fits(o.g_block, &[o.g_m, o.g_goid]), "1.{minor}: {o:?}");
             assert!(
-                fits(o.gp_block, &[o.g_goid, o.g_waitreason]),
+                fits(o.g_block, o.g_block_len, &[o.g_m, o.g_goid]),
                 "1.{minor}: {o:?}"
             );
             assert!(
-                fits(o.m_block, &[o.m_id, o.m_p, o.m_curg, o.m_spinning]),
+                fits(o.gp_block, o.gp_block_len, &[o.g_goid, o.g_waitreason]),
                 "1.{minor}: {o:?}"
             );
+            assert!(
+                fits(
+                    o.m_block,
+                    o.m_block_len,
+                    &[o.m_id, o.m_p, o.m_curg, o.m_spinning]
+                ),
+                "1.{minor}: {o:?}"
+            );
+            assert!(
+                fits(o.m_hot_block, o.m_hot_len, &[o.m_p, o.m_curg]),
+                "1.{minor}: {o:?}"
+            );
+            // The hot read (every scheduler event on a known M) is the small one.
+            assert!(o.m_hot_len <= 32, "1.{minor}: {o:?}");
         }
         let mut far = table_layout(27).unwrap().offsets;
         far.m_spinning = far.m_id + 4096;
         far.plan_blocks();
-        assert_eq!(far.m_block, NO_BLOCK);
+        assert_eq!((far.m_block, far.m_block_len), (NO_BLOCK, 0));
+        assert_ne!(far.m_hot_block, NO_BLOCK);
     }
 
     /// The table against the DWARF of a fresh build by every installed toolchain.
