@@ -66,7 +66,7 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct ThreadCache {
-    /// The thread's ids as bpf_get_current_pid_tgid gives them (a hit needs no helper call).
+    /// The thread's ids as bpf_get_current_pid_tgid gives them.
     pid_tgid: u64,
     gen: u64,
     g0: u64,
@@ -93,12 +93,11 @@ impl ThreadCache {
     };
 }
 
-/// This CPU's entry for the thread whose g0 is `g`, if it holds one from the current generation
-/// ([`ThreadCache::NONE`] otherwise). Keyed by g0 alone: within the traced process (the only one
-/// whose hits run these programs) a g0 belongs to one M, and so one thread, for the M's life;
-/// a new M moves the generation before it runs Go code.
+/// This CPU's entry for this thread on its g0 `g`, if it holds one from the current generation
+/// ([`ThreadCache::NONE`] otherwise). The thread is part of the key, not just the g0: a cgo
+/// extra M (and its g0) serves whichever C thread calls into Go next, without an mstart.
 #[inline(always)]
-fn known_thread(g: u64) -> ThreadCache {
+fn known_thread(g: u64, pid_tgid: u64) -> ThreadCache {
     let Some(c) = CUR_THREAD.get_ptr(0) else {
         return ThreadCache::NONE;
     };
@@ -108,6 +107,7 @@ fn known_thread(g: u64) -> ThreadCache {
     let gen = generation(GEN_THREADS);
     if g != 0
         && c.g0 == g
+        && c.pid_tgid == pid_tgid
         && c.gen == gen
         && c.check == ThreadCache::sum(c.pid_tgid, gen, g, c.m, c.m_id)
     {
@@ -405,30 +405,17 @@ fn base_event_m(
     o: &Offsets,
     need: u8,
 ) -> Option<(Event, Cur)> {
-    let g = regs(ctx).r14;
-    // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
-    let lean = lean(kind);
-    let known = if lean {
-        ThreadCache::NONE
-    } else {
-        known_thread(g)
-    };
-    let pid_tgid = if known.g0 != 0 {
-        known.pid_tgid
-    } else {
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let tgid = (pid_tgid >> 32) as u32;
-        if o.target_pid != 0 && tgid != o.target_pid {
-            return None;
-        }
-        pid_tgid
-    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if o.target_pid != 0 && tgid != o.target_pid {
+        return None;
+    }
     let mut e = Event {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         ts: unsafe { bpf_ktime_get_ns() },
         kind: kind as u32,
         tid: pid_tgid as u32,
-        pid: (pid_tgid >> 32) as u32,
+        pid: tgid,
         p: -1,
         goid: 0,
         m: -1,
@@ -436,10 +423,12 @@ fn base_event_m(
         arg1: 0,
         arg2: 0,
     };
-    let cur = if lean {
+    // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
+    let cur = if lean(kind) {
         Cur::known_nothing()
     } else {
-        fill_m_p(&mut e, g, o, need, known)
+        let g = regs(ctx).r14;
+        fill_m_p(&mut e, g, o, need, known_thread(g, pid_tgid))
     };
     Some((e, cur))
 }
@@ -1218,7 +1207,8 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
         if id != phase::RT0_GO {
             let g = tls_g(o);
             if g != 0 {
-                let cur = fill_m_p(&mut e, g, o, NEED_P, known_thread(g));
+                let pid_tgid = (u64::from(e.pid) << 32) | u64::from(e.tid);
+                let cur = fill_m_p(&mut e, g, o, NEED_P, known_thread(g, pid_tgid));
                 e.goid = cur.goid(g, o);
             }
         }

@@ -1,0 +1,3 @@
+module example.com/cgothreads
+
+go 1.19
