@@ -206,7 +206,7 @@ pub enum Level {
     /// stands for execute, acquirep/releasep, stopm).
     Sched,
     /// Plus the scheduler loop, spinning Ms, run-queue steals and system calls (schedule,
-    /// stealWork, resetspinning, runqsteal, entersyscall, exitsyscall).
+    /// stealWork, resetspinning, runqsteal, entersyscall, exitsyscall), and newproc's entry.
     Full,
 }
 
@@ -215,6 +215,10 @@ pub fn level_of(program: &str) -> Level {
     match program {
         "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
         "schedule" | "syscall_enter" | "syscall_exit" | "syscall_lost_p" => Level::Full,
+        // newproc's entry tells nothing go_create (newproc1's return) does not: the creator
+        // (m.curg there) and the function (startpc). Below full it would be one trap more per
+        // goroutine for a duplicate.
+        "newproc" => Level::Full,
         // Every findRunnable of an M without local work: scheduler hot path.
         "steal_work" | "resetspinning" | "runqsteal" | "runqsteal_ret" => Level::Full,
         _ => Level::Lifecycle,

@@ -260,6 +260,61 @@ fn fanout_second_suite_version() {
     fanout_exact_count(GO_VERSIONS[GO_VERSIONS.len() - 1], Variant::Default);
 }
 
+/// `--level lifecycle` still accounts for every goroutine's creation (with its creator and
+/// function) and exit, from newproc1's returns and goexit1 alone: no newproc entry probe (its
+/// event would repeat go_create's), no state changes, no scheduler loop.
+#[test]
+fn lifecycle_level_creations_and_exits_only() {
+    require_bpf!();
+    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
+    let dir = scratch_dir("launch-lifecycle");
+    let n = 40;
+    let run = trace(
+        &dir,
+        &[
+            "-q",
+            "--level",
+            "lifecycle",
+            "--",
+            bin.to_str().unwrap(),
+            &n.to_string(),
+        ],
+        &[("GOGC", "off")],
+    );
+    assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
+    assert_eq!(run.summary["lost_events"], 0, "{}", run.stderr);
+    let creates = of_kind(&run.events, "go_create");
+    assert_eq!(creates.len(), 2 * n + 5, "go_create events");
+    assert_eq!(run.summary["goroutines_created"], (2 * n + 5) as u64);
+    let user: Vec<_> = creates
+        .iter()
+        .filter(|c| {
+            c["start_fn"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("main."))
+        })
+        .collect();
+    assert_eq!(user.len(), 2 * n, "user goroutines");
+    // Workers come from g1, their children from the workers: creators are real goroutines.
+    assert!(
+        user.iter()
+            .all(|c| c["parent_goid"].as_u64().is_some_and(|p| p >= 1)),
+        "a user goroutine without its creator"
+    );
+    assert_eq!(
+        of_kind(&run.events, "go_exit").len(),
+        2 * n,
+        "go_exit events"
+    );
+    for kind in ["newproc", "go_status", "execute", "schedule", "acquire_p"] {
+        assert_eq!(
+            of_kind(&run.events, kind).len(),
+            0,
+            "{kind} events at level lifecycle"
+        );
+    }
+}
+
 #[test]
 fn exit_status_and_stderr_pass_through() {
     require_bpf!();
