@@ -203,7 +203,7 @@ pub enum Level {
     /// Goroutine creation and exit, threads, GOMAXPROCS, GC, STW and startup: rare events only.
     Lifecycle,
     /// Plus every goroutine state change and which M and P run it (casgstatus, which also
-    /// stands for execute, acquirep/releasep, stopm).
+    /// stands for execute and, from here on, goexit1; acquirep/releasep, stopm).
     Sched,
     /// Plus the scheduler loop, spinning Ms, run-queue steals and system calls (schedule,
     /// stealWork, resetspinning, runqsteal, entersyscall, exitsyscall), and newproc's entry.
@@ -310,6 +310,15 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// Leaves out the probes whose events the daemon derives from others in the plan (see
+/// `source::Derive`): `goexit1` where `casgstatus` is attached, whose change from running to
+/// dead stands for it. Not for aggregate mode, whose counters come from the probes themselves.
+pub fn without_derived(plan: &mut Vec<Attachment>) {
+    if plan.iter().any(|a| a.program == "casgstatus") {
+        plan.retain(|a| a.program != "goexit1");
+    }
 }
 
 /// How often the session drains the ring buffer besides the probes' wakeups (which come only

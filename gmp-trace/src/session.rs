@@ -95,6 +95,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let mut plan = probes::plan(&bin, args.level, args.entry_probes)?;
     if args.aggregate {
         plan.retain(|a| probes::in_aggregate(a.program));
+    } else {
+        probes::without_derived(&mut plan);
     }
     if args.empty_probes || args.emit_only_probes {
         for a in &mut plan {

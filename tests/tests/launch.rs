@@ -131,11 +131,29 @@ fn fanout_exact_count(go: &str, variant: Variant) {
     );
     assert_eq!(s["threads"], seen.len() as u64);
 
-    // Every user goroutine ran and exited; each start was on a P.
-    let exits: BTreeSet<u64> = of_kind(&run.events, "go_exit")
+    // Every user goroutine ran and exited; each start was on a P. At this level (full) the
+    // exits come from casgstatus(_Grunning -> _Gdead), goexit1 is not probed: each exit is
+    // derived and sits right before its status change.
+    let go_exits = of_kind(&run.events, "go_exit");
+    let exits: BTreeSet<u64> = go_exits
         .iter()
         .map(|e| e["goid"].as_u64().unwrap())
         .collect();
+    assert_eq!(exits.len(), go_exits.len(), "a goroutine exited twice");
+    for (i, e) in run.events.iter().enumerate() {
+        if e["kind"] == "go_exit" {
+            let next = &run.events[i + 1];
+            assert_eq!(e["derived"], true, "{e}");
+            assert!(
+                next["kind"] == "go_status"
+                    && next["from"] == "Running"
+                    && next["to"] == "NotExist"
+                    && next["goid"] == e["goid"]
+                    && next["tid"] == e["tid"],
+                "{e} is followed by {next}"
+            );
+        }
+    }
     for u in &user {
         assert!(
             exits.contains(&u["goid"].as_u64().unwrap()),
@@ -301,10 +319,12 @@ fn lifecycle_level_creations_and_exits_only() {
             .all(|c| c["parent_goid"].as_u64().is_some_and(|p| p >= 1)),
         "a user goroutine without its creator"
     );
-    assert_eq!(
-        of_kind(&run.events, "go_exit").len(),
-        2 * n,
-        "go_exit events"
+    let exits = of_kind(&run.events, "go_exit");
+    assert_eq!(exits.len(), 2 * n, "go_exit events");
+    // Probed (goexit1), not derived: no status changes at this level to derive them from.
+    assert!(
+        exits.iter().all(|e| e.get("derived").is_none()),
+        "{exits:?}"
     );
     for kind in ["newproc", "go_status", "execute", "schedule", "acquire_p"] {
         assert_eq!(

@@ -198,6 +198,10 @@ impl<W: Write> JsonlWriter<W> {
                 l.b(key!("derived"), true)
             }
             Some(EventKind::Execute) => l.b(key!("inherit_time"), e.arg0 != 0),
+            // Derived from casgstatus(_Grunning -> _Gdead) at levels sched and full.
+            Some(EventKind::GoExit) if e.arg1 == crate::source::DERIVED => {
+                l.b(key!("derived"), true)
+            }
             Some(EventKind::GoStatus) => {
                 l.name(key!("from"), GoState::from_runtime(e.arg0).name());
                 l.name(key!("to"), GoState::from_runtime(e.arg1).name());

@@ -18,32 +18,49 @@ pub trait Sink {
 /// carries the M, the P and gp, stands for the execute event too: one trap fewer per goroutine
 /// switch. Recordings made while `runtime.execute` itself was probed carry their own execute
 /// events; once one is seen nothing is derived.
+///
+/// Likewise a goroutine's exit: `goexit1` calls `goexit0` on the same M, which ends gp with
+/// `casgstatus(gp, _Grunning, _Gdead)` (the only way from running to dead), so where status
+/// changes are probed (levels sched and full) that change stands for `goexit1` too and its
+/// probe is left out (`probes::without_derived`). At level lifecycle `goexit1` is probed; once
+/// a probed exit is seen no exit is derived.
 #[derive(Debug, Default)]
 pub struct Derive {
     probed_execute: bool,
+    probed_exit: bool,
 }
 
-/// `arg1` of an execute event derived from casgstatus (the probe's own leave it 0).
+/// `arg1` of an execute or exit event derived from casgstatus (the probes' own leave it 0).
 pub const DERIVED: u64 = 1;
 
+/// Runtime goroutine statuses the derivations look for.
+const G_RUNNABLE: u64 = 1;
+const G_RUNNING: u64 = 2;
+const G_DEAD: u64 = 6;
+
 impl Derive {
-    /// The event `e` also stands for, to be handled right before `e` itself: a derived execute.
+    /// The event `e` also stands for, to be handled right before `e` itself: a derived execute
+    /// or exit.
     #[inline]
     pub fn before(&mut self, e: &Event) -> Option<Event> {
-        if e.kind == EventKind::Execute as u32 {
-            self.probed_execute = true;
-        } else if e.kind == EventKind::GoStatus as u32
-            && e.arg0 == 1
-            && e.arg1 == 2
-            && !self.probed_execute
-        {
+        if e.kind == EventKind::GoStatus as u32 {
+            let kind = match (e.arg0, e.arg1) {
+                (G_RUNNABLE, G_RUNNING) if !self.probed_execute => EventKind::Execute,
+                (G_RUNNING, G_DEAD) if !self.probed_exit => EventKind::GoExit,
+                _ => return None,
+            };
             return Some(Event {
-                kind: EventKind::Execute as u32,
+                kind: kind as u32,
                 arg0: 0,
                 arg1: DERIVED,
                 arg2: 0,
                 ..*e
             });
+        }
+        if e.kind == EventKind::Execute as u32 {
+            self.probed_execute = true;
+        } else if e.kind == EventKind::GoExit as u32 {
+            self.probed_exit = true;
         }
         None
     }
@@ -86,9 +103,37 @@ mod tests {
         );
         assert_eq!(out[1], e);
         // Other changes pass through alone.
-        for (old, new) in [(2, 4), (4, 1), (3, 2), (6, 1), (2, 1)] {
+        for (old, new) in [(2, 4), (4, 1), (3, 2), (6, 1), (2, 1), (3, 6), (0, 6)] {
             assert_eq!(expand(&mut d, &status(old, new)), vec![status(old, new)]);
         }
+    }
+
+    #[test]
+    fn exit_derived_from_running_to_dead() {
+        let mut d = Derive::default();
+        let e = status(2, 6);
+        let out = expand(&mut d, &e);
+        assert_eq!(out.len(), 2);
+        let x = out[0];
+        assert_eq!(x.kind, EventKind::GoExit as u32);
+        assert_eq!(
+            (x.ts, x.tid, x.m, x.p, x.goid, x.arg1),
+            (7, 3, 5, 2, 42, DERIVED)
+        );
+        assert_eq!(out[1], e);
+    }
+
+    #[test]
+    fn no_exit_derived_once_goexit1_is_probed() {
+        let mut d = Derive::default();
+        let probed = Event {
+            kind: EventKind::GoExit as u32,
+            ..status(0, 0)
+        };
+        assert_eq!(expand(&mut d, &probed), vec![probed]);
+        assert_eq!(expand(&mut d, &status(2, 6)), vec![status(2, 6)]);
+        // Execute is still derived: the two are independent.
+        assert_eq!(expand(&mut d, &status(1, 2)).len(), 2);
     }
 
     #[test]
