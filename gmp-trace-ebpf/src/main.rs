@@ -405,30 +405,12 @@ fn base_event_m(
     o: &Offsets,
     need: u8,
 ) -> Option<(Event, Cur)> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if o.target_pid != 0 && tgid != o.target_pid {
-        return None;
-    }
-    let mut e = Event {
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        ts: unsafe { bpf_ktime_get_ns() },
-        kind: kind as u32,
-        tid: pid_tgid as u32,
-        pid: tgid,
-        p: -1,
-        goid: 0,
-        m: -1,
-        arg0: 0,
-        arg1: 0,
-        arg2: 0,
-    };
+    let mut e = bare_event(kind, o)?;
     // Aggregate mode counts the frequent kinds without their M and P: skip those reads.
     let cur = if lean(kind) {
         Cur::known_nothing()
     } else {
-        let g = regs(ctx).r14;
-        fill_m_p(&mut e, g, o, need, known_thread(g, pid_tgid))
+        fill_m_p(&mut e, regs(ctx).r14, o, need)
     };
     Some((e, cur))
 }
@@ -508,7 +490,7 @@ impl Words<'_> {
 /// m.id comes from the cache: only m.p is read, with m.curg when `need` asks for it. Otherwise
 /// one read of g's window and one of m's. p.id comes from this CPU's P cache when it can.
 #[inline(always)]
-fn fill_m_p(e: &mut Event, g: u64, o: &Offsets, need: u8, known: ThreadCache) -> Cur {
+fn fill_m_p(e: &mut Event, g: u64, o: &Offsets, need: u8) -> Cur {
     let mut cur = Cur {
         m: 0,
         goid: 0,
@@ -521,7 +503,9 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets, need: u8, known: ThreadCache) ->
     if g == 0 {
         return cur;
     }
-    let hit = known.g0 != 0 && known.g0 == g;
+    let pid_tgid = (u64::from(e.pid) << 32) | u64::from(e.tid);
+    let known = known_thread(g, pid_tgid);
+    let hit = known.g0 != 0;
     if hit {
         cur.m = known.m;
         cur.have_goid = true; // a g0's goid is 0
@@ -570,7 +554,6 @@ fn fill_m_p(e: &mut Event, g: u64, o: &Offsets, need: u8, known: ThreadCache) ->
         // Only g0s (and gsignal, on the same M) have goid 0: remember this thread's.
         if !hit && cur.have_goid && cur.goid == 0 && e.m >= 0 {
             if let Some(c) = CUR_THREAD.get_ptr_mut(0) {
-                let pid_tgid = (u64::from(e.pid) << 32) | u64::from(e.tid);
                 let (gen, m, m_id) = (generation(GEN_THREADS), cur.m, e.m as u64);
                 // SAFETY: this CPU's slot from the lookup, valid for the program run; every
                 // field is rewritten, `check` last.
@@ -924,8 +907,9 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         // the goid is mostly cached. A change out of _Gdead (or _Gidle, _Gdeadextra) is a g
         // being born again with a new goid, assigned before or after this change by version
         // and path: read it, and drop the cached one.
-        let reason = if e.arg1 == G_WAITING || reborn(e.arg0) {
-            if reborn(e.arg0) {
+        let reborn = reborn(e.arg0);
+        let reason = if e.arg1 == G_WAITING || reborn {
+            if reborn {
                 forget_goid(gp);
             }
             let mut buf = core::mem::MaybeUninit::<Block>::uninit();
@@ -1207,8 +1191,7 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
         if id != phase::RT0_GO {
             let g = tls_g(o);
             if g != 0 {
-                let pid_tgid = (u64::from(e.pid) << 32) | u64::from(e.tid);
-                let cur = fill_m_p(&mut e, g, o, NEED_P, known_thread(g, pid_tgid));
+                let cur = fill_m_p(&mut e, g, o, NEED_P);
                 e.goid = cur.goid(g, o);
             }
         }

@@ -193,15 +193,12 @@ impl<W: Write> JsonlWriter<W> {
                 l.func(key!("create_fn"), e.arg2)?;
             }
             Some(EventKind::MStart) => l.u(key!("procid"), e.arg0),
-            // Derived from casgstatus (see source::Derive): inheritTime is not known.
-            Some(EventKind::Execute) if e.arg1 == crate::source::DERIVED => {
+            // Derived from casgstatus (see source::Derive); a derived execute's inheritTime is
+            // not known.
+            Some(EventKind::Execute | EventKind::GoExit) if e.arg1 == crate::source::DERIVED => {
                 l.b(key!("derived"), true)
             }
             Some(EventKind::Execute) => l.b(key!("inherit_time"), e.arg0 != 0),
-            // Derived from casgstatus(_Grunning -> _Gdead) at levels sched and full.
-            Some(EventKind::GoExit) if e.arg1 == crate::source::DERIVED => {
-                l.b(key!("derived"), true)
-            }
             Some(EventKind::GoStatus) => {
                 l.name(key!("from"), GoState::from_runtime(e.arg0).name());
                 l.name(key!("to"), GoState::from_runtime(e.arg1).name());
