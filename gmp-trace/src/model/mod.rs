@@ -9,7 +9,7 @@
 //! into aggregates and dropped.
 use std::collections::BTreeMap;
 
-use crate::fasthash::FastMap;
+use crate::fasthash::{ByP, ByTid, FastMap};
 
 use gmp_trace_common::{Event, EventKind};
 
@@ -142,9 +142,9 @@ pub struct SiteStats {
 #[derive(Debug, Default)]
 pub struct Model {
     pub goroutines: FastMap<u64, Goroutine>,
-    /// Hashed, not ordered (looked up on every event): views sort by tid / P id.
-    pub threads: FastMap<u32, Thread>,
-    pub procs: FastMap<i32, Proc>,
+    /// Looked up on every event (see `ByTid`, `ByP`); views sort by tid / P id.
+    pub threads: ByTid<Thread>,
+    pub procs: ByP<Proc>,
     pub gomaxprocs: Option<u64>,
     /// Events counted by kind number (see `events_by_kind`).
     pub by_kind: [u64; KIND_SLOTS],
@@ -241,7 +241,7 @@ impl Model {
         self.startup.apply(e);
         self.first_ts = Some(self.first_ts.map_or(e.ts, |t| t.min(e.ts)));
         self.last_ts = Some(self.last_ts.map_or(e.ts, |t| t.max(e.ts)));
-        let th = self.threads.entry(e.tid).or_insert_with(|| Thread {
+        let th = self.threads.get_or_insert_with(e.tid, || Thread {
             tid: e.tid,
             ..Thread::default()
         });
@@ -252,7 +252,7 @@ impl Model {
             th.m = Some(e.m);
         }
         if e.p >= 0 {
-            let p = self.procs.entry(e.p).or_insert_with(|| Proc {
+            let p = self.procs.get_or_insert_with(e.p, || Proc {
                 id: e.p,
                 ..Proc::default()
             });
@@ -347,7 +347,7 @@ impl Model {
                     None
                 };
                 if id >= 0 {
-                    let p = self.procs.entry(id).or_insert_with(|| Proc {
+                    let p = self.procs.get_or_insert_with(id, || Proc {
                         id,
                         ..Proc::default()
                     });
@@ -484,7 +484,7 @@ impl Model {
             if id < 0 {
                 continue;
             }
-            let p = self.procs.entry(id).or_insert_with(|| Proc {
+            let p = self.procs.get_or_insert_with(id, || Proc {
                 id,
                 ..Proc::default()
             });
@@ -846,7 +846,7 @@ impl Model {
 
     /// Adds an M that existed when tracing began.
     pub fn seed_thread(&mut self, tid: u32, m: i64, p: Option<i32>) {
-        let th = self.threads.entry(tid).or_insert_with(|| Thread {
+        let th = self.threads.get_or_insert_with(tid, || Thread {
             tid,
             ..Thread::default()
         });
@@ -854,8 +854,7 @@ impl Model {
         th.p = p;
         if let Some(p) = p {
             self.procs
-                .entry(p)
-                .or_insert_with(|| Proc {
+                .get_or_insert_with(p, || Proc {
                     id: p,
                     ..Proc::default()
                 })
@@ -865,7 +864,7 @@ impl Model {
 
     /// Adds a P that existed when tracing began.
     pub fn seed_proc(&mut self, id: i32) {
-        self.procs.entry(id).or_insert_with(|| Proc {
+        self.procs.get_or_insert_with(id, || Proc {
             id,
             ..Proc::default()
         });

@@ -139,32 +139,54 @@ pub const MAX_ENCODED_ARGS: usize = 2;
 
 impl EncodedArg {
     /// A signed value; `name_iid` below 16384 (the vocabulary's), so that it fits a `Field`.
+    #[inline]
     pub fn int(name_iid: u64, value: i64) -> EncodedArg {
-        EncodedArg::of(DebugAnnotation {
-            name_iid: Some(name_iid),
-            int_value: Some(value),
-            ..DebugAnnotation::default()
-        })
+        use prost::encoding::int64;
+        EncodedArg::of(
+            name_iid,
+            int64::encoded_len(ANNOTATION_INT_VALUE, &value),
+            |b| int64::encode(ANNOTATION_INT_VALUE, &value, b),
+        )
     }
 
     /// An unsigned value; `name_iid` below 16384.
+    #[inline]
     pub fn uint(name_iid: u64, value: u64) -> EncodedArg {
-        EncodedArg::of(DebugAnnotation {
-            name_iid: Some(name_iid),
-            uint_value: Some(value),
-            ..DebugAnnotation::default()
-        })
+        use prost::encoding::uint64;
+        EncodedArg::of(
+            name_iid,
+            uint64::encoded_len(ANNOTATION_UINT_VALUE, &value),
+            |b| uint64::encode(ANNOTATION_UINT_VALUE, &value, b),
+        )
     }
 
-    fn of(a: DebugAnnotation) -> EncodedArg {
-        EncodedArg {
-            field: Field::of(&TrackEvent {
-                debug_annotations: vec![a],
-                ..TrackEvent::default()
-            }),
-        }
+    /// A `TrackEvent.debug_annotations` element: its key and length, then the annotation's
+    /// name iid and its value (`value_len` bytes, written by `value`), by prost's field
+    /// encoders, in tag order as prost writes the message. Not through a `DebugAnnotation` in
+    /// a `TrackEvent`: the wakeups' args are made per event. Panics beyond `FIELD_MAX` bytes.
+    #[inline(always)]
+    fn of(name_iid: u64, value_len: usize, value: impl FnOnce(&mut Room)) -> EncodedArg {
+        use prost::encoding::{encode_key, encode_varint, uint64, WireType};
+        let inner = uint64::encoded_len(ANNOTATION_NAME_IID, &name_iid) + value_len;
+        let mut field = Field::EMPTY;
+        let mut r = Room {
+            window: &mut field.bytes,
+            n: 0,
+        };
+        encode_key(EVENT_DEBUG_ANNOTATIONS, WireType::LengthDelimited, &mut r);
+        encode_varint(inner as u64, &mut r);
+        uint64::encode(ANNOTATION_NAME_IID, &name_iid, &mut r);
+        value(&mut r);
+        assert!(r.n <= FIELD_MAX, "an encoded arg fits a field");
+        field.len = r.n as u8;
+        EncodedArg { field }
     }
 }
+
+/// `DebugAnnotation` field numbers.
+const ANNOTATION_NAME_IID: u32 = 1;
+const ANNOTATION_UINT_VALUE: u32 = 3;
+const ANNOTATION_INT_VALUE: u32 = 4;
 
 /// Trace-global flow ids: a per-pid base plus a counter.
 pub fn flow_base(pid: u32) -> u64 {
@@ -841,6 +863,24 @@ impl<W: Write> Emitter<W> {
         Ok(())
     }
 
+    /// An instant whose args were encoded ahead ([`EncodedArg`], at most
+    /// `MAX_ENCODED_ARGS`).
+    pub fn instant_encoded(
+        &mut self,
+        ts: u64,
+        track: Track,
+        name_iid: u64,
+        args: &[EncodedArg],
+        flows: &[u64],
+    ) -> io::Result<()> {
+        self.instant(ts, track, name_iid, Vec::new(), flows, &[])?;
+        assert!(args.len() <= MAX_ENCODED_ARGS, "room for the encoded args");
+        for a in args {
+            self.fixed.push(&a.field);
+        }
+        Ok(())
+    }
+
     pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {
         self.event(ts, TYPE_SLICE_END, track, None, None, Vec::new(), &[], &[])
     }
@@ -961,6 +1001,38 @@ mod tests {
     use super::*;
 
     const PINNED: u64 = 6_360_201_204_807_905_919;
+
+    /// The args encoded field by field are what prost makes of the same annotation in a
+    /// `TrackEvent`, for values of every varint length and both signs.
+    #[test]
+    fn encoded_args_are_prosts_encoding() {
+        let by_prost = |a: DebugAnnotation| {
+            TrackEvent {
+                debug_annotations: vec![a],
+                ..TrackEvent::default()
+            }
+            .encode_to_vec()
+        };
+        let used = |e: &EncodedArg| e.field.bytes[..usize::from(e.field.len)].to_vec();
+        for iid in [1, 127, 128, 16383] {
+            for v in [0u64, 1, 127, 128, 1 << 35, u64::MAX] {
+                let want = by_prost(DebugAnnotation {
+                    name_iid: Some(iid),
+                    uint_value: Some(v),
+                    ..DebugAnnotation::default()
+                });
+                assert_eq!(used(&EncodedArg::uint(iid, v)), want, "uint {iid} {v}");
+            }
+            for v in [0i64, 1, -1, 300, i64::MIN, i64::MAX] {
+                let want = by_prost(DebugAnnotation {
+                    name_iid: Some(iid),
+                    int_value: Some(v),
+                    ..DebugAnnotation::default()
+                });
+                assert_eq!(used(&EncodedArg::int(iid, v)), want, "int {iid} {v}");
+            }
+        }
+    }
 
     #[test]
     fn uuids_are_stable_and_distinct() {

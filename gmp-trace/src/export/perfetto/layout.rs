@@ -708,12 +708,17 @@ impl<W: Write> PerfettoWriter<W> {
         }
         if to == St::Runnable && matches!(was, St::Waiting(_)) && by != 0 {
             let flow = self.new_flow();
-            let args = self.em.args(&[
-                (ArgName::Goid.iid(), Arg::Uint(goid)),
-                (ArgName::ByGoid.iid(), Arg::Uint(by)),
-            ]);
-            let name = Name::Unblock.iid();
-            self.m_instant(e, name, args, &[flow], &[])?;
+            // One per wakeup: its two numbers are encoded straight into the packet.
+            let args = [
+                EncodedArg::uint(ArgName::Goid.iid(), goid),
+                EncodedArg::uint(ArgName::ByGoid.iid(), by),
+            ];
+            if let Some(m) = self.ms.get_mut(&e.tid) {
+                let ts = clamp(&mut m.last_ts, e.ts, &mut self.stats.clamped_timestamps);
+                self.stats.instants += 1;
+                let name = Name::Unblock.iid();
+                self.em.instant_encoded(ts, m.track, name, &args, &[flow])?;
+            }
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.flows.push((flow, FlowKind::Unblock));
             }

@@ -221,6 +221,9 @@ const COUNTERS: [&str; 10] = [
     "Spinning Ms",
     "Failed steal attempts",
 ];
+/// Every counter's bit in `counter_dirty`.
+const ALL_COUNTERS: u16 = (1 << COUNTERS.len()) - 1;
+const _: () = assert!(COUNTERS.len() <= 16, "a dirty bit per counter");
 const C_THREADS: usize = 4;
 const C_PS: usize = 5;
 const C_GOMAXPROCS: usize = 6;
@@ -236,14 +239,15 @@ pub struct PerfettoWriter<W: Write> {
     procs_group: u64,
     goroutines_group: u64,
     gs: FastMap<u64, G>,
-    ms: FastMap<u32, M>,
-    ps: FastMap<i32, P>,
+    ms: ByTid<M>,
+    ps: ByP<P>,
     startup: Lane,
     gc: Lane,
     stw: Lane,
     counters: [(CounterTrack, i64); COUNTERS.len()],
-    /// Counter values not yet written (written when they change, once per event).
-    counter_dirty: [bool; COUNTERS.len()],
+    /// Counter values not yet written (written when they change, once per event): bit i for
+    /// `counters[i]`.
+    counter_dirty: u16,
     /// New Ms announced by newm, by m.id, waiting for their mstart to end the flow.
     newm_flows: FastMap<i64, u64>,
     next_flow: u64,
@@ -293,13 +297,13 @@ impl<W: Write> PerfettoWriter<W> {
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
             gs: FastMap::default(),
-            ms: FastMap::default(),
-            ps: FastMap::default(),
+            ms: ByTid::default(),
+            ps: ByP::default(),
             startup: lane(FIXED_STARTUP),
             gc: lane(FIXED_GC),
             stw: lane(FIXED_STW),
             counters: [(CounterTrack::new(0), 0); COUNTERS.len()],
-            counter_dirty: [false; COUNTERS.len()],
+            counter_dirty: 0,
             newm_flows: FastMap::default(),
             next_flow: 0,
             flow_base: emit::flow_base(pid),
@@ -419,13 +423,13 @@ impl<W: Write> PerfettoWriter<W> {
         for goid in goids {
             self.finish_g(goid, ts)?;
         }
-        let mut tids: Vec<u32> = self.ms.keys().copied().collect();
+        let mut tids: Vec<u32> = self.ms.keys().collect();
         tids.sort_unstable();
         for tid in tids {
             self.stop_m(tid, ts)?;
             self.spin_end(tid, ts)?;
         }
-        let mut pids: Vec<i32> = self.ps.keys().copied().collect();
+        let mut pids: Vec<i32> = self.ps.keys().collect();
         pids.sort_unstable();
         for p in pids {
             self.stop_p(p, ts)?;
@@ -436,7 +440,7 @@ impl<W: Write> PerfettoWriter<W> {
         for (c, v) in self.counters.iter_mut().zip(at_end) {
             c.1 = v;
         }
-        self.counter_dirty = [true; COUNTERS.len()];
+        self.counter_dirty = ALL_COUNTERS;
         self.write_counters(ts)?;
         self.em.finish()
     }
@@ -450,30 +454,28 @@ impl<W: Write> PerfettoWriter<W> {
         // Counted per thread and P (no map lookup per slice); Ms and Ps are never forgotten.
         s.m_slices = (self.ms.iter())
             .filter(|(_, m)| m.slices > 0)
-            .map(|(&tid, m)| (tid, m.slices))
+            .map(|(tid, m)| (tid, m.slices))
             .collect();
         s.p_slices = (self.ps.iter())
             .filter(|(_, p)| p.slices > 0)
-            .map(|(&id, p)| (id, p.slices))
+            .map(|(id, p)| (id, p.slices))
             .collect();
         s
     }
 
     fn write_counters(&mut self, ts: u64) -> io::Result<()> {
         // Most events change no counter.
-        if !self.counter_dirty.contains(&true) {
+        if self.counter_dirty == 0 {
             return Ok(());
         }
+        let mut dirty = std::mem::take(&mut self.counter_dirty);
         let mut values = [(&self.counters[0].0, 0); COUNTERS.len()];
         let mut n = 0;
-        for (dirty, (track, v)) in self.counter_dirty.iter_mut().zip(&self.counters) {
-            if std::mem::take(dirty) {
-                values[n] = (track, *v);
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return Ok(());
+        while dirty != 0 {
+            let (track, v) = &self.counters[dirty.trailing_zeros() as usize];
+            dirty &= dirty - 1;
+            values[n] = (track, *v);
+            n += 1;
         }
         self.stats.counter_values += n as u64;
         self.em.counters(ts, &mut values[..n])
@@ -482,14 +484,14 @@ impl<W: Write> PerfettoWriter<W> {
     fn add_counter(&mut self, i: usize, delta: i64) {
         if delta != 0 {
             self.counters[i].1 += delta;
-            self.counter_dirty[i] = true;
+            self.counter_dirty |= 1 << i;
         }
     }
 
     fn set_counter(&mut self, i: usize, v: i64) {
         if self.counters[i].1 != v {
             self.counters[i].1 = v;
-            self.counter_dirty[i] = true;
+            self.counter_dirty |= 1 << i;
         }
     }
 
@@ -519,4 +521,4 @@ fn clamp(last: &mut u64, ts: u64, clamped: &mut u64) -> u64 {
     }
 }
 
-pub(crate) use crate::fasthash::{FastMap, FastSet};
+pub(crate) use crate::fasthash::{ByP, ByTid, FastMap, FastSet};
