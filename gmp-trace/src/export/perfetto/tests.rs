@@ -531,7 +531,9 @@ fn tp_docs_queries_answer_on_a_known_run() {
     sql.push(PERFETTO_IMPORT_PROBLEMS_SQL);
     sql.push("SELECT tid, name FROM thread WHERE tid != 0 ORDER BY tid");
     sql.push(
-        "SELECT si.ts AS ts, (SELECT name FROM track WHERE id = si.track_id) AS g \
+        "SELECT si.ts AS ts, (SELECT name FROM track WHERE id = si.track_id) AS g, \
+         EXTRACT_ARG(so.arg_set_id, 'debug.goid') AS goid, \
+         EXTRACT_ARG(so.arg_set_id, 'debug.by_goid') AS by_goid \
          FROM flow f JOIN slice so ON f.slice_out = so.id JOIN slice si ON f.slice_in = si.id \
          WHERE so.name = 'unblock'",
     );
@@ -584,6 +586,8 @@ fn tp_docs_queries_answer_on_a_known_run() {
     assert_eq!(q[5].len(), 1);
     assert_eq!(q[5][0]["ts"], 3620);
     assert_eq!(q[5][0]["g"], "G10 main.worker");
+    // The wakeup's args (encoded ahead of the packet) name who woke whom.
+    assert_eq!((int(&q[5][0]["goid"]), int(&q[5][0]["by_goid"])), (10, 12));
     let startup: Vec<(&str, i64, i64)> = q[6]
         .iter()
         .map(|r| (r["name"].as_str().unwrap(), int(&r["ts"]), int(&r["dur"])))
