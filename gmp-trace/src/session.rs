@@ -286,6 +286,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
     let mut exit_status = None;
+    let mut target_exited = false;
     let launch = child_wait.is_some();
     loop {
         tokio::select! {
@@ -307,6 +308,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             r = async { pidfd.as_ref().expect("pid mode").readable().await }, if pidfd.is_some() => {
                 // Readable means exited; the guard's readiness does not matter any more.
                 drop(r?);
+                target_exited = true;
                 break;
             }
             _ = &mut deadline, if args.duration.is_some() => break,
@@ -334,7 +336,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         None
     };
     drop(source);
-    drop(tracer); // detaches every probe
+    // Detaching waits out a kernel grace period per probe (~2.5 s in all here). While the
+    // target runs, that comes first: every hit slows it. Once it has exited its probes can
+    // fire no more, and the report goes out first.
+    let target_exited = target_exited || exit_status.is_some();
+    let tracer = if target_exited {
+        Some(tracer)
+    } else {
+        drop(tracer); // detaches every probe
+        None
+    };
 
     // Launch mode with --duration: tracing stopped, the program runs on; wait for it.
     if let Some(w) = child_wait.take() {
@@ -363,6 +374,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         aggregate,
     };
     pipeline.finish(run)?;
+    drop(tracer); // detaches every probe, if still attached
     Ok(exit_code.unwrap_or(0))
 }
 

@@ -104,12 +104,9 @@ fn fanout_pftrace(go: &str) {
     // Every M seen starting has a track. (Once, in CI, sysmon's M had no mstart event: the
     // summary's threads, read failures and probes say more if it comes back.)
     assert_eq!(
-        threads,
-        want,
+        threads, want,
         "threads {} read failures {} probes {}",
-        s["thread_list"],
-        s["read_failures"],
-        s["probes"]
+        s["thread_list"], s["read_failures"], s["probes"]
     );
     let by: BTreeMap<String, i64> = q[3]
         .iter()
