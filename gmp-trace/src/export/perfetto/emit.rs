@@ -219,6 +219,9 @@ pub struct Emitter<W: Write> {
     /// `event` and `ev` are filled in but not framed yet: counter values of the same time can still
     /// ride on it (see [`Emitter::counters`]). Framed before anything else is.
     held: bool,
+    /// The held event is a bare slice end (track and type only): `ev` is stale and not
+    /// encoded. Half the packets are these.
+    bare: bool,
     /// Emptied annotation vectors, handed out again by `args`.
     spare_args: Vec<DebugAnnotation>,
     next_name_iid: u64,
@@ -274,7 +277,7 @@ impl Sequence {
     /// The packet's own fields (timestamp, interned data, clock) are written with prost's
     /// field encoders rather than through a message of them: a message's `encoded_len` and
     /// `encode_raw` look at every field, where a packet has one or two.
-    fn frame_event(&mut self, ts: u64, ev: &TrackEvent, fixed: &Fields) -> usize {
+    fn frame_event(&mut self, ts: u64, ev: Option<&TrackEvent>, fixed: &Fields) -> usize {
         use prost::encoding::{encode_varint, encoded_len_varint, message, uint32, uint64};
         debug_assert!(self.started, "the emitter writes a first packet");
         let (timestamp, clock_id) = self.stamp(ts);
@@ -284,7 +287,7 @@ impl Sequence {
         // The track event is encoded after the packet's other fields, as a field of its own
         // (protobuf fields may come in any order), starting with its fields encoded ahead:
         // its length, needed twice, is computed once.
-        let te_len = fixed.len + event_len(ev);
+        let te_len = fixed.len + ev.map_or(0, event_len);
         let len = usize::from(self.header.len)
             + uint64::encoded_len(PACKET_TIMESTAMP, &timestamp)
             + interned
@@ -315,7 +318,9 @@ impl Sequence {
             encode_varint(te_len as u64, r);
         });
         slot.put_fields(fixed);
-        encode_event(ev, &mut slot);
+        if let Some(ev) = ev {
+            encode_event(ev, &mut slot);
+        }
         let n = slot.finish();
         self.close(n)
     }
@@ -686,6 +691,7 @@ impl<W: Write> Emitter<W> {
                 })
             }),
             held: false,
+            bare: false,
             spare_args: Vec::new(),
             next_name_iid: names.len() as u64 + 1,
             packets: 0,
@@ -724,7 +730,13 @@ impl<W: Write> Emitter<W> {
         if !std::mem::take(&mut self.held) {
             return Ok(());
         }
-        let n = self.seq.frame_event(self.event_ts, &self.ev, &self.fixed);
+        if self.bare {
+            let n = self.seq.frame_event(self.event_ts, None, &self.fixed);
+            return self.framed(n);
+        }
+        let n = self
+            .seq
+            .frame_event(self.event_ts, Some(&self.ev), &self.fixed);
         let args = &mut self.ev.debug_annotations;
         if args.capacity() > self.spare_args.capacity() {
             args.clear();
@@ -823,6 +835,7 @@ impl<W: Write> Emitter<W> {
         ev.terminating_flow_ids.clear();
         ev.terminating_flow_ids.extend_from_slice(terminating_flows);
         self.held = true;
+        self.bare = false;
         Ok(())
     }
 
@@ -881,8 +894,29 @@ impl<W: Write> Emitter<W> {
         Ok(())
     }
 
+    /// A slice end: only its track and type, encoded ahead (`ev` is left as it is).
     pub fn end(&mut self, ts: u64, track: Track) -> io::Result<()> {
-        self.event(ts, TYPE_SLICE_END, track, None, None, Vec::new(), &[], &[])
+        self.release()?;
+        self.event_ts = ts;
+        self.fixed.len = 0;
+        self.fixed.push(&track.field);
+        self.fixed.push(&self.types[TYPE_SLICE_END as usize]);
+        self.held = true;
+        self.bare = true;
+        Ok(())
+    }
+
+    /// Makes the held bare end a full event, so fields can be added to it.
+    fn unbare(&mut self) {
+        if std::mem::take(&mut self.bare) {
+            let ev = &mut self.ev;
+            ev.name_iid = None;
+            ev.counter_value = None;
+            ev.extra_counter_values.clear();
+            ev.debug_annotations.clear();
+            ev.flow_ids.clear();
+            ev.terminating_flow_ids.clear();
+        }
     }
 
     pub fn instant(
@@ -920,6 +954,7 @@ impl<W: Write> Emitter<W> {
         }
         let mut rest = &values[..];
         if self.held && self.event_ts == ts {
+            self.unbare();
             let ev = &mut self.ev;
             if ev.counter_value.is_none() && ev.extra_counter_values.is_empty() {
                 let n = rest.len().min(MAX_EXTRA_COUNTERS);
