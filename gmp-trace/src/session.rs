@@ -343,6 +343,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let tracer = if target_exited {
         Some(tracer)
     } else {
+        if !is_launch && !args.out.quiet {
+            // The report waits for it; say what the pause is.
+            eprintln!(
+                "gmp-trace: detaching from pid {pid} ({} probes, a few seconds)...",
+                probes_info.len()
+            );
+        }
         drop(tracer); // detaches every probe
         None
     };

@@ -138,6 +138,11 @@ fn attach_to_running_program_and_detach_cleanly() {
     let out = tracer.wait_with_output().unwrap();
     let stderr = rest;
     assert!(out.status.success(), "gmp-trace --pid failed: {stderr}");
+    // The target runs on: the probes come out before the report, and the pause is announced.
+    assert!(
+        stderr.contains(&format!("detaching from pid {pid}")),
+        "no word of the detach: {stderr}"
+    );
     let after = text_snapshot(pid);
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
