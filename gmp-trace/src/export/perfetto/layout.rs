@@ -441,12 +441,20 @@ impl<W: Write> PerfettoWriter<W> {
         flows: &[u64],
         terminating: &[u64],
     ) -> io::Result<()> {
-        let Some(m) = self.ms.get_mut(&e.tid) else {
+        let Some((ts, track)) = self.m_instant_at(e) else {
             return Ok(());
         };
+        self.em.instant(ts, track, name, args, flows, terminating)
+    }
+
+    /// Where an instant of the event goes on its thread's track (time kept in order on the
+    /// track), counted; None for a thread without a track.
+    #[inline(always)]
+    fn m_instant_at(&mut self, e: &Event) -> Option<(u64, Track)> {
+        let m = self.ms.get_mut(&e.tid)?;
         let ts = clamp(&mut m.last_ts, e.ts, &mut self.stats.clamped_timestamps);
         self.stats.instants += 1;
-        self.em.instant(ts, m.track, name, args, flows, terminating)
+        Some((ts, m.track))
     }
 
     // ---- goroutines ----
@@ -713,11 +721,9 @@ impl<W: Write> PerfettoWriter<W> {
                 EncodedArg::uint(ArgName::Goid.iid(), goid),
                 EncodedArg::uint(ArgName::ByGoid.iid(), by),
             ];
-            if let Some(m) = self.ms.get_mut(&e.tid) {
-                let ts = clamp(&mut m.last_ts, e.ts, &mut self.stats.clamped_timestamps);
-                self.stats.instants += 1;
+            if let Some((ts, track)) = self.m_instant_at(e) {
                 let name = Name::Unblock.iid();
-                self.em.instant_encoded(ts, m.track, name, &args, &[flow])?;
+                self.em.instant_encoded(ts, track, name, &args, &[flow])?;
             }
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.flows.push((flow, FlowKind::Unblock));
