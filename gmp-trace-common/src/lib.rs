@@ -196,6 +196,18 @@ impl EventKind {
     }
 }
 
+/// Goroutine statuses as casgstatus takes them (runtime/runtime2.go: the numbers never change,
+/// new ones are added), for the probes and the daemon's derivations alike.
+pub mod gstatus {
+    pub const IDLE: u64 = 0;
+    pub const RUNNABLE: u64 = 1;
+    pub const RUNNING: u64 = 2;
+    pub const WAITING: u64 = 4;
+    pub const DEAD: u64 = 6;
+    /// Go 1.27: a cgo extra M's g between callbacks.
+    pub const DEADEXTRA: u64 = 11;
+}
+
 /// Startup milestones carried by [`EventKind::Phase`] events, in the order Go reaches them.
 pub mod phase {
     /// `runtime.rt0_go`: the first Go-runtime instruction after the ELF entry stub.

@@ -19,7 +19,7 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use gmp_trace_common::{
-    agg, counter, phase, result_loc, Event, EventKind, Offsets, BLOCK, NO_BLOCK,
+    agg, counter, gstatus, phase, result_loc, Event, EventKind, Offsets, BLOCK, NO_BLOCK,
 };
 
 /// Go struct offsets and the target pid, written by the loader before the programs load.
@@ -739,11 +739,11 @@ fn aggregate(e: &Event) {
     if e.kind == EventKind::GoStatus as u32 {
         let (old, new) = ((e.arg0 & 0xf) as u32, (e.arg1 & 0xf) as u32);
         add(&AGG_STATUS, (old << 4) | new, 1);
-        if new == 4 {
+        if new == gstatus::WAITING as u32 {
             add(&AGG_WAIT, (e.arg2 & 0xff) as u32, 1);
-        } else if new == 1 {
+        } else if new == gstatus::RUNNABLE as u32 {
             let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
-        } else if new == 2 && old == 1 {
+        } else if new == gstatus::RUNNING as u32 && old == gstatus::RUNNABLE as u32 {
             ran(e);
         }
     } else if e.kind == EventKind::GoCreate as u32 {
@@ -881,17 +881,10 @@ pub fn goexit1(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Goroutine statuses (runtime/runtime2.go; the numbers never change, new ones are added).
-const G_IDLE: u64 = 0;
-const G_WAITING: u64 = 4;
-const G_DEAD: u64 = 6;
-/// Go 1.27: a cgo extra M's g between callbacks.
-const G_DEADEXTRA: u64 = 11;
-
 /// A change out of these is a g being (re)born, with a new goid.
 #[inline(always)]
 fn reborn(old: u64) -> bool {
-    old == G_DEAD || old == G_IDLE || old == G_DEADEXTRA
+    old == gstatus::DEAD || old == gstatus::IDLE || old == gstatus::DEADEXTRA
 }
 
 /// runtime.casgstatus(gp, oldval, newval uint32).
@@ -908,7 +901,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
         // being born again with a new goid, assigned before or after this change by version
         // and path: read it, and drop the cached one.
         let reborn = reborn(e.arg0);
-        let reason = if e.arg1 == G_WAITING || reborn {
+        let reason = if e.arg1 == gstatus::WAITING || reborn {
             if reborn {
                 forget_goid(gp);
             }
@@ -927,7 +920,7 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
             e.goid = goid_of(gp, o);
             0
         } as u64;
-        if e.arg1 == G_WAITING && e.goid != 0 {
+        if e.arg1 == gstatus::WAITING && e.goid != 0 {
             remember_goid(gp, e.goid);
         }
         // Who causes the change: the M's current goroutine (for Waiting->Runnable, the unblocker).

@@ -286,6 +286,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
     let mut exit_status = None;
+    // Whether the target has exited (rather than tracing stopping while it runs on).
     let mut target_exited = false;
     let launch = child_wait.is_some();
     loop {
@@ -302,6 +303,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             }
             st = async { child_wait.as_mut().expect("launch mode").await }, if child_wait.is_some() => {
                 child_wait = None;
+                target_exited = true;
                 exit_status = Some(st.context("waiting for the child")?.context("waiting for the child")?);
                 break;
             }
@@ -339,7 +341,6 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // Detaching waits out a kernel grace period per probe (~2.5 s in all here). While the
     // target runs, that comes first: every hit slows it. Once it has exited its probes can
     // fire no more, and the report goes out first.
-    let target_exited = target_exited || exit_status.is_some();
     let tracer = if target_exited {
         Some(tracer)
     } else {

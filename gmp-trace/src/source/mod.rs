@@ -3,6 +3,7 @@
 pub mod live;
 pub mod recording;
 
+use gmp_trace_common::gstatus::{DEAD, RUNNABLE, RUNNING};
 use gmp_trace_common::{Event, EventKind};
 
 /// Consumes decoded events in arrival order.
@@ -33,11 +34,6 @@ pub struct Derive {
 /// `arg1` of an execute or exit event derived from casgstatus (the probes' own leave it 0).
 pub const DERIVED: u64 = 1;
 
-/// Runtime goroutine statuses the derivations look for.
-const G_RUNNABLE: u64 = 1;
-const G_RUNNING: u64 = 2;
-const G_DEAD: u64 = 6;
-
 impl Derive {
     /// The event `e` also stands for, to be handled right before `e` itself: a derived execute
     /// or exit.
@@ -45,8 +41,8 @@ impl Derive {
     pub fn before(&mut self, e: &Event) -> Option<Event> {
         if e.kind == EventKind::GoStatus as u32 {
             let kind = match (e.arg0, e.arg1) {
-                (G_RUNNABLE, G_RUNNING) if !self.probed_execute => EventKind::Execute,
-                (G_RUNNING, G_DEAD) if !self.probed_exit => EventKind::GoExit,
+                (RUNNABLE, RUNNING) if !self.probed_execute => EventKind::Execute,
+                (RUNNING, DEAD) if !self.probed_exit => EventKind::GoExit,
                 _ => return None,
             };
             return Some(Event {
