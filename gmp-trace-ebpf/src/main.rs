@@ -742,25 +742,25 @@ fn aggregate(e: &Event) {
         if new == gstatus::WAITING as u32 {
             add(&AGG_WAIT, (e.arg2 & 0xff) as u32, 1);
         } else if new == gstatus::RUNNABLE as u32 {
-            let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
+            let _ = RUNNABLE_SINCE.insert(&e.goid, &e.ts, 0);
         } else if new == gstatus::RUNNING as u32 && old == gstatus::RUNNABLE as u32 {
             ran(e);
         }
     } else if e.kind == EventKind::GoCreate as u32 {
-        let _ = RUNNABLE_SINCE.insert(e.goid, e.ts, 0);
+        let _ = RUNNABLE_SINCE.insert(&e.goid, &e.ts, 0);
     }
 }
 
 /// A runnable goroutine starts running: one latency sample since it became runnable.
 #[inline(always)]
 fn ran(e: &Event) {
-    let Some(since) = RUNNABLE_SINCE.get_ptr(e.goid) else {
+    let Some(since) = RUNNABLE_SINCE.get_ptr(&e.goid) else {
         return;
     };
     // SAFETY: the pointer comes from the lookup; a concurrent delete at worst yields a stale
     // timestamp (the element memory stays valid for this program run).
     let d = e.ts.saturating_sub(unsafe { *since });
-    let _ = RUNNABLE_SINCE.remove(e.goid);
+    let _ = RUNNABLE_SINCE.remove(&e.goid);
     let b = agg::lat_bucket(d);
     add(
         &AGG_LATENCY,
@@ -812,8 +812,8 @@ fn result(ctx: &ProbeContext) -> u64 {
 }
 
 /// runtime.newproc(fn *funcval): on the creating goroutine.
-#[uprobe]
-pub fn newproc(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_newproc(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event_g(&ctx, EventKind::NewProc, o) {
         if !lean(EventKind::NewProc) {
@@ -826,8 +826,8 @@ pub fn newproc(ctx: ProbeContext) -> u32 {
 
 /// runtime.newproc1 has returned (in its caller, or on a RET): its result is the new g. Runs
 /// on g0, so the creator is m.curg.
-#[uprobe]
-pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_newproc1_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoCreate, o, NEED_CURG) {
         let newg = result(&ctx);
@@ -849,8 +849,8 @@ pub fn newproc1_ret(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.mstart1: the first Go code a new M runs, on its g0.
-#[uprobe]
-pub fn mstart(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_mstart(ctx: ProbeContext) -> u32 {
     let o = offsets();
     // A new thread: a cached (thread id, g0) could only match by reuse of both.
     bump_generation(GEN_THREADS);
@@ -862,8 +862,8 @@ pub fn mstart(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.schedule: the M (on g0) looks for a goroutine to run.
-#[uprobe]
-pub fn schedule(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_schedule(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event(&ctx, EventKind::Schedule, o) {
         emit(&e);
@@ -872,8 +872,8 @@ pub fn schedule(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.goexit1: the goroutine in R14 is finishing.
-#[uprobe]
-pub fn goexit1(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_goexit1(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event_g(&ctx, EventKind::GoExit, o) {
         emit(&e);
@@ -888,8 +888,8 @@ fn reborn(old: u64) -> bool {
 }
 
 /// runtime.casgstatus(gp, oldval, newval uint32).
-#[uprobe]
-pub fn casgstatus(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_casgstatus(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::GoStatus, o, NEED_CURG) {
         let r = regs(&ctx);
@@ -946,8 +946,8 @@ pub fn casgstatus(ctx: ProbeContext) -> u32 {
 /// runtime.acquirep(pp): the M takes P pp (m.p is not set yet, so read pp.id). Also
 /// m.spinning: an M handed a P by startm(pp, spinning=true) (woken in stopm) or started with
 /// mspinning (mstart1) is already spinning here, before it reaches stealWork.
-#[uprobe]
-pub fn acquirep(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_acquirep(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some((mut e, cur)) = base_event_m(&ctx, EventKind::AcquireP, o, NEED_ALL) {
         let pid = if lean(EventKind::AcquireP) {
@@ -966,8 +966,8 @@ pub fn acquirep(ctx: ProbeContext) -> u32 {
 
 /// runtime.stealWork(now): findRunnable calls it only with m.spinning set (it becomes
 /// spinning right before if it was not), so the M is spinning from here.
-#[uprobe]
-pub fn steal_work(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_steal_work(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event(&ctx, EventKind::SpinStart, o) {
         emit(&e);
@@ -976,8 +976,8 @@ pub fn steal_work(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.resetspinning(): the spinning M found work (schedule calls it before execute).
-#[uprobe]
-pub fn resetspinning(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_resetspinning(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event(&ctx, EventKind::SpinEnd, o) {
         emit(&e);
@@ -987,8 +987,8 @@ pub fn resetspinning(ctx: ProbeContext) -> u32 {
 
 /// runtime.runqsteal(pp, p2 *p, stealRunNextG bool) *g, after its prologue: keep what the
 /// RETs need (RAX = pp, RBX = p2, CL = stealRunNextG).
-#[uprobe]
-pub fn runqsteal(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_runqsteal(ctx: ProbeContext) -> u32 {
     let o = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     if o.target_pid != 0 && (pid_tgid >> 32) as u32 != o.target_pid {
@@ -1001,7 +1001,7 @@ pub fn runqsteal(ctx: ProbeContext) -> u32 {
         victim: read::<i32>(r.rbx, o.p_id).unwrap_or(-1),
         runnext: r.rcx & 1,
     };
-    if STEAL_ARGS.insert(pid_tgid as u32, args, 0).is_err() {
+    if STEAL_ARGS.insert(&(pid_tgid as u32), &args, 0).is_err() {
         bump(counter::READ_FAILED);
     }
     0
@@ -1012,15 +1012,15 @@ pub fn runqsteal(ctx: ProbeContext) -> u32 {
 /// EventKind::StealFailed); a goroutine becomes a Steal event from the thief's P (this M's)
 /// to the victim recorded at entry, with how many goroutines moved: runqsteal returns one
 /// and advances pp.runqtail past the rest.
-#[uprobe]
-pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_runqsteal_ret(ctx: ProbeContext) -> u32 {
     let o = offsets();
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: the value is copied out at once; only this thread writes its own key.
-    let args = unsafe { STEAL_ARGS.get(tid) }.copied();
+    let args = unsafe { STEAL_ARGS.get(&tid) }.copied();
     let gp = result(&ctx);
     if args.is_some() {
-        let _ = STEAL_ARGS.remove(tid);
+        let _ = STEAL_ARGS.remove(&tid);
     }
     if gp == 0 {
         if o.target_pid == 0 || (bpf_get_current_pid_tgid() >> 32) as u32 == o.target_pid {
@@ -1049,8 +1049,8 @@ pub fn runqsteal_ret(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.releasep(): the M gives up m.p (still set at entry).
-#[uprobe]
-pub fn releasep(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_releasep(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event_g(&ctx, EventKind::ReleaseP, o) {
         emit(&e);
@@ -1059,8 +1059,8 @@ pub fn releasep(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.main: the main goroutine (g1) begins.
-#[uprobe]
-pub fn runtime_main(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_runtime_main(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = base_event_g(&ctx, EventKind::RuntimeMain, o) {
         emit(&e);
@@ -1070,8 +1070,8 @@ pub fn runtime_main(ctx: ProbeContext) -> u32 {
 
 /// runtime.newm1(mp *m): this M creates another, whose m.id is already assigned (newm's own
 /// id argument is -1 for "allocate one", so it cannot link the two).
-#[uprobe]
-pub fn newm(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_newm(ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(mut e) = base_event_g(&ctx, EventKind::NewM, o) {
         e.arg0 = read::<i64>(regs(&ctx).rax, o.m_id).unwrap_or(-1) as u64;
@@ -1082,8 +1082,8 @@ pub fn newm(ctx: ProbeContext) -> u32 {
 }
 
 /// runtime.procresize(nprocs int32): GOMAXPROCS changes (also once in schedinit).
-#[uprobe]
-pub fn procresize(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_procresize(ctx: ProbeContext) -> u32 {
     let o = offsets();
     // Ps may be made or destroyed here: forget every cached p.id.
     bump_generation(GEN_PS);
@@ -1105,63 +1105,63 @@ fn simple(ctx: &ProbeContext, kind: EventKind, arg0: u64) {
 }
 
 /// runtime.stopTheWorldWithSema(reason) (reason in AL from Go 1.21; 0 before).
-#[uprobe]
-pub fn stw_start(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_stw_start(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::StwStart, regs(&ctx).rax & 0xff);
     0
 }
 
-#[uprobe]
-pub fn stw_done(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_stw_done(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::StwDone, 0);
     0
 }
 
 /// runtime.stopm: this M parks on the idle list.
-#[uprobe]
-pub fn stopm(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_stopm(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::MIdle, 0);
     0
 }
 
 /// runtime.gcStart(trigger gcTrigger): the trigger struct arrives in registers, kind in RAX.
-#[uprobe]
-pub fn gc_start(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_gc_start(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::GcStart, regs(&ctx).rax & 0xff);
     0
 }
 
-#[uprobe]
-pub fn gc_done(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_gc_done(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::GcDone, 0);
     0
 }
 
 /// runtime.entersyscall / entersyscallblock (cookie 1 = blocking): on the user goroutine.
-#[uprobe]
-pub fn syscall_enter(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_syscall_enter(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let blocking = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     simple(&ctx, EventKind::SyscallEnter, blocking);
     0
 }
 
-#[uprobe]
-pub fn syscall_exit(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_syscall_exit(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::SyscallExit, 0);
     0
 }
 
 /// runtime.exitsyscallTryGetP (Go 1.26+): exitsyscall found no P on its M after all.
-#[uprobe]
-pub fn syscall_lost_p(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_syscall_lost_p(ctx: ProbeContext) -> u32 {
     simple(&ctx, EventKind::SyscallLostP, 0);
     0
 }
 
 /// A startup milestone in Go-ABI code (R14 is g); the phase id is the attach cookie.
-#[uprobe]
-pub fn phase(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_phase(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let o = offsets();
@@ -1174,8 +1174,8 @@ pub fn phase(ctx: ProbeContext) -> u32 {
 
 /// A startup milestone in assembly (ABI0) code, where R14 is not g: the g comes from the
 /// thread's TLS slot instead. rt0_go runs before there is one (it sets it up), so it has none.
-#[uprobe]
-pub fn phase_abi0(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_phase_abi0(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let o = offsets();
@@ -1203,8 +1203,8 @@ pub fn phase_abi0(ctx: ProbeContext) -> u32 {
 /// The cookie names the task layout. 0 (Go 1.21+): `{state u32, nfns u32, fns [nfns]uintptr}`,
 /// so the first pc is at t+8 (doInit1 is only called for tasks with functions). 1 (Go 1.19/1.20):
 /// `{state, ndeps, nfns uintptr, deps [ndeps]*initTask, fns [nfns]uintptr}`, read in place.
-#[uprobe]
-pub fn init_task(ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_init_task(ctx: ProbeContext) -> u32 {
     // SAFETY: ctx is the program's context pointer, as the helper requires.
     let old_layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } == 1;
     let o = offsets();
@@ -1256,21 +1256,70 @@ pub fn exec(_ctx: RawTracePointContext) -> i32 {
 
 /// Does nothing: attached in place of the real programs (hidden `--empty-probes`) it measures
 /// the floor, the cost of the trap alone.
-#[uprobe]
-pub fn empty(_ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_empty(_ctx: ProbeContext) -> u32 {
     0
 }
 
 /// Emits a bare record (clock and thread only, no user-memory reads; kind Schedule, so the
 /// model takes it as a harmless scheduler-loop entry): attached in place of the real programs
 /// (hidden `--emit-only-probes`) it measures what the ring buffer itself costs per hit.
-#[uprobe]
-pub fn emit_only(_ctx: ProbeContext) -> u32 {
+#[inline(always)]
+fn on_emit_only(_ctx: ProbeContext) -> u32 {
     let o = offsets();
     if let Some(e) = bare_event(EventKind::Schedule, o) {
         emit(&e);
     }
     0
+}
+
+/// Every uprobe program twice, one body each: `NAME` is a `uprobe.multi` program (one link for
+/// all its sites, with a cookie per site; kernel 6.6+, one RCU grace period to detach), and
+/// `NAME_pe` a classic uprobe (one perf-event link per site) for kernels without it. The loader
+/// loads only the flavour it uses, so the kernel verifies each body once.
+macro_rules! uprobe_programs {
+    ($($body:ident => $multi:ident, $single:ident;)*) => {$(
+        #[uprobe(multi)]
+        pub fn $multi(ctx: ProbeContext) -> u32 {
+            $body(ctx)
+        }
+
+        #[uprobe]
+        pub fn $single(ctx: ProbeContext) -> u32 {
+            $body(ctx)
+        }
+    )*};
+}
+
+uprobe_programs! {
+    on_newproc => newproc, newproc_pe;
+    on_newproc1_ret => newproc1_ret, newproc1_ret_pe;
+    on_mstart => mstart, mstart_pe;
+    on_schedule => schedule, schedule_pe;
+    on_goexit1 => goexit1, goexit1_pe;
+    on_casgstatus => casgstatus, casgstatus_pe;
+    on_acquirep => acquirep, acquirep_pe;
+    on_steal_work => steal_work, steal_work_pe;
+    on_resetspinning => resetspinning, resetspinning_pe;
+    on_runqsteal => runqsteal, runqsteal_pe;
+    on_runqsteal_ret => runqsteal_ret, runqsteal_ret_pe;
+    on_releasep => releasep, releasep_pe;
+    on_runtime_main => runtime_main, runtime_main_pe;
+    on_newm => newm, newm_pe;
+    on_procresize => procresize, procresize_pe;
+    on_stw_start => stw_start, stw_start_pe;
+    on_stw_done => stw_done, stw_done_pe;
+    on_stopm => stopm, stopm_pe;
+    on_gc_start => gc_start, gc_start_pe;
+    on_gc_done => gc_done, gc_done_pe;
+    on_syscall_enter => syscall_enter, syscall_enter_pe;
+    on_syscall_exit => syscall_exit, syscall_exit_pe;
+    on_syscall_lost_p => syscall_lost_p, syscall_lost_p_pe;
+    on_phase => phase, phase_pe;
+    on_phase_abi0 => phase_abi0, phase_abi0_pe;
+    on_init_task => init_task, init_task_pe;
+    on_empty => empty, empty_pe;
+    on_emit_only => emit_only, emit_only_pe;
 }
 
 #[cfg(not(test))]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::probes::Level;
+use crate::probes::{Level, Links};
 
 /// Trace the Go scheduler (goroutines, threads, processors) in a live, unmodified Go program.
 #[derive(Parser, Debug)]
@@ -54,6 +54,13 @@ pub struct Args {
     /// prologue (costs about 10x more per hit; for measuring that cost).
     #[arg(long = "entry-probes", hide = true)]
     pub entry_probes: bool,
+
+    /// How uprobes are linked: multi (one uprobe_multi link per program for all its sites;
+    /// kernel 6.6+, detaches in one grace period) or perf-event (one link per site; any kernel).
+    /// Default: multi where the kernel has it, else perf-event. The summary's probe list says
+    /// which was used.
+    #[arg(long = "uprobe-links", value_name = "KIND", value_enum)]
+    pub uprobe_links: Option<Links>,
 
     /// Trace even if the running process fails gmp-trace's checks of the runtime layout
     /// (g0/m0 links, P ids, goids read through the offsets it is about to use).

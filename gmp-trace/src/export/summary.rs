@@ -21,6 +21,10 @@ pub struct ProbeInfo {
     pub vaddr: u64,
     pub insn: String,
     pub one_trap: bool,
+    /// How the program is linked to this site: `uprobe_multi` (one link per program) or
+    /// `perf_event` (one per site). Empty in recordings made before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub link: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
