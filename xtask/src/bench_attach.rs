@@ -28,7 +28,7 @@ fn launch_once(cx: &Ctx, compile: &Path, links: &str) -> anyhow::Result<[f64; 4]
     let u = run_measured(
         Command::new(&cx.gmp)
             .arg("-q")
-            .args(["--uprobe-links", links, "--level", "lifecycle"])
+            .args(["--uprobe-links", links])
             .arg("--summary-json")
             .arg(&summary)
             .arg("-o")
@@ -144,8 +144,8 @@ pub fn attach(cx: &Ctx) -> anyhow::Result<String> {
     measured?;
 
     let mut t = format!(
-        "Launch mode on the Go toolchain's `compile -V` ({:.1} MB; level lifecycle, so the \
-         trace itself is a few events): gmp-trace's start to every probe attached (reading the \
+        "Launch mode on the Go toolchain's `compile -V` ({:.1} MB; level full, every probe): \
+         gmp-trace's start to every probe attached (reading the \
          binary, placing the probes, loading the BPF programs, attaching: summary `attach_ms`), \
          its start to the child's exec (the child is held until every probe is in), gmp-trace's \
          peak RSS, and the whole run including the detach.\n\n\

