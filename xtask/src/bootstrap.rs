@@ -26,7 +26,7 @@ pub enum Needs {
 /// and one apt-get for every Debian package (one dpkg at a time).
 pub fn install(needs: Needs) -> anyhow::Result<()> {
     let started = Instant::now();
-    step("Rust toolchains (pinned)", toolchain::install)?;
+    step("Rust toolchains (pinned)", || toolchain::install(false))?;
     let pip_go: Vec<&str> = match needs {
         Needs::Build => vec![GO_VERSIONS[0]],
         Needs::Tests => ALL_GO_VERSIONS.to_vec(),
@@ -62,7 +62,9 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         r?;
     }
     if needs == Needs::Tests && output(Command::new("node").arg("--version")).is_none() {
-        eprintln!("xtask: `node` does not run: the Perfetto tests will fail until Node.js is installed");
+        eprintln!(
+            "xtask: `node` does not run: the Perfetto tests will fail until Node.js is installed"
+        );
     }
     let took = started.elapsed();
     if took > Duration::from_secs(2) {

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bootstrap => bootstrap::install(Needs::Tests),
         Cmd::Lint => {
             bootstrap::install(Needs::Build)?;
+            toolchain::install(true)?;
             lint()
         }
         Cmd::Build => {
@@ -131,6 +132,9 @@ fn lint() -> anyhow::Result<()> {
     run(cargo().args([
         "clippy",
         "--workspace",
+        // Built for the BPF target below, with its own toolchain.
+        "--exclude",
+        "gmp-trace-ebpf",
         "--all-targets",
         "--release",
         "--",

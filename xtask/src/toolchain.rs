@@ -19,8 +19,8 @@ use crate::run;
 
 /// The stable toolchain the userspace crates are built and tested with.
 pub const STABLE: &str = "1.99.1";
-/// Components of [`STABLE`] beyond the minimal profile (`cargo xtask lint`).
-const STABLE_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
+/// Components `cargo xtask lint` adds to both toolchains (the build needs none of them).
+const LINT_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
 
 /// The probes' nightly toolchain file.
 pub fn bpf_toolchain_file() -> PathBuf {
@@ -111,17 +111,23 @@ fn ensure(toolchain: &str, components: &[String]) -> anyhow::Result<()> {
     })
 }
 
-/// Installs both pinned toolchains.
-pub fn install() -> anyhow::Result<()> {
-    let stable: Vec<String> = STABLE_COMPONENTS.iter().map(|s| s.to_string()).collect();
-    ensure(STABLE, &stable)?;
-    let (nightly, components) = bpf_nightly()?;
+/// Installs both pinned toolchains with what the build needs (the nightly's rust-src), and
+/// with `lint` also clippy and rustfmt.
+pub fn install(lint: bool) -> anyhow::Result<()> {
+    let extra: Vec<String> = if lint {
+        LINT_COMPONENTS.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    ensure(STABLE, &extra)?;
+    let (nightly, mut components) = bpf_nightly()?;
     if !components.iter().any(|c| c == "rust-src") {
         bail!(
             "{} must list the rust-src component",
             bpf_toolchain_file().display()
         );
     }
+    components.extend(extra);
     ensure(&nightly, &components)
 }
 

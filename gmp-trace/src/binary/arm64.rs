@@ -127,9 +127,8 @@ fn words(code: &[u8]) -> Option<Vec<u32>> {
     if !code.len().is_multiple_of(4) {
         return None;
     }
-    code.chunks_exact(4)
-        .map(|c| c.try_into().ok().map(u32::from_le_bytes))
-        .collect()
+    let (whole, _) = code.as_chunks::<4>();
+    Some(whole.iter().map(|c| u32::from_le_bytes(*c)).collect())
 }
 
 /// Which words are instructions: literal-pool data referenced by a load-literal is not.

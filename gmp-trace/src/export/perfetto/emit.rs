@@ -524,7 +524,7 @@ impl Slot<'_> {
     /// into the slot's spare room, to be overwritten or ignored).
     #[inline]
     fn put_fields(&mut self, f: &Fields) {
-        for (i, piece) in f.bytes.chunks_exact(FIELD_MAX).enumerate() {
+        for (i, piece) in f.bytes.as_chunks::<FIELD_MAX>().0.iter().enumerate() {
             if i * FIELD_MAX >= f.len {
                 break;
             }
