@@ -20,6 +20,7 @@ mod buildinfo;
 mod dwarf;
 #[doc(hidden)]
 pub mod fuzz;
+mod lines;
 mod pclntab;
 mod placement;
 mod symbols;
@@ -36,6 +37,7 @@ use object::read::elf::ElfFile64;
 use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, SectionFlags};
 
 pub use buildinfo::GoVersion;
+pub use lines::{Lines, SourceFrame};
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
 pub use symbols::{DataSymbol, Function};
@@ -406,6 +408,45 @@ impl GoBinary {
         Ok(self.pclntab()?.table.functions())
     }
 
+    /// Source positions: file:line, inlined frames and SP deltas by pc, from `.gopclntab`
+    /// (stripped binaries keep it).
+    pub fn lines(&self) -> Result<Lines<'_>, BinaryError> {
+        let p = self.pclntab()?;
+        let l = &p.layout;
+        let stripped = |why: &str| BinaryError::Stripped {
+            path: self.path.clone(),
+            why: why.to_string(),
+        };
+        let tab = l
+            .file_offset
+            .checked_add(l.len)
+            .and_then(|end| self.data.get(l.file_offset..end))
+            .ok_or_else(|| stripped(".gopclntab runs past the end of the file"))?;
+        // moduledata.gofunc, else the symbol the linker names it by (go:func.* since 1.20).
+        let gofunc = l
+            .gofunc
+            .or_else(|| {
+                ["go:func.*", "go.func.*"]
+                    .iter()
+                    .find_map(|n| self.data_symbol(n).map(|s| s.addr))
+            })
+            .and_then(|va| self.file_bytes_from(va));
+        Ok(Lines::new(tab, l, gofunc))
+    }
+
+    /// The file's bytes from `vaddr` to the end of the PT_LOAD segment holding it.
+    fn file_bytes_from(&self, vaddr: u64) -> Option<&[u8]> {
+        self.segments.iter().find_map(|s| {
+            let delta = vaddr.checked_sub(s.vaddr)?;
+            if delta >= s.file_size {
+                return None;
+            }
+            let start = usize::try_from(s.file_offset.checked_add(delta)?).ok()?;
+            let end = usize::try_from(s.file_offset.checked_add(s.file_size)?).ok()?;
+            self.data.get(start..end)
+        })
+    }
+
     /// The file offset of `vaddr` through the PT_LOAD segment mapping it (what uprobes want).
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
         self.segments.iter().find_map(|s| {
@@ -426,7 +467,7 @@ impl GoBinary {
                     .iter()
                     .map(|c| (c.addr, c.size))
                     .collect();
-                pclntab::parse(&file, &code)
+                pclntab::parse(&file, &code, self.version.minor)
             })
             .as_ref()
             .map_err(|why| BinaryError::Stripped {

@@ -28,7 +28,12 @@ const HEADER_LEN: usize = 8 + 8 * 8;
 const MD_FUNCNAMETAB: usize = 1;
 const MD_PCLNTABLE: usize = 13;
 const MD_TEXT: usize = 22;
-const MD_WORDS: usize = 24;
+/// moduledata.gofunc (the base of every function's funcdata offsets, e.g. its inline tree):
+/// word 38 in Go 1.19, 40 in 1.20-1.26 (covctrs, ecovctrs came in), 43 in 1.27 (typedesclen,
+/// itaboffset, itabsize came in), per each toolchain's runtime/symtab.go; the tests check it
+/// against the `go:func.*` symbol on every toolchain.
+const MD_GOFUNC: [(u32, usize); 3] = [(27, 43), (20, 40), (0, 38)];
+const MD_WORDS: usize = 44;
 
 /// Where the function table's base address came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +66,29 @@ pub struct PclntabInfo {
 pub struct Pclntab {
     pub info: PclntabInfo,
     pub table: SymbolTable,
+    /// Where the subtables are, for source positions (`lines.rs`).
+    pub layout: Layout,
+}
+
+/// Where the line-table parts of `.gopclntab` are: offsets into the section's bytes (which
+/// start at `file_offset` in the file), as the header gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub file_offset: usize,
+    pub len: usize,
+    pub funcname_off: usize,
+    pub cu_off: usize,
+    pub filetab_off: usize,
+    pub pctab_off: usize,
+    pub pcln_off: usize,
+    pub nfunc: usize,
+    pub min_lc: u8,
+    /// Go 1.20+ (magic 0xfffffff1): `_func` has startLine, and inlinedCall its 16-byte form.
+    pub go120: bool,
+    pub text_base: u64,
+    /// moduledata.gofunc, when the moduledata was found (else the `go:func.*` symbol's
+    /// address, filled in by the caller).
+    pub gofunc: Option<u64>,
 }
 
 /// Little-endian readers that return `None` instead of panicking past the end.
@@ -85,6 +113,9 @@ struct Header {
     nfunc: usize,
     text_start: u64,
     funcname_off: usize,
+    cu_off: usize,
+    filetab_off: usize,
+    pctab_off: usize,
     pcln_off: usize,
 }
 
@@ -115,6 +146,9 @@ fn parse_header(tab: &[u8]) -> Result<Header, String> {
         nfunc: word(0)?,
         text_start: u64_at(tab, 8 + 8 * 2).ok_or("textStart")?,
         funcname_off: word(3)?,
+        cu_off: word(4)?,
+        filetab_off: word(5)?,
+        pctab_off: word(6)?,
         pcln_off: word(7)?,
     };
     // Each function costs at least 8 bytes of functab, so a count beyond that is corrupt (and
@@ -122,14 +156,26 @@ fn parse_header(tab: &[u8]) -> Result<Header, String> {
     if h.nfunc == 0 || h.nfunc > tab.len() / 8 {
         return Err(format!("implausible function count {}", h.nfunc));
     }
-    if h.funcname_off >= tab.len() || h.pcln_off >= tab.len() {
+    let offs = [
+        h.funcname_off,
+        h.cu_off,
+        h.filetab_off,
+        h.pctab_off,
+        h.pcln_off,
+    ];
+    if offs.iter().any(|&o| o >= tab.len()) {
         return Err("header offsets point outside the table".into());
     }
     Ok(h)
 }
 
-/// Reads `.gopclntab` of `file`; `code` are the executable sections as (addr, size).
-pub fn parse(file: &ElfFile64<'_, Endianness>, code: &[(u64, u64)]) -> Result<Pclntab, String> {
+/// Reads `.gopclntab` of `file`; `code` are the executable sections as (addr, size), `go_minor`
+/// the Go release (1.`go_minor`) that built it.
+pub fn parse(
+    file: &ElfFile64<'_, Endianness>,
+    code: &[(u64, u64)],
+    go_minor: u32,
+) -> Result<Pclntab, String> {
     let section = file
         .section_by_name(".gopclntab")
         .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))
@@ -138,7 +184,8 @@ pub fn parse(file: &ElfFile64<'_, Endianness>, code: &[(u64, u64)]) -> Result<Pc
     let addr = section.address();
     let h = parse_header(tab)?;
 
-    let (text_base, text_base_source) = match moduledata_text(file, addr, &h) {
+    let md = moduledata(file, addr, &h, go_minor);
+    let (text_base, text_base_source) = match md.map(|m| m.text) {
         Some(t) => (t, TextBaseSource::ModuleData),
         None if h.text_start != 0 => (h.text_start, TextBaseSource::Header),
         None => (
@@ -156,7 +203,25 @@ pub fn parse(file: &ElfFile64<'_, Endianness>, code: &[(u64, u64)]) -> Result<Pc
     }
 
     let funcs = functions(tab, &h, text_base)?;
+    let layout = Layout {
+        file_offset: section
+            .file_range()
+            .and_then(|(o, _)| usize::try_from(o).ok())
+            .ok_or(".gopclntab has no file range")?,
+        len: tab.len(),
+        funcname_off: h.funcname_off,
+        cu_off: h.cu_off,
+        filetab_off: h.filetab_off,
+        pctab_off: h.pctab_off,
+        pcln_off: h.pcln_off,
+        nfunc: h.nfunc,
+        min_lc: h.min_lc,
+        go120: h.magic == MAGIC_120,
+        text_base,
+        gofunc: md.and_then(|m| m.gofunc),
+    };
     Ok(Pclntab {
+        layout,
         info: PclntabInfo {
             magic: h.magic,
             min_lc: h.min_lc,
@@ -224,9 +289,22 @@ fn c_string(names: &[u8], off: u32) -> Option<String> {
     Some(String::from_utf8_lossy(s.get(..end)?).into_owned())
 }
 
-/// runtime.firstmoduledata.text, found as the one moduledata whose first word points at the
-/// table and whose funcnametab and pclntable slices point where the header says.
-fn moduledata_text(file: &ElfFile64<'_, Endianness>, pcln_addr: u64, h: &Header) -> Option<u64> {
+/// What we read of runtime.firstmoduledata.
+#[derive(Clone, Copy)]
+struct ModuleData {
+    text: u64,
+    gofunc: Option<u64>,
+}
+
+/// runtime.firstmoduledata, found as the one moduledata whose first word points at the table
+/// and whose funcnametab and pclntable slices point where the header says. `go_minor` picks
+/// where gofunc is.
+fn moduledata(
+    file: &ElfFile64<'_, Endianness>,
+    pcln_addr: u64,
+    h: &Header,
+    go_minor: u32,
+) -> Option<ModuleData> {
     let want_names = pcln_addr.checked_add(u64::try_from(h.funcname_off).ok()?)?;
     let want_pcln = pcln_addr.checked_add(u64::try_from(h.pcln_off).ok()?)?;
     let fits = |w: &[u8]| {
@@ -234,6 +312,10 @@ fn moduledata_text(file: &ElfFile64<'_, Endianness>, pcln_addr: u64, h: &Header)
             && u64_at(w, MD_FUNCNAMETAB * 8) == Some(want_names)
             && u64_at(w, MD_PCLNTABLE * 8) == Some(want_pcln)
     };
+    let gofunc_word = MD_GOFUNC
+        .iter()
+        .find(|(since, _)| go_minor >= *since)
+        .map_or(MD_GOFUNC[MD_GOFUNC.len() - 1].1, |(_, w)| *w);
     for name in [".go.module", ".noptrdata", ".data", ".data.rel.ro"] {
         let Some(sec) = file.section_by_name(name) else {
             continue;
@@ -244,10 +326,12 @@ fn moduledata_text(file: &ElfFile64<'_, Endianness>, pcln_addr: u64, h: &Header)
             .filter_map(|o| data.get(o..o.checked_add(MD_WORDS * 8)?))
             .find(|w| fits(w));
         if let Some(w) = found {
-            return u64_at(w, MD_TEXT * 8).filter(|&t| t != 0);
+            let text = u64_at(w, MD_TEXT * 8).filter(|&t| t != 0)?;
+            let gofunc = u64_at(w, gofunc_word * 8).filter(|&g| g != 0);
+            return Some(ModuleData { text, gofunc });
         }
     }
-    relocated_moduledata_text(file, pcln_addr)
+    relocated_moduledata_text(file, pcln_addr).map(|text| ModuleData { text, gofunc: None })
 }
 
 /// The same search for PIE binaries whose linker left RELA slots zero in the file (GNU ld on
