@@ -22,6 +22,7 @@ mod dwarf;
 pub mod fuzz;
 mod pclntab;
 mod placement;
+mod symbolize;
 mod symbols;
 mod table;
 mod target;
@@ -38,6 +39,7 @@ use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, Section
 pub use buildinfo::GoVersion;
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
+pub use symbolize::{Biased, NoSymbols, Symbolize};
 pub use symbols::{DataSymbol, Function};
 pub use table::{Mismatch, OffsetsSource, RuntimeLayout};
 pub use target::{target_executable, TargetExe};

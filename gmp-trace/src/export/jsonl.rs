@@ -277,7 +277,7 @@ impl<W: Write> Drop for JsonlWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::NoSymbols;
+    use crate::binary::NoSymbols;
 
     struct OneSym;
     impl Symbolize for OneSym {
