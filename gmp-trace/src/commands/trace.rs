@@ -4,7 +4,7 @@
 //! exporters until it exits (or Ctrl-C / SIGTERM / --duration), then stop the probes and report
 //! in the order that disturbs the target least.
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -19,7 +19,7 @@ use crate::pipeline::Pipeline;
 use crate::probes::{self, Attachment, Level, Links, Tracer};
 use crate::process::exe::FileIdentity;
 use crate::process::{preflight, Bias, SignalAction, Target};
-use crate::run::RunInfo;
+use crate::run::{Aggregates, ProbeInfo, RunInfo};
 use crate::source::live::{monotonic_ns, LiveSource};
 use crate::source::recording::{Header, Recorder};
 
@@ -51,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let pid = target.hold()?;
     offsets.target_pid = pid;
     let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
-    let mut tracer = attach(
+    let (mut tracer, attach_ms) = attach(
         &mut target,
         identity,
         &offsets,
@@ -60,20 +60,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &args,
         started,
     )?;
-    let attach_ms = started.elapsed().as_secs_f64() * 1e3;
-    log::info!(
-        "attached {} probes in {attach_ms:.1} ms (ring buffer {ring_bytes} bytes)",
-        tracer.probes.len()
-    );
     let mut source = LiveSource::new(&mut tracer, pid, ring_bytes)?;
-    let go = (bin.go_version().major, bin.go_version().minor);
-    pipeline.model = Model::for_target(pid, go);
-    pipeline.start(pid, &bin.go_version().to_string(), &target.process_name())?;
-    // Without casgstatus, goexit1 is the last word on a goroutine.
-    pipeline.model.retire_on_exit = args.level == Level::Lifecycle;
-    if let Some((f, path)) = record_file {
-        pipeline.recorder = Some(recorder(f, &path, &bin, &exe, target.mode(), pid)?);
-    }
+    open_stream(&mut pipeline, &target, &bin, pid, record_file, args.level)?;
     begin(
         &mut target,
         &mut pipeline,
@@ -92,41 +80,30 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     )
     .await?;
 
-    // Whatever the probes wrote before the end is still in the ring buffer.
-    source.drain(&mut pipeline);
-    source.check_losses(&tracer, &mut pipeline)?;
-    source.drain(&mut pipeline);
-    let read_failures = source.read_failures();
-    let probes_info = std::mem::take(&mut tracer.probes);
-    let aggregate = if args.aggregate {
-        Some(tracer.aggregates()?)
-    } else {
-        None
-    };
-    drop(source);
     let mode = target.mode();
-    let still_attached = stop_probes(
+    let stopped = stop(
+        source,
         tracer,
+        &mut pipeline,
         target_exited,
         &target,
         pid,
-        probes_info.len(),
         &args,
-    );
+    )?;
     let exit_code = target.finish().await?;
     pipeline.model.finish();
     let run = RunInfo {
         exit_code,
-        read_failures,
+        read_failures: stopped.read_failures,
         malformed_records: pipeline.malformed,
-        probes: probes_info,
+        probes: stopped.probes,
         attach_ms: Some((attach_ms * 10.0).round() / 10.0),
         ring_buffer_bytes: Some(u64::from(ring_bytes)),
-        aggregate,
+        aggregate: stopped.aggregate,
         ..about(&bin, &exe, mode, pid)
     };
     pipeline.finish(run)?;
-    drop(still_attached); // detaches every probe, if still attached
+    drop(stopped.tracer); // detaches every probe, if still attached
     Ok(exit_code.unwrap_or(0))
 }
 
@@ -170,8 +147,9 @@ fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
     Ok(plan)
 }
 
-/// Loads the probes and attaches them to the held target. On any failure the target is let go
-/// without having run further (a held command exits before exec).
+/// Loads the probes and attaches them to the held target; returns the tracer and the ms since
+/// `started`. On any failure the target is let go without having run further (a held command
+/// exits before exec).
 fn attach(
     target: &mut Target,
     identity: FileIdentity,
@@ -180,7 +158,7 @@ fn attach(
     ring_bytes: u32,
     args: &Args,
     started: Instant,
-) -> anyhow::Result<Tracer> {
+) -> anyhow::Result<(Tracer, f64)> {
     let exe = target.exe().to_path_buf();
     let execs = target.execs();
     let attached = (|| {
@@ -199,10 +177,40 @@ fn attach(
         t.attach(plan, &exe, offsets.target_pid)?;
         Ok(t)
     })();
-    if attached.is_err() {
-        target.abort();
+    let tracer = match attached {
+        Ok(t) => t,
+        Err(e) => {
+            target.abort();
+            return Err(e);
+        }
+    };
+    let attach_ms = started.elapsed().as_secs_f64() * 1e3;
+    log::info!(
+        "attached {} probes in {attach_ms:.1} ms (ring buffer {ring_bytes} bytes)",
+        tracer.probes.len()
+    );
+    Ok((tracer, attach_ms))
+}
+
+/// Points the pipeline at the process: the model for its pid and Go version, the writers that
+/// name the process, and the recording with its header.
+fn open_stream(
+    pipeline: &mut Pipeline<'_>,
+    target: &Target,
+    bin: &GoBinary,
+    pid: u32,
+    record_file: Option<(File, PathBuf)>,
+    level: Level,
+) -> anyhow::Result<()> {
+    let go = (bin.go_version().major, bin.go_version().minor);
+    pipeline.model = Model::for_target(pid, go);
+    pipeline.start(pid, &bin.go_version().to_string(), &target.process_name())?;
+    // Without casgstatus, goexit1 is the last word on a goroutine.
+    pipeline.model.retire_on_exit = level == Level::Lifecycle;
+    if let Some((f, path)) = record_file {
+        pipeline.recorder = Some(recorder(f, &path, bin, target.exe(), target.mode(), pid)?);
     }
-    attached
+    Ok(())
 }
 
 /// Keeps the raw events for `gmp-trace replay`, under a header saying what was traced.
@@ -321,30 +329,63 @@ async fn drive(
     }
 }
 
-/// Detaching waits out kernel grace periods (one per link). While the target runs, that comes
-/// first: every hit slows it. Once it has exited its probes can fire no more, and the report
-/// goes out first: the tracer is handed back, to be dropped (detached) after the report.
-fn stop_probes(
-    tracer: Tracer,
+/// What tracing left behind once the probes stopped sending.
+struct Stopped {
+    read_failures: u64,
+    probes: Vec<ProbeInfo>,
+    aggregate: Option<Aggregates>,
+    /// Still attached (the target has exited): dropped, and so detached, after the report.
+    tracer: Option<Tracer>,
+}
+
+/// Ends tracing: the last events out of the ring buffer, the probes' records and counters, then
+/// the probes themselves. Detaching waits out kernel grace periods (one per link). While the
+/// target runs, that comes first: every hit slows it. Once it has exited its probes can fire
+/// no more, and the report goes out first.
+fn stop(
+    mut source: LiveSource,
+    mut tracer: Tracer,
+    pipeline: &mut Pipeline<'_>,
     target_exited: bool,
     target: &Target,
     pid: u32,
-    probes: usize,
     args: &Args,
-) -> Option<Tracer> {
-    if target_exited {
-        return Some(tracer);
-    }
-    if target.announces() && !args.out.quiet {
-        // The report waits for it; say what the pause is.
-        let how = match tracer.links_kind() {
-            Links::Multi => "",
-            Links::PerfEvent => ", a few seconds",
-        };
-        eprintln!("gmp-trace: detaching from pid {pid} ({probes} probes{how})...");
-    }
-    drop(tracer); // detaches every probe
-    None
+) -> anyhow::Result<Stopped> {
+    // Whatever the probes wrote before the end is still in the ring buffer.
+    source.drain(pipeline);
+    source.check_losses(&tracer, pipeline)?;
+    source.drain(pipeline);
+    let read_failures = source.read_failures();
+    let probes = std::mem::take(&mut tracer.probes);
+    let aggregate = if args.aggregate {
+        Some(tracer.aggregates()?)
+    } else {
+        None
+    };
+    drop(source);
+    let tracer = if target_exited {
+        Some(tracer)
+    } else {
+        if target.announces() && !args.out.quiet {
+            // The report waits for it; say what the pause is.
+            let how = match tracer.links_kind() {
+                Links::Multi => "",
+                Links::PerfEvent => ", a few seconds",
+            };
+            eprintln!(
+                "gmp-trace: detaching from pid {pid} ({} probes{how})...",
+                probes.len()
+            );
+        }
+        drop(tracer); // detaches every probe
+        None
+    };
+    Ok(Stopped {
+        read_failures,
+        probes,
+        aggregate,
+        tracer,
+    })
 }
 
 /// The run's facts that come from the binary and the target, the rest left empty.
