@@ -11,13 +11,14 @@ use anyhow::{bail, Context as _};
 use gmp_trace_common::Offsets;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::binary::{Arch, GoBinary, LiveReport};
+use crate::binary::{Arch, GoBinary};
 use crate::cli::Args;
 use crate::export::files;
 use crate::model::Model;
 use crate::pipeline::Pipeline;
 use crate::probes::{self, Attachment, Level, Links, Tracer};
 use crate::process::exe::FileIdentity;
+use crate::process::runtime::LiveReport;
 use crate::process::{preflight, Bias, SignalAction, Target};
 use crate::run::{Aggregates, ProbeInfo, RunInfo};
 use crate::source::live::{monotonic_ns, LiveSource};

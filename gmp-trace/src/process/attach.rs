@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context as _};
 use tokio::io::unix::AsyncFd;
 
+use super::exe::target_executable;
+use super::maps::load_bias;
 use super::preflight;
+use super::runtime::{validate_live, LiveReport};
 use super::target::Bias;
-use crate::binary::{load_bias, target_executable, validate_live, GoBinary, LiveReport};
+use crate::binary::GoBinary;
 
 pub struct Attach {
     pid: u32,

@@ -17,8 +17,9 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context as _};
 use tokio::signal::unix::SignalKind;
 
+use super::maps::load_bias;
 use super::target::{Bias, SignalAction};
-use crate::binary::{load_bias, GoBinary};
+use crate::binary::GoBinary;
 
 pub struct Launch {
     program: PathBuf,

@@ -11,7 +11,8 @@ use tokio::signal::unix::SignalKind;
 
 use super::attach::Attach;
 use super::launch::Launch;
-use crate::binary::{GoBinary, LiveReport};
+use super::runtime::LiveReport;
+use crate::binary::GoBinary;
 
 pub enum Target {
     Launch(Launch),
