@@ -198,6 +198,9 @@ impl GoBinary {
         GoBinary::from_data(FileBytes::Owned(data), path_for_messages)
     }
 
+    // Long (~125 lines) on purpose: the parse is one chain (ELF header and architecture, build
+    // info and version, build ids, symbols, segments, code sections), each step failing with
+    // its own error; one function keeps that order visible.
     fn from_data(data: FileBytes, path_for_messages: &Path) -> Result<GoBinary, BinaryError> {
         let path = path_for_messages.to_path_buf();
         if !data.starts_with(&elf::ELFMAG) {

@@ -350,6 +350,13 @@ impl Summary {
             let _ = writeln!(s, "  P utilization: {}", row.join(", "));
         }
         s += &self.stealing_text();
+        s += &self.end_state_text();
+        s
+    }
+
+    /// Threads and goroutines at the end, the leak tree, GC.
+    fn end_state_text(&self) -> String {
+        let mut s = String::new();
         if !self.thread_list.is_empty() {
             let row: Vec<String> = self
                 .thread_list
@@ -451,6 +458,15 @@ impl Summary {
 
     /// The human summary (stderr).
     pub fn text(&self) -> String {
+        let mut s = self.head_text();
+        s += &self.startup_text();
+        s += &self.scheduler_text();
+        s += &self.tail_text();
+        s
+    }
+
+    /// The target, how much was traced, goroutine and thread counts, start functions.
+    fn head_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -507,8 +523,12 @@ impl Summary {
                 let _ = writeln!(s, "    ... {} more", v.len() - 10);
             }
         }
-        s += &self.startup_text();
-        s += &self.scheduler_text();
+        s
+    }
+
+    /// Aggregate waits, events by kind, slow probe sites, the exit code.
+    fn tail_text(&self) -> String {
+        let mut s = String::new();
         if let Some(a) = &self.aggregate {
             if !a.waits_by_reason.is_empty() {
                 let _ = writeln!(s, "  waits by reason:");
