@@ -1,16 +1,20 @@
 //! gmp-trace: watch the Go scheduler (G/M/P) of a live, unmodified Go process with eBPF uprobes.
+//!
+//! Layers, top to bottom (docs/architecture.md has the picture): `commands` on top; `pipeline`
+//! glues a source to the model and the exporters; `source` (live ring buffer, recordings),
+//! `model`, `export`; below them `probes` (BPF plan, load, attach), `process` (the live target),
+//! `binary` (static analysis of the executable) and `run` (the run's facts, shared).
 mod binary;
 mod cli;
+mod commands;
 mod compare;
 mod export;
 mod fasthash;
-mod kernel;
-mod launch;
 mod model;
 mod pipeline;
-mod preflight;
 mod probes;
-mod session;
+mod process;
+mod run;
 mod source;
 
 use std::process::ExitCode;
@@ -35,14 +39,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let rest = |name: &str| {
+        std::iter::once(std::ffi::OsString::from(name)).chain(argv.iter().skip(2).cloned())
+    };
     let result = match sub {
-        "compare" => compare::run(compare::CompareArgs::parse_from(
-            std::iter::once("gmp-trace compare".into()).chain(argv.into_iter().skip(2)),
-        )),
-        "replay" => session::replay(cli::ReplayArgs::parse_from(
-            std::iter::once("gmp-trace replay".into()).chain(argv.into_iter().skip(2)),
-        )),
-        _ => rt.block_on(session::run(cli::Args::parse_from(argv))),
+        "compare" => {
+            commands::compare::run(compare::CompareArgs::parse_from(rest("gmp-trace compare")))
+        }
+        "replay" => commands::replay::run(cli::ReplayArgs::parse_from(rest("gmp-trace replay"))),
+        // New commands (dump, top, profile, serve) get their word here.
+        _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

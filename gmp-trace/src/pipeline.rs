@@ -9,13 +9,14 @@ use anyhow::{anyhow, bail, Context as _};
 use gmp_trace_common::{phase, Event, EventKind};
 
 use crate::cli::{Format, OutputArgs};
+use crate::export::files;
 use crate::export::graph::{self, GraphFormat};
 use crate::export::jsonl::JsonlWriter;
 use crate::export::perfetto::{PerfettoWriter, TraceMeta};
-use crate::export::summary::{RunInfo, Summary};
+use crate::export::summary::Summary;
 use crate::export::{Biased, Symbolize};
 use crate::model::Model;
-use crate::preflight;
+use crate::run::RunInfo;
 use crate::source::recording::{Footer, Recorder};
 use crate::source::{Derive, Sink};
 
@@ -104,7 +105,7 @@ impl<'a> Pipeline<'a> {
             None => None,
         };
         let events_out: Option<Box<dyn Write>> = match (&out.output, format) {
-            (Some(p), Some(_)) => Some(match preflight::open_output(p, "events")? {
+            (Some(p), Some(_)) => Some(match files::open_output(p, "events")? {
                 Some(f) => Box::new(BufWriter::with_capacity(1 << 16, f)),
                 None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
             }),
@@ -115,13 +116,11 @@ impl<'a> Pipeline<'a> {
             _ => (events_out.map(JsonlWriter::new), None),
         };
         let summary_out = match &out.summary_json {
-            Some(p) => preflight::open_output(p, "summary")?.map(|f| (f, p.clone())),
+            Some(p) => files::open_output(p, "summary")?.map(|f| (f, p.clone())),
             None => None,
         };
         let graph_out = match (&out.graph, graph_format) {
-            (Some(p), Some(fmt)) => {
-                preflight::open_output(p, "graph")?.map(|f| (f, p.clone(), fmt))
-            }
+            (Some(p), Some(fmt)) => files::open_output(p, "graph")?.map(|f| (f, p.clone(), fmt)),
             _ => None,
         };
         Ok(Pipeline {

@@ -1,7 +1,7 @@
 //! Static analysis of the Go executable to trace: toolchain version, function symbols (`.symtab`,
 //! else `.gopclntab`), runtime struct offsets (DWARF, else a per-version table) and where to put
-//! uprobes so they cost one trap and fire once per call; plus the few things that look at a
-//! running process (which file it runs, where it is loaded, whether our offsets fit its memory).
+//! uprobes so they cost one trap and fire once per call. Only files and bytes: what looks at a
+//! running process (its executable, load address and memory) is in `process/`.
 //!
 //! The file is mapped (not read whole) in [`GoBinary::open`], or handed over in memory to
 //! [`GoBinary::from_bytes`]; the function table and DWARF are parsed on first use, so only the
@@ -11,8 +11,8 @@
 #![allow(
     dead_code,
     unused_imports,
-    reason = "the analysis API is wider than what the CLI calls today: --pid mode (validate, \
-              target), xtask checks (check_table_against_dwarf, pclntab_info) and fuzz/ use the rest"
+    reason = "the analysis API is wider than what the CLI calls today: xtask checks \
+              (check_table_against_dwarf, pclntab_info) and fuzz/ use the rest"
 )]
 
 mod arm64;
@@ -23,10 +23,9 @@ pub mod fuzz;
 mod lines;
 mod pclntab;
 mod placement;
+mod symbolize;
 mod symbols;
 mod table;
-mod target;
-mod validate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,10 +39,11 @@ pub use buildinfo::GoVersion;
 pub use lines::{Lines, SourceFrame};
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
+pub use symbolize::{Biased, NoSymbols, Symbolize};
 pub use symbols::{DataSymbol, Function};
+#[cfg(test)]
+pub(crate) use table::table_layout;
 pub use table::{Mismatch, OffsetsSource, RuntimeLayout};
-pub use target::{target_executable, TargetExe};
-pub use validate::{load_bias, validate_live, LiveG, LiveM, LiveP, LiveReport};
 
 use symbols::SymbolTable;
 
@@ -200,6 +200,9 @@ impl GoBinary {
         GoBinary::from_data(FileBytes::Owned(data), path_for_messages)
     }
 
+    // Long (~125 lines) on purpose: the parse is one chain (ELF header and architecture, build
+    // info and version, build ids, symbols, segments, code sections), each step failing with
+    // its own error; one function keeps that order visible.
     fn from_data(data: FileBytes, path_for_messages: &Path) -> Result<GoBinary, BinaryError> {
         let path = path_for_messages.to_path_buf();
         if !data.starts_with(&elf::ELFMAG) {
@@ -375,6 +378,15 @@ impl GoBinary {
             .min()
     }
 
+    /// The first executable PT_LOAD as (link address, file offset): where to look for the
+    /// text in a process's mappings.
+    pub fn text_segment(&self) -> Option<(u64, u64)> {
+        self.segments
+            .iter()
+            .find(|s| s.executable)
+            .map(|s| (s.vaddr, s.file_offset))
+    }
+
     pub fn is_stripped(&self) -> bool {
         self.symbols.is_none()
     }
@@ -503,6 +515,23 @@ impl GoBinary {
             what: what.into(),
         }
     }
+}
+
+/// The Go and GNU build ids of an ELF image; `None` for each that is absent or unreadable.
+pub fn build_ids(data: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(file) = ElfFile64::<Endianness>::parse(data) else {
+        return (None, None);
+    };
+    let go = file
+        .section_by_name(".note.go.buildid")
+        .and_then(|s| s.data().ok())
+        .and_then(buildinfo::parse_build_id);
+    let gnu = file
+        .build_id()
+        .ok()
+        .flatten()
+        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+    (go, gnu)
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ const MAX_AFTER_CALL: usize = 12;
 /// stores carry the result along, anything that writes a register or a slot holding it drops
 /// that copy, and a change of RSP, a memory write through another base (it could hit the
 /// slot) or any control flow ends the search.
+// Long (~95 lines) on purpose: one emulation loop whose arms (moves, loads, stores, RSP and
+// control flow) update the same set of locations holding the result.
 fn site_after_call(insns: &[Instruction], call: usize) -> Result<(usize, ResultLoc), String> {
     use iced_x86::{FlowControl, InstructionInfoFactory};
     let mut regs = vec![Register::RAX];

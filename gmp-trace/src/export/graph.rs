@@ -90,42 +90,14 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
     }
     for (&(spc, tid), &(runs, ns)) in &m.graph.runs_on {
         let from = add_g(&mut nodes, spc, 0);
-        let mid = m
-            .threads
-            .get(&tid)
-            .and_then(|t| t.m)
-            .map_or("M?".to_string(), |id| format!("M{id}"));
-        let to = format!("M:{tid}");
-        nodes.entry(to.clone()).or_insert(Node {
-            id: to.clone(),
-            kind: "thread",
-            label: format!("{mid} (tid {tid})"),
-            count: None,
-        });
+        let to = thread_node(&mut nodes, m, tid);
         let e = edges.entry((from, to, "runs_on")).or_default();
         e.0 += runs;
         e.1 += ns;
     }
     for (&(tid, p), &(acq, ns)) in &m.graph.holds {
-        let from = format!("M:{tid}");
-        let mid = m
-            .threads
-            .get(&tid)
-            .and_then(|t| t.m)
-            .map_or("M?".to_string(), |id| format!("M{id}"));
-        nodes.entry(from.clone()).or_insert(Node {
-            id: from.clone(),
-            kind: "thread",
-            label: format!("{mid} (tid {tid})"),
-            count: None,
-        });
-        let to = format!("P:{p}");
-        nodes.entry(to.clone()).or_insert(Node {
-            id: to.clone(),
-            kind: "proc",
-            label: format!("P{p}"),
-            count: None,
-        });
+        let from = thread_node(&mut nodes, m, tid);
+        let to = proc_node(&mut nodes, p);
         let e = edges.entry((from, to, "holds")).or_default();
         e.0 += acq;
         e.1 += ns;
@@ -134,16 +106,7 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
         if victim < 0 {
             continue; // began before tracing: no victim to draw
         }
-        let [from, to] = [thief, victim].map(|p| {
-            let id = format!("P:{p}");
-            nodes.entry(id.clone()).or_insert(Node {
-                id: id.clone(),
-                kind: "proc",
-                label: format!("P{p}"),
-                count: None,
-            });
-            id
-        });
+        let [from, to] = [thief, victim].map(|p| proc_node(&mut nodes, p));
         edges.entry((from, to, "steals_from")).or_default().0 += n;
     }
     Graph {
@@ -159,6 +122,37 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
             })
             .collect(),
     }
+}
+
+/// The node of thread `tid` (labelled with its M), added on first use; its id.
+fn thread_node(nodes: &mut BTreeMap<String, Node>, m: &Model, tid: u32) -> String {
+    let id = format!("M:{tid}");
+    nodes.entry(id.clone()).or_insert_with(|| {
+        let mid = m
+            .threads
+            .get(&tid)
+            .and_then(|t| t.m)
+            .map_or("M?".to_string(), |id| format!("M{id}"));
+        Node {
+            id: id.clone(),
+            kind: "thread",
+            label: format!("{mid} (tid {tid})"),
+            count: None,
+        }
+    });
+    id
+}
+
+/// The node of P `p`, added on first use; its id.
+fn proc_node(nodes: &mut BTreeMap<String, Node>, p: i32) -> String {
+    let id = format!("P:{p}");
+    nodes.entry(id.clone()).or_insert(Node {
+        id: id.clone(),
+        kind: "proc",
+        label: format!("P{p}"),
+        count: None,
+    });
+    id
 }
 
 fn dot_id(s: &str) -> String {

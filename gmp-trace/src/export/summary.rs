@@ -3,29 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Symbolize;
 use crate::model::goroutine::GoState;
 use crate::model::startup::{AtMain, Phase};
 use crate::model::views::{self, Latency, LeakGroup, ProcUse, SiteLatency, Steals, WorstGoroutine};
 use crate::model::Model;
-use crate::probes::Aggregates;
+use crate::run::{Aggregates, ProbeInfo, RunInfo};
 use gmp_trace_common::EventKind;
-
-/// Where each probe went, for the record (and for spotting two-trap placements).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ProbeInfo {
-    pub program: String,
-    pub function: String,
-    pub vaddr: u64,
-    pub insn: String,
-    pub one_trap: bool,
-    /// How the program is linked to this site: `uprobe_multi` (one link per program) or
-    /// `perf_event` (one per site). Empty in recordings made before it was kept.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub link: String,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RuntimeMainInfo {
@@ -111,23 +97,6 @@ pub struct AggregateInfo {
     pub counted_events: u64,
     /// Changes to Waiting by wait reason (named per Go version).
     pub waits_by_reason: BTreeMap<String, u64>,
-}
-
-pub struct RunInfo {
-    pub go_version: String,
-    pub binary: String,
-    pub main_module: Option<String>,
-    pub build_id: Option<String>,
-    pub mode: &'static str,
-    pub pid: u32,
-    pub exit_code: Option<i32>,
-    pub read_failures: u64,
-    pub malformed_records: u64,
-    pub probes: Vec<ProbeInfo>,
-    /// Live sessions only: from start to every probe attached, and the ring buffer's size.
-    pub attach_ms: Option<f64>,
-    pub ring_buffer_bytes: Option<u64>,
-    pub aggregate: Option<Aggregates>,
 }
 
 /// "Waiting/14" -> "Waiting (chan receive)" with the version's waitReason names.
@@ -381,6 +350,13 @@ impl Summary {
             let _ = writeln!(s, "  P utilization: {}", row.join(", "));
         }
         s += &self.stealing_text();
+        s += &self.end_state_text();
+        s
+    }
+
+    /// Threads and goroutines at the end, the leak tree, GC.
+    fn end_state_text(&self) -> String {
+        let mut s = String::new();
         if !self.thread_list.is_empty() {
             let row: Vec<String> = self
                 .thread_list
@@ -482,6 +458,15 @@ impl Summary {
 
     /// The human summary (stderr).
     pub fn text(&self) -> String {
+        let mut s = self.head_text();
+        s += &self.startup_text();
+        s += &self.scheduler_text();
+        s += &self.tail_text();
+        s
+    }
+
+    /// The target, how much was traced, goroutine and thread counts, start functions.
+    fn head_text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -538,8 +523,12 @@ impl Summary {
                 let _ = writeln!(s, "    ... {} more", v.len() - 10);
             }
         }
-        s += &self.startup_text();
-        s += &self.scheduler_text();
+        s
+    }
+
+    /// Aggregate waits, events by kind, slow probe sites, the exit code.
+    fn tail_text(&self) -> String {
+        let mut s = String::new();
         if let Some(a) = &self.aggregate {
             if !a.waits_by_reason.is_empty() {
                 let _ = writeln!(s, "  waits by reason:");

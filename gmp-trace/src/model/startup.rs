@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use gmp_trace_common::{phase, Event, EventKind};
 use serde::Serialize;
 
-use crate::export::Symbolize;
+use crate::binary::Symbolize;
 
 /// One milestone as observed.
 #[derive(Clone, Copy, Debug)]

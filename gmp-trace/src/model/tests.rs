@@ -132,7 +132,7 @@ fn runtime_status_mapping() {
 #[test]
 fn leak_tree_groups_live_goroutines_by_creator_chain() {
     struct S;
-    impl crate::export::Symbolize for S {
+    impl crate::binary::Symbolize for S {
         fn func_name(&self, pc: u64) -> Option<&str> {
             Some(match pc {
                 0x10 => "main.main",

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::hist::Histogram;
 use super::{GoState, Model};
-use crate::export::Symbolize;
+use crate::binary::Symbolize;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Latency {

@@ -13,7 +13,7 @@ use gmp_trace_common::{Event, EVENT_SIZE};
 use serde::{Deserialize, Serialize};
 
 use super::Sink;
-use crate::export::summary::ProbeInfo;
+use crate::run::ProbeInfo;
 
 const MAGIC: &[u8; 8] = b"GMPTREC1";
 const END: &[u8; 8] = b"GMPTEND1";

@@ -282,6 +282,8 @@ fn clock_ns(id: libc::clockid_t) -> u64 {
 impl<W: Write> PerfettoWriter<W> {
     /// Starts a trace: the clock snapshot (MONOTONIC and BOOTTIME read now, MONOTONIC the trace
     /// clock), the process track, the group and lane tracks and the counters.
+    // Long (~105 lines) on purpose: the trace's preamble is one sequence of packets (clock
+    // snapshot, process, group, lanes, counters); it reads top to bottom as the file does.
     pub fn new(out: W, meta: TraceMeta) -> io::Result<Self> {
         let pid = meta.pid;
         let fixed = |id| track_uuid(pid, TrackKind::Fixed, id);

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::proto::{TracePacket, CLOCK_MONOTONIC, TYPE_INSTANT, TYPE_SLICE_BEGIN, TYPE_SLICE_END};
 use super::sim::{self, Sim, SimSymbols};
 use super::{PerfettoStats, PerfettoWriter, TraceMeta};
-use crate::export::NoSymbols;
+use crate::binary::NoSymbols;
 
 fn meta(go: &str) -> TraceMeta {
     TraceMeta {

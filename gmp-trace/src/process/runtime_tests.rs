@@ -2,8 +2,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::super::test_support::{all_versions, named};
 use super::*;
+use crate::binary::test_support::{all_versions, named};
+use crate::process::maps::load_bias;
 use gmp_trace_tests::Variant;
 
 /// A running `parker -loop`, killed on drop.
@@ -120,7 +121,7 @@ fn wrong_layout_is_caught() {
     let bin = GoBinary::open(&path).unwrap();
     let child = Parker::start(&path);
     let pid = child.0.id();
-    let mut wrong = super::super::table::table_layout(23).unwrap();
+    let mut wrong = crate::binary::table_layout(23).unwrap();
     // 1.23's m.curg/m.p/m.id differ from 1.27's too.
     wrong.m_alllink = bin.runtime_layout().unwrap().m_alllink;
     let g0 = bin.data_symbol("runtime.g0").unwrap().addr;
@@ -139,22 +140,6 @@ fn wrong_layout_is_caught() {
     let walked = walk(&mem, &wrong, addrs, &mut r);
     let problems = check(&r, g0, m0, &mem, &wrong);
     assert!(walked.is_err() || !problems.is_empty(), "{r:?}");
-}
-
-#[test]
-fn maps_lines() {
-    let l =
-        parse_maps_line("55d0c8a00000-55d0c8b00000 r-xp 00001000 fd:01 1234567 /tmp/x (deleted)")
-            .unwrap();
-    assert_eq!(
-        (l.start, l.end, l.exec, l.offset, l.inode),
-        (0x55d0c8a00000, 0x55d0c8b00000, true, 0x1000, 1234567)
-    );
-    assert_eq!(l.path, "/tmp/x (deleted)");
-    let anon = parse_maps_line("7ffd1000-7ffd2000 rw-p 00000000 00:00 0").unwrap();
-    assert_eq!((anon.exec, anon.path), (false, ""));
-    assert!(parse_maps_line("garbage").is_none());
-    assert!(parse_maps_line("").is_none());
 }
 
 #[test]

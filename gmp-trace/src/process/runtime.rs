@@ -12,7 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use super::{BinaryError, GoBinary, OffsetsSource, RuntimeLayout};
+use crate::binary::{BinaryError, GoBinary, OffsetsSource, RuntimeLayout};
 
 /// Caps that keep a wrong layout (garbage lengths, cyclic lists) from running away.
 const MAX_ALLGS: u64 = 1 << 22;
@@ -120,7 +120,7 @@ fn field(base: u64, off: u32) -> u64 {
 }
 
 /// Checks the runtime layout `bin` implies against the memory of process `pid` (loaded at
-/// `load_bias`, see [`load_bias`]) and returns what it found. `Err(LayoutMismatch)` means the
+/// `load_bias`, see [`load_bias`](super::maps::load_bias)) and returns what it found. `Err(LayoutMismatch)` means the
 /// offsets are wrong for this process.
 pub fn validate_live(pid: u32, bin: &GoBinary, load_bias: u64) -> Result<LiveReport, BinaryError> {
     let mut report = LiveReport {
@@ -310,71 +310,6 @@ fn check(r: &LiveReport, g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<
     problems
 }
 
-/// Where process `pid` loaded `bin`: 0 for non-PIE executables, else the difference between the
-/// runtime and link-time addresses, from the executable mapping in /proc/PID/maps whose file range
-/// covers the text segment.
-pub fn load_bias(pid: u32, bin: &GoBinary) -> Result<u64, BinaryError> {
-    if !bin.position_independent {
-        // Loaded at its link addresses: nothing to read (and no race with a quick exit).
-        return Ok(0);
-    }
-    let process = |what: String| BinaryError::Process { pid, what };
-    let text = bin
-        .segments
-        .iter()
-        .find(|s| s.executable)
-        .ok_or_else(|| bin.corrupt("no executable PT_LOAD segment"))?;
-    let exe = format!("/proc/{pid}/exe");
-    let meta = std::fs::metadata(&exe).map_err(|e| process(format!("{exe}: {e}")))?;
-    let link = std::fs::read_link(&exe).ok();
-    let maps_path = format!("/proc/{pid}/maps");
-    let maps =
-        std::fs::read_to_string(&maps_path).map_err(|e| process(format!("{maps_path}: {e}")))?;
-    for m in maps.lines().filter_map(parse_maps_line) {
-        let same_file = m.inode == std::os::unix::fs::MetadataExt::ino(&meta)
-            || link.as_deref().is_some_and(|l| l.as_os_str() == m.path);
-        let covers = text.file_offset >= m.offset && text.file_offset - m.offset < m.end - m.start;
-        if m.exec && same_file && covers {
-            return Ok(m
-                .start
-                .wrapping_add(text.file_offset - m.offset)
-                .wrapping_sub(text.vaddr));
-        }
-    }
-    Err(process(format!(
-        "no executable mapping of {} covers its text segment (file offset {:#x}) in {maps_path}",
-        bin.path.display(),
-        text.file_offset
-    )))
-}
-
-/// One /proc/PID/maps line: `start-end perms offset dev inode path`.
-struct MapsLine<'a> {
-    start: u64,
-    end: u64,
-    exec: bool,
-    offset: u64,
-    inode: u64,
-    path: &'a str,
-}
-
-fn parse_maps_line(line: &str) -> Option<MapsLine<'_>> {
-    let mut it = line.splitn(6, ' ');
-    let (range, perms, offset, _dev, inode) =
-        (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-    let (start, end) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    Some(MapsLine {
-        start,
-        end: end.max(start),
-        exec: perms.as_bytes().get(2) == Some(&b'x'),
-        offset: u64::from_str_radix(offset, 16).ok()?,
-        inode: inode.parse().ok()?,
-        path: it.next().unwrap_or("").trim_start(),
-    })
-}
-
 #[cfg(test)]
-#[path = "validate_tests.rs"]
+#[path = "runtime_tests.rs"]
 mod tests;

@@ -1,4 +1,6 @@
-//! Which file a running process executes.
+//! Which file a running process executes, and the identity of the file we read, so a file
+//! replaced between reading it and attaching probes to it is caught before probes go in at
+//! stale offsets.
 //!
 //! The path to open and attach uprobes to is `/proc/PID/exe`, never the name it points at: that
 //! magic link reaches the very inode the process maps even after the file was deleted or replaced
@@ -6,13 +8,11 @@
 //! us. The readlink target is kept for messages, with whether it still names the same inode.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use object::read::elf::ElfFile64;
-use object::{Endianness, Object, ObjectSection};
+use anyhow::Context as _;
 
-use super::buildinfo;
-use super::BinaryError;
+use crate::binary::{build_ids, BinaryError};
 
 /// The executable of a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,28 +79,23 @@ pub fn target_executable(pid: u32) -> Result<TargetExe, BinaryError> {
     })
 }
 
-/// The Go and GNU build ids of an ELF image; `None` for each that is absent or unreadable.
-fn build_ids(data: &[u8]) -> (Option<String>, Option<String>) {
-    let Ok(file) = ElfFile64::<Endianness>::parse(data) else {
-        return (None, None);
-    };
-    let go = file
-        .section_by_name(".note.go.buildid")
-        .and_then(|s| s.data().ok())
-        .and_then(buildinfo::parse_build_id);
-    let gnu = file
-        .build_id()
-        .ok()
-        .flatten()
-        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
-    (go, gnu)
+/// (device, inode, size, mtime) of a file: equal before and after means the same bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity(u64, u64, u64, i64);
+
+impl FileIdentity {
+    /// The identity of the file behind `path` (following /proc/PID/exe).
+    pub fn of(path: &Path) -> anyhow::Result<FileIdentity> {
+        let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(FileIdentity(m.dev(), m.ino(), m.size(), m.mtime()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::named;
-    use super::super::GoBinary;
     use super::*;
+    use crate::binary::test_support::named;
+    use crate::binary::GoBinary;
     use gmp_trace_tests::Variant;
 
     /// Kills the child on drop so a failing assert does not leak it.

@@ -1,5 +1,7 @@
-//! Launch mode: start the command held before exec, so probes can be attached to its pid first
-//! and the trace begins at the binary's first instruction.
+//! The launch strategy (`-- CMD ARGS`): start the command held before exec, so probes can be
+//! attached to its pid first and the trace begins at the binary's first instruction; then let it
+//! run, follow it to its exit and return its exit code. It shares our terminal, so Ctrl-C reaches
+//! it directly; SIGTERM and SIGHUP are passed on.
 //!
 //! std's `Command::spawn` returns only once the child has exec'd, so the child is spawned from a
 //! helper thread; a `pre_exec` hook (running in the forked child) writes its pid to one pipe and
@@ -9,13 +11,137 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context as _};
+use tokio::signal::unix::SignalKind;
 
-pub struct HeldChild {
-    pub pid: u32,
+use super::maps::load_bias;
+use super::target::{Bias, SignalAction};
+use crate::binary::GoBinary;
+
+pub struct Launch {
+    program: PathBuf,
+    argv0: String,
+    args: Vec<String>,
+    pid: u32,
+    /// From `hold` until `start` (or `abort`).
+    held: Option<HeldChild>,
+    /// The child's wait, from `start` until it has exited.
+    wait: Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>,
+    status: Option<ExitStatus>,
+}
+
+impl Launch {
+    pub fn resolve(command: &[String]) -> anyhow::Result<Launch> {
+        let cmd = command
+            .first()
+            .ok_or_else(|| anyhow!("no command to launch"))?;
+        Ok(Launch {
+            program: resolve_command(cmd)?,
+            argv0: cmd.clone(),
+            args: command[1..].to_vec(),
+            pid: 0,
+            held: None,
+            wait: None,
+            status: None,
+        })
+    }
+
+    pub fn exe(&self) -> &Path {
+        &self.program
+    }
+
+    pub fn process_name(&self) -> String {
+        Path::new(&self.argv0)
+            .file_name()
+            .map_or(self.argv0.clone(), |n| n.to_string_lossy().into_owned())
+    }
+
+    pub fn hold(&mut self) -> anyhow::Result<u32> {
+        let h = HeldChild::spawn(&self.program, self.argv0.as_ref(), &self.args)?;
+        self.pid = h.pid;
+        self.held = Some(h);
+        Ok(self.pid)
+    }
+
+    pub fn abort(&mut self) {
+        if let Some(h) = self.held.take() {
+            h.abort();
+        }
+    }
+
+    /// Lets the held child exec and starts waiting for it.
+    pub fn start(&mut self, bin: &GoBinary, exec_reports_text: bool) -> anyhow::Result<Bias> {
+        let held = self
+            .held
+            .take()
+            .ok_or_else(|| anyhow!("the command was not started"))?;
+        let mut child = held.release()?;
+        let bias = match bin.text_vaddr() {
+            // A PIE's load address comes with the exec event (mm->start_code), read in the
+            // kernel before the program's first instruction: nothing can race it.
+            Some(text) if bin.is_position_independent() && exec_reports_text => {
+                Bias::AtExec { text_vaddr: text }
+            }
+            _ => {
+                // release() returns once exec has succeeded: the new image is mapped, and
+                // the program has barely started (a quick one may be gone already).
+                let pid = self.pid;
+                Bias::Known(load_bias(pid, bin).unwrap_or_else(|err| {
+                    log::warn!("cannot read the load address of pid {pid} ({err}): function names may be wrong");
+                    0
+                }))
+            }
+        };
+        self.wait = Some(tokio::task::spawn_blocking(move || child.wait()));
+        Ok(bias)
+    }
+
+    pub async fn exited(&mut self) -> anyhow::Result<()> {
+        let Some(wait) = self.wait.as_mut() else {
+            return std::future::pending().await;
+        };
+        let status = wait.await;
+        self.wait = None;
+        self.status = Some(
+            status
+                .context("waiting for the child")?
+                .context("waiting for the child")?,
+        );
+        Ok(())
+    }
+
+    /// The child shares our terminal and gets Ctrl-C itself; we follow it. SIGTERM and SIGHUP
+    /// (sent to gmp-trace alone) are passed on.
+    pub fn on_signal(&self, sig: SignalKind) -> SignalAction {
+        if sig != SignalKind::interrupt() {
+            forward(self.pid, sig.as_raw_value());
+        }
+        SignalAction::Follow
+    }
+
+    /// Tracing stopped while the program runs on (--duration): wait for it.
+    pub async fn finish(mut self) -> anyhow::Result<Option<i32>> {
+        if let Some(w) = self.wait.take() {
+            self.status = Some(
+                w.await
+                    .context("waiting for the child")?
+                    .context("waiting for the child")?,
+            );
+        }
+        Ok(self.status.map(exit_code))
+    }
+}
+
+fn forward(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions; a gone pid only returns ESRCH.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+struct HeldChild {
+    pid: u32,
     go_w: Option<OwnedFd>,
     spawner: JoinHandle<io::Result<Child>>,
 }
@@ -31,7 +157,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Finds `cmd` the way execvp would: a path with a slash as is, else the first match in $PATH.
-pub fn resolve_command(cmd: &str) -> anyhow::Result<PathBuf> {
+fn resolve_command(cmd: &str) -> anyhow::Result<PathBuf> {
     let is_exec = |p: &Path| {
         p.metadata()
             .map(|m| {
@@ -62,7 +188,7 @@ pub fn resolve_command(cmd: &str) -> anyhow::Result<PathBuf> {
 
 impl HeldChild {
     /// Forks `program` with `args` and holds it before exec. Returns once its pid is known.
-    pub fn spawn(program: &Path, argv0: &OsStr, args: &[String]) -> anyhow::Result<HeldChild> {
+    fn spawn(program: &Path, argv0: &OsStr, args: &[String]) -> anyhow::Result<HeldChild> {
         let (pid_r, pid_w) = pipe().context("creating a pipe")?;
         let (go_r, go_w) = pipe().context("creating a pipe")?;
         let (pid_w_fd, go_r_fd) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
@@ -112,7 +238,7 @@ impl HeldChild {
     }
 
     /// Lets the child exec and returns it.
-    pub fn release(mut self) -> anyhow::Result<Child> {
+    fn release(mut self) -> anyhow::Result<Child> {
         if let Some(w) = self.go_w.take() {
             let b = [1u8];
             // SAFETY: writing one byte from a local buffer to an fd we own.
@@ -125,14 +251,14 @@ impl HeldChild {
     }
 
     /// Makes the child's exec fail (it exits) and reaps it.
-    pub fn abort(mut self) {
+    fn abort(mut self) {
         drop(self.go_w.take());
         let _ = self.spawner.join();
     }
 }
 
 /// The exit code a shell would report for the child's status.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => c,

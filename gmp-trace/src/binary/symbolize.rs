@@ -1,0 +1,45 @@
+//! Code addresses to function names. The model's views and every exporter name functions
+//! through this one trait, which belongs with the binary whose table answers it; a recording
+//! replayed without its binary answers with [`NoSymbols`].
+use super::GoBinary;
+
+/// Resolves code addresses in the traced binary to function names.
+pub trait Symbolize {
+    fn func_name(&self, pc: u64) -> Option<&str>;
+}
+
+impl Symbolize for GoBinary {
+    fn func_name(&self, pc: u64) -> Option<&str> {
+        self.func_name_for_pc(pc)
+    }
+}
+
+/// Symbols of a binary loaded at an offset (PIE): runtime pc - bias = the binary's address.
+pub struct Biased<'a> {
+    inner: &'a dyn Symbolize,
+    pub bias: std::cell::Cell<u64>,
+}
+
+impl<'a> Biased<'a> {
+    pub fn new(inner: &'a dyn Symbolize) -> Biased<'a> {
+        Biased {
+            inner,
+            bias: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl Symbolize for Biased<'_> {
+    fn func_name(&self, pc: u64) -> Option<&str> {
+        self.inner.func_name(pc.wrapping_sub(self.bias.get()))
+    }
+}
+
+/// For when no binary is at hand: every pc stays a number.
+pub struct NoSymbols;
+
+impl Symbolize for NoSymbols {
+    fn func_name(&self, _pc: u64) -> Option<&str> {
+        None
+    }
+}

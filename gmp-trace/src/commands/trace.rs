@@ -1,0 +1,409 @@
+//! `gmp-trace [OPTIONS] -- CMD [ARGS...]` or `--pid PID`: trace a live Go process, the default
+//! command. The story: pick the target, read its binary and plan the probes, open the outputs,
+//! hold the target, attach, let it run, stream events from the ring buffer into the model and
+//! exporters until it exits (or Ctrl-C / SIGTERM / --duration), then stop the probes and report
+//! in the order that disturbs the target least.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use gmp_trace_common::Offsets;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::binary::{Arch, GoBinary};
+use crate::cli::Args;
+use crate::export::files;
+use crate::model::Model;
+use crate::pipeline::Pipeline;
+use crate::probes::{self, Attachment, Level, Links, Tracer};
+use crate::process::exe::FileIdentity;
+use crate::process::runtime::LiveReport;
+use crate::process::{preflight, Bias, SignalAction, Target};
+use crate::run::{Aggregates, ProbeInfo, RunInfo};
+use crate::source::live::{monotonic_ns, LiveSource};
+use crate::source::recording::{Header, Recorder};
+
+/// Runs a session; returns the process exit code (the child's in launch mode).
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let mut target = Target::resolve(args.pid, &args.command, args.force)?;
+    let exe = target.exe().to_path_buf();
+    let bin = GoBinary::open(&exe)?;
+    log::debug!("binary read at {:?}", started.elapsed());
+    // Probe offsets belong to this exact file: remember its identity and check it again right
+    // before attaching, so a binary replaced in between never gets probes at stale offsets.
+    let identity = FileIdentity::of(&exe)?;
+    check_supported(&bin, &exe)?;
+    // Probe sites first: on a stripped binary that error (symbols) is the one to fix first.
+    let plan = probe_plan(&bin, &args)?;
+    let mut offsets = probes::offsets(&bin)?;
+    log::debug!("probe sites and offsets at {:?}", started.elapsed());
+    preflight::check_privileges()?;
+
+    // Outputs are opened (created) before anything runs: a bad path fails here.
+    let mut pipeline = Pipeline::open(&args.out, Model::new(), &bin)?;
+    let record_file = match &args.record {
+        Some(p) => files::open_recording(p)?.map(|f| (f, p.clone())),
+        None => None,
+    };
+
+    // Start (held) or find the process, then load with its pid and attach.
+    let pid = target.hold()?;
+    offsets.target_pid = pid;
+    let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
+    let (mut tracer, attach_ms) = attach(
+        &mut target,
+        identity,
+        &offsets,
+        &plan,
+        ring_bytes,
+        &args,
+        started,
+    )?;
+    let mut source = LiveSource::new(&mut tracer, pid, ring_bytes)?;
+    open_stream(&mut pipeline, &target, &bin, pid, record_file, args.level)?;
+    begin(
+        &mut target,
+        &mut pipeline,
+        &bin,
+        &offsets,
+        &tracer,
+        args.out.quiet,
+    )?;
+
+    let target_exited = drive(
+        &mut target,
+        &mut source,
+        &tracer,
+        &mut pipeline,
+        args.duration,
+    )
+    .await?;
+
+    let mode = target.mode();
+    let stopped = stop(
+        source,
+        tracer,
+        &mut pipeline,
+        target_exited,
+        &target,
+        pid,
+        &args,
+    )?;
+    let exit_code = target.finish().await?;
+    pipeline.model.finish();
+    let run = RunInfo {
+        exit_code,
+        read_failures: stopped.read_failures,
+        malformed_records: pipeline.malformed,
+        probes: stopped.probes,
+        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
+        ring_buffer_bytes: Some(u64::from(ring_bytes)),
+        aggregate: stopped.aggregate,
+        ..about(&bin, &exe, mode, pid)
+    };
+    pipeline.finish(run)?;
+    drop(stopped.tracer); // detaches every probe, if still attached
+    Ok(exit_code.unwrap_or(0))
+}
+
+/// What gmp-trace reads but cannot probe, said before anything is attached.
+fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
+    if bin.arch() != Arch::X86_64 {
+        bail!(
+            "{} is an arm64 binary: gmp-trace can read it but its probes run on x86_64 only; \
+             trace it on an x86_64 machine",
+            exe.display()
+        );
+    }
+    if !bin.is_known_version() {
+        log::warn!(
+            "{} is newer than the Go versions gmp-trace was checked against; offsets come from \
+             its DWARF, but results may be incomplete",
+            bin.go_version()
+        );
+    }
+    Ok(())
+}
+
+/// The probes for this binary at `--level`, as aggregate mode and the cost-measuring switches
+/// (`--empty-probes`, `--emit-only-probes`) want them.
+fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
+    let mut plan = probes::plan(bin, args.level, args.entry_probes)?;
+    if args.aggregate {
+        plan.retain(|a| probes::in_aggregate(a.program));
+    } else {
+        probes::without_derived(&mut plan);
+    }
+    if args.empty_probes || args.emit_only_probes {
+        for a in &mut plan {
+            a.program = if args.empty_probes {
+                "empty"
+            } else {
+                "emit_only"
+            };
+        }
+    }
+    Ok(plan)
+}
+
+/// Loads the probes and attaches them to the held target; returns the tracer and the ms since
+/// `started`. On any failure the target is let go without having run further (a held command
+/// exits before exec).
+fn attach(
+    target: &mut Target,
+    identity: FileIdentity,
+    offsets: &Offsets,
+    plan: &[Attachment],
+    ring_bytes: u32,
+    args: &Args,
+    started: Instant,
+) -> anyhow::Result<(Tracer, f64)> {
+    let exe = target.exe().to_path_buf();
+    let execs = target.execs();
+    let attached = (|| {
+        if FileIdentity::of(&exe)? != identity {
+            bail!(
+                "{} changed on disk while gmp-trace was reading it; run gmp-trace again",
+                exe.display()
+            );
+        }
+        let links = args.uprobe_links.unwrap_or_else(Links::detect);
+        let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links)?;
+        log::debug!("BPF object loaded at {:?}", started.elapsed());
+        if execs {
+            t.attach_exec()?;
+        }
+        t.attach(plan, &exe, offsets.target_pid)?;
+        Ok(t)
+    })();
+    let tracer = match attached {
+        Ok(t) => t,
+        Err(e) => {
+            target.abort();
+            return Err(e);
+        }
+    };
+    let attach_ms = started.elapsed().as_secs_f64() * 1e3;
+    log::info!(
+        "attached {} probes in {attach_ms:.1} ms (ring buffer {ring_bytes} bytes)",
+        tracer.probes.len()
+    );
+    Ok((tracer, attach_ms))
+}
+
+/// Points the pipeline at the process: the model for its pid and Go version, the writers that
+/// name the process, and the recording with its header.
+fn open_stream(
+    pipeline: &mut Pipeline<'_>,
+    target: &Target,
+    bin: &GoBinary,
+    pid: u32,
+    record_file: Option<(File, PathBuf)>,
+    level: Level,
+) -> anyhow::Result<()> {
+    let go = (bin.go_version().major, bin.go_version().minor);
+    pipeline.model = Model::for_target(pid, go);
+    pipeline.start(pid, &bin.go_version().to_string(), &target.process_name())?;
+    // Without casgstatus, goexit1 is the last word on a goroutine.
+    pipeline.model.retire_on_exit = level == Level::Lifecycle;
+    if let Some((f, path)) = record_file {
+        pipeline.recorder = Some(recorder(f, &path, bin, target.exe(), target.mode(), pid)?);
+    }
+    Ok(())
+}
+
+/// Keeps the raw events for `gmp-trace replay`, under a header saying what was traced.
+fn recorder(
+    f: File,
+    path: &Path,
+    bin: &GoBinary,
+    exe: &Path,
+    mode: &str,
+    pid: u32,
+) -> anyhow::Result<Recorder> {
+    let header = Header {
+        go_version: bin.go_version().to_string(),
+        binary: exe.display().to_string(),
+        main_module: bin.main_module().map(str::to_owned),
+        build_id: bin.build_id().map(str::to_owned),
+        mode: mode.to_string(),
+        pid,
+        gmp_trace_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Recorder::create(f, path, &header)
+        .with_context(|| format!("writing the recording {}", path.display()))
+}
+
+/// Lets the target run under the probes: its load address into the stream, what already
+/// existed in it into the model, and (for a process that ran before us) a word to the user.
+fn begin(
+    target: &mut Target,
+    pipeline: &mut Pipeline<'_>,
+    bin: &GoBinary,
+    offsets: &Offsets,
+    tracer: &Tracer,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let pid = offsets.target_pid;
+    match target.start(bin, offsets.task_mm != 0)? {
+        Bias::Known(bias) => pipeline.set_bias(bias, monotonic_ns(), pid),
+        Bias::AtExec { text_vaddr } => pipeline.bias_from_exec = Some(text_vaddr),
+    }
+    if let Some(report) = target.existing(bin)? {
+        seed(&mut pipeline.model, &report);
+    }
+    if target.announces() && !quiet {
+        // Like strace's "Process N attached": the probes are in from here on.
+        eprintln!(
+            "gmp-trace: attached to pid {pid} ({}, {} probes); Ctrl-C to stop",
+            bin.go_version(),
+            tracer.probes.len()
+        );
+    }
+    Ok(())
+}
+
+/// The goroutines, Ms and Ps that existed before the probes, so the model knows them.
+fn seed(model: &mut Model, report: &LiveReport) {
+    for g in &report.gs {
+        model.seed_goroutine(
+            g.goid,
+            g.status,
+            g.waitreason,
+            g.startpc,
+            g.gopc,
+            g.parent_goid,
+        );
+    }
+    for m in &report.ms {
+        model.seed_thread(m.procid as u32, m.id, m.p_id);
+    }
+    for p in &report.ps {
+        model.seed_proc(p.id);
+    }
+}
+
+/// Streams events from the ring buffer into the pipeline until the target exits, a signal
+/// stops tracing, or `duration` passes. Returns whether the target has exited (rather than
+/// tracing stopping while it runs on).
+async fn drive(
+    target: &mut Target,
+    source: &mut LiveSource,
+    tracer: &Tracer,
+    pipeline: &mut Pipeline<'_>,
+    duration: Option<Duration>,
+) -> anyhow::Result<bool> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
+    loop {
+        let sig = tokio::select! {
+            r = source.readable(pipeline) => {
+                r?;
+                pipeline.flush();
+                continue;
+            }
+            _ = tick.tick() => {
+                // The probes wake us only when a lot is waiting; the timer bounds the latency.
+                source.drain(pipeline);
+                source.check_losses(tracer, pipeline)?;
+                pipeline.flush();
+                continue;
+            }
+            r = target.exited() => {
+                r?;
+                return Ok(true);
+            }
+            _ = &mut deadline, if duration.is_some() => return Ok(false),
+            _ = sigint.recv() => SignalKind::interrupt(),
+            _ = sigterm.recv() => SignalKind::terminate(),
+            _ = sighup.recv() => SignalKind::hangup(),
+        };
+        if target.on_signal(sig) == SignalAction::Stop {
+            return Ok(false);
+        }
+    }
+}
+
+/// What tracing left behind once the probes stopped sending.
+struct Stopped {
+    read_failures: u64,
+    probes: Vec<ProbeInfo>,
+    aggregate: Option<Aggregates>,
+    /// Still attached (the target has exited): dropped, and so detached, after the report.
+    tracer: Option<Tracer>,
+}
+
+/// Ends tracing: the last events out of the ring buffer, the probes' records and counters, then
+/// the probes themselves. Detaching waits out kernel grace periods (one per link). While the
+/// target runs, that comes first: every hit slows it. Once it has exited its probes can fire
+/// no more, and the report goes out first.
+fn stop(
+    mut source: LiveSource,
+    mut tracer: Tracer,
+    pipeline: &mut Pipeline<'_>,
+    target_exited: bool,
+    target: &Target,
+    pid: u32,
+    args: &Args,
+) -> anyhow::Result<Stopped> {
+    // Whatever the probes wrote before the end is still in the ring buffer.
+    source.drain(pipeline);
+    source.check_losses(&tracer, pipeline)?;
+    source.drain(pipeline);
+    let read_failures = source.read_failures();
+    let probes = std::mem::take(&mut tracer.probes);
+    let aggregate = if args.aggregate {
+        Some(tracer.aggregates()?)
+    } else {
+        None
+    };
+    drop(source);
+    let tracer = if target_exited {
+        Some(tracer)
+    } else {
+        if target.announces() && !args.out.quiet {
+            // The report waits for it; say what the pause is.
+            let how = match tracer.links_kind() {
+                Links::Multi => "",
+                Links::PerfEvent => ", a few seconds",
+            };
+            eprintln!(
+                "gmp-trace: detaching from pid {pid} ({} probes{how})...",
+                probes.len()
+            );
+        }
+        drop(tracer); // detaches every probe
+        None
+    };
+    Ok(Stopped {
+        read_failures,
+        probes,
+        aggregate,
+        tracer,
+    })
+}
+
+/// The run's facts that come from the binary and the target, the rest left empty.
+fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
+    RunInfo {
+        go_version: bin.go_version().to_string(),
+        binary: exe.display().to_string(),
+        main_module: bin.main_module().map(str::to_owned),
+        build_id: bin.build_id().map(str::to_owned),
+        mode,
+        pid,
+        exit_code: None,
+        read_failures: 0,
+        malformed_records: 0,
+        probes: Vec::new(),
+        attach_ms: None,
+        ring_buffer_bytes: None,
+        aggregate: None,
+    }
+}
