@@ -543,6 +543,22 @@ impl Summary {
         for (k, v) in &self.events_by_kind {
             let _ = writeln!(s, "    {v:>8}  {k}");
         }
+        // Recordings made before the link kind was kept have none: no line for them.
+        if let Some(link) = self
+            .probes
+            .first()
+            .map(|p| p.link.as_str())
+            .filter(|l| !l.is_empty())
+        {
+            let programs: std::collections::BTreeSet<&str> =
+                self.probes.iter().map(|p| p.program.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "  probes     {} sites, {} programs, {link} links",
+                self.probes.len(),
+                programs.len()
+            );
+        }
         let two_trap: Vec<_> = self.probes.iter().filter(|p| !p.one_trap).collect();
         if !two_trap.is_empty() {
             let names: Vec<_> = two_trap.iter().map(|p| p.function.as_str()).collect();
