@@ -283,21 +283,21 @@ impl GoBinary {
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
                 let flags = match s.flags() {
-                    object::SegmentFlags::Elf { p_flags } => p_flags,
+                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.0,
                     _ => 0,
                 };
                 Segment {
                     vaddr: s.address(),
                     file_offset,
                     file_size,
-                    executable: flags & elf::PF_X != 0,
+                    executable: flags & elf::PF_X.0 != 0,
                 }
             })
             .collect();
         let code_sections = file
             .sections()
             .filter(|s| match s.flags() {
-                SectionFlags::Elf { sh_flags } => sh_flags & u64::from(elf::SHF_EXECINSTR) != 0,
+                SectionFlags::Elf { sh_flags, .. } => sh_flags.0 & elf::SHF_EXECINSTR.0 != 0,
                 _ => false,
             })
             .filter_map(|s| {
