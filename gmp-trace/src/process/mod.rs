@@ -8,6 +8,7 @@ mod attach;
 pub mod exe;
 pub mod launch;
 pub mod maps;
+pub mod memory;
 pub mod preflight;
 pub mod runtime;
 pub mod target;

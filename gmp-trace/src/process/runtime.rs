@@ -1,5 +1,5 @@
 //! Live self-validation: before trusting a runtime layout on a process, read the runtime's own
-//! globals through /proc/PID/mem (read-only, the process keeps running) and check invariants that
+//! globals with process_vm_readv (read-only, the process keeps running) and check invariants that
 //! only hold when every offset is right. The same walk yields the goroutines, Ms and Ps that exist
 //! before tracing starts: the seed snapshot for `--pid` mode.
 //!
@@ -8,10 +8,7 @@
 //! Reads race with the running program; every invariant checked is one that does not change once
 //! the runtime is initialised (g0/m0 links, P ids), so tearing cannot make a right layout fail.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-
+use super::memory::Remote;
 use crate::binary::{BinaryError, GoBinary, OffsetsSource, RuntimeLayout};
 
 /// Caps that keep a wrong layout (garbage lengths, cyclic lists) from running away.
@@ -84,19 +81,14 @@ pub struct LiveReport {
     pub checked: Vec<&'static str>,
 }
 
-/// Read-only access to another process's memory.
+/// Read-only access to another process's memory (process_vm_readv), with error texts.
 struct Mem {
-    pid: u32,
-    file: File,
+    remote: Remote,
 }
 
 impl Mem {
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, addr)
-            .map_err(|e| format!("reading {len} bytes at {addr:#x} of pid {}: {e}", self.pid))?;
-        Ok(buf)
+        self.remote.read(addr, len).map_err(|e| e.to_string())
     }
 
     fn u64(&self, addr: u64) -> Result<u64, String> {
@@ -150,15 +142,13 @@ pub fn validate_live(pid: u32, bin: &GoBinary, load_bias: u64) -> Result<LiveRep
     let [g0, m0, allgs, allm, allp, gomaxprocs] = addrs;
     let layout = bin.runtime_layout()?;
     report.source = Some(layout.source);
-    let process = |what: String| BinaryError::Process { pid, what };
-    let path = PathBuf::from(format!("/proc/{pid}/mem"));
-    let file = File::open(&path).map_err(|e| {
-        process(format!(
-            "cannot open {}: {e}; gmp-trace needs the same user as the target, or root",
-            path.display()
-        ))
+    let remote = Remote::new(pid);
+    // One read first, for a clear word when the process is not readable at all.
+    remote.read(g0, 8).map_err(|e| BinaryError::Process {
+        pid,
+        what: format!("{e}; gmp-trace needs the same user as the target, or root"),
     })?;
-    let mem = Mem { pid, file };
+    let mem = Mem { remote };
     let mut problems = Vec::new();
     if let Err(p) = walk(
         &mem,
@@ -222,10 +212,8 @@ fn walk(
     }
     report.allgs_len = n as usize;
     let ptrs = mem.read(arr, (n as usize).saturating_mul(8))?;
-    for i in 0..n as usize {
-        let gp = word(&ptrs, i);
-        report.gs.push(read_g(mem, l, gp)?);
-    }
+    let gps: Vec<u64> = (0..n as usize).map(|i| word(&ptrs, i)).collect();
+    report.gs = read_gs(mem, l, &gps)?;
 
     let mut mp = mem.u64(allm)?;
     while mp != 0 {
@@ -252,24 +240,45 @@ fn walk(
     Ok(())
 }
 
-fn read_g(mem: &Mem, l: &RuntimeLayout, gp: u64) -> Result<LiveG, String> {
+/// Goroutines read a window each (the fields used, first to last), many per system call.
+fn read_gs(mem: &Mem, l: &RuntimeLayout, gps: &[u64]) -> Result<Vec<LiveG>, String> {
     let o = &l.offsets;
-    Ok(LiveG {
-        addr: gp,
-        goid: mem.u64(field(gp, o.g_goid))?,
-        status: mem.u32(field(gp, o.g_atomicstatus))?,
-        waitreason: mem
-            .read(field(gp, o.g_waitreason), 1)?
-            .first()
-            .copied()
-            .unwrap_or(0),
-        startpc: mem.u64(field(gp, o.g_startpc))?,
-        gopc: mem.u64(field(gp, o.g_gopc))?,
-        parent_goid: match l.g_parent_goid {
-            Some(off) => Some(mem.u64(field(gp, off))?),
-            None => None,
-        },
-    })
+    let fields = [
+        (o.g_goid, 8),
+        (o.g_atomicstatus, 4),
+        (o.g_waitreason, 1),
+        (o.g_startpc, 8),
+        (o.g_gopc, 8),
+    ];
+    let parent = l.g_parent_goid.map(|off| (off, 8));
+    let all = fields.iter().chain(parent.iter());
+    let lo = all.clone().map(|&(off, _)| off).min().unwrap_or(0);
+    let hi = all.map(|&(off, len)| off + len).max().unwrap_or(0);
+    let len = (hi - lo) as usize;
+    let mut out = Vec::with_capacity(gps.len());
+    // A bounded batch at a time: a million goroutines never hold more than this in buffers.
+    for chunk in gps.chunks(4096) {
+        let ranges: Vec<(u64, usize)> = chunk.iter().map(|&gp| (field(gp, lo), len)).collect();
+        for (&gp, win) in chunk.iter().zip(mem.remote.read_many(&ranges)) {
+            let w = win.ok_or_else(|| format!("reading goroutine {gp:#x}: unreadable"))?;
+            let at = |off: u32, n: usize| -> u64 {
+                let s = (off - lo) as usize;
+                let mut b = [0u8; 8];
+                b[..n].copy_from_slice(&w[s..s + n]);
+                u64::from_le_bytes(b)
+            };
+            out.push(LiveG {
+                addr: gp,
+                goid: at(o.g_goid, 8),
+                status: at(o.g_atomicstatus, 4) as u32,
+                waitreason: at(o.g_waitreason, 1) as u8,
+                startpc: at(o.g_startpc, 8),
+                gopc: at(o.g_gopc, 8),
+                parent_goid: l.g_parent_goid.map(|off| at(off, 8)),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The invariants; each failure in words.

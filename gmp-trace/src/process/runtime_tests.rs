@@ -126,8 +126,9 @@ fn wrong_layout_is_caught() {
     wrong.m_alllink = bin.runtime_layout().unwrap().m_alllink;
     let g0 = bin.data_symbol("runtime.g0").unwrap().addr;
     let m0 = bin.data_symbol("runtime.m0").unwrap().addr;
-    let file = File::open(format!("/proc/{pid}/mem")).unwrap();
-    let mem = Mem { pid, file };
+    let mem = Mem {
+        remote: Remote::new(pid),
+    };
     let mut r = LiveReport::default();
     let addrs = [
         g0,
