@@ -59,8 +59,8 @@ pub(crate) fn known_thread(g: u64, pid_tgid: u64) -> ThreadCache {
 pub(crate) fn remember_thread(pid_tgid: u64, g0: u64, m: u64, m_id: u64) {
     if let Some(c) = CUR_THREAD.get_ptr_mut(0) {
         let gen = generation(GEN_THREADS);
-        // SAFETY: this CPU's slot from the lookup, valid for the program run; every
-        // field is rewritten, `check` last.
+        // SAFETY: this CPU's slot from the lookup, valid for the program run; every field is
+        // rewritten, `check` last.
         unsafe {
             *c = ThreadCache {
                 pid_tgid,

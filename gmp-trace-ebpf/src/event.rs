@@ -1,8 +1,10 @@
 //! Building an event: the fields every event shares (clock, thread, process filter) and the M,
 //! P and goid of the current g, read as little as the caches allow. [`Cur`] hands what those
 //! reads learned to the probes, so that none reads the same field twice.
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
-use aya_ebpf::programs::ProbeContext;
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    programs::ProbeContext,
+};
 use gmp_trace_common::{agg, Event, EventKind, Offsets};
 
 use crate::{
