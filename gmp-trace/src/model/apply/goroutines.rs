@@ -59,7 +59,7 @@ impl Model {
         );
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_execute(&mut self, e: &Event) {
         // resetspinning comes first when it is traced (level full); without it the spin ends
         // here.
@@ -78,7 +78,7 @@ impl Model {
         g.last_p = (e.p >= 0).then_some(e.p);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_exit(&mut self, e: &Event) {
         self.exited += 1;
         if let Some(g) = self.goroutines.get_mut(&e.goid) {
@@ -163,7 +163,7 @@ impl Model {
     }
 
     /// P utilization: a goroutine occupies the P from Running until it leaves Running.
-    #[inline]
+    #[inline(always)]
     fn occupy_p(&mut self, e: &Event, goid: u64, from: GoState, to: GoState) {
         if to == GoState::Running && e.p >= 0 {
             if let Some(p) = self.procs.get_mut(&e.p) {

@@ -9,8 +9,12 @@
 //!   was lost meanwhile (the rules differ before and after Go 1.26).
 //! - `runtime`: GOMAXPROCS (procresize), stop-the-world, GC and runtime.main.
 //!
-//! Handlers are small and `#[inline]`: the model runs per event (tens of millions a second in
-//! replay), so splitting it must not add calls, lookups or allocations on that path.
+//! The model runs per event (tens of millions a second in replay), so the split must not add
+//! calls, lookups or allocations on that path: handlers that stand for an arm of `apply`'s
+//! match, or a piece of one hot function, are `#[inline(always)]`, so the compiler sees the same
+//! code as one match would give it (plain `#[inline]` left `on_execute` and `on_schedule` as
+//! calls, and cost measurably: cachegrind on a replay). Functions that were calls before stay
+//! calls.
 use gmp_trace_common::Event;
 
 use super::{Model, Proc, Thread};
@@ -24,7 +28,7 @@ impl Model {
     /// Counts a thread-bound event and notes its time, startup milestone, thread (and m.id)
     /// and P (and whether the P changed threads). Returns whether procresize had just begun on
     /// this thread: only the event right after it on the same thread can be its acquirep.
-    #[inline]
+    #[inline(always)]
     pub(super) fn observe(&mut self, e: &Event) -> bool {
         self.events += 1;
         self.startup.apply(e);

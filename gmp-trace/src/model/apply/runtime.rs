@@ -6,7 +6,7 @@ use gmp_trace_common::Event;
 use crate::model::{MainStart, Model, Range};
 
 impl Model {
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_proc_resize(&mut self, e: &Event) {
         self.gomaxprocs = Some(e.arg0);
         // Its acquirep, if it comes next on this thread, may move the running goroutine to
@@ -16,27 +16,27 @@ impl Model {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_stw_start(&mut self, e: &Event) {
         self.stw.push(Range::open(e));
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_stw_done(&mut self, e: &Event) {
         close_range(&mut self.stw, e.ts);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_gc_start(&mut self, e: &Event) {
         self.gc.push(Range::open(e));
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_gc_done(&mut self, e: &Event) {
         close_range(&mut self.gc, e.ts);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_runtime_main(&mut self, e: &Event) {
         self.runtime_main.push(MainStart {
             ts: e.ts,

@@ -1,16 +1,16 @@
 //! System calls, and what Go's tracer makes of them when the goroutine's P was lost meanwhile:
 //! a plain exit is Syscall -> Running (GoSyscallEnd), one that lost its P is Syscall ->
-//! Runnable (GoSyscallEndBlocked), then Runnable -> Running (GoStart) once it gets a P. Go
-//! >= 1.26 leaves syscalls out of casgstatus on the fast path, so they come from the
-//! entersyscall/exitsyscall probes and are corrected when the P turns out lost; Go <= 1.25
-//! reports them through casgstatus, and the loss is read from the thread's P history.
+//! Runnable (GoSyscallEndBlocked), then Runnable -> Running (GoStart) once it gets a P.
+//! From Go 1.26 the fast path leaves syscalls out of casgstatus, so they come from the
+//! entersyscall/exitsyscall probes and are corrected when the P turns out lost; up to Go 1.25
+//! they come through casgstatus, and the loss is read from the thread's P history.
 use gmp_trace_common::Event;
 
 use crate::fasthash::ByP;
 use crate::model::{GoState, InSyscall, MState, Model, Proc, Thread};
 
 impl Model {
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_syscall_enter(&mut self, e: &Event) {
         self.set_m_state(e.tid, e.ts, MState::Syscall);
         if self.syscalls_from_probes {
@@ -25,7 +25,7 @@ impl Model {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_syscall_exit(&mut self, e: &Event) {
         self.set_m_state(e.tid, e.ts, MState::Running);
         if self.syscalls_from_probes {
@@ -53,7 +53,7 @@ impl Model {
     /// A casgstatus `from -> to` of `e.goid` on a thread where its system call is ending:
     /// applies what Go's tracer reports there and returns true when that replaces applying
     /// the status change itself.
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn status_at_syscall_exit(
         &mut self,
         e: &Event,
@@ -187,7 +187,7 @@ impl Model {
 /// Go <= 1.25: opens the system call on thread `th` when `goid` enters Syscall, noting its P's
 /// owner changes so far (see `InSyscall`), and closes it when `goid` leaves Syscall. Go >= 1.26
 /// takes syscalls from their probes (`syscalls_from_probes`) and only closes here.
-#[inline]
+#[inline(always)]
 pub(super) fn track_syscall(
     th: &mut Thread,
     procs: &ByP<Proc>,

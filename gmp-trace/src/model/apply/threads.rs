@@ -6,13 +6,13 @@ use gmp_trace_common::Event;
 use crate::model::{GoState, MState, Model, Proc};
 
 impl Model {
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_new_m(&mut self, e: &Event) {
         // Linked to the new thread when its mstart reports the same m.id.
         self.pending_newm.insert(e.arg0 as i64, e.tid);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_mstart(&mut self, e: &Event) {
         let creator = self.pending_newm.remove(&e.m);
         if let Some(th) = self.threads.get_mut(&e.tid) {
@@ -21,7 +21,7 @@ impl Model {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_schedule(&mut self, e: &Event) {
         // A new M started spinning (mspinning, then acquirep) enters schedule still spinning:
         // that does not end the spell.
@@ -30,14 +30,14 @@ impl Model {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_spin_start(&mut self, e: &Event) {
         // stealWork runs once per round of a spinning M's findRunnable: the first starts the
         // spell, the rest continue it.
         self.set_m_state(e.tid, e.ts, MState::Spinning);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_spin_end(&mut self, e: &Event) {
         // resetspinning: found work (execute follows). Without a known start (the M became
         // spinning where no probe sees it, e.g. findRunnable's re-check after dropping its P)
@@ -49,7 +49,7 @@ impl Model {
 
     /// acquirep (arg0 the P, arg1 bit 0: handed over as a spinning M). `resize_pending`: the
     /// previous event on this thread was procresize's entry (see `resized_away`).
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_acquire_p(&mut self, e: &Event, resize_pending: bool) {
         let id = e.arg0 as i64 as i32;
         let moved = if resize_pending {
@@ -84,7 +84,7 @@ impl Model {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(in crate::model) fn on_release_p(&mut self, e: &Event) {
         // findRunnable drops its P and then clears m.spinning (gcstopm clears it first): a
         // spinning M that lets go of its P has stopped spinning.
