@@ -2,6 +2,7 @@
 //! produces (and a deliberately tiny ring buffer, to show loss is counted), replay throughput
 //! on one core and memory per live goroutine. Every figure is a median of interleaved rounds.
 use std::fmt::Write as _;
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -54,13 +55,23 @@ pub fn streaming(cx: &Ctx) -> anyhow::Result<String> {
                 num(&s, "duration_ns"),
             );
             // The loss as the JSONL stream reported it, to check against the summary.
+            // Streamed line by line, parsing only `lost` events: xtask's own RSS must stay small,
+            // because a child's peak RSS (wait4's ru_maxrss, used by the memory and daemon
+            // sections) starts from its parent's at the spawn (the kernel keeps the pre-exec
+            // high-water mark).
             let jsonl_lost = if buf.is_some() {
-                std::fs::read_to_string(&events)?
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .filter(|e| e["kind"] == "lost")
-                    .map(|e| e["lost"].as_f64().unwrap_or(0.0))
-                    .sum()
+                let f = std::io::BufReader::new(File::open(&events)?);
+                let mut sum = 0.0;
+                for line in std::io::BufRead::lines(f) {
+                    let line = line?;
+                    if !line.contains("\"kind\":\"lost\"") {
+                        continue;
+                    }
+                    if let Ok(e) = serde_json::from_str::<serde_json::Value>(&line) {
+                        sum += e["lost"].as_f64().unwrap_or(0.0);
+                    }
+                }
+                sum
             } else {
                 0.0
             };
