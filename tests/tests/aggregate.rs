@@ -3,51 +3,69 @@
 //! the program fixes them, and the aggregated latency must describe the same executions.
 use std::process::Command;
 
-use gmp_trace_tests::{
-    build_sample, gmp_trace_bin, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS,
-};
+use gmp_trace_tests::{gmp_trace_bin, require_bpf, scratch_dir, Sample, Variant, GO_VERSIONS};
 use serde_json::Value;
-
-fn aggregated(dir: &std::path::Path, bin: &str, n: u32) -> Value {
-    let summary = dir.join("aggregate.json");
-    let o = Command::new(gmp_trace_bin())
-        .args(["-q", "--aggregate", "--summary-json"])
-        .arg(&summary)
-        .args(["--", bin, &n.to_string()])
-        .env("GOGC", "off")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap()
-}
 
 fn int(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
+/// The summaries of fanout with `n` workers traced with `--aggregate` and streamed, in that
+/// order, side by side in one scratch directory.
+fn aggregated_and_streamed(n: u32) -> (Value, Value) {
+    let fanout = Sample::build("fanout", GO_VERSIONS[0], Variant::Default);
+    let dir = scratch_dir("aggregate-fanout");
+    let fanout_n = |opts: &[&str]| {
+        fanout
+            .trace_in(&dir)
+            .opts(opts)
+            .args([n.to_string()])
+            .env("GOGC", "off")
+    };
+    let a = fanout_n(&["-q", "--aggregate"])
+        .no_output()
+        .summary_file("aggregate.json")
+        .run();
+    assert!(a.status.success(), "{}", a.stderr);
+    (a.summary, fanout_n(&["-q"]).run().summary)
+}
+
 #[test]
 fn aggregate_counts_match_streaming() {
     require_bpf!();
-    let go = GO_VERSIONS[0];
-    let bin = build_sample("fanout", go, Variant::Default);
-    let bin = bin.to_str().unwrap();
-    let dir = scratch_dir("aggregate-fanout");
     let n = 40;
-    let a = aggregated(&dir, bin, n);
-    let s = trace(&dir, &["-q", "--", bin, &n.to_string()], &[("GOGC", "off")]).summary;
-
+    let (a, s) = aggregated_and_streamed(n);
     assert_eq!(a["lost_events"], 0);
-    let info = &a["aggregate"];
-    assert!(int(&info["counted_events"]) > 0, "{a}");
+    assert!(int(&a["aggregate"]["counted_events"]) > 0, "{a}");
     assert!(
         s.get("aggregate").is_none(),
         "streaming mode has no aggregate section"
     );
-    // What the program fixes: 2n goroutines of its own plus the runtime's five, all but
-    // those five exiting; one newproc per creation.
+    assert_counts_fixed_by_the_program(&a, &s, n as u64);
+    assert_latency_describes_the_executions(&a, n as u64);
+    assert_hot_paths_unprobed(&a);
+    // main waits on the WaitGroup: a named wait reason.
+    let info = &a["aggregate"];
+    assert!(
+        info["waits_by_reason"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("WaitGroup")),
+        "{info}"
+    );
+    // The rare events still stream: the startup timeline is all there.
+    assert_eq!(a["startup_observed"], true);
+    assert_eq!(a["init_order"], s["init_order"]);
+    assert_eq!(a["runtime_main"][0]["goid"], 1);
+}
+
+/// What the program fixes: 2n goroutines of its own plus the runtime's five, all but those five
+/// exiting; one newproc per creation. Both modes count the same.
+fn assert_counts_fixed_by_the_program(a: &Value, s: &Value, n: u64) {
     for (key, want) in [
-        ("goroutines_created", 2 * n as u64 + 5),
-        ("goroutines_exited", 2 * n as u64),
+        ("goroutines_created", 2 * n + 5),
+        ("goroutines_exited", 2 * n),
     ] {
         assert_eq!(int(&a[key]), want, "{key}: {a}");
         assert_eq!(a[key], s[key], "{key} differs between the modes");
@@ -67,15 +85,25 @@ fn aggregate_counts_match_streaming() {
         a["transitions"]["Running->NotExist"],
         a["goroutines_exited"]
     );
-    // Every Runnable -> Running of a goroutine seen becoming runnable is one latency sample
-    // (execute's casgstatus: the execute probe itself is not attached in aggregate mode).
+}
+
+/// Every Runnable -> Running of a goroutine seen becoming runnable is one latency sample
+/// (execute's casgstatus: the execute probe itself is not attached in aggregate mode).
+fn assert_latency_describes_the_executions(a: &Value, n: u64) {
     let to_running = int(&a["transitions"]["Runnable->Running"]);
     let lat = &a["sched_latency"];
     assert!(
-        int(&lat["count"]) >= 2 * n as u64 && int(&lat["count"]) <= to_running,
+        int(&lat["count"]) >= 2 * n && int(&lat["count"]) <= to_running,
         "{lat} vs {to_running} Runnable->Running"
     );
-    // Aggregate mode leaves the scheduler loop, P hand-offs and syscalls unprobed.
+    assert!(
+        int(&lat["p50_ns"]) <= int(&lat["p99_ns"]) && int(&lat["p99_ns"]) <= int(&lat["max_ns"])
+    );
+    assert!(int(&lat["max_ns"]) > 0 && int(&lat["max_ns"]) < 10_000_000_000);
+}
+
+/// Aggregate mode leaves the scheduler loop, P hand-offs and syscalls unprobed.
+fn assert_hot_paths_unprobed(a: &Value) {
     for kind in [
         "newproc",
         "execute",
@@ -90,23 +118,6 @@ fn aggregate_counts_match_streaming() {
             a["events_by_kind"]
         );
     }
-    assert!(
-        int(&lat["p50_ns"]) <= int(&lat["p99_ns"]) && int(&lat["p99_ns"]) <= int(&lat["max_ns"])
-    );
-    assert!(int(&lat["max_ns"]) > 0 && int(&lat["max_ns"]) < 10_000_000_000);
-    // main waits on the WaitGroup: a named wait reason.
-    assert!(
-        info["waits_by_reason"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .any(|k| k.contains("WaitGroup")),
-        "{info}"
-    );
-    // The rare events still stream: the startup timeline is all there.
-    assert_eq!(a["startup_observed"], true);
-    assert_eq!(a["init_order"], s["init_order"]);
-    assert_eq!(a["runtime_main"][0]["goid"], 1);
 }
 
 #[test]

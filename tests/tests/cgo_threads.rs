@@ -5,33 +5,28 @@
 //! such a cache would be hit). Needs root and BPF (skips with the reason otherwise).
 use std::collections::{BTreeMap, BTreeSet};
 
-use gmp_trace_tests::{
-    build_sample, of_kind, require_bpf, scratch_dir, trace, Variant, ALL_GO_VERSIONS,
-};
+use gmp_trace_tests::{of_kind, require_bpf, Sample, TraceRun, Variant, ALL_GO_VERSIONS};
 
 fn check(go: &str) {
-    let bin = build_sample("cgothreads", go, Variant::Cgo);
-    let dir = scratch_dir(&format!("cgo-threads-{go}"));
     let (threads, calls) = (6, 3);
-    let run = trace(
-        &dir,
-        &[
-            "-q",
-            "--",
-            bin.to_str().unwrap(),
-            &threads.to_string(),
-            &calls.to_string(),
-        ],
-        &[],
-    );
+    let run = Sample::build("cgothreads", go, Variant::Cgo)
+        .trace(&format!("cgo-threads-{go}"))
+        .opts(["-q"])
+        .args([threads.to_string(), calls.to_string()])
+        .run();
     assert!(
         run.status.success(),
         "Go {go}: gmp-trace failed: {}",
         run.stderr
     );
     assert_eq!(run.summary["lost_events"], 0, "Go {go}: {}", run.stderr);
+    let c_threads = callback_threads(go, &run, threads, calls);
+    assert_extra_m_lent_on_each_c_thread(go, &run, &c_threads);
+}
 
-    // The thread id each callback ran on, as the callback itself saw it.
+/// The thread id each callback ran on, as the callback itself saw it: tid -> C thread number.
+/// Each of the `threads` C threads has its own tid and made all its `calls`.
+fn callback_threads(go: &str, run: &TraceRun, threads: usize, calls: usize) -> BTreeMap<u64, u32> {
     let mut c_threads = BTreeMap::new();
     for line in run.stdout.lines().filter(|l| l.starts_with("callback ")) {
         let w: Vec<&str> = line.split_whitespace().collect();
@@ -54,10 +49,14 @@ fn check(go: &str) {
         "Go {go}: {}",
         run.stdout
     );
+    c_threads
+}
 
-    // Lending the extra M's goroutine to a C thread (needm: _Gdead -> _Gsyscall) and taking it
-    // back (dropm) happen on that C thread, once per callback before Go 1.21 and once per
-    // thread after (the M stays bound until the thread exits). Every C thread has its own.
+/// Lending the extra M's goroutine to a C thread (needm: _Gdead -> _Gsyscall) and taking it
+/// back (dropm) happen on that C thread, once per callback before Go 1.21 and once per thread
+/// after (the M stays bound until the thread exits). Every C thread has its own, none is put on
+/// a thread that did not call in, and each C thread's events name the M it borrowed.
+fn assert_extra_m_lent_on_each_c_thread(go: &str, run: &TraceRun, c_threads: &BTreeMap<u64, u32>) {
     let statuses = of_kind(&run.events, "go_status");
     let mut lent: BTreeMap<u64, usize> = BTreeMap::new();
     let mut returned: BTreeMap<u64, usize> = BTreeMap::new();
@@ -79,13 +78,12 @@ fn check(go: &str) {
             c_threads[&tid]
         );
     }
-    // And no lending is put on a thread that did not call in.
     let strays: Vec<_> = lent.keys().filter(|t| !tids.contains(t)).collect();
     assert!(
         strays.is_empty(),
         "Go {go}: extra M lent on threads {strays:?}, not the C threads {tids:?}"
     );
-    // Each C thread's events name the M it borrowed, which exists.
+    // The M named exists.
     let ms: BTreeSet<i64> = statuses
         .iter()
         .filter(|e| tids.contains(&e["tid"].as_u64().unwrap()))

@@ -5,11 +5,11 @@
 //!
 //! Go's trace is read by the newest toolchain's `go tool trace -d=parsed`, which also reads the
 //! older format Go <= 1.21 programs write.
+use std::path::Path;
 use std::process::Command;
 
-use gmp_trace_tests::{
-    build_sample, gmp_trace_bin, go_binary, require_bpf, scratch_dir, Variant, GO_VERSIONS,
-};
+use gmp_trace_tests::{gmp_trace_bin, go_binary, require_bpf, Sample, Variant, GO_VERSIONS};
+use serde_json::Value;
 
 /// The five transitions issue 4 names, by Go's event names.
 const ISSUE_ROWS: &[(&str, &str, &str)] = &[
@@ -22,41 +22,44 @@ const ISSUE_ROWS: &[(&str, &str, &str)] = &[
 
 /// `procs`: GOMAXPROCS values the sample cycles through, one per round (`-procs`).
 fn matches_go_tracer(go: &str, procs: Option<&str>) {
-    let bin = build_sample("traced", go, Variant::Default);
-    let dir = scratch_dir(&format!("fidelity-{go}-{}", procs.unwrap_or("fixed")));
-    let rec = dir.join("run.gmpt");
-    let go_trace = dir.join("go.trace");
-    let o = Command::new(gmp_trace_bin())
-        .arg("-q")
-        .arg("--record")
-        .arg(&rec)
-        .arg("--")
-        .arg(&bin)
-        .arg("-trace")
-        .arg(&go_trace)
-        .args(["-rounds", "10"])
+    let trace = Sample::build("traced", go, Variant::Default)
+        .trace(&format!("fidelity-{go}-{}", procs.unwrap_or("fixed")));
+    let (rec, go_trace) = (trace.file("run.gmpt"), trace.file("go.trace"));
+    let run = trace
+        .no_output()
+        .no_summary()
+        .opts(["-q", "--record", rec.to_str().unwrap()])
+        .args(["-trace", go_trace.to_str().unwrap(), "-rounds", "10"])
         .args(procs.map(|p| ["-procs", p]).into_iter().flatten())
-        .output()
-        .expect("run gmp-trace");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "gmp-trace --record failed:\n{stderr}");
+        .run();
+    let stderr = &run.stderr;
+    assert!(run.status.success(), "gmp-trace --record failed:\n{stderr}");
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("traced done"),
+        run.stdout.contains("traced done"),
         "the sample did not finish:\n{stderr}"
     );
 
-    let json = dir.join("compare.json");
+    let r = compare(go, &rec, &go_trace, &run.dir.join("compare.json"));
+    assert_every_creation_matched(&r);
+    assert_issue_transitions_matched(&r);
+    let identity = assert_gostart_placement(&r, go);
+    assert_whole_window_compared(&r, identity);
+}
+
+/// `gmp-trace compare` of our recording with Go's trace, required to match 99.9%; returns its
+/// JSON report.
+fn compare(go: &str, rec: &Path, go_trace: &Path, json: &Path) -> Value {
     let o = Command::new(gmp_trace_bin())
         .arg("compare")
         .arg("--recording")
-        .arg(&rec)
+        .arg(rec)
         .arg("--go-trace")
-        .arg(&go_trace)
+        .arg(go_trace)
         .arg("--go")
         // The newest toolchain's `go tool trace` reads every version's traces.
         .arg(go_binary(GO_VERSIONS[0]))
         .args(["--min-match", "99.9", "--detail", "5", "--json"])
-        .arg(&json)
+        .arg(json)
         .output()
         .expect("run gmp-trace compare");
     let table = String::from_utf8_lossy(&o.stdout);
@@ -69,21 +72,31 @@ fn matches_go_tracer(go: &str, procs: Option<&str>) {
         Some(0),
         "compare with --min-match 99.9 failed for Go {go}:\n{table}{stderr}"
     );
+    serde_json::from_str(&std::fs::read_to_string(json).expect("compare wrote its JSON"))
+        .expect("compare JSON parses")
+}
 
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("compare wrote its JSON"))
-            .expect("compare JSON parses");
-    let rows = r["rows"].as_array().expect("rows");
-    let row = |name: &str| {
-        rows.iter()
-            .find(|x| x["name"] == name)
-            .unwrap_or_else(|| panic!("no row {name} in {r}"))
-    };
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
-    let pct = |v: &serde_json::Value| v.as_f64();
+/// The report's row for one of Go's event types.
+fn row<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap_or_else(|| panic!("no row {name} in {r}"))
+}
 
-    // Every goroutine created in Go's window, with the same creator, and none extra.
-    let create = row("GoCreate");
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+fn pct(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// Every goroutine created in Go's window, with the same creator, and none extra.
+fn assert_every_creation_matched(r: &Value) {
+    let create = row(r, "GoCreate");
     assert_eq!(create["from"], "NotExist");
     assert_eq!(create["to"], "Runnable");
     assert!(
@@ -92,9 +105,12 @@ fn matches_go_tracer(go: &str, procs: Option<&str>) {
     );
     assert_eq!(pct(&create["match_pct"]), Some(100.0), "GoCreate: {create}");
     assert_eq!(n(&create["extra"]), 0, "GoCreate: {create}");
+}
 
+/// The transitions issue 4 names match 99.9%, and the workload has enough of them to judge.
+fn assert_issue_transitions_matched(r: &Value) {
     for (name, from, to) in ISSUE_ROWS {
-        let x = row(name);
+        let x = row(r, name);
         assert_eq!(x["from"], *from, "{name}");
         assert_eq!(x["to"], *to, "{name}");
         if n(&x["go"]) == 0 {
@@ -108,11 +124,14 @@ fn matches_go_tracer(go: &str, procs: Option<&str>) {
     }
     // The sample's workload has all of these every run.
     for name in ["GoStart", "GoBlock", "GoUnblock", "GoDestroy"] {
-        assert!(n(&row(name)["go"]) > 100, "too few {name} to judge");
+        assert!(n(&row(r, name)["go"]) > 100, "too few {name} to judge");
     }
+}
 
+/// Each GoStart is on the same M and P in both traces. Returns how Go's trace names Ms.
+fn assert_gostart_placement(r: &Value, go: &str) -> &'static str {
     let pl = &r["gostart_placement"];
-    assert_eq!(n(&pl["go_starts"]), n(&row("GoStart")["go"]));
+    assert_eq!(n(&pl["go_starts"]), n(&row(r, "GoStart")["go"]));
     let same_m = pct(&pl["same_m_pct"]).expect("same M %");
     let same_p = pct(&pl["same_p_pct"]).expect("same P %");
     assert!(same_m >= 99.9, "GoStart on the same M {same_m:.2}%: {pl}");
@@ -124,8 +143,11 @@ fn matches_go_tracer(go: &str, procs: Option<&str>) {
         "tid"
     };
     assert_eq!(pl["m_identity"], identity);
+    identity
+}
 
-    // Nothing was silently dropped: the comparison saw the whole window.
+/// Nothing was silently dropped: the comparison saw the whole window, on the same clock.
+fn assert_whole_window_compared(r: &Value, identity: &str) {
     let w = &r["window"];
     assert!(
         w["end"].as_i64().unwrap() - w["start"].as_i64().unwrap() > 1_000_000,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use gmp_trace_tests::{build_sample, gmp_trace_bin, scratch_dir, workspace_root, Variant};
+use gmp_trace_tests::{build_sample, replay, scratch_dir, workspace_root, Variant};
 
 fn check(name: &str, sample: &str, go: &str) {
     let data = workspace_root().join("tests/data");
@@ -18,16 +18,11 @@ fn check(name: &str, sample: &str, go: &str) {
         ("events.jsonl", "-o"),
         ("graph.dot", "--graph"),
     ];
-    let mut cmd = Command::new(gmp_trace_bin());
-    cmd.arg("replay")
-        .arg(&rec)
-        .arg("--binary")
-        .arg(&bin)
-        .arg("-q");
-    for (file, flag) in outs {
-        cmd.arg(flag).arg(dir.join(file));
-    }
-    let o = cmd.output().unwrap();
+    let outputs: Vec<_> = outs
+        .iter()
+        .map(|(file, flag)| (*flag, dir.join(file)))
+        .collect();
+    let o = replay(&rec, &bin, &outputs);
     assert!(
         o.status.success(),
         "replay failed: {}",

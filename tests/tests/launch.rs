@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use gmp_trace_tests::{
-    build_sample, of_kind, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS,
+    of_kind, phase_events, require_bpf, Sample, TraceRun, Variant, GO_VERSIONS,
     MATRIX_TEST_VERSIONS,
 };
+use serde_json::Value;
 
 /// What a runtime-started goroutine is for, by its start function (names differ by version:
 /// closures are `funcN` up to Go 1.21 and `gowrapN` from 1.22).
@@ -20,22 +21,28 @@ fn runtime_role(start_fn: &str) -> Option<&'static str> {
     })
 }
 
+/// fanout with `n` workers, each starting one child; GOGC=off: no GC cycle, so no GC worker
+/// goroutines, and what the runtime starts is then fixed.
+fn trace_fanout(sample: &Sample, scratch: &str, n: usize, opts: &[&str]) -> TraceRun {
+    sample
+        .trace(scratch)
+        .opts(opts)
+        .args([n.to_string()])
+        .env("GOGC", "off")
+        .run()
+}
+
 fn fanout_exact_count(go: &str, variant: Variant) {
     // The cgo cell uses a sample that really calls C (runtime/cgo, libc, external link).
-    let sample = if variant == Variant::Cgo {
+    let name = if variant == Variant::Cgo {
         "cgofan"
     } else {
         "fanout"
     };
-    let bin = build_sample(sample, go, variant);
-    let dir = scratch_dir(&format!("launch-{sample}-{go}-{}", variant.name()));
+    let sample = Sample::build(name, go, variant);
     let n = 40;
-    // GOGC=off: no GC cycle, so no GC worker goroutines; what the runtime starts is then fixed.
-    let run = trace(
-        &dir,
-        &["-q", "--", bin.to_str().unwrap(), &n.to_string()],
-        &[("GOGC", "off")],
-    );
+    let scratch = format!("launch-{name}-{go}-{}", variant.name());
+    let run = trace_fanout(&sample, &scratch, n, &["-q"]);
     assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
     // The child's stdout passes through untouched.
     assert!(
@@ -44,16 +51,28 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         "stdout: {:?}",
         run.stdout
     );
-    let printed = 2 * n;
+    assert_launch_summary(&run, go);
+    let user = assert_every_goroutine_accounted(&run, 2 * n);
+    assert_creation_tree(&run, &user, n);
+    assert_every_thread_seen_starting(&run);
+    assert_every_user_goroutine_exited(&run, &user);
+    assert_asm_entry_points_read_g(&run);
+    assert_startup_timeline(&run.summary);
+}
+
+fn assert_launch_summary(run: &TraceRun, go: &str) {
     let s = &run.summary;
     assert_eq!(s["go_version"], format!("go{go}"));
     assert_eq!(s["mode"], "launch");
     assert_eq!(s["exit_code"], 0);
     assert_eq!(s["lost_events"], 0, "events were lost: {}", run.stderr);
+}
 
-    // Every goroutine created is accounted for: the program's own, plus the runtime's five.
+/// Every goroutine created is accounted for: the program's own (`printed` of them), plus the
+/// runtime's five. Returns the program's own creations.
+fn assert_every_goroutine_accounted(run: &TraceRun, printed: usize) -> Vec<&Value> {
     let creates = of_kind(&run.events, "go_create");
-    assert_eq!(s["goroutines_created"], creates.len() as u64);
+    assert_eq!(run.summary["goroutines_created"], creates.len() as u64);
     let mut user = Vec::new();
     let mut roles = BTreeMap::new();
     for c in &creates {
@@ -75,10 +94,14 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         "runtime goroutines: {roles:?}"
     );
     assert_eq!(creates.len(), printed + 5);
+    user
+}
 
-    // The creation tree: g1 (from g0) creates the workers, each worker creates one child.
-    let main_g = creates
-        .iter()
+/// The creation tree: g1 (from g0) creates the `n` workers, each worker creates one child; and
+/// runtime.main runs once, on g1.
+fn assert_creation_tree(run: &TraceRun, user: &[&Value], n: usize) {
+    let main_g = of_kind(&run.events, "go_create")
+        .into_iter()
         .find(|c| c["start_fn"] == "runtime.main")
         .unwrap();
     assert_eq!(main_g["goid"], 1);
@@ -94,14 +117,16 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         .filter(|c| workers.contains(&c["parent_goid"].as_u64().unwrap()));
     assert_eq!(children.count(), n, "goroutines created by the workers");
 
-    // runtime.main runs once, on g1.
     let mains = of_kind(&run.events, "runtime_main");
     assert_eq!(mains.len(), 1);
     assert_eq!(mains[0]["goid"], 1);
+}
 
-    // Every thread that ran Go code was seen starting, m0 included: runtime.mstart (assembly,
-    // the `mstart_m0` phase probe, which fires on every M) and then mstart1 (`mstart`). A thread
-    // started just as the process exits may get no further than runtime.mstart.
+/// Every thread that ran Go code was seen starting, m0 included: runtime.mstart (assembly,
+/// the `mstart_m0` phase probe, which fires on every M) and then mstart1 (`mstart`). A thread
+/// started just as the process exits may get no further than runtime.mstart.
+fn assert_every_thread_seen_starting(run: &TraceRun) {
+    let s = &run.summary;
     let started: BTreeSet<u64> = run
         .events
         .iter()
@@ -130,10 +155,12 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         "m0 (tid == pid) started"
     );
     assert_eq!(s["threads"], seen.len() as u64);
+}
 
-    // Every user goroutine ran and exited; each start was on a P. At this level (full) the
-    // exits come from casgstatus(_Grunning -> _Gdead), goexit1 is not probed: each exit is
-    // derived and sits right before its status change.
+/// Every user goroutine ran and exited; each start was on a P. At this level (full) the exits
+/// come from casgstatus(_Grunning -> _Gdead), goexit1 is not probed: each exit is derived and
+/// sits right before its status change.
+fn assert_every_user_goroutine_exited(run: &TraceRun, user: &[&Value]) {
     let go_exits = of_kind(&run.events, "go_exit");
     let exits: BTreeSet<u64> = go_exits
         .iter()
@@ -154,7 +181,7 @@ fn fanout_exact_count(go: &str, variant: Variant) {
             );
         }
     }
-    for u in &user {
+    for u in user {
         assert!(
             exits.contains(&u["goid"].as_u64().unwrap()),
             "no exit for {u}"
@@ -163,19 +190,17 @@ fn fanout_exact_count(go: &str, variant: Variant) {
     for e in of_kind(&run.events, "execute") {
         assert!(e["p"].as_i64().unwrap() >= 0, "execute without a P: {e}");
     }
+}
 
-    // Assembly entry points read g from the thread's TLS slot (fs base from the kernel's
-    // BTF, slot from rt0_go): each M's runtime.mstart names the same M its mstart1 does, and
-    // the exit comes from g1 (runtime.main returning).
+/// Assembly entry points read g from the thread's TLS slot (fs base from the kernel's BTF, slot
+/// from rt0_go): each M's runtime.mstart names the same M its mstart1 does, and the exit comes
+/// from g1 (runtime.main returning).
+fn assert_asm_entry_points_read_g(run: &TraceRun) {
     let m_of_tid: BTreeMap<u64, i64> = of_kind(&run.events, "mstart")
         .iter()
         .map(|e| (e["tid"].as_u64().unwrap(), e["m"].as_i64().unwrap()))
         .collect();
-    let asm_mstarts: Vec<&serde_json::Value> = run
-        .events
-        .iter()
-        .filter(|e| e["kind"] == "phase" && e["phase"] == "mstart_m0")
-        .collect();
+    let asm_mstarts = phase_events(&run.events, "mstart_m0");
     let asm_tids: BTreeSet<u64> = asm_mstarts
         .iter()
         .map(|e| e["tid"].as_u64().unwrap())
@@ -199,10 +224,8 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         }
         assert_eq!(e["goid"], 0, "mstart runs on the M's g0: {e}");
     }
-    let exit = run
-        .events
-        .iter()
-        .find(|e| e["kind"] == "phase" && e["phase"] == "exit")
+    let exit = *phase_events(&run.events, "exit")
+        .first()
         .expect("exit phase");
     assert_eq!(exit["goid"], 1, "{exit}");
     assert_eq!(
@@ -210,9 +233,11 @@ fn fanout_exact_count(go: &str, variant: Variant) {
         m_of_tid[&exit["tid"].as_u64().unwrap()],
         "{exit}"
     );
+}
 
-    // The startup timeline in every variant: package inits named by import path (through
-    // pclntab when stripped), runtime's before os's (which fmt imports), main.main last.
+/// The startup timeline in every variant: package inits named by import path (through pclntab
+/// when stripped), runtime's before os's (which fmt imports), main.main last.
+fn assert_startup_timeline(s: &Value) {
     assert_eq!(s["startup_observed"], true);
     let order: Vec<&str> = s["init_order"]
         .as_array()
@@ -243,12 +268,7 @@ fn fanout_exact_count(go: &str, variant: Variant) {
 
 /// Every build variant of one Go version, each checked exactly.
 fn all_variants(go: &str) {
-    for v in [
-        Variant::Default,
-        Variant::Stripped,
-        Variant::Pie,
-        Variant::Cgo,
-    ] {
+    for v in Variant::ALL {
         eprintln!("fan-out, Go {go}, {}", v.name());
         fanout_exact_count(go, v);
     }
@@ -284,20 +304,13 @@ fn fanout_second_suite_version() {
 #[test]
 fn lifecycle_level_creations_and_exits_only() {
     require_bpf!();
-    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
-    let dir = scratch_dir("launch-lifecycle");
+    let fanout = Sample::build("fanout", GO_VERSIONS[0], Variant::Default);
     let n = 40;
-    let run = trace(
-        &dir,
-        &[
-            "-q",
-            "--level",
-            "lifecycle",
-            "--",
-            bin.to_str().unwrap(),
-            &n.to_string(),
-        ],
-        &[("GOGC", "off")],
+    let run = trace_fanout(
+        &fanout,
+        "launch-lifecycle",
+        n,
+        &["-q", "--level", "lifecycle"],
     );
     assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
     assert_eq!(run.summary["lost_events"], 0, "{}", run.stderr);
@@ -338,13 +351,11 @@ fn lifecycle_level_creations_and_exits_only() {
 #[test]
 fn exit_status_and_stderr_pass_through() {
     require_bpf!();
-    let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
-    let dir = scratch_dir("launch-exit-status");
-    let run = trace(
-        &dir,
-        &["-q", "--", bin.to_str().unwrap(), "not-a-number"],
-        &[],
-    );
+    let run = Sample::build("fanout", GO_VERSIONS[0], Variant::Default)
+        .trace("launch-exit-status")
+        .opts(["-q"])
+        .args(["not-a-number"])
+        .run();
     assert_eq!(
         run.status.code(),
         Some(2),

@@ -1,6 +1,7 @@
 //! The startup timeline against the Go runtime's own account of it (GODEBUG=inittrace=1, which
 //! prints one line per init task with its duration) from the same run.
-use gmp_trace_tests::{build_sample, require_bpf, scratch_dir, trace, Variant, GO_VERSIONS};
+use gmp_trace_tests::{phase_events, require_bpf, Sample, TraceRun, Variant, GO_VERSIONS};
+use serde_json::Value;
 
 /// (package, clock ms) from inittrace lines: "init example.com/x @1.5 ms, 20 ms clock, ...".
 fn inittrace(stderr: &str) -> Vec<(String, f64)> {
@@ -27,17 +28,32 @@ fn startup_matches_inittrace(go: &str, variant: Variant) {
     // Held from the build on: on a clean checkout the other tests' `go build`s would otherwise
     // compile on both CPUs while this one is traced.
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let bin = build_sample("initorder", go, variant);
-    let dir = scratch_dir(&format!("startup-{go}-{variant:?}"));
-    let run = trace(
-        &dir,
-        &["-q", "--", bin.to_str().unwrap()],
-        &[("GODEBUG", "inittrace=1")],
-    );
+    let run = Sample::build("initorder", go, variant)
+        .trace(&format!("startup-{go}-{variant:?}"))
+        .opts(["-q"])
+        .env("GODEBUG", "inittrace=1")
+        .run();
     assert!(run.status.success(), "{}", run.stderr);
     let s = &run.summary;
     assert_eq!(s["startup_observed"], true);
     let phases = s["startup"].as_array().unwrap();
+    assert_top_level_phases(phases);
+    assert_phases_on_their_goroutines(phases);
+    let ours = assert_inits_match_inittrace(&run, phases, go);
+    assert_sleeping_inits_timed(&ours);
+    assert_alpha_init_creates_its_goroutine(&run, phases);
+}
+
+/// The summary's phase called `name`.
+fn phase<'a>(phases: &'a [Value], name: &str) -> &'a Value {
+    phases
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name}"))
+}
+
+/// The top-level phases, all of them, in order, from exec at 0.
+fn assert_top_level_phases(phases: &[Value]) {
     let top: Vec<&str> = phases
         .iter()
         .filter(|p| p["depth"] == 0)
@@ -64,13 +80,20 @@ fn startup_matches_inittrace(go: &str, variant: Variant) {
             "exit(0)"
         ]
     );
-    let get = |n: &str| {
-        phases
-            .iter()
-            .find(|p| p["phase"] == n)
-            .unwrap_or_else(|| panic!("no phase {n}"))
-    };
-    assert_eq!(get("exec")["start_ns"], 0);
+    assert_eq!(phase(phases, "exec")["start_ns"], 0);
+    let starts: Vec<u64> = phases
+        .iter()
+        .filter(|p| p["depth"] == 0)
+        .map(|p| p["start_ns"].as_u64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] <= w[1]),
+        "phases out of order: {starts:?}"
+    );
+}
+
+/// runtime.main and what it calls run on g1 (on m0); what comes before it, on g0.
+fn assert_phases_on_their_goroutines(phases: &[Value]) {
     for (name, g) in [
         ("runtime.main on g1", 1),
         ("gcenable", 1),
@@ -84,18 +107,16 @@ fn startup_matches_inittrace(go: &str, variant: Variant) {
             .unwrap();
         assert_eq!(p["g"], g, "{name} runs on g{g}: {p}");
     }
-    assert_eq!(get("runtime.main on g1")["m"], 0, "runtime.main runs on m0");
-    let starts: Vec<u64> = phases
-        .iter()
-        .filter(|p| p["depth"] == 0)
-        .map(|p| p["start_ns"].as_u64().unwrap())
-        .collect();
-    assert!(
-        starts.windows(2).all(|w| w[0] <= w[1]),
-        "phases out of order: {starts:?}"
+    assert_eq!(
+        phase(phases, "runtime.main on g1")["m"],
+        0,
+        "runtime.main runs on m0"
     );
+}
 
-    // Same packages, same order, durations within tolerance.
+/// Same packages as inittrace prints, same order, durations within tolerance. Returns ours:
+/// (package, ms).
+fn assert_inits_match_inittrace(run: &TraceRun, phases: &[Value], go: &str) -> Vec<(String, f64)> {
     let theirs = inittrace(&run.stderr);
     assert!(theirs.len() >= 10, "inittrace lines: {}", run.stderr);
     let ours: Vec<(String, f64)> = phases
@@ -107,7 +128,10 @@ fn startup_matches_inittrace(go: &str, variant: Variant) {
         .collect();
     let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&ours), names(&theirs), "init order");
-    assert_eq!(s["init_order"].as_array().unwrap().len(), ours.len());
+    assert_eq!(
+        run.summary["init_order"].as_array().unwrap().len(),
+        ours.len()
+    );
     let mut diffs = Vec::new();
     let mut outliers = Vec::new();
     for ((name, ours_ms), (_, theirs_ms)) in ours.iter().zip(&theirs) {
@@ -138,27 +162,24 @@ fn startup_matches_inittrace(go: &str, variant: Variant) {
         diffs[diffs.len() / 2].abs(),
         diffs.last().unwrap().abs()
     );
-    let alpha = ours
-        .iter()
-        .find(|(n, _)| n == "example.com/initorder/alpha")
-        .unwrap()
-        .1;
-    let gamma = ours
-        .iter()
-        .find(|(n, _)| n == "example.com/initorder/gamma")
-        .unwrap()
-        .1;
+    ours
+}
+
+/// The sample's alpha and gamma inits sleep 20 and 5 ms.
+fn assert_sleeping_inits_timed(ours: &[(String, f64)]) {
+    let ms = |pkg: &str| ours.iter().find(|(n, _)| n == pkg).unwrap().1;
+    let alpha = ms("example.com/initorder/alpha");
+    let gamma = ms("example.com/initorder/gamma");
     assert!(
         alpha >= 20.0 && gamma >= 5.0,
         "alpha {alpha} ms (sleeps 20), gamma {gamma} ms (sleeps 5)"
     );
-    // The goroutine alpha's init starts is created during its init phase, by g1.
-    let alpha_phase = get("init example.com/initorder/alpha");
-    let t0 = run
-        .events
-        .iter()
-        .find(|e| e["kind"] == "phase" && e["phase"] == "exec")
-        .unwrap()["ts"]
+}
+
+/// The goroutine alpha's init starts is created during its init phase, by g1.
+fn assert_alpha_init_creates_its_goroutine(run: &TraceRun, phases: &[Value]) {
+    let alpha_phase = phase(phases, "init example.com/initorder/alpha");
+    let t0 = phase_events(&run.events, "exec").first().unwrap()["ts"]
         .as_u64()
         .unwrap();
     let (a, b) = (

@@ -2,11 +2,10 @@
 //! queues bursts of goroutines on one P with GOMAXPROCS=2, so the other P's M spins and steals.
 //! Needs root and BPF (skips with the reason otherwise).
 use std::collections::{HashMap, HashSet};
-use std::process::Command;
+use std::path::Path;
 
 use gmp_trace_tests::{
-    build_sample, gmp_trace_bin, of_kind, read_jsonl, require_bpf, scratch_dir, trace, Variant,
-    ALL_GO_VERSIONS,
+    of_kind, read_jsonl, replay, require_bpf, Sample, TraceRun, Variant, ALL_GO_VERSIONS,
 };
 use serde_json::Value;
 
@@ -19,22 +18,14 @@ fn i(v: &Value) -> i64 {
 }
 
 fn check(go: &str) {
-    let bin = build_sample("stealer", go, Variant::Default);
-    let dir = scratch_dir(&format!("stealing-{go}"));
-    let rec = dir.join("run.gmpt");
+    let stealer = Sample::build("stealer", go, Variant::Default);
+    let trace = stealer.trace(&format!("stealing-{go}"));
+    let rec = trace.file("run.gmpt");
     let bursts = 20;
-    let run = trace(
-        &dir,
-        &[
-            "-q",
-            "--record",
-            rec.to_str().unwrap(),
-            "--",
-            bin.to_str().unwrap(),
-            &bursts.to_string(),
-        ],
-        &[],
-    );
+    let run = trace
+        .opts(["-q", "--record", rec.to_str().unwrap()])
+        .args([bursts.to_string()])
+        .run();
     assert!(
         run.status.success(),
         "go{go}: gmp-trace failed: {}",
@@ -45,9 +36,26 @@ fn check(go: &str) {
         format!("started {} goroutines\n", bursts * 32),
         "go{go}"
     );
-    let s = &run.summary;
-    assert_eq!(s["lost_events"], 0, "go{go}: events were lost");
+    assert_eq!(run.summary["lost_events"], 0, "go{go}: events were lost");
 
+    let steals = assert_stolen_goroutines_run_on_the_thief(go, &run);
+    let (moved, failed_total) = assert_summary_counts_the_steals(go, &run, &steals);
+    assert_thieves_spin(go, &run, &steals);
+    assert_replay_remakes_the_events(go, &run, &rec, &stealer.bin);
+    let w = &run.summary["work_stealing"];
+    eprintln!(
+        "go{go}: {} steals ({} goroutines) of {} attempts, {} spinning spells, {:.3} ms spinning",
+        steals.len(),
+        moved,
+        steals.len() as u64 + failed_total,
+        u(&w["spins"]),
+        u(&w["spinning_ns"]) as f64 / 1e6
+    );
+}
+
+/// Steals were seen, each between two Ps of a goroutine that exists; runqsteal's result is what
+/// findRunnable returns, so the thief's M runs it next, on the thief's P. Returns the steals.
+fn assert_stolen_goroutines_run_on_the_thief<'a>(go: &str, run: &'a TraceRun) -> Vec<&'a Value> {
     let created: HashSet<u64> = of_kind(&run.events, "go_create")
         .iter()
         .map(|e| u(&e["goid"]))
@@ -71,8 +79,6 @@ fn check(go: &str) {
             "go{go}: stole a goroutine never created: {st}"
         );
         assert!((1..=128).contains(&u(&st["goroutines"])), "go{go}: {st}");
-        // runqsteal's result is what findRunnable returns: the thief's M runs it next, on
-        // the thief's P.
         let next = executes
             .get(&goid)
             .and_then(|v| v.iter().filter(|x| x.0 >= u(&st["ts"])).min_by_key(|x| x.0))
@@ -83,8 +89,13 @@ fn check(go: &str) {
             "go{go}: stolen G ran elsewhere: {st}"
         );
     }
+    steals
+}
 
-    // The summary agrees with the events.
+/// The summary's work-stealing section and per-P counts agree with the events. Returns the
+/// goroutines moved and the failed attempts.
+fn assert_summary_counts_the_steals(go: &str, run: &TraceRun, steals: &[&Value]) -> (u64, u64) {
+    let s = &run.summary;
     let w = &s["work_stealing"];
     assert_eq!(u(&w["steals"]), steals.len() as u64, "go{go}");
     let moved: u64 = steals.iter().map(|e| u(&e["goroutines"])).sum();
@@ -104,8 +115,13 @@ fn check(go: &str) {
         .max()
         .unwrap_or(0);
     assert_eq!(u(&w["failed_attempts"]), failed_total, "go{go}");
+    (moved, failed_total)
+}
 
-    // Spinning: spells seen, on Ms that stole, ended by resetspinning at least once.
+/// Spinning: spells seen, on Ms that stole, ended by resetspinning at least once.
+fn assert_thieves_spin(go: &str, run: &TraceRun, steals: &[&Value]) {
+    let s = &run.summary;
+    let w = &s["work_stealing"];
     assert!(
         u(&w["spins"]) > 0 && u(&w["spinning_ns"]) > 0,
         "go{go}: {w}"
@@ -122,36 +138,21 @@ fn check(go: &str) {
         threads.iter().map(|t| u(&t["spinning_ns"])).sum::<u64>(),
         u(&w["spinning_ns"])
     );
-    for st in &steals {
+    for st in steals {
         assert!(
             spun.contains(&u(&st["tid"])),
             "go{go}: a non-spinning M stole: {st}"
         );
     }
     assert!(u(&w["max_spinning_ms"]) >= 1, "go{go}: {w}");
+}
 
-    // A replay of the recording remakes the same events.
-    let replayed = dir.join("replayed.jsonl");
-    let o = Command::new(gmp_trace_bin())
-        .arg("replay")
-        .arg(&rec)
-        .arg("--binary")
-        .arg(&bin)
-        .arg("-q")
-        .arg("-o")
-        .arg(&replayed)
-        .output()
-        .unwrap();
+/// A replay of the recording remakes the same events.
+fn assert_replay_remakes_the_events(go: &str, run: &TraceRun, rec: &Path, bin: &Path) {
+    let replayed = run.dir.join("replayed.jsonl");
+    let o = replay(rec, bin, &[("-o", &replayed)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(read_jsonl(&replayed), run.events, "go{go}: replay differs");
-    eprintln!(
-        "go{go}: {} steals ({} goroutines) of {} attempts, {} spinning spells, {:.3} ms spinning",
-        steals.len(),
-        moved,
-        steals.len() as u64 + failed_total,
-        u(&w["spins"]),
-        u(&w["spinning_ns"]) as f64 / 1e6
-    );
 }
 
 #[test]

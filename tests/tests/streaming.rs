@@ -4,24 +4,17 @@
 //! must be lost, and the loss must be reported exactly: the JSONL `lost` events add up to the
 //! summary's `lost_events`, and received + lost still accounts for the work the program did.
 //! Needs root and BPF (skips with the reason otherwise).
-use gmp_trace_tests::{build_sample, of_kind, require_bpf, scratch_dir, trace, TraceRun, Variant};
+use gmp_trace_tests::{of_kind, require_bpf, Sample, TraceRun, Variant};
 
 const GO: &str = "1.27.3";
 
 fn flood(name: &str, extra: &[&str]) -> (TraceRun, f64) {
-    let bin = build_sample("flood", GO, Variant::Default);
-    let dir = scratch_dir(name);
-    let mut args = vec!["-q"];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "--",
-        bin.to_str().unwrap(),
-        "-pairs",
-        "2",
-        "-duration",
-        "2s",
-    ]);
-    let run = trace(&dir, &args, &[]);
+    let run = Sample::build("flood", GO, Variant::Default)
+        .trace(name)
+        .opts(["-q"])
+        .opts(extra)
+        .args(["-pairs", "2", "-duration", "2s"])
+        .run();
     assert!(run.status.success(), "gmp-trace failed: {}", run.stderr);
     // The program's own count of its work: `... round_trips=N elapsed_ns=T`.
     let trips: f64 = run
