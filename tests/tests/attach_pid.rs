@@ -51,6 +51,16 @@ fn attach_and_detach_cleanly(links: &str) {
 
     assert_probes_in_and_out(&s, &before, &during, &after);
     assert_links_of_the_kind_asked(&s, links, pid, &links_during);
+    // The human summary says which kind of link the probes used.
+    let kind = if links == "multi" {
+        "uprobe_multi"
+    } else {
+        "perf_event"
+    };
+    assert!(
+        stderr.contains(&format!("programs, {kind} links")),
+        "the summary names no {kind} links: {stderr}"
+    );
     assert_no_link_left(&links_during);
     assert_pid_mode_summary(&s, pid);
     assert_parker_seen_working(&read_jsonl(&events), pid);
