@@ -235,10 +235,10 @@ fn workload(bench: &Path, w: &str, n: u32) -> Vec<String> {
     ]
 }
 
-fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
-    let bench = build_sample("bench", go, Variant::Default);
-    let b = |w: &str, n: u32| workload(&bench, w, n);
-    let workloads: Vec<(&str, Vec<String>, bool)> = vec![
+/// The overhead workloads: (name, command line, whether runtime/trace runs it too).
+fn overhead_workloads(bench: &Path) -> Vec<(&'static str, Vec<String>, bool)> {
+    let b = |w: &str, n: u32| workload(bench, w, n);
+    vec![
         (
             "channel ping-pong (50k round trips)",
             b("pingpong", 50_000),
@@ -257,82 +257,42 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
             b("httprate", 10_000),
             true,
         ),
-    ];
-    let modes = [
-        Mode::Untraced,
-        Mode::GoTrace,
-        Mode::Level("lifecycle"),
-        Mode::Level("sched"),
-        Mode::Level("full"),
-        Mode::Aggregate,
-    ];
-    let full_idx = modes
-        .iter()
-        .position(|m| *m == Mode::Level("full"))
-        .unwrap_or(0);
+    ]
+}
+
+/// The overhead table's columns, untraced first.
+const OVERHEAD_MODES: [Mode; 6] = [
+    Mode::Untraced,
+    Mode::GoTrace,
+    Mode::Level("lifecycle"),
+    Mode::Level("sched"),
+    Mode::Level("full"),
+    Mode::Aggregate,
+];
+
+fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
+    let bench = build_sample("bench", go, Variant::Default);
     let mut table = String::new();
     let _ = writeln!(
         table,
         "| workload | untraced | runtime/trace | lifecycle | sched | full | aggregate | events (full) | lost |"
     );
     let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|");
-    let mut latency_note = String::new();
-    for (name, cmd, go_trace) in &workloads {
+    let mut latency = String::new();
+    for (name, cmd, go_trace) in &overhead_workloads(&bench) {
         eprintln!("xtask: bench {name}: {runs} interleaved rounds");
-        let mut samples: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
+        let mut samples: Vec<Vec<Sample>> = OVERHEAD_MODES.iter().map(|_| Vec::new()).collect();
         for _ in 0..runs {
-            for (i, m) in modes.iter().enumerate() {
+            for (i, m) in OVERHEAD_MODES.iter().enumerate() {
                 if *m == Mode::GoTrace && !go_trace {
                     continue;
                 }
                 samples[i].push(run_once(gmp, *m, cmd, scratch)?);
             }
         }
-        let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
-        let base_cpu = median(samples[0].iter().map(|s| s.cpu_ns).collect());
-        let mut row = format!(
-            "| {name} | {:.1} ms wall, {:.1} ms CPU |",
-            base / 1e6,
-            base_cpu / 1e6
-        );
-        for (i, _) in modes.iter().enumerate().skip(1) {
-            let e = median(samples[i].iter().map(|s| s.elapsed_ns).collect());
-            let c = median(samples[i].iter().map(|s| s.cpu_ns).collect());
-            let _ = write!(row, " {:.2}x wall, {:.2}x CPU |", e / base, c / base_cpu);
-        }
-        let full = samples[full_idx].as_slice();
-        let ev = median(
-            full.iter()
-                .filter_map(|s| s.events.map(|e| e as f64))
-                .collect(),
-        );
-        let lost: u64 = full.iter().filter_map(|s| s.lost).sum();
-        let _ = writeln!(table, "{row} {ev:.0} | {lost} |");
-        // The bounded load: its wall ratio is the throughput lost; latency tells the rest.
-        if samples[0].iter().any(|s| s.p99_us.is_some()) {
-            let pct = |i: usize, f: fn(&Sample) -> Option<f64>| {
-                median(samples[i].iter().filter_map(f).collect())
-            };
-            let lat: Vec<String> = modes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !samples[*i].is_empty())
-                .map(|(i, m)| {
-                    format!(
-                        "{}: {:.2} / {:.2} ms",
-                        m.label(),
-                        pct(i, |s| s.p50_us) / 1e3,
-                        pct(i, |s| s.p99_us) / 1e3
-                    )
-                })
-                .collect();
-            latency_note = format!(
-                "\n{name}: requests are issued open-loop at a fixed rate, so the wall ratio is \
-                 the throughput lost (a tracer that keeps up costs CPU and latency, not \
-                 throughput). Request latency p50 / p99 from each request's scheduled time, \
-                 medians over rounds: {}.\n",
-                lat.join("; ")
-            );
+        let _ = writeln!(table, "{}", overhead_row(name, &samples));
+        if let Some(note) = latency_note(name, &samples) {
+            latency = note;
         }
     }
     // gofmt over part of GOROOT/src: a real, unmodified program from the toolchain.
@@ -344,9 +304,66 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
         .unwrap_or_default();
     let gofmt_row = gofmt_bench(gmp, &gofmt, &goroot.join("src/net"), runs, scratch)?;
     let _ = writeln!(table, "{gofmt_row}");
-    table.push_str(&latency_note);
-
+    table.push_str(&latency);
     Ok(table)
+}
+
+/// One workload's row: the untraced times, each mode's ratios, the full level's events and loss.
+fn overhead_row(name: &str, samples: &[Vec<Sample>]) -> String {
+    let full_idx = OVERHEAD_MODES
+        .iter()
+        .position(|m| *m == Mode::Level("full"))
+        .unwrap_or(0);
+    let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
+    let base_cpu = median(samples[0].iter().map(|s| s.cpu_ns).collect());
+    let mut row = format!(
+        "| {name} | {:.1} ms wall, {:.1} ms CPU |",
+        base / 1e6,
+        base_cpu / 1e6
+    );
+    for s in samples.iter().skip(1) {
+        let e = median(s.iter().map(|s| s.elapsed_ns).collect());
+        let c = median(s.iter().map(|s| s.cpu_ns).collect());
+        let _ = write!(row, " {:.2}x wall, {:.2}x CPU |", e / base, c / base_cpu);
+    }
+    let full = samples[full_idx].as_slice();
+    let ev = median(
+        full.iter()
+            .filter_map(|s| s.events.map(|e| e as f64))
+            .collect(),
+    );
+    let lost: u64 = full.iter().filter_map(|s| s.lost).sum();
+    format!("{row} {ev:.0} | {lost} |")
+}
+
+/// The bounded load's note: its wall ratio is the throughput lost; latency tells the rest.
+fn latency_note(name: &str, samples: &[Vec<Sample>]) -> Option<String> {
+    if !samples[0].iter().any(|s| s.p99_us.is_some()) {
+        return None;
+    }
+    let pct = |i: usize, f: fn(&Sample) -> Option<f64>| {
+        median(samples[i].iter().filter_map(f).collect())
+    };
+    let lat: Vec<String> = OVERHEAD_MODES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !samples[*i].is_empty())
+        .map(|(i, m)| {
+            format!(
+                "{}: {:.2} / {:.2} ms",
+                m.label(),
+                pct(i, |s| s.p50_us) / 1e3,
+                pct(i, |s| s.p99_us) / 1e3
+            )
+        })
+        .collect();
+    Some(format!(
+        "\n{name}: requests are issued open-loop at a fixed rate, so the wall ratio is \
+         the throughput lost (a tracer that keeps up costs CPU and latency, not \
+         throughput). Request latency p50 / p99 from each request's scheduled time, \
+         medians over rounds: {}.\n",
+        lat.join("; ")
+    ))
 }
 
 /// Per-hit probe cost three ways, and (kernel.bpf_stats_enabled, in separate runs so its clock
@@ -354,20 +371,40 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
 /// is the uprobe trap and the kernel's dispatch to the program.
 fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(String, String)> {
     let bench = build_sample("bench", go, Variant::Default);
-    let b = |w: &str, n: u32| workload(&bench, w, n);
-    // Probe cost: per hit, three placements, same workload and run.
-    let cmd = b("pingpong", 50_000);
-    let cost_modes = [
+    let cmd = workload(&bench, "pingpong", 50_000);
+    let hits = placements(gmp, scratch, runs, &cmd)?;
+    let bodies = program_bodies(gmp, runs, &cmd)?;
+    let mut text = placement_table(&hits, &bodies);
+    text += &per_probe_table(&hits, &bodies);
+    text += &targets(&hits, &bodies);
+    Ok((
+        format!("## Probe cost (channel ping-pong, {:.0} hits)", hits.hits),
+        text,
+    ))
+}
+
+/// ns per hit of the three placements, from one interleaved set of runs.
+struct PerHit {
+    hits: f64,
+    placed: f64,
+    entry: f64,
+    floor: f64,
+}
+
+/// Per-hit cost, as placed, at function entry and of an empty program at the placed sites: the
+/// traced run's time over the untraced one, per event of the `full` run.
+fn placements(gmp: &Path, scratch: &Path, runs: usize, cmd: &[String]) -> anyhow::Result<PerHit> {
+    let modes = [
         Mode::Untraced,
         Mode::Level("full"),
         Mode::Entry,
         Mode::Empty,
     ];
-    let mut cs: Vec<Vec<Sample>> = cost_modes.iter().map(|_| Vec::new()).collect();
+    let mut cs: Vec<Vec<Sample>> = modes.iter().map(|_| Vec::new()).collect();
     eprintln!("xtask: bench probe cost: {runs} interleaved rounds");
     for _ in 0..runs {
-        for (i, m) in cost_modes.iter().enumerate() {
-            cs[i].push(run_once(gmp, *m, &cmd, scratch)?);
+        for (i, m) in modes.iter().enumerate() {
+            cs[i].push(run_once(gmp, *m, cmd, scratch)?);
         }
     }
     let base = median(cs[0].iter().map(|s| s.elapsed_ns).collect());
@@ -378,42 +415,65 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
             .collect(),
     );
     let per_hit = |i: usize| (median(cs[i].iter().map(|s| s.elapsed_ns).collect()) - base) / hits;
-    let (placed, entry, floor) = (per_hit(1), per_hit(2), per_hit(3));
-    // The programs' own time per run, as the kernel accounts it: over all, and per program.
+    Ok(PerHit {
+        hits,
+        placed: per_hit(1),
+        entry: per_hit(2),
+        floor: per_hit(3),
+    })
+}
+
+/// The programs' own run time per hit as the kernel accounts it (bpf_stats, in runs of their
+/// own so its clock reads do not inflate the timings): all programs, the empty one, the
+/// emit-only one, and each program of the full set.
+struct Bodies {
+    full: f64,
+    empty: f64,
+    emit: f64,
+    /// Program -> (runs, ns per run), one entry per round.
+    per_prog: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+}
+
+fn program_bodies(gmp: &Path, runs: usize, cmd: &[String]) -> anyhow::Result<Bodies> {
     let mut body = [Vec::new(), Vec::new(), Vec::new()];
     let mut per_prog: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
-    {
-        let _stats = crate::bench_daemon::BpfStats::enable()?;
-        eprintln!("xtask: bench probe cost: BPF program run time, {runs} rounds");
-        for _ in 0..runs {
-            for (i, flag) in ["--level=full", "--empty-probes", "--emit-only-probes"]
-                .iter()
-                .enumerate()
-            {
-                let progs = crate::bench_daemon::bpf_prog_stats(
-                    Command::new(gmp).arg("-q").arg(flag).arg("--").args(&cmd),
-                )?;
-                let (ns, cnt) = progs
-                    .values()
-                    .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
-                if cnt > 0.0 {
-                    body[i].push(ns / cnt);
-                }
-                if i == 0 {
-                    for (name, (ns, cnt)) in progs.into_iter().filter(|p| p.1 .1 > 0.0) {
-                        let e = per_prog.entry(name).or_default();
-                        e.0.push(cnt);
-                        e.1.push(ns / cnt);
-                    }
+    let _stats = crate::bench_daemon::BpfStats::enable()?;
+    eprintln!("xtask: bench probe cost: BPF program run time, {runs} rounds");
+    for _ in 0..runs {
+        for (i, flag) in ["--level=full", "--empty-probes", "--emit-only-probes"]
+            .iter()
+            .enumerate()
+        {
+            let progs = crate::bench_daemon::bpf_prog_stats(
+                Command::new(gmp).arg("-q").arg(flag).arg("--").args(cmd),
+            )?;
+            let (ns, cnt) = progs
+                .values()
+                .fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1));
+            if cnt > 0.0 {
+                body[i].push(ns / cnt);
+            }
+            if i == 0 {
+                for (name, (ns, cnt)) in progs.into_iter().filter(|p| p.1 .1 > 0.0) {
+                    let e = per_prog.entry(name).or_default();
+                    e.0.push(cnt);
+                    e.1.push(ns / cnt);
                 }
             }
         }
     }
-    let (body_full, body_empty, body_emit) = (
-        median(body[0].clone()),
-        median(body[1].clone()),
-        median(body[2].clone()),
-    );
+    let [full, empty, emit] = body.map(median);
+    Ok(Bodies {
+        full,
+        empty,
+        emit,
+        per_prog,
+    })
+}
+
+fn placement_table(h: &PerHit, b: &Bodies) -> String {
+    let (floor, placed, entry) = (h.floor, h.placed, h.entry);
+    let (body_full, body_empty, body_emit) = (b.full, b.empty, b.emit);
     let mut cost = String::new();
     let _ = writeln!(
         cost,
@@ -448,21 +508,26 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
         body_full - body_emit,
         floor * 0.2
     );
+    cost
+}
+
+fn per_probe_table(h: &PerHit, b: &Bodies) -> String {
+    let mut cost = String::new();
     let _ = writeln!(
         cost,
         "\n| probe (BPF program), level full | runs | program body | per hit, estimated | vs floor |"
     );
     let _ = writeln!(cost, "|---|---|---|---|---|");
-    let mut progs: Vec<_> = per_prog.into_iter().collect();
-    progs.sort_by(|a, b| median(b.1 .0.clone()).total_cmp(&median(a.1 .0.clone())));
+    let mut progs: Vec<_> = b.per_prog.iter().collect();
+    progs.sort_by(|x, y| median(y.1 .0.clone()).total_cmp(&median(x.1 .0.clone())));
     for (name, (cnts, ns)) in progs {
-        let (cnt, ns) = (median(cnts), median(ns));
+        let (cnt, ns) = (median(cnts.clone()), median(ns.clone()));
         // One trap and dispatch (the floor less the empty program), plus this program's body.
-        let hit = floor - body_empty + ns;
+        let hit = h.floor - b.empty + ns;
         let _ = writeln!(
             cost,
             "| {name} | {cnt:.0} | {ns:.0} ns | {hit:.0} ns | {:.2}x |",
-            hit / floor
+            hit / h.floor
         );
     }
     let _ = writeln!(
@@ -476,10 +541,13 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
          rest of a hit is the uprobe trap, the kernel's uprobe dispatch and the cache damage \
          to the traced program."
     );
-    // The issue's targets against what this machine allows, from this run's figures.
-    let (budget, emit) = (floor * 0.2, body_emit - body_empty);
-    let _ = writeln!(
-        cost,
+    cost
+}
+/// The issue's two targets against what this machine allows, from this run's figures.
+fn targets(h: &PerHit, b: &Bodies) -> String {
+    let (floor, placed, entry) = (h.floor, h.placed, h.entry);
+    let (budget, emit) = (floor * 0.2, b.emit - b.empty);
+    format!(
         "\nTargets. Within 1.2x of the floor: {:.2}x as placed. The budget over the empty \
          program is {budget:.0} ns; emitting a record alone (clock, thread id, ring buffer) \
          takes {emit:.0} ns{}, and one 8-byte read of the runtime's memory ~120 ns more \
@@ -487,7 +555,7 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
          scheduler's state can meet it. At least 5x cheaper than entry placement: entry costs \
          {:.2}x the floor here, so 5x cheaper would be {:.2}x the floor, less than an empty \
          program at the same sites costs; as placed is {:.2}x cheaper than entry at equal \
-         coverage (the same programs at both placements).",
+         coverage (the same programs at both placements).\n",
         placed / floor,
         if emit >= budget {
             ", already past it".to_owned()
@@ -497,11 +565,7 @@ fn cost(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<(St
         entry / floor,
         entry / floor / 5.0,
         entry / placed
-    );
-    Ok((
-        format!("## Probe cost (channel ping-pong, {hits:.0} hits)"),
-        cost,
-    ))
+    )
 }
 
 /// gofmt has no self-timing: time it from outside, and for traced runs use the exec -> exit
