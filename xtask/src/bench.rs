@@ -341,9 +341,8 @@ fn latency_note(name: &str, samples: &[Vec<Sample>]) -> Option<String> {
     if !samples[0].iter().any(|s| s.p99_us.is_some()) {
         return None;
     }
-    let pct = |i: usize, f: fn(&Sample) -> Option<f64>| {
-        median(samples[i].iter().filter_map(f).collect())
-    };
+    let pct =
+        |i: usize, f: fn(&Sample) -> Option<f64>| median(samples[i].iter().filter_map(f).collect());
     let lat: Vec<String> = OVERHEAD_MODES
         .iter()
         .enumerate()
