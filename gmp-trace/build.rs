@@ -19,6 +19,8 @@ fn pinned_nightly() -> anyhow::Result<String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // aya-build watches the probes' folder; the wire types they are built from live next door.
+    println!("cargo::rerun-if-changed={EBPF_DIR}/../gmp-trace-common");
     let nightly = pinned_nightly()?;
     let ebpf = aya_build::Package {
         name: "gmp-trace-ebpf",
