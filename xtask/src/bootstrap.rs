@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use gmp_trace_tests::{tools_dir, ALL_GO_VERSIONS, GO_VERSIONS};
 
-use crate::{run, toolchain};
+use crate::{output, run, toolchain};
 
 /// What a command needs installed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,13 +82,6 @@ fn step(what: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
         eprintln!("xtask: [{:>5.1} s] {what}: done", took.as_secs_f64());
     }
     Ok(())
-}
-
-fn output(cmd: &mut Command) -> Option<String> {
-    let o = cmd.stderr(Stdio::null()).output().ok()?;
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// The pinned nightly's LLVM: (major version, the toolchain's libLLVM file).

@@ -115,6 +115,14 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A command's stdout when it runs and succeeds (its stderr discarded): for checks.
+pub fn output(cmd: &mut Command) -> Option<String> {
+    let o = cmd.stderr(std::process::Stdio::null()).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 pub fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {

@@ -10,12 +10,12 @@
 //! No root `rust-toolchain.toml`: with `RUSTUP_AUTO_INSTALL=0` (set on some machines) a pin
 //! that is not installed yet stops cargo before xtask could install it.
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context as _};
 use gmp_trace_tests::workspace_root;
 
-use crate::run;
+use crate::{output, run};
 
 /// The stable toolchain the userspace crates are built and tested with.
 pub const STABLE: &str = "1.99.1";
@@ -64,16 +64,9 @@ fn parse_toolchain_file(text: &str) -> anyhow::Result<(String, Vec<String>)> {
     Ok((channel, components))
 }
 
-fn quiet(cmd: &mut Command) -> Option<String> {
-    let o = cmd.stderr(Stdio::null()).output().ok()?;
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 /// Installs `toolchain` with `components` unless rustup already has all of them.
 fn ensure(toolchain: &str, components: &[String]) -> anyhow::Result<()> {
-    let installed = quiet(Command::new("rustup").args([
+    let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--installed",
@@ -133,7 +126,7 @@ pub fn install(lint: bool) -> anyhow::Result<()> {
 
 /// `rustc +TOOLCHAIN ARGS`'s output.
 pub fn rustc_output(toolchain: &str, args: &[&str]) -> anyhow::Result<String> {
-    quiet(
+    output(
         Command::new("rustup")
             .args(["run", toolchain, "rustc"])
             .args(args),

@@ -266,17 +266,7 @@ impl GoBinary {
             });
         }
 
-        let build_id = file
-            .section_by_name(".note.go.buildid")
-            .and_then(|s| s.data().ok())
-            .and_then(buildinfo::parse_build_id);
-        // object reads NT_GNU_BUILD_ID from the notes; present in externally linked binaries and
-        // when Go is asked for one (-ldflags=-B).
-        let gnu_build_id = file
-            .build_id()
-            .ok()
-            .flatten()
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
+        let (build_id, gnu_build_id) = elf_build_ids(&file);
         let symbols = SymbolTable::from_elf(&file);
         let segments = file
             .segments()
@@ -448,24 +438,22 @@ impl GoBinary {
 
     /// The file's bytes from `vaddr` to the end of the PT_LOAD segment holding it.
     fn file_bytes_from(&self, vaddr: u64) -> Option<&[u8]> {
-        self.segments.iter().find_map(|s| {
-            let delta = vaddr.checked_sub(s.vaddr)?;
-            if delta >= s.file_size {
-                return None;
-            }
-            let start = usize::try_from(s.file_offset.checked_add(delta)?).ok()?;
-            let end = usize::try_from(s.file_offset.checked_add(s.file_size)?).ok()?;
-            self.data.get(start..end)
-        })
+        let (start, s) = self.file_position(vaddr)?;
+        let end = s.file_offset.checked_add(s.file_size)?;
+        self.data
+            .get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
     }
 
     /// The file offset of `vaddr` through the PT_LOAD segment mapping it (what uprobes want).
     pub fn vaddr_to_file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.file_position(vaddr).map(|(off, _)| off)
+    }
+
+    /// `vaddr`'s file offset and the segment whose file contents hold it.
+    fn file_position(&self, vaddr: u64) -> Option<(u64, &Segment)> {
         self.segments.iter().find_map(|s| {
             let delta = vaddr.checked_sub(s.vaddr)?;
-            (delta < s.file_size)
-                .then(|| s.file_offset.checked_add(delta))
-                .flatten()
+            (delta < s.file_size).then_some((s.file_offset.checked_add(delta)?, s))
         })
     }
 
@@ -519,9 +507,15 @@ impl GoBinary {
 
 /// The Go and GNU build ids of an ELF image; `None` for each that is absent or unreadable.
 pub fn build_ids(data: &[u8]) -> (Option<String>, Option<String>) {
-    let Ok(file) = ElfFile64::<Endianness>::parse(data) else {
-        return (None, None);
-    };
+    match ElfFile64::<Endianness>::parse(data) {
+        Ok(file) => elf_build_ids(&file),
+        Err(_) => (None, None),
+    }
+}
+
+/// The Go build id (`.note.go.buildid`) and the GNU one: object reads NT_GNU_BUILD_ID from the
+/// notes, present in externally linked binaries and when Go is asked for one (-ldflags=-B).
+fn elf_build_ids(file: &ElfFile64<'_, Endianness>) -> (Option<String>, Option<String>) {
     let go = file
         .section_by_name(".note.go.buildid")
         .and_then(|s| s.data().ok())
