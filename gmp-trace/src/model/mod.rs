@@ -19,6 +19,7 @@ use crate::fasthash::{ByP, ByTid, FastMap};
 use gmp_trace_common::{Event, EventKind};
 
 mod apply;
+pub mod dump;
 pub mod goroutine;
 pub mod graph;
 pub mod hist;
