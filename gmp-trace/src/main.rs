@@ -47,7 +47,8 @@ fn main() -> ExitCode {
             commands::compare::run(compare::CompareArgs::parse_from(rest("gmp-trace compare")))
         }
         "replay" => commands::replay::run(cli::ReplayArgs::parse_from(rest("gmp-trace replay"))),
-        // New commands (dump, top, profile, serve) get their word here.
+        "dump" => commands::dump::run(commands::dump::DumpArgs::parse_from(rest("gmp-trace dump"))),
+        // New commands (top, profile, serve) get their word here.
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

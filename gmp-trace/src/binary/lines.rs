@@ -67,6 +67,23 @@ impl<'a> Lines<'a> {
         self.func_at(pc).map(|f| f.entry)
     }
 
+    /// The linker name and entry of the (physical) function containing `pc`, without copying:
+    /// for walks that only need to know where they are.
+    pub fn function(&self, pc: u64) -> Option<(&'a [u8], u64)> {
+        let f = self.func_at(pc)?;
+        let name_off = self.field(f, F_NAME_OFF)?;
+        if name_off > i32::MAX as u32 {
+            return None;
+        }
+        let at = self
+            .layout
+            .funcname_off
+            .checked_add(usize::try_from(name_off).ok()?)?;
+        let s = self.tab.get(at..)?;
+        let end = s.iter().position(|&c| c == 0)?;
+        Some((&s[..end], f.entry))
+    }
+
     /// The stack frame's size at `pc` (bytes between SP and the return address; 0 at the
     /// function's first instruction), as the runtime unwinds with it.
     pub fn sp_delta(&self, pc: u64) -> Option<i32> {

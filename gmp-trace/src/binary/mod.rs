@@ -20,9 +20,12 @@ mod buildinfo;
 mod dwarf;
 #[doc(hidden)]
 pub mod fuzz;
+mod globals;
 mod lines;
+pub mod names;
 mod pclntab;
 mod placement;
+mod stack_layout;
 mod symbolize;
 mod symbols;
 mod table;
@@ -39,6 +42,7 @@ pub use buildinfo::GoVersion;
 pub use lines::{Lines, SourceFrame};
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
+pub use stack_layout::StackLayout;
 pub use symbolize::{Biased, NoSymbols, Symbolize};
 pub use symbols::{DataSymbol, Function};
 #[cfg(test)]

@@ -6,5 +6,6 @@
 //! one-shot source), `top` and `profile` (the CPU sampler and stacks), `serve` (many processes,
 //! a metrics exporter).
 pub mod compare;
+pub mod dump;
 pub mod replay;
 pub mod trace;

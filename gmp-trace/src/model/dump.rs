@@ -2,6 +2,8 @@
 //! moment, as read from the runtime's own memory (no probe, no signal, no stop). Plain data: the
 //! reader in `process/snapshot.rs` fills it, the exporters in `export/godump/` print it in Go's
 //! traceback format, grouped, or as JSON (docs/formats.md).
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// One snapshot of a process.
@@ -56,7 +58,7 @@ pub struct Goroutine {
     /// runtime.main): Go's own dump hides these unless GOTRACEBACK=system.
     pub system: bool,
     /// The function the goroutine was started with (g.startpc), Go's print name.
-    pub start_function: Option<String>,
+    pub start_function: Option<Arc<str>>,
     /// Where `go` ran (g.gopc) and in which goroutine.
     pub created_by: Option<CreatedBy>,
     /// g.parentGoid (Go 1.21+).
@@ -70,7 +72,9 @@ pub struct Goroutine {
 pub enum Stack {
     /// Innermost first, inlined calls expanded (every frame of package runtime included; the
     /// text exporter hides them the way Go does).
-    Frames { frames: Vec<Frame> },
+    /// Shared by every goroutine with the same stack (a million goroutines parked in one place
+    /// hold one copy).
+    Frames { frames: Arc<[Frame]> },
     /// Running on a CPU at that instant: it has no saved context, so its stack needs a sample.
     Running,
     /// The reads kept changing (see [`Dump::torn_reads`]) or the frame chain was implausible.
@@ -84,8 +88,8 @@ pub enum Stack {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Frame {
     /// Go's print name ("main.worker", "main.(*T).m", "main.f[...]").
-    pub function: String,
-    pub file: String,
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: u32,
     /// An inlined call (no frame of its own on the stack).
     pub inlined: bool,
@@ -98,8 +102,8 @@ pub struct Frame {
 /// `created by` of a goroutine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct CreatedBy {
-    pub function: String,
-    pub file: String,
+    pub function: Arc<str>,
+    pub file: Arc<str>,
     pub line: u32,
     /// The creating goroutine (g.parentGoid; `None` before Go 1.21, where Go does not print it).
     pub goid: Option<u64>,

@@ -11,6 +11,8 @@ pub mod maps;
 pub mod memory;
 pub mod preflight;
 pub mod runtime;
+pub mod snapshot;
 pub mod target;
+mod unwind;
 
 pub use target::{Bias, SignalAction, Target};

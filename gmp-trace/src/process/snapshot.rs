@@ -1,0 +1,671 @@
+//! Reads a goroutine dump out of a running Go process: runtime.allgs, allm and allp, each
+//! goroutine's state and saved context, and its stack, with process_vm_readv only (no ptrace,
+//! no signal, no write; the process keeps running).
+//!
+//! The process runs while it is read, so reads race with it. A goroutine's stack is trusted only
+//! if the goroutine's identity (goid, status, stack bounds, saved pc/sp) reads the same before
+//! and after its stack was read and the frame chain stays inside its stack; otherwise it is read
+//! again, a bounded number of times, and what stays torn is counted and left out. Every length
+//! read from the process is bounded before anything is allocated by it.
+//!
+//! Cost: a few hundred bytes of `g` and the used part of each stack, in batches of thousands of
+//! ranges per system call; frames are symbolized once per distinct stack.
+use std::sync::Arc;
+
+use crate::binary::{names, BinaryError, GoBinary, Lines, RuntimeLayout, StackLayout};
+use crate::fasthash::FastMap;
+use crate::model::dump::{CreatedBy, Dump, Frame, Goroutine, Proc, Stack, Thread};
+
+use super::memory::Remote;
+use super::unwind::{self, RawFrame, Start, Walk};
+
+/// len(allgs) beyond this is not a Go runtime we can trust (4M goroutines).
+const MAX_ALLGS: u64 = 1 << 22;
+const MAX_ALLP: u64 = 1 << 16;
+const MAX_MS: usize = 100_000;
+/// Goroutines read per batch: bounds the buffers held at once.
+const BATCH: usize = 4096;
+/// The first read of a stack: enough for most parked goroutines.
+const FIRST_STACK_READ: u64 = 2048;
+/// A stack whose used part is larger than this is not read (1 GB is Go's own maximum).
+const MAX_STACK_READ: u64 = 64 << 20;
+/// How often a goroutine that changed while it was read is read again.
+const RETRIES: usize = 4;
+
+/// g.atomicstatus values (runtime2.go; the same in every supported release).
+const G_IDLE: u32 = 0;
+const G_RUNNING: u32 = 2;
+const G_SYSCALL: u32 = 3;
+const G_WAITING: u32 = 4;
+const G_DEAD: u32 = 6;
+const G_COPYSTACK: u32 = 8;
+
+/// The runtime globals, at the process's addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Globals {
+    pub allgs: u64,
+    pub allm: u64,
+    pub allp: u64,
+}
+
+/// Why a dump could not be taken at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Binary(#[from] BinaryError),
+    #[error("cannot read the memory of pid {pid}: {what}")]
+    Unreadable { pid: u32, what: String },
+}
+
+/// Where the globals are: the symbol table, or (stripped binaries) the code that uses them.
+pub fn globals(bin: &GoBinary, bias: u64) -> Result<Globals, BinaryError> {
+    let g = bin.runtime_globals()?;
+    Ok(Globals {
+        allgs: g.allgs.wrapping_add(bias),
+        allm: g.allm.wrapping_add(bias),
+        allp: g.allp.wrapping_add(bias),
+    })
+}
+
+/// One goroutine's `g`, the fields the dump uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct GWin {
+    goid: u64,
+    status: u32,
+    waitreason: u8,
+    lo: u64,
+    hi: u64,
+    sched_pc: u64,
+    sched_sp: u64,
+    sys_pc: u64,
+    sys_sp: u64,
+    m: u64,
+    lockedm: u64,
+    waitsince: i64,
+    startpc: u64,
+    gopc: u64,
+    parent: Option<u64>,
+}
+
+impl GWin {
+    /// Where its stack walk starts, if it has a saved context.
+    fn start(&self) -> Option<Start> {
+        let (pc, sp) = match self.status & !names::G_SCAN {
+            G_SYSCALL => (self.sys_pc, self.sys_sp),
+            _ => (self.sched_pc, self.sched_sp),
+        };
+        (pc != 0 && sp != 0).then_some(Start {
+            pc,
+            sp,
+            lo: self.lo,
+            hi: self.hi,
+        })
+    }
+
+    /// What must read the same before and after the stack for the stack to be trusted.
+    fn identity(&self) -> (u64, u32, u64, u64, Option<(u64, u64)>) {
+        (
+            self.goid,
+            self.status,
+            self.lo,
+            self.hi,
+            self.start().map(|s| (s.pc, s.sp)),
+        )
+    }
+}
+
+/// Field offsets of [`GWin`] within a window read from `lo`.
+struct GFields {
+    lo: u32,
+    len: usize,
+    rl: RuntimeLayout,
+    sl: StackLayout,
+}
+
+impl GFields {
+    fn new(rl: RuntimeLayout, sl: StackLayout) -> GFields {
+        let o = &rl.offsets;
+        let mut spans = vec![
+            (o.g_goid, 8),
+            (o.g_atomicstatus, 4),
+            (o.g_waitreason, 1),
+            (o.g_m, 8),
+            (o.g_startpc, 8),
+            (o.g_gopc, 8),
+            (sl.g_stack_lo, 8),
+            (sl.g_stack_hi, 8),
+            (sl.g_sched_pc, 8),
+            (sl.g_sched_sp, 8),
+            (sl.g_syscallpc, 8),
+            (sl.g_syscallsp, 8),
+            (sl.g_lockedm, 8),
+            (sl.g_waitsince, 8),
+        ];
+        if let Some(p) = rl.g_parent_goid {
+            spans.push((p, 8));
+        }
+        let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
+        let hi = spans.iter().map(|s| s.0 + s.1).max().unwrap_or(0);
+        GFields {
+            lo,
+            len: (hi - lo) as usize,
+            rl,
+            sl,
+        }
+    }
+
+    fn parse(&self, w: &[u8]) -> GWin {
+        let at = |off: u32, n: usize| -> u64 {
+            let s = (off - self.lo) as usize;
+            let mut b = [0u8; 8];
+            if let Some(src) = w.get(s..s + n) {
+                b[..n].copy_from_slice(src);
+            }
+            u64::from_le_bytes(b)
+        };
+        let (o, sl) = (&self.rl.offsets, &self.sl);
+        GWin {
+            goid: at(o.g_goid, 8),
+            status: at(o.g_atomicstatus, 4) as u32,
+            waitreason: at(o.g_waitreason, 1) as u8,
+            lo: at(sl.g_stack_lo, 8),
+            hi: at(sl.g_stack_hi, 8),
+            sched_pc: at(sl.g_sched_pc, 8),
+            sched_sp: at(sl.g_sched_sp, 8),
+            sys_pc: at(sl.g_syscallpc, 8),
+            sys_sp: at(sl.g_syscallsp, 8),
+            m: at(o.g_m, 8),
+            lockedm: at(sl.g_lockedm, 8),
+            waitsince: at(sl.g_waitsince, 8) as i64,
+            startpc: at(o.g_startpc, 8),
+            gopc: at(o.g_gopc, 8),
+            parent: self.rl.g_parent_goid.map(|p| at(p, 8)),
+        }
+    }
+}
+
+/// Symbolization, once per distinct pc and per distinct stack.
+struct Symbols<'b> {
+    lines: Lines<'b>,
+    bias: u64,
+    /// (pc, trap) -> that physical frame's source frames.
+    frames: FastMap<(u64, bool), Arc<[Frame]>>,
+    stacks: FastMap<Vec<RawFrame>, Arc<[Frame]>>,
+    names: FastMap<u64, Option<Arc<str>>>,
+    creators: FastMap<u64, Option<(Arc<str>, Arc<str>, u32, u64)>>,
+    strings: FastMap<String, Arc<str>>,
+}
+
+impl<'b> Symbols<'b> {
+    fn intern(strings: &mut FastMap<String, Arc<str>>, s: String) -> Arc<str> {
+        if let Some(a) = strings.get(&s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s.as_str());
+        strings.insert(s, a.clone());
+        a
+    }
+
+    fn physical(&mut self, f: RawFrame) -> Arc<[Frame]> {
+        if let Some(v) = self.frames.get(&(f.pc, f.trap)) {
+            return v.clone();
+        }
+        let link = f.pc.wrapping_sub(self.bias);
+        let entry = self.lines.entry(link).unwrap_or(link);
+        // Go's symPC: a return address belongs to the call before it.
+        let sym = if !f.trap && link > entry {
+            link - 1
+        } else {
+            link
+        };
+        let src = self.lines.frames(sym);
+        let n = src.len();
+        let v: Arc<[Frame]> = src
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Frame {
+                function: Self::intern(&mut self.strings, s.function),
+                file: Self::intern(&mut self.strings, s.file),
+                line: s.line,
+                inlined: s.inlined,
+                pc: f.pc,
+                offset: (i + 1 == n && link > entry).then(|| link - entry),
+            })
+            .collect();
+        self.frames.insert((f.pc, f.trap), v.clone());
+        v
+    }
+
+    fn stack(&mut self, raw: Vec<RawFrame>) -> Arc<[Frame]> {
+        if let Some(s) = self.stacks.get(&raw) {
+            return s.clone();
+        }
+        let mut all = Vec::new();
+        for &f in &raw {
+            all.extend(self.physical(f).iter().cloned());
+        }
+        let s: Arc<[Frame]> = all.into();
+        self.stacks.insert(raw, s.clone());
+        s
+    }
+
+    /// The print name of the function at `pc` (a function's entry, as g.startpc is).
+    fn name(&mut self, pc: u64) -> Option<Arc<str>> {
+        if let Some(n) = self.names.get(&pc) {
+            return n.clone();
+        }
+        let n = self
+            .lines
+            .frames(pc.wrapping_sub(self.bias))
+            .pop()
+            .map(|f| Self::intern(&mut self.strings, f.function));
+        self.names.insert(pc, n.clone());
+        n
+    }
+
+    /// `created by` for g.gopc: the physical function, the position of the go statement.
+    fn creator(&mut self, gopc: u64) -> Option<(Arc<str>, Arc<str>, u32, u64)> {
+        if let Some(c) = self.creators.get(&gopc) {
+            return c.clone();
+        }
+        let link = gopc.wrapping_sub(self.bias);
+        let c = self.lines.entry(link).and_then(|entry| {
+            let at = if link > entry { link - 1 } else { link };
+            let frames = self.lines.frames(at);
+            let inner = frames.first()?;
+            let outer = frames.last()?;
+            Some((
+                Self::intern(&mut self.strings, outer.function.clone()),
+                Self::intern(&mut self.strings, inner.file.clone()),
+                inner.line,
+                link - entry,
+            ))
+        });
+        self.creators.insert(gopc, c.clone());
+        c
+    }
+}
+
+/// CLOCK_REALTIME now, ns.
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Whether process `pid` still exists.
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Reads the dump of process `pid`, running `bin` loaded at `bias`.
+pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> {
+    let rl = bin.runtime_layout()?;
+    let sl = bin.stack_layout()?;
+    let g = globals(bin, bias)?;
+    let remote = Remote::new(pid);
+    remote
+        .read(g.allgs, 16)
+        .map_err(|e| SnapshotError::Unreadable {
+            pid,
+            what: format!("{e}; gmp-trace needs the same user as the target, or root"),
+        })?;
+    let t0 = crate::source::live::monotonic_ns();
+    let mut d = Dump {
+        pid,
+        go_version: bin.go_version().raw.clone(),
+        go_minor: bin.go_version().minor,
+        taken_at_ns: realtime_ns(),
+        ..Dump::default()
+    };
+    let mut r = Reader {
+        pid,
+        remote,
+        fields: GFields::new(rl, sl),
+        sym: Symbols {
+            lines: bin.lines()?,
+            bias,
+            frames: FastMap::default(),
+            stacks: FastMap::default(),
+            names: FastMap::default(),
+            creators: FastMap::default(),
+            strings: FastMap::default(),
+        },
+        minor: d.go_minor,
+        m_ids: FastMap::default(),
+        m_ps: FastMap::default(),
+        now: t0,
+    };
+    if let Err(why) = r.threads_and_procs(g, &mut d) {
+        d.incomplete = Some(why);
+    }
+    if d.incomplete.is_none() {
+        if let Err(why) = r.goroutines(g, &mut d) {
+            d.incomplete = Some(why);
+        }
+    }
+    d.duration_ns = crate::source::live::monotonic_ns().saturating_sub(t0);
+    Ok(d)
+}
+
+struct Reader<'b> {
+    pid: u32,
+    remote: Remote,
+    fields: GFields,
+    sym: Symbols<'b>,
+    minor: u32,
+    /// m address -> m.id, and -> p.id of its P.
+    m_ids: FastMap<u64, i64>,
+    m_ps: FastMap<u64, i32>,
+    /// CLOCK_MONOTONIC at the start: Go's nanotime, for g.waitsince.
+    now: u64,
+}
+
+impl Reader<'_> {
+    fn gone_or(&self, what: String) -> String {
+        if alive(self.pid) {
+            what
+        } else {
+            format!("pid {} exited during the dump", self.pid)
+        }
+    }
+
+    fn u64_at(&self, addr: u64) -> Result<u64, String> {
+        let b = self
+            .remote
+            .read(addr, 8)
+            .map_err(|e| self.gone_or(e.to_string()))?;
+        Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+    }
+
+    /// allm and allp.
+    fn threads_and_procs(&mut self, g: Globals, d: &mut Dump) -> Result<(), String> {
+        let o = self.fields.rl.offsets;
+        let m_fields = [
+            o.m_id,
+            o.m_procid,
+            o.m_curg,
+            o.m_p,
+            self.fields.rl.m_alllink,
+        ];
+        let m_lo = m_fields.iter().copied().min().unwrap_or(0);
+        let m_len = (m_fields.iter().copied().max().unwrap_or(0) + 8 - m_lo) as usize;
+        let m_len = m_len.max((o.m_spinning + 1 - m_lo) as usize);
+        let mut curgs = Vec::new();
+        let mut mp = self.u64_at(g.allm)?;
+        let mut p_of_m = Vec::new();
+        while mp != 0 {
+            if d.threads.len() >= MAX_MS {
+                return Err(format!("the allm list does not end within {MAX_MS} Ms"));
+            }
+            let w = self
+                .remote
+                .read(mp.wrapping_add(u64::from(m_lo)), m_len)
+                .map_err(|e| self.gone_or(e.to_string()))?;
+            let at = |off: u32| word(&w, (off - m_lo) as usize);
+            let id = at(o.m_id) as i64;
+            self.m_ids.insert(mp, id);
+            curgs.push(at(o.m_curg));
+            p_of_m.push((mp, at(o.m_p)));
+            d.threads.push(Thread {
+                m: id,
+                tid: at(o.m_procid),
+                curg: None,
+                p: None,
+                spinning: w
+                    .get((o.m_spinning - m_lo) as usize)
+                    .is_some_and(|&b| b != 0),
+            });
+            mp = at(self.fields.rl.m_alllink);
+        }
+        let sl = self.fields.sl;
+        let n = self.u64_at(g.allp.wrapping_add(8))?;
+        if n > MAX_ALLP {
+            return Err(format!(
+                "len(allp) is {n}: not a runtime gmp-trace can read"
+            ));
+        }
+        let arr = self.u64_at(g.allp)?;
+        let p_fields = [
+            o.p_id,
+            self.fields.rl.p_status,
+            sl.p_m,
+            sl.p_runqhead,
+            o.p_runqtail,
+        ];
+        let p_lo = p_fields.iter().copied().min().unwrap_or(0);
+        let p_len = (p_fields.iter().copied().max().unwrap_or(0) + 8 - p_lo) as usize;
+        let mut p_ids = FastMap::default();
+        for i in 0..n {
+            let pp = self.u64_at(arr.wrapping_add(8 * i))?;
+            let w = self
+                .remote
+                .read(pp.wrapping_add(u64::from(p_lo)), p_len)
+                .map_err(|e| self.gone_or(e.to_string()))?;
+            let at = |off: u32| word(&w, (off - p_lo) as usize);
+            let id = at(o.p_id) as i32;
+            p_ids.insert(pp, id);
+            d.procs.push(Proc {
+                p: id,
+                status: names::p_status_name(at(self.fields.rl.p_status) as u32),
+                m: self.m_ids.get(&at(sl.p_m)).copied(),
+                runq: (at(o.p_runqtail) as u32).wrapping_sub(at(sl.p_runqhead) as u32),
+            });
+        }
+        for ((mp, pp), t) in p_of_m.into_iter().zip(d.threads.iter_mut()) {
+            t.p = p_ids.get(&pp).copied();
+            if let Some(&p) = p_ids.get(&pp) {
+                self.m_ps.insert(mp, p);
+            }
+        }
+        // m.curg -> goid: a direct read each (there are few Ms).
+        for (c, t) in curgs.into_iter().zip(d.threads.iter_mut()) {
+            if c != 0 {
+                t.curg = self.u64_at(c.wrapping_add(u64::from(o.g_goid))).ok();
+            }
+        }
+        Ok(())
+    }
+
+    /// Every goroutine of allgs, a batch at a time.
+    fn goroutines(&mut self, g: Globals, d: &mut Dump) -> Result<(), String> {
+        // ptr and len in one read, so a concurrent append cannot pair an old array with a new
+        // length.
+        let hdr = self
+            .remote
+            .read(g.allgs, 16)
+            .map_err(|e| self.gone_or(e.to_string()))?;
+        let (arr, n) = (word(&hdr, 0), word(&hdr, 8));
+        if n > MAX_ALLGS {
+            return Err(format!(
+                "len(allgs) is {n}: not a runtime gmp-trace can read"
+            ));
+        }
+        let n = n as usize;
+        let mut i = 0;
+        while i < n {
+            let k = BATCH.min(n - i);
+            let ptrs = self
+                .remote
+                .read(arr.wrapping_add(8 * i as u64), 8 * k)
+                .map_err(|e| self.gone_or(e.to_string()))?;
+            let gps: Vec<u64> = (0..k).map(|j| word(&ptrs, 8 * j)).collect();
+            self.batch(&gps, d)?;
+            i += k;
+        }
+        Ok(())
+    }
+
+    fn read_windows(&self, gps: &[u64]) -> Vec<Option<GWin>> {
+        let f = &self.fields;
+        let ranges: Vec<(u64, usize)> = gps
+            .iter()
+            .map(|&gp| (gp.wrapping_add(u64::from(f.lo)), f.len))
+            .collect();
+        self.remote
+            .read_many(&ranges)
+            .into_iter()
+            .map(|w| w.map(|w| f.parse(&w)))
+            .collect()
+    }
+
+    /// One batch: the g windows, then the stacks of those that have a saved context.
+    fn batch(&mut self, gps: &[u64], d: &mut Dump) -> Result<(), String> {
+        let mut wins = self.read_windows(gps);
+        if wins.iter().all(Option::is_none) && !alive(self.pid) {
+            return Err(format!("pid {} exited during the dump", self.pid));
+        }
+        let mut stacks: Vec<Option<Stack>> = vec![None; gps.len()];
+        let mut torn: Vec<Option<String>> = vec![None; gps.len()];
+        for attempt in 0..=RETRIES {
+            let todo: Vec<usize> = (0..gps.len())
+                .filter(|&j| stacks[j].is_none())
+                .filter(|&j| wins[j].is_some_and(|w| w.status & !names::G_SCAN != G_DEAD))
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            let walked = self.walk_all(&todo, &wins);
+            // Read the identities again: a stack is trusted only if nothing moved meanwhile.
+            let again = self.read_windows(&todo.iter().map(|&j| gps[j]).collect::<Vec<_>>());
+            for ((&j, w), now) in todo.iter().zip(walked).zip(again) {
+                match (wins[j], now) {
+                    (Some(b), Some(a)) if b.identity() == a.identity() => match w {
+                        Ok(s) => stacks[j] = Some(s),
+                        // Read again: the bytes may have changed under an unchanged header.
+                        Err(why) => torn[j] = Some(why),
+                    },
+                    (_, a) => {
+                        torn[j] = Some(format!(
+                            "goroutine changed while it was read ({} tries)",
+                            attempt + 1
+                        ));
+                        wins[j] = a;
+                    }
+                }
+            }
+        }
+        for (j, w) in wins.into_iter().enumerate() {
+            let Some(w) = w else {
+                d.torn_reads += 1;
+                continue;
+            };
+            if w.status & !names::G_SCAN == G_DEAD {
+                continue;
+            }
+            let stack = match stacks[j].take() {
+                Some(s) => s,
+                None => {
+                    d.torn_reads += 1;
+                    Stack::Torn {
+                        reason: torn[j].take().unwrap_or_else(|| "not read".into()),
+                    }
+                }
+            };
+            d.goroutines.push(self.goroutine(w, stack));
+        }
+        Ok(())
+    }
+
+    /// The stack of each goroutine in `todo`: frames, `Running`, or why not.
+    fn walk_all(&mut self, todo: &[usize], wins: &[Option<GWin>]) -> Vec<Result<Stack, String>> {
+        let mut out: Vec<Option<Result<Stack, String>>> = vec![None; todo.len()];
+        let mut need: Vec<(usize, Start, u64)> = Vec::new();
+        for (t, &j) in todo.iter().enumerate() {
+            let Some(w) = wins[j] else { continue };
+            let base = w.status & !names::G_SCAN;
+            out[t] = match (base, w.start()) {
+                (G_RUNNING, _) => Some(Ok(Stack::Running)),
+                (G_IDLE, _) => Some(Ok(Stack::Unavailable)),
+                (G_COPYSTACK, _) => Some(Err("its stack was being moved".into())),
+                (_, None) => Some(Ok(Stack::Unavailable)),
+                (_, Some(s)) if !(s.lo..s.hi).contains(&s.sp) => Some(Err(format!(
+                    "sp {:#x} outside its stack [{:#x}, {:#x})",
+                    s.sp, s.lo, s.hi
+                ))),
+                (_, Some(s)) => {
+                    need.push((t, s, FIRST_STACK_READ.min(s.hi - s.sp)));
+                    None
+                }
+            };
+        }
+        while !need.is_empty() {
+            let ranges: Vec<(u64, usize)> = need
+                .iter()
+                .map(|&(_, s, len)| (s.sp, len as usize))
+                .collect();
+            let bufs = self.remote.read_many(&ranges);
+            let mut more = Vec::new();
+            for ((t, s, len), buf) in need.into_iter().zip(bufs) {
+                let Some(buf) = buf else {
+                    out[t] = Some(Err(format!("its stack at {:#x} is unreadable", s.sp)));
+                    continue;
+                };
+                match unwind::walk(&self.sym.lines, self.sym.bias, s, &buf) {
+                    Walk::Done(raw) => {
+                        out[t] = Some(Ok(Stack::Frames {
+                            frames: self.sym.stack(raw),
+                        }))
+                    }
+                    Walk::Bad(why) => out[t] = Some(Err(why)),
+                    Walk::NeedMore(n) => {
+                        let want = n.max(len * 4).min(s.hi - s.sp);
+                        if want <= len || want > MAX_STACK_READ {
+                            out[t] = Some(Err(format!("a stack of {want} bytes is not read")));
+                        } else {
+                            more.push((t, s, want));
+                        }
+                    }
+                }
+            }
+            need = more;
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err("not read".into())))
+            .collect()
+    }
+
+    fn goroutine(&mut self, w: GWin, stack: Stack) -> Goroutine {
+        let base = w.status & !names::G_SCAN;
+        let start_function = self.sym.name(w.startpc);
+        let waiting = w.waitsince > 0 && matches!(base, G_SYSCALL | G_WAITING);
+        Goroutine {
+            goid: w.goid,
+            status: names::g_status_name(w.status),
+            status_raw: w.status,
+            wait_reason: names::wait_reason(self.minor, w.waitreason),
+            waiting_ns: waiting.then(|| self.now.saturating_sub(w.waitsince as u64)),
+            m: self.m_ids.get(&w.m).copied(),
+            p: self.m_ps.get(&w.m).copied(),
+            locked_to_thread: w.lockedm != 0,
+            system: start_function
+                .as_deref()
+                .is_some_and(|f| names::is_system_goroutine(self.minor, f)),
+            created_by: (w.goid != 1)
+                .then(|| self.sym.creator(w.gopc))
+                .flatten()
+                .map(|(function, file, line, offset)| CreatedBy {
+                    function,
+                    file,
+                    line,
+                    goid: w.parent.filter(|&p| p != 0),
+                    offset,
+                }),
+            start_function,
+            parent_goid: w.parent,
+            stack,
+        }
+    }
+}
+
+/// The little-endian word at byte `at` of `b` (0 past its end).
+fn word(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
