@@ -81,6 +81,13 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     };
     let bias = load_bias(pid, &bin)?;
     let d = snapshot::take(pid, &bin, bias)?;
+    log::info!(
+        "read {} goroutines, {} threads, {} procs in {:.1} ms",
+        d.goroutines.len(),
+        d.threads.len(),
+        d.procs.len(),
+        d.duration_ns as f64 / 1e6
+    );
     write(&d, &args, &mut out).context("writing the dump")?;
     out.flush().context("writing the dump")?;
     if let Some(why) = &d.incomplete {

@@ -63,12 +63,15 @@ pub struct Goroutine {
     pub created_by: Option<CreatedBy>,
     /// g.parentGoid (Go 1.21+).
     pub parent_goid: Option<u64>,
+    /// In JSON: `"stack": "frames"` with `"frames": [...]`, or `"stack": "running"`,
+    /// `"stack": "torn"` with `"reason"`, `"stack": "unavailable"`.
+    #[serde(flatten)]
     pub stack: Stack,
 }
 
 /// A goroutine's call stack, or why there is none.
 #[derive(Clone, Debug, Default, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "stack", rename_all = "snake_case")]
 pub enum Stack {
     /// Innermost first, inlined calls expanded (every frame of package runtime included; the
     /// text exporter hides them the way Go does).

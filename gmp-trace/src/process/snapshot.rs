@@ -29,6 +29,9 @@ const BATCH: usize = 4096;
 const FIRST_STACK_READ: u64 = 2048;
 /// A stack whose used part is larger than this is not read (1 GB is Go's own maximum).
 const MAX_STACK_READ: u64 = 64 << 20;
+/// g windows closer than this are read as one range (goroutine structs sit side by side in the
+/// heap's spans).
+const WINDOW_GAP: u64 = 1024;
 /// How often a goroutine that changed while it was read is read again.
 const RETRIES: usize = 4;
 
@@ -103,13 +106,15 @@ impl GWin {
     }
 
     /// What must read the same before and after the stack for the stack to be trusted.
-    fn identity(&self) -> (u64, u32, u64, u64, Option<(u64, u64)>) {
+    /// (g.stack only moves with a status change to copystack, so it is not re-read.)
+    fn identity(&self) -> (u64, u32, u64, u64, u64, u64) {
         (
             self.goid,
             self.status,
-            self.lo,
-            self.hi,
-            self.start().map(|s| (s.pc, s.sp)),
+            self.sched_pc,
+            self.sched_sp,
+            self.sys_pc,
+            self.sys_sp,
         )
     }
 }
@@ -118,6 +123,9 @@ impl GWin {
 struct GFields {
     lo: u32,
     len: usize,
+    /// The smaller window of the fields in [`GWin::identity`], read again after the stack.
+    id_lo: u32,
+    id_len: usize,
     rl: RuntimeLayout,
     sl: StackLayout,
 }
@@ -146,17 +154,32 @@ impl GFields {
         }
         let lo = spans.iter().map(|s| s.0).min().unwrap_or(0);
         let hi = spans.iter().map(|s| s.0 + s.1).max().unwrap_or(0);
+        let id = [
+            (o.g_goid, 8),
+            (o.g_atomicstatus, 4),
+            (sl.g_sched_pc, 8),
+            (sl.g_sched_sp, 8),
+            (sl.g_syscallpc, 8),
+            (sl.g_syscallsp, 8),
+        ];
+        let id_lo = id.iter().map(|s| s.0).min().unwrap_or(0);
+        let id_hi = id.iter().map(|s| s.0 + s.1).max().unwrap_or(0);
         GFields {
             lo,
             len: (hi - lo) as usize,
+            id_lo,
+            id_len: (id_hi - id_lo) as usize,
             rl,
             sl,
         }
     }
 
-    fn parse(&self, w: &[u8]) -> GWin {
+    /// The fields in `w`, a window read from field offset `base` (fields outside it read 0).
+    fn parse(&self, w: &[u8], base: u32) -> GWin {
         let at = |off: u32, n: usize| -> u64 {
-            let s = (off - self.lo) as usize;
+            let Some(s) = off.checked_sub(base).map(|s| s as usize) else {
+                return 0;
+            };
             let mut b = [0u8; 8];
             if let Some(src) = w.get(s..s + n) {
                 b[..n].copy_from_slice(src);
@@ -338,6 +361,7 @@ pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> 
         minor: d.go_minor,
         m_ids: FastMap::default(),
         m_ps: FastMap::default(),
+        steps: unwind::Steps::default(),
         now: t0,
     };
     if let Err(why) = r.threads_and_procs(g, &mut d) {
@@ -361,6 +385,7 @@ struct Reader<'b> {
     /// m address -> m.id, and -> p.id of its P.
     m_ids: FastMap<u64, i64>,
     m_ps: FastMap<u64, i32>,
+    steps: unwind::Steps,
     /// CLOCK_MONOTONIC at the start: Go's nanotime, for g.waitsince.
     now: u64,
 }
@@ -500,22 +525,28 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn read_windows(&self, gps: &[u64]) -> Vec<Option<GWin>> {
+    /// Each goroutine's window: all fields, or (`identity_only`) those of [`GWin::identity`].
+    fn read_windows(&self, gps: &[u64], identity_only: bool) -> Vec<Option<GWin>> {
         let f = &self.fields;
+        let (base, len) = if identity_only {
+            (f.id_lo, f.id_len)
+        } else {
+            (f.lo, f.len)
+        };
         let ranges: Vec<(u64, usize)> = gps
             .iter()
-            .map(|&gp| (gp.wrapping_add(u64::from(f.lo)), f.len))
+            .map(|&gp| (gp.wrapping_add(u64::from(base)), len))
             .collect();
         self.remote
-            .read_many(&ranges)
+            .read_close(&ranges, WINDOW_GAP)
             .into_iter()
-            .map(|w| w.map(|w| f.parse(&w)))
+            .map(|w| w.map(|w| f.parse(&w, base)))
             .collect()
     }
 
     /// One batch: the g windows, then the stacks of those that have a saved context.
     fn batch(&mut self, gps: &[u64], d: &mut Dump) -> Result<(), String> {
-        let mut wins = self.read_windows(gps);
+        let mut wins = self.read_windows(gps, false);
         if wins.iter().all(Option::is_none) && !alive(self.pid) {
             return Err(format!("pid {} exited during the dump", self.pid));
         }
@@ -530,8 +561,9 @@ impl Reader<'_> {
                 break;
             }
             let walked = self.walk_all(&todo, &wins);
+            let mut moved = Vec::new();
             // Read the identities again: a stack is trusted only if nothing moved meanwhile.
-            let again = self.read_windows(&todo.iter().map(|&j| gps[j]).collect::<Vec<_>>());
+            let again = self.read_windows(&todo.iter().map(|&j| gps[j]).collect::<Vec<_>>(), true);
             for ((&j, w), now) in todo.iter().zip(walked).zip(again) {
                 match (wins[j], now) {
                     (Some(b), Some(a)) if b.identity() == a.identity() => match w {
@@ -539,14 +571,19 @@ impl Reader<'_> {
                         // Read again: the bytes may have changed under an unchanged header.
                         Err(why) => torn[j] = Some(why),
                     },
-                    (_, a) => {
+                    _ => {
                         torn[j] = Some(format!(
                             "goroutine changed while it was read ({} tries)",
                             attempt + 1
                         ));
-                        wins[j] = a;
+                        moved.push(j);
                     }
                 }
+            }
+            let fresh =
+                self.read_windows(&moved.iter().map(|&j| gps[j]).collect::<Vec<_>>(), false);
+            for (j, w) in moved.into_iter().zip(fresh) {
+                wins[j] = w;
             }
         }
         for (j, w) in wins.into_iter().enumerate() {
@@ -605,7 +642,7 @@ impl Reader<'_> {
                     out[t] = Some(Err(format!("its stack at {:#x} is unreadable", s.sp)));
                     continue;
                 };
-                match unwind::walk(&self.sym.lines, self.sym.bias, s, &buf) {
+                match unwind::walk(&self.sym.lines, &mut self.steps, self.sym.bias, s, &buf) {
                     Walk::Done(raw) => {
                         out[t] = Some(Ok(Stack::Frames {
                             frames: self.sym.stack(raw),

@@ -9,6 +9,7 @@
 //! read from `sp` upwards. When the walk needs more of the stack than the copy holds it says
 //! how much ([`Walk::NeedMore`]) and the caller reads more and walks again.
 use crate::binary::Lines;
+use crate::fasthash::FastMap;
 
 /// More frames than this is a corrupt chain, not a stack (Go's own stacks are at most 1 GB and
 /// its traceback prints 100 frames).
@@ -62,8 +63,35 @@ fn is_injected(name: &[u8]) -> bool {
     )
 }
 
+/// What the walk needs to know about a pc (link-time address), looked up once per pc: a million
+/// goroutines parked in the same place share every step.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    /// The frame size there; `None` when the table has none.
+    delta: Option<u64>,
+    top: bool,
+    injected: bool,
+}
+
+/// Steps by pc, kept across walks.
+#[derive(Default)]
+pub struct Steps(FastMap<u64, Option<Step>>);
+
+impl Steps {
+    fn get(&mut self, lines: &Lines<'_>, link: u64) -> Option<Step> {
+        *self.0.entry(link).or_insert_with(|| {
+            let (name, _) = lines.function(link)?;
+            Some(Step {
+                delta: lines.sp_delta(link).and_then(|d| u64::try_from(d).ok()),
+                top: is_top(name),
+                injected: is_injected(name),
+            })
+        })
+    }
+}
+
 /// Walks from `start` over `stack` (the process's bytes from `start.sp` on).
-pub fn walk(lines: &Lines<'_>, bias: u64, start: Start, stack: &[u8]) -> Walk {
+pub fn walk(lines: &Lines<'_>, steps: &mut Steps, bias: u64, start: Start, stack: &[u8]) -> Walk {
     if !(start.lo..start.hi).contains(&start.sp) || start.hi - start.lo > (1 << 30) {
         return Walk::Bad(format!(
             "sp {:#x} outside its stack [{:#x}, {:#x})",
@@ -76,15 +104,14 @@ pub fn walk(lines: &Lines<'_>, bias: u64, start: Start, stack: &[u8]) -> Walk {
         if out.len() >= MAX_FRAMES {
             return Walk::Bad(format!("more than {MAX_FRAMES} frames"));
         }
-        let link = pc.wrapping_sub(bias);
-        let Some((name, _)) = lines.function(link) else {
+        let Some(step) = steps.get(lines, pc.wrapping_sub(bias)) else {
             return Walk::Bad(format!("pc {pc:#x} is in no function"));
         };
         out.push(RawFrame { pc, trap });
-        if is_top(name) {
+        if step.top {
             return Walk::Done(out);
         }
-        let Some(delta) = lines.sp_delta(link).and_then(|d| u64::try_from(d).ok()) else {
+        let Some(delta) = step.delta else {
             return Walk::Bad(format!("no frame size at pc {pc:#x}"));
         };
         // The caller's SP is just above the return address, which sits at the frame's top.
@@ -104,7 +131,7 @@ pub fn walk(lines: &Lines<'_>, bias: u64, start: Start, stack: &[u8]) -> Walk {
             // No caller: a stack that was set up by hand (the runtime's own top frames).
             return Walk::Done(out);
         }
-        trap = is_injected(name);
+        trap = step.injected;
         pc = ret;
         sp = fp;
     }
