@@ -394,7 +394,9 @@ struct Way {
     state: fn(u32) -> &'static str,
 }
 
-/// Before Go 1.20 every sync wait was "semacquire"; sync.WaitGroup got its name in 1.24.
+/// Go 1.19 prints every sync wait as "semacquire"; 1.21 names the Mutex and RWMutex waits
+/// (1.20 has no toolchain here to tell), 1.24 the WaitGroup one (runtime2.go's
+/// waitReasonStrings of each release, and real runs).
 fn sema(named: &'static str, since: u32) -> impl Fn(u32) -> &'static str {
     move |minor| if minor >= since { named } else { "semacquire" }
 }
@@ -410,13 +412,13 @@ const WAYS: &[Way] = &[
         "select (no cases)"
     }),
     way("sync.Mutex", "main.parkMutex", |m| {
-        sema("sync.Mutex.Lock", 20)(m)
+        sema("sync.Mutex.Lock", 21)(m)
     }),
     way("RWMutex writer", "main.parkRWMutexWriter", |m| {
-        sema("sync.RWMutex.Lock", 20)(m)
+        sema("sync.RWMutex.Lock", 21)(m)
     }),
     way("RWMutex reader", "main.parkRWMutexReader", |m| {
-        sema("sync.RWMutex.RLock", 20)(m)
+        sema("sync.RWMutex.RLock", 21)(m)
     }),
     way("WaitGroup", "main.parkWaitGroup", |m| {
         sema("sync.WaitGroup.Wait", 24)(m)
