@@ -6,6 +6,8 @@
 //! - [`run`]: a traced run ([`Sample::trace`] -> [`TraceRun`]: exit status, output, summary,
 //!   events), replays, and picking events out.
 //! - [`pid`]: `--pid` mode: a running target, attaching to it, what the kernel shows meanwhile.
+//! - [`godump`]: Go-format goroutine dumps (runtime.Stack's, `gmp-trace dump`'s) parsed and
+//!   compared.
 //! - [`perfetto`]: reading `.pftrace` output back with Perfetto's own trace processor.
 //!
 //! Everything is re-exported at the crate root, where the tests (and gmp-trace's unit tests)
@@ -17,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod go;
+pub mod godump;
 pub mod perfetto;
 pub mod pid;
 pub mod run;
