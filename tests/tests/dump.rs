@@ -151,8 +151,7 @@ fn dump_from_json(v: &Value) -> GoDump {
                     line: c["line"].as_u64().unwrap_or_default() as u32,
                 })
                 .filter(|c| !c.function.starts_with("runtime."));
-            let stack = &g["stack"];
-            let frames = stack["frames"].as_array().map_or(Vec::new(), |fs| {
+            let frames = g["frames"].as_array().map_or(Vec::new(), |fs| {
                 fs.iter()
                     .map(|f| GoFrame {
                         function: text(&f["function"]),
@@ -170,7 +169,7 @@ fn dump_from_json(v: &Value) -> GoDump {
                 frames,
                 elided: None,
                 created_by,
-                unavailable: stack["kind"] == "running",
+                unavailable: g["stack"] == "running",
             }
         })
         .collect();
