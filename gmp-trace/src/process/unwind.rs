@@ -136,3 +136,91 @@ pub fn walk(lines: &Lines<'_>, steps: &mut Steps, bias: u64, start: Start, stack
         sp = fp;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binary::test_support::sample;
+    use crate::binary::GoBinary;
+    use gmp_trace_tests::Variant;
+
+    /// A pc inside `name` where its frame is set up (non-zero SP delta), and that delta.
+    fn framed_pc(lines: &Lines<'_>, bin: &GoBinary, name: &str) -> (u64, u64) {
+        let f = bin.function(name).unwrap();
+        (f.addr..f.addr + f.size)
+            .find_map(|pc| {
+                let d = lines.sp_delta(pc)?;
+                (d > 0).then_some((pc, d as u64))
+            })
+            .unwrap()
+    }
+
+    fn stack_with(words: &[(u64, u64)], len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        for &(at, v) in words {
+            b[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn walks_to_goexit_and_refuses_what_is_not_a_stack() {
+        let bin = GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
+        let lines = bin.lines().unwrap();
+        let (pc, delta) = framed_pc(&lines, &bin, "main.main");
+        let goexit = bin.function("runtime.goexit").unwrap().addr;
+        let (lo, sp) = (0x10_0000u64, 0x10_1000u64);
+        let hi = sp + 4096;
+        let start = Start { pc, sp, lo, hi };
+        let mut steps = Steps::default();
+        // main.main's return address, just below the top of its frame, is goexit+1.
+        let stack = stack_with(&[(delta, goexit + 1)], 4096);
+        match walk(&lines, &mut steps, 0, start, &stack) {
+            Walk::Done(f) => {
+                assert_eq!(f.len(), 2, "{f:?}");
+                assert_eq!(f[0], RawFrame { pc, trap: false });
+                assert_eq!(f[1].pc, goexit + 1);
+            }
+            w => panic!("{w:?}"),
+        }
+        // The same with a PIE-style bias: addresses in the process, lookups at link time.
+        let bias = 0x5555_0000_0000u64;
+        let biased = stack_with(&[(delta, goexit + 1 + bias)], 4096);
+        let s2 = Start { pc: pc + bias, ..start };
+        assert!(matches!(walk(&lines, &mut steps, bias, s2, &biased), Walk::Done(f) if f.len() == 2));
+        // Too little of the stack copied: asks for exactly what it needs.
+        assert_eq!(
+            walk(&lines, &mut steps, 0, start, &stack[..delta as usize]),
+            Walk::NeedMore(delta + 8)
+        );
+        // A return address into no function (garbage, or a stack being reused).
+        let junk = stack_with(&[(delta, 0x10)], 4096);
+        assert!(matches!(walk(&lines, &mut steps, 0, start, &junk), Walk::Bad(w) if w.contains("no function")));
+        // A frame that would run past the stack's top.
+        let short = Start { hi: sp + delta, ..start };
+        assert!(matches!(walk(&lines, &mut steps, 0, short, &stack), Walk::Bad(w) if w.contains("past")));
+        // SP outside the goroutine's stack.
+        let outside = Start { sp: hi, ..start };
+        assert!(matches!(walk(&lines, &mut steps, 0, outside, &stack), Walk::Bad(w) if w.contains("outside")));
+        // A return address of 0 ends the walk (a hand-made top frame).
+        let zero = stack_with(&[], 4096);
+        assert!(matches!(walk(&lines, &mut steps, 0, start, &zero), Walk::Done(f) if f.len() == 1));
+    }
+
+    /// A frame chain that points back into itself cannot loop: SP grows at every step and the
+    /// stack's top ends the walk.
+    #[test]
+    fn a_self_referencing_chain_ends() {
+        let bin = GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
+        let lines = bin.lines().unwrap();
+        let (pc, delta) = framed_pc(&lines, &bin, "main.main");
+        let (lo, sp) = (0x20_0000u64, 0x20_0000u64);
+        let hi = sp + 64 * 1024;
+        // Every slot holds main.main's pc again: each frame "returns" into main.main.
+        let words: Vec<(u64, u64)> = (0..(64 * 1024 / 8)).map(|i| (i * 8, pc)).collect();
+        let stack = stack_with(&words, 64 * 1024);
+        let w = walk(&lines, &mut Steps::default(), 0, Start { pc, sp, lo, hi }, &stack);
+        assert!(matches!(&w, Walk::Bad(r) if r.contains("past")), "{w:?}");
+        let _ = delta;
+    }
+}
