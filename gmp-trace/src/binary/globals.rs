@@ -22,7 +22,8 @@
 //!   elements are read as 8-byte words (`MOV r, [allp]` .. `MOV x, [r + i*8]`): its other slices
 //!   (idlepMask, timerpMask, stealOrder's coprimes) hold uint32s.
 //! - g0, m0 (runtime.rt0_go, assembly): `LEAQ g0, CX; LEAQ m0, AX; MOVQ CX, m_g0(AX);
-//!   MOVQ AX, g_m(CX)`, the one pair of globals each stored into the other.
+//!   MOVQ AX, g_m(CX)`, the one pair of globals each stored into the other (at m.g0 and g.m
+//!   when the layout is known, else m.g0 at 0, m's first field in every release).
 
 use std::collections::HashSet;
 
@@ -251,11 +252,12 @@ impl<'a> Code<'a> {
                 return None;
             }
             let prev = &self.insns[k - 1];
-            if matches!(
+            // A call clobbers registers; after a jump, return or trap, insns[k] is reached from
+            // elsewhere only.
+            if !matches!(
                 prev.flow_control(),
-                FlowControl::Call | FlowControl::IndirectCall | FlowControl::Return
-            ) || prev.flow_control() == FlowControl::UnconditionalBranch
-            {
+                FlowControl::Next | FlowControl::ConditionalBranch
+            ) {
                 return None;
             }
             let writes = info.info(prev).used_registers().iter().any(|u| {
@@ -311,10 +313,11 @@ impl<'a> Code<'a> {
 
     /// A slice header at `s`: its ptr, len and cap words read or written, its len stored.
     fn is_slice_header(&self, s: u64) -> bool {
+        let (len, cap) = (s.wrapping_add(8), s.wrapping_add(16));
         self.touches(s, 8, false)
-            && self.touches(s + 8, 8, false)
-            && self.touches(s + 16, 8, false)
-            && self.touches(s + 8, 8, true)
+            && self.touches(len, 8, false)
+            && self.touches(cap, 8, false)
+            && self.touches(len, 8, true)
     }
 
     fn fail(&self, global: &'static str, why: String) -> BinaryError {
@@ -351,7 +354,7 @@ impl<'a> Code<'a> {
                 continue;
             };
             let allgs = len_word.wrapping_sub(8);
-            if size == 8 && self.is_slice_header(allgs) && !(allgs..allgs + 24).contains(&allglen) {
+            if size == 8 && self.is_slice_header(allgs) && allglen.wrapping_sub(allgs) >= 24 {
                 found.push((allglen, allgs));
             }
         }
@@ -522,7 +525,12 @@ impl<'a> Code<'a> {
         let mut found = Vec::new();
         for &(m0, m_g0, g0) in &stores {
             for &(into, g_m, value) in &stores {
-                let fields_ok = offsets.is_none_or(|o| o == (m_g0, g_m));
+                // Without a layout, m.g0 is m's first field (every release), which also tells
+                // the two stores apart.
+                let fields_ok = match offsets {
+                    Some(o) => o == (m_g0, g_m),
+                    None => m_g0 == 0 && g_m != 0,
+                };
                 if into == g0 && value == m0 && m0 != g0 && fields_ok {
                     found.push((g0, m0));
                 }

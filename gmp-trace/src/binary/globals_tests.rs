@@ -58,6 +58,12 @@ fn code_agrees_with_symbols() {
             assert_eq!((boot.g0, boot.m0), boot_from_symbols(&bin), "{what}");
             assert_eq!(boot.source, GlobalsSource::Code);
             assert_eq!(bin.boot_globals().unwrap().source, GlobalsSource::Symbols);
+            // Without the struct offsets (a release past the table, no DWARF) the rules still
+            // single the globals out.
+            let rt0 = bin.code_of("runtime.rt0_go", "g0").unwrap();
+            assert_eq!(rt0.g0_m0(None).unwrap(), boot_from_symbols(&bin), "{what}");
+            let mci = bin.code_of("runtime.mcommoninit", "allm").unwrap();
+            assert_eq!(mci.allm(None).unwrap(), want.allm, "{what}");
         }
     }
 }
@@ -112,7 +118,7 @@ fn arm64_asks_for_symbols() {
     assert_eq!(full.runtime_globals().unwrap(), from_symbols(&full));
 }
 
-// Hand-assembled code at 0x1000; globals near 0x9000. `rel` encodes a RIP-relative operand.
+/// Where the hand-assembled code is loaded; its globals sit near 0x9000.
 const BASE: u64 = 0x1000;
 
 /// A tiny assembler for the few instructions the rules look at.
@@ -243,6 +249,40 @@ fn gomaxprocs_and_allp_rules_on_hand_made_code() {
     let mut a = Asm(Vec::new());
     a.rip(&[0x48, 0x8d, 0x35], gmp).raw(&[0x87, 0x0e]);
     assert!(code(&bin, &a).gomaxprocs().is_err());
+}
+
+#[test]
+fn allm_and_g0_m0_rules_on_hand_made_code() {
+    let bin = GoBinary::open(&sample("1.27.3", Variant::Default)).unwrap();
+    let (allm, other) = (0x9000, 0x9100);
+    // MOV rcx, [allm]; MOV [rbx+0x160], rcx; LEA rdx, [allm]; XCHG [rdx], rcx.
+    let mut a = Asm(Vec::new());
+    a.load_rcx(allm).raw(&[0x48, 0x89, 0x8b, 0x60, 0x01, 0, 0]);
+    a.lea_rdx(allm).xchg_rdx_rcx();
+    let c = code(&bin, &a);
+    assert_eq!(c.allm(Some(0x160)).unwrap(), allm);
+    assert_eq!(c.allm(None).unwrap(), allm);
+    // Stored at another offset than m.alllink: not the list head.
+    assert!(c.allm(Some(0x150)).is_err());
+    // A second exchanged global: which one is allm is not clear.
+    a.lea_rdx(other).xchg_rdx_rcx();
+    assert!(code(&bin, &a).allm(None).is_err());
+
+    let (g0, m0) = (0x9000, 0x9400);
+    // LEA rcx, [g0]; LEA rax, [m0]; MOV [rax], rcx; MOV [rcx+0x30], rax.
+    let mut a = Asm(Vec::new());
+    a.rip(&[0x48, 0x8d, 0x0d], g0).rip(&[0x48, 0x8d, 0x05], m0);
+    a.raw(&[0x48, 0x89, 0x08, 0x48, 0x89, 0x41, 0x30]);
+    let c = code(&bin, &a);
+    assert_eq!(c.g0_m0(Some((0, 0x30))).unwrap(), (g0, m0));
+    assert_eq!(c.g0_m0(None).unwrap(), (g0, m0));
+    // g.m elsewhere than where the code stores m0: refused.
+    assert!(c.g0_m0(Some((0, 0x38))).is_err());
+    // Only one direction stored: no pair.
+    let mut a = Asm(Vec::new());
+    a.rip(&[0x48, 0x8d, 0x0d], g0).rip(&[0x48, 0x8d, 0x05], m0);
+    a.raw(&[0x48, 0x89, 0x08]);
+    assert!(code(&bin, &a).g0_m0(None).is_err());
 }
 
 /// A running `parker -loop`, killed on drop.
