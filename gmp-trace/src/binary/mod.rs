@@ -39,6 +39,7 @@ use object::read::elf::ElfFile64;
 use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, SectionFlags};
 
 pub use buildinfo::GoVersion;
+pub use globals::{BootGlobals, GlobalsSource, RuntimeGlobals};
 pub use lines::{Lines, SourceFrame};
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
@@ -91,6 +92,13 @@ pub enum BinaryError {
     },
     #[error("{} looks corrupt or truncated ({what}); check that it is a complete, unmodified executable", path.display())]
     Corrupt { path: PathBuf, what: String },
+    #[error("cannot locate runtime.{global} in {} from the code of {func}: {why}; rebuild without -ldflags=-s so the symbol table names it, and please report it with the Go version", path.display())]
+    MissingGlobal {
+        path: PathBuf,
+        global: &'static str,
+        func: String,
+        why: String,
+    },
     #[error("cannot inspect process {pid}: {what}")]
     Process { pid: u32, what: String },
     #[error("the Go runtime layout gmp-trace assumes ({source_kind}) does not match the memory of process {pid}: {problems}; tracing would record garbage, please report it with the Go version")]

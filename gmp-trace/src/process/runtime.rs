@@ -3,8 +3,10 @@
 //! only hold when every offset is right. The same walk yields the goroutines, Ms and Ps that exist
 //! before tracing starts: the seed snapshot for `--pid` mode.
 //!
-//! The globals (runtime.g0, m0, allgs, allm, allp, gomaxprocs) are data symbols, found through
-//! `.symtab`; a stripped binary has none, and validation is then skipped (reported, not an error).
+//! The globals (runtime.allgs, allm, allp, gomaxprocs; g0 and m0) come from `.symtab`, else, in a
+//! stripped binary, from the runtime code that uses them (`GoBinary::runtime_globals`). When the
+//! code does not reveal the first four, validation is skipped (reported, not an error); when only
+//! g0 and m0 stay unknown, the two checks on them are left out of the report's `checked`.
 //! Reads race with the running program; every invariant checked is one that does not change once
 //! the runtime is initialised (g0/m0 links, P ids), so tearing cannot make a right layout fail.
 
@@ -17,7 +19,7 @@ const MAX_ALLP: u64 = 1 << 16;
 const MAX_MS: usize = 10_000;
 const MAX_GOID: u64 = 1 << 40;
 
-/// What [`check`] verifies, for the report.
+/// What [`check`] verifies, for the report; the first [`BOOT_CHECKS`] need g0 and m0.
 const CHECKS: [&str; 7] = [
     "g0.m == &m0",
     "m0.g0 == &g0",
@@ -27,6 +29,7 @@ const CHECKS: [&str; 7] = [
     "goroutine 1 is in allgs",
     "the allm list is non-empty and ends within 10000 Ms",
 ];
+const BOOT_CHECKS: usize = 2;
 
 /// A goroutine as found in runtime.allgs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,37 +122,33 @@ pub fn validate_live(pid: u32, bin: &GoBinary, load_bias: u64) -> Result<LiveRep
         pid,
         ..LiveReport::default()
     };
-    let names = [
-        "runtime.g0",
-        "runtime.m0",
-        "runtime.allgs",
-        "runtime.allm",
-        "runtime.allp",
-        "runtime.gomaxprocs",
-    ];
-    let mut addrs = [0u64; 6];
-    for (slot, name) in addrs.iter_mut().zip(names) {
-        match bin.data_symbol(name) {
-            Some(s) => *slot = s.addr.wrapping_add(load_bias),
-            None => {
-                report.skipped = Some(format!(
-                    "{name} is not in the symbol table (stripped binary?): live validation skipped"
-                ));
-                return Ok(report);
-            }
+    let globals = match bin.runtime_globals() {
+        Ok(g) => g,
+        Err(e) => {
+            report.skipped = Some(format!("{e}: live validation skipped"));
+            return Ok(report);
         }
-    }
-    let [g0, m0, allgs, allm, allp, gomaxprocs] = addrs;
+    };
+    let at = |addr: u64| addr.wrapping_add(load_bias);
+    // g0 and m0 only serve two of the checks: without them the rest still runs.
+    let boot = bin.boot_globals().ok().map(|b| (at(b.g0), at(b.m0)));
+    let (allgs, allm, allp, gomaxprocs) = (
+        at(globals.allgs),
+        at(globals.allm),
+        at(globals.allp),
+        at(globals.gomaxprocs),
+    );
     let layout = bin.runtime_layout()?;
     report.source = Some(layout.source);
     let remote = Remote::new(pid);
     // One read first, for a clear word when the process is not readable at all.
-    remote.read(g0, 8).map_err(|e| BinaryError::Process {
+    remote.read(allgs, 8).map_err(|e| BinaryError::Process {
         pid,
         what: format!("{e}; gmp-trace needs the same user as the target, or root"),
     })?;
     let mem = Mem { remote };
     let mut problems = Vec::new();
+    let (g0, m0) = boot.unwrap_or((0, 0));
     if let Err(p) = walk(
         &mem,
         &layout,
@@ -158,9 +157,13 @@ pub fn validate_live(pid: u32, bin: &GoBinary, load_bias: u64) -> Result<LiveRep
     ) {
         problems.push(p);
     }
-    problems.extend(check(&report, g0, m0, &mem, &layout));
+    match boot {
+        Some((g0, m0)) => problems.extend(check(&report, g0, m0, &mem, &layout)),
+        None => problems.extend(check_lists(&report)),
+    }
     if problems.is_empty() {
-        report.checked = CHECKS.to_vec();
+        let skip = if boot.is_some() { 0 } else { BOOT_CHECKS };
+        report.checked = CHECKS[skip..].to_vec();
         Ok(report)
     } else {
         Err(BinaryError::LayoutMismatch {
@@ -283,6 +286,13 @@ fn read_gs(mem: &Mem, l: &RuntimeLayout, gps: &[u64]) -> Result<Vec<LiveG>, Stri
 
 /// The invariants; each failure in words.
 fn check(r: &LiveReport, g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<String> {
+    let mut problems = check_boot(g0, m0, mem, l);
+    problems.extend(check_lists(r));
+    problems
+}
+
+/// The first [`BOOT_CHECKS`] of [`CHECKS`]: g0 and m0 point at each other.
+fn check_boot(g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<String> {
     let mut problems = Vec::new();
     match mem.u64(field(g0, l.offsets.g_m)) {
         Ok(m) if m == m0 => {}
@@ -294,6 +304,12 @@ fn check(r: &LiveReport, g0: u64, m0: u64, mem: &Mem, l: &RuntimeLayout) -> Vec<
         Ok(g) => problems.push(format!("m0.g0 is {g:#x}, not &g0 {g0:#x}")),
         Err(e) => problems.push(e),
     }
+    problems
+}
+
+/// The rest of [`CHECKS`]: what the walk of the globals found.
+fn check_lists(r: &LiveReport) -> Vec<String> {
+    let mut problems = Vec::new();
     if !(1..=MAX_ALLP as i32).contains(&r.gomaxprocs) {
         problems.push(format!("gomaxprocs is {}", r.gomaxprocs));
     }

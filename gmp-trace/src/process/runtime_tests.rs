@@ -101,17 +101,50 @@ fn validates_running_processes() {
     }
 }
 
-/// A stripped parker has no data symbols: the report says validation was skipped.
+/// A stripped parker has no data symbols: its globals come from the runtime's code, its offsets
+/// from the table, and the same invariants hold (g0 and m0 included: rt0_go names them).
+#[test]
+fn validates_stripped_processes() {
+    for v in all_versions() {
+        let path = named("parker", v, Variant::Stripped);
+        let bin = GoBinary::open(&path).unwrap();
+        assert!(bin.data_symbol("runtime.allgs").is_none());
+        let child = Parker::start(&path);
+        let pid = child.0.id();
+        assert_eq!(load_bias(pid, &bin).unwrap(), 0);
+        let r = validate_live(pid, &bin, 0).unwrap();
+        check_report(&r, v, Variant::Stripped);
+        assert_eq!(r.source, Some(OffsetsSource::Table), "go{v}");
+        assert_eq!(r.checked, CHECKS.to_vec(), "go{v}: g0/m0 checks left out");
+        let e = validate_live(pid, &bin, 0x1000).unwrap_err();
+        assert!(matches!(e, BinaryError::LayoutMismatch { .. }), "{e}");
+        drop(child);
+    }
+}
+
+/// When the code does not show where the globals are (here: runtime.allgadd overwritten with
+/// NOPs in a copy of a stripped parker), validation is skipped with the reason, not failed.
 #[test]
 fn stripped_is_skipped_not_failed() {
     let path = named("parker", "1.27.3", Variant::Stripped);
     let bin = GoBinary::open(&path).unwrap();
+    let f = bin.function("runtime.allgadd").unwrap();
+    let off = bin.vaddr_to_file_offset(f.addr).unwrap() as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[off..off + f.size as usize].fill(0x90);
+    let mangled = GoBinary::from_bytes(bytes, &path).unwrap();
     let child = Parker::start(&path);
     let pid = child.0.id();
-    assert_eq!(load_bias(pid, &bin).unwrap(), 0);
-    let r = validate_live(pid, &bin, 0).unwrap();
-    assert!(r.skipped.as_deref().unwrap().contains("skipped"), "{r:?}");
+    assert_eq!(load_bias(pid, &mangled).unwrap(), 0);
+    let r = validate_live(pid, &mangled, 0).unwrap();
+    let why = r.skipped.as_deref().unwrap();
+    assert!(
+        why.contains("skipped") && why.contains("runtime.allg"),
+        "{r:?}"
+    );
     assert!(r.gs.is_empty() && r.ms.is_empty() && r.ps.is_empty());
+    // The untouched binary is validated.
+    assert!(validate_live(pid, &bin, 0).unwrap().skipped.is_none());
 }
 
 /// Wrong offsets (the 1.23 row on a 1.27 binary moves goid and status by 8) are caught.
