@@ -21,6 +21,7 @@ mod dwarf;
 #[doc(hidden)]
 pub mod fuzz;
 mod lines;
+pub mod names;
 mod pclntab;
 mod placement;
 mod symbolize;
