@@ -2,6 +2,7 @@
 //! at a time (jsonl, perfetto) or the finished model (summary, graph); none reads the probes or
 //! the process, so live tracing and replay produce the same bytes.
 pub mod files;
+pub mod godump;
 pub mod graph;
 pub mod jsonl;
 pub mod perfetto;
