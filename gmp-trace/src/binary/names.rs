@@ -74,6 +74,7 @@ pub fn p_status_name(status: u32) -> &'static str {
 // waitReasonStrings, index = the waitReason value, index 0 = waitReasonZero. Releases whose
 // numbering only appends share one list, cut to their length.
 
+#[rustfmt::skip]
 const WAIT_19: &[&str] = &[
     "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
     "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
@@ -84,6 +85,7 @@ const WAIT_19: &[&str] = &[
 ];
 
 /// Go 1.20: not checked against a toolchain (see the module comment).
+#[rustfmt::skip]
 const WAIT_20: &[&str] = &[
     "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
     "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
@@ -94,6 +96,7 @@ const WAIT_20: &[&str] = &[
 ];
 
 /// 1.21 is the first 32 entries, 1.22 the first 37, 1.23 all of them.
+#[rustfmt::skip]
 const WAIT_21_23: &[&str] = &[
     "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
     "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
@@ -110,6 +113,7 @@ const WAIT_21_23: &[&str] = &[
 ];
 
 /// 1.24 inserted "sync.WaitGroup.Wait" in the middle.
+#[rustfmt::skip]
 const WAIT_24: &[&str] = &[
     "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
     "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
@@ -124,6 +128,7 @@ const WAIT_24: &[&str] = &[
 ];
 
 /// 1.25 inserted "GOMAXPROCS updater (idle)" and renamed the synctest reasons "(durable)".
+#[rustfmt::skip]
 const WAIT_25: &[&str] = &[
     "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
     "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
@@ -140,6 +145,7 @@ const WAIT_25: &[&str] = &[
 
 /// 1.26 moved the channel and select reasons after "sleep", next to the sync ones; 1.27 kept
 /// that order.
+#[rustfmt::skip]
 const WAIT_26: &[&str] = &[
     "", "GC assist marking", "IO wait", "dumping heap", "garbage collection",
     "garbage collection scan", "panicwait", "GC assist wait", "GC sweep wait",

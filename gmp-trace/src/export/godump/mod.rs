@@ -3,6 +3,12 @@
 //! goroutines with the same state and stack into one block each (`--group`). The names and
 //! rules of each Go release come from [`crate::binary::names`]; [`stack`] applies them to one
 //! goroutine's frames and is shared by both writers.
+
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "the `dump` command (written separately) is what calls these writers"
+)]
 pub mod group;
 mod stack;
 pub mod text;
