@@ -672,7 +672,7 @@ impl Reader<'_> {
         let waiting = w.waitsince > 0 && matches!(base, G_SYSCALL | G_WAITING);
         Goroutine {
             goid: w.goid,
-            status: names::g_status_name(w.status),
+            status: names::g_status_name_in(self.minor, w.status),
             status_raw: w.status,
             wait_reason: names::wait_reason(self.minor, w.waitreason),
             waiting_ns: waiting.then(|| self.now.saturating_sub(w.waitsince as u64)),

@@ -1,26 +1,26 @@
-//! TEMPORARY stand-in until the names branch lands.
-use crate::model::dump::{Dump, Stack};
+//! Go's goroutine-dump text over a [`Dump`](crate::model::dump::Dump): [`text`] prints what
+//! `runtime.Stack(buf, true)` prints (so panicparse and people read it), [`group`] folds
+//! goroutines with the same state and stack into one block each (`--group`). The names and
+//! rules of each Go release come from [`crate::binary::names`]; [`stack`] applies them to one
+//! goroutine's frames and is shared by both writers.
+
+pub mod group;
+mod stack;
+pub mod text;
+
+pub use group::write_grouped;
+pub use text::write_text;
+
+/// What the text writers show beyond what `runtime.Stack` shows.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct TextOptions {
+    /// Every frame, package runtime's included, and `created by` runtime functions (what
+    /// GOTRACEBACK=system shows), instead of hiding them the way Go's default does.
     pub runtime_frames: bool,
+    /// Runtime-internal goroutines too (GC workers, the finalizer goroutine, ...), which Go's
+    /// dump leaves out.
     pub system: bool,
 }
-pub fn write_text(d: &Dump, _o: &TextOptions, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    for g in &d.goroutines {
-        writeln!(
-            w,
-            "goroutine {} [{}]:",
-            g.goid,
-            g.wait_reason.unwrap_or(g.status)
-        )?;
-        if let Stack::Frames { frames } = &g.stack {
-            for f in frames.iter() {
-                writeln!(w, "{}(...)\n\t{}:{}", f.function, f.file, f.line)?;
-            }
-        }
-        writeln!(w)?;
-    }
-    Ok(())
-}
-pub fn write_grouped(d: &Dump, o: &TextOptions, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    write_text(d, o, w)
-}
+
+#[cfg(test)]
+mod tests;
