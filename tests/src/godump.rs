@@ -413,6 +413,15 @@ fn compare_frames(g: &GoGoroutine, o: &GoGoroutine, ours_complete: bool, a: &mut
     let (mut o_head, mut o_tail) = o.user_frames();
     let mut diffs = Vec::new();
     match (g.elided, o.elided) {
+        // Before Go 1.21 a traceback stops after 100 frames (hidden runtime ones counted) and
+        // says nothing: the text is then a prefix of the whole stack.
+        (None, None) if ours_complete && o_head.len() > g_head.len() && g_head.len() >= 90 => {
+            a.notes.push(format!(
+                "goroutine {id}: the text stops after {} frames, as Go before 1.21 does",
+                g_head.len()
+            ));
+            o_head.truncate(g_head.len());
+        }
         (None, None) => {}
         (Some(_), None) if ours_complete => {
             let all = o_head;

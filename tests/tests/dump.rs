@@ -153,6 +153,9 @@ fn dump_from_json(v: &Value) -> GoDump {
                 .filter(|c| !c.function.starts_with("runtime."));
             let frames = g["frames"].as_array().map_or(Vec::new(), |fs| {
                 fs.iter()
+                    // Wrappers (method and `go` statement wrappers) are in the JSON, marked;
+                    // the text hides them as Go does.
+                    .filter(|f| f["wrapper"] != Value::Bool(true))
                     .map(|f| GoFrame {
                         function: text(&f["function"]),
                         file: text(&f["file"]),

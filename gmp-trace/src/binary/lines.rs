@@ -21,6 +21,10 @@ pub struct SourceFrame {
     pub line: u32,
     /// Inlined into the next (outer) frame: no frame of its own on the machine stack.
     pub inlined: bool,
+    /// The compiler's funcID of the function (`_func.funcID`, or the inline tree entry's):
+    /// non-zero for the runtime's special functions and for wrappers, which tracebacks hide.
+    /// The numbering is per release (see `names::func_id_wrapper`).
+    pub func_id: u8,
 }
 
 /// `_PCDATA_InlTreeIndex` and `_FUNCDATA_InlTree` (runtime/symtab.go, abi/symtab.go).
@@ -28,6 +32,10 @@ const PCDATA_INL_TREE_INDEX: u32 = 2;
 const FUNCDATA_INL_TREE: u32 = 3;
 /// Inlining deeper than this is a corrupt table (the compiler's budget keeps it far smaller).
 const MAX_INLINE_DEPTH: usize = 256;
+
+/// `_func.funcID`: after startLine (Go 1.20+), or where startLine is now (1.18-1.19).
+const F_FUNC_ID_120: usize = 40;
+const F_FUNC_ID_118: usize = 36;
 
 /// `_func` field offsets shared by every release from Go 1.18 on.
 const F_NAME_OFF: usize = 4;
@@ -108,22 +116,34 @@ impl<'a> Lines<'a> {
                 self.inlined_call(tree, usize::try_from(ix).ok()?)
             });
             match inlined {
-                Some((name_off, parent_pc)) => {
+                Some((name_off, parent_pc, func_id)) => {
                     out.push(SourceFrame {
                         function: print_name(self.func_name(name_off)),
                         file,
                         line,
                         inlined: true,
+                        func_id,
                     });
                     at = f.entry.wrapping_add(u64::from(parent_pc));
                 }
                 None => {
                     let name = self.field(f, F_NAME_OFF).and_then(|n| self.func_name(n));
+                    let at = if self.layout.go120 {
+                        F_FUNC_ID_120
+                    } else {
+                        F_FUNC_ID_118
+                    };
                     out.push(SourceFrame {
                         function: print_name(name),
                         file,
                         line,
                         inlined: false,
+                        func_id: f
+                            .off
+                            .checked_add(at)
+                            .and_then(|i| self.tab.get(i))
+                            .copied()
+                            .unwrap_or(0),
                     });
                     break;
                 }
@@ -210,18 +230,18 @@ impl<'a> Lines<'a> {
     }
 
     /// Entry `ix` of an inline tree: (the callee's name offset, the call site's pc offset from
-    /// the function's entry). Go 1.20+: {funcID u8, _ [3]byte, nameOff i32, parentPc i32,
+    /// the function's entry, the callee's funcID). Go 1.20+: {funcID u8, _ [3]byte, nameOff i32, parentPc i32,
     /// startLine i32}; Go 1.18-1.19: {parent i16, funcID u8, _ byte, file i32, line i32,
     /// func_ i32, parentPc i32}.
-    fn inlined_call(&self, tree: &[u8], ix: usize) -> Option<(u32, u32)> {
-        let (size, name_at, parent_at) = if self.layout.go120 {
-            (16, 4, 8)
+    fn inlined_call(&self, tree: &[u8], ix: usize) -> Option<(u32, u32, u8)> {
+        let (size, name_at, parent_at, id_at) = if self.layout.go120 {
+            (16, 4, 8, 0)
         } else {
-            (20, 12, 16)
+            (20, 12, 16, 2)
         };
         let rec = tree.get(ix.checked_mul(size)?..)?.get(..size)?;
         let word = |at: usize| Some(u32::from_le_bytes(rec.get(at..at + 4)?.try_into().ok()?));
-        Some((word(name_at)?, word(parent_at)?))
+        Some((word(name_at)?, word(parent_at)?, *rec.get(id_at)?))
     }
 
     /// The value of pc-value table `table` (an offset in pctab) at `target` in the function

@@ -96,6 +96,9 @@ pub struct Frame {
     pub line: u32,
     /// An inlined call (no frame of its own on the stack).
     pub inlined: bool,
+    /// A compiler-generated wrapper (a method or `go` statement wrapper): Go's traceback hides
+    /// these.
+    pub wrapper: bool,
     /// The frame's pc: the return address for a caller's frame, as the stack holds it.
     pub pc: u64,
     /// pc minus the physical function's entry, Go's `+0x..`; `None` for inlined frames.

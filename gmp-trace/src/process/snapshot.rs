@@ -42,6 +42,9 @@ const G_SYSCALL: u32 = 3;
 const G_WAITING: u32 = 4;
 const G_DEAD: u32 = 6;
 const G_COPYSTACK: u32 = 8;
+/// Go 1.26+: a dead g kept for an extra M ("waiting for cgo callback"); dumps skip it like a
+/// dead one.
+const G_DEADEXTRA: u32 = 11;
 
 /// The runtime globals, at the process's addresses.
 #[derive(Clone, Copy, Debug)]
@@ -211,6 +214,8 @@ impl GFields {
 struct Symbols<'b> {
     lines: Lines<'b>,
     bias: u64,
+    /// The release's funcID of wrappers.
+    wrapper_id: u8,
     /// (pc, trap) -> that physical frame's source frames.
     frames: FastMap<(u64, bool), Arc<[Frame]>>,
     stacks: FastMap<Vec<RawFrame>, Arc<[Frame]>>,
@@ -251,6 +256,7 @@ impl<'b> Symbols<'b> {
                 file: Self::intern(&mut self.strings, s.file),
                 line: s.line,
                 inlined: s.inlined,
+                wrapper: s.func_id == self.wrapper_id,
                 pc: f.pc,
                 offset: (i + 1 == n && link > entry).then(|| link - entry),
             })
@@ -352,6 +358,7 @@ pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> 
         sym: Symbols {
             lines: bin.lines()?,
             bias,
+            wrapper_id: names::func_id_wrapper(bin.go_version().minor),
             frames: FastMap::default(),
             stacks: FastMap::default(),
             names: FastMap::default(),
@@ -391,6 +398,12 @@ struct Reader<'b> {
 }
 
 impl Reader<'_> {
+    /// Left out of a dump, as Go's own leaves it out.
+    fn dead(&self, status: u32) -> bool {
+        let base = status & !names::G_SCAN;
+        base == G_DEAD || (self.minor >= 26 && base == G_DEADEXTRA)
+    }
+
     fn gone_or(&self, what: String) -> String {
         if alive(self.pid) {
             what
@@ -555,7 +568,7 @@ impl Reader<'_> {
         for attempt in 0..=RETRIES {
             let todo: Vec<usize> = (0..gps.len())
                 .filter(|&j| stacks[j].is_none())
-                .filter(|&j| wins[j].is_some_and(|w| w.status & !names::G_SCAN != G_DEAD))
+                .filter(|&j| wins[j].is_some_and(|w| !self.dead(w.status)))
                 .collect();
             if todo.is_empty() {
                 break;
@@ -591,7 +604,7 @@ impl Reader<'_> {
                 d.torn_reads += 1;
                 continue;
             };
-            if w.status & !names::G_SCAN == G_DEAD {
+            if self.dead(w.status) {
                 continue;
             }
             let stack = match stacks[j].take() {

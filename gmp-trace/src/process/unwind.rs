@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn walks_to_goexit_and_refuses_what_is_not_a_stack() {
-        let bin = GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
+        let bin =
+            GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
         let lines = bin.lines().unwrap();
         let (pc, delta) = framed_pc(&lines, &bin, "main.main");
         let goexit = bin.function("runtime.goexit").unwrap().addr;
@@ -186,8 +187,13 @@ mod tests {
         // The same with a PIE-style bias: addresses in the process, lookups at link time.
         let bias = 0x5555_0000_0000u64;
         let biased = stack_with(&[(delta, goexit + 1 + bias)], 4096);
-        let s2 = Start { pc: pc + bias, ..start };
-        assert!(matches!(walk(&lines, &mut steps, bias, s2, &biased), Walk::Done(f) if f.len() == 2));
+        let s2 = Start {
+            pc: pc + bias,
+            ..start
+        };
+        assert!(
+            matches!(walk(&lines, &mut steps, bias, s2, &biased), Walk::Done(f) if f.len() == 2)
+        );
         // Too little of the stack copied: asks for exactly what it needs.
         assert_eq!(
             walk(&lines, &mut steps, 0, start, &stack[..delta as usize]),
@@ -195,13 +201,22 @@ mod tests {
         );
         // A return address into no function (garbage, or a stack being reused).
         let junk = stack_with(&[(delta, 0x10)], 4096);
-        assert!(matches!(walk(&lines, &mut steps, 0, start, &junk), Walk::Bad(w) if w.contains("no function")));
+        assert!(
+            matches!(walk(&lines, &mut steps, 0, start, &junk), Walk::Bad(w) if w.contains("no function"))
+        );
         // A frame that would run past the stack's top.
-        let short = Start { hi: sp + delta, ..start };
-        assert!(matches!(walk(&lines, &mut steps, 0, short, &stack), Walk::Bad(w) if w.contains("past")));
+        let short = Start {
+            hi: sp + delta,
+            ..start
+        };
+        assert!(
+            matches!(walk(&lines, &mut steps, 0, short, &stack), Walk::Bad(w) if w.contains("past"))
+        );
         // SP outside the goroutine's stack.
         let outside = Start { sp: hi, ..start };
-        assert!(matches!(walk(&lines, &mut steps, 0, outside, &stack), Walk::Bad(w) if w.contains("outside")));
+        assert!(
+            matches!(walk(&lines, &mut steps, 0, outside, &stack), Walk::Bad(w) if w.contains("outside"))
+        );
         // A return address of 0 ends the walk (a hand-made top frame).
         let zero = stack_with(&[], 4096);
         assert!(matches!(walk(&lines, &mut steps, 0, start, &zero), Walk::Done(f) if f.len() == 1));
@@ -211,7 +226,8 @@ mod tests {
     /// stack's top ends the walk.
     #[test]
     fn a_self_referencing_chain_ends() {
-        let bin = GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
+        let bin =
+            GoBinary::open(&sample(gmp_trace_tests::GO_VERSIONS[0], Variant::Default)).unwrap();
         let lines = bin.lines().unwrap();
         let (pc, delta) = framed_pc(&lines, &bin, "main.main");
         let (lo, sp) = (0x20_0000u64, 0x20_0000u64);
@@ -219,7 +235,13 @@ mod tests {
         // Every slot holds main.main's pc again: each frame "returns" into main.main.
         let words: Vec<(u64, u64)> = (0..(64 * 1024 / 8)).map(|i| (i * 8, pc)).collect();
         let stack = stack_with(&words, 64 * 1024);
-        let w = walk(&lines, &mut Steps::default(), 0, Start { pc, sp, lo, hi }, &stack);
+        let w = walk(
+            &lines,
+            &mut Steps::default(),
+            0,
+            Start { pc, sp, lo, hi },
+            &stack,
+        );
         assert!(matches!(&w, Walk::Bad(r) if r.contains("past")), "{w:?}");
         let _ = delta;
     }

@@ -10,6 +10,7 @@ fn frame(function: &str, file: &str, line: u32, offset: Option<u64>) -> Frame {
         file: file.into(),
         line,
         inlined: offset.is_none(),
+        wrapper: false,
         pc: 0x40_0000 + offset.unwrap_or(0),
         offset,
     }
