@@ -37,6 +37,8 @@ pub struct Pipeline<'a> {
     /// Launch mode on a position-independent executable: the text's link address, to turn the
     /// exec event's mapped text address into the load bias.
     pub bias_from_exec: Option<u64>,
+    /// Printed after the human summary (`--pid` mode: the goroutines still alive, with stacks).
+    pub epilogue: Option<String>,
 }
 
 impl Sink for Pipeline<'_> {
@@ -137,6 +139,7 @@ impl<'a> Pipeline<'a> {
             graph_out,
             quiet: out.quiet,
             bias_from_exec: None,
+            epilogue: None,
         })
     }
 
@@ -233,6 +236,9 @@ impl<'a> Pipeline<'a> {
         }
         if !self.quiet {
             eprint!("{}", summary.text());
+            if let Some(e) = &self.epilogue {
+                eprint!("{e}");
+            }
         }
         if let Some(e) = self.write_error {
             bail!("{e:#}; the summary is complete");

@@ -572,3 +572,142 @@ fn parked_sample_parks_every_way() {
         println!("  {way:<15} {}", cells.join("; "));
     }
 }
+
+/// The reads race with a process whose goroutines switch all the time (two goroutines ping-pong
+/// on channels, others are created and exit): every dump still completes, every stack it prints
+/// is whole (from the innermost frame to runtime.goexit), and what it could not read whole is
+/// counted in `torn_reads`, never printed half.
+#[test]
+fn dumps_of_a_busy_process_are_whole_or_counted_torn() {
+    let version = GO_VERSIONS[0];
+    let bin = build_sample("bench", version, Variant::Default);
+    let mut ping = Target(
+        Command::new(&bin)
+            .args(["-work", "pingpong", "-n", "2000000000"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start bench pingpong"),
+    );
+    let mut spawn = Target(
+        Command::new(&bin)
+            .args(["-work", "spawn", "-n", "2000000000"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start bench spawn"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = scratch_dir("dump-busy");
+    let (mut whole, mut torn, mut running) = (0usize, 0u64, 0usize);
+    for round in 0..10 {
+        for t in [&mut ping, &mut spawn] {
+            let pid = t.0.id();
+            let path = dir.join(format!("busy-{pid}-{round}.json"));
+            dump_ok(pid, &["--format", "json", "-o", path.to_str().unwrap()]);
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            assert!(v["incomplete"].is_null(), "{}", v["incomplete"]);
+            let gs = v["goroutines"].as_array().unwrap();
+            let mut torn_here = 0;
+            for g in gs {
+                match g["stack"].as_str() {
+                    Some("frames") => {
+                        let fs = g["frames"].as_array().unwrap();
+                        let names: Vec<&str> =
+                            fs.iter().map(|f| f["function"].as_str().unwrap()).collect();
+                        assert_eq!(
+                            names.last().copied(),
+                            Some("runtime.goexit"),
+                            "goroutine {} of pid {pid}: a stack that does not end in goexit: {names:?}",
+                            g["goid"]
+                        );
+                        assert!(!names.contains(&"?"), "{names:?}");
+                        whole += 1;
+                    }
+                    Some("torn") => {
+                        assert!(g["reason"].as_str().is_some_and(|r| !r.is_empty()));
+                        torn_here += 1;
+                    }
+                    Some("running") => running += 1,
+                    other => assert!(
+                        other == Some("unavailable"),
+                        "goroutine {}: stack {other:?}",
+                        g["goid"]
+                    ),
+                }
+            }
+            let counted = v["torn_reads"].as_u64().unwrap();
+            assert!(
+                counted >= torn_here,
+                "torn_reads {counted} < {torn_here} torn stacks"
+            );
+            torn += counted;
+        }
+    }
+    println!("busy dumps: {whole} whole stacks, {running} running, {torn} torn reads");
+    assert!(whole > 0 && running > 0, "the busy targets were not busy");
+}
+
+/// A process that exits while it is read: what was read so far, marked incomplete, and a
+/// non-zero exit with a clear line.
+#[test]
+fn a_pid_that_exits_mid_dump_gives_a_partial_dump_and_fails() {
+    let p = start_parked(GO_VERSIONS[0], Variant::Default, 400_000, "dump-exits");
+    let out = p.dir.join("partial.json");
+    let mut dump = Command::new(gmp_trace_bin())
+        .args([
+            "dump",
+            "--pid",
+            &p.pid.to_string(),
+            "--format",
+            "json",
+            "-o",
+        ])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gmp-trace dump");
+    std::thread::sleep(Duration::from_millis(150));
+    let mut target = p.target;
+    let _ = target.0.kill();
+    let _ = target.0.wait();
+    let o = dump.wait_with_output().expect("gmp-trace dump ends");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "a dump of a process that died succeeded:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("exited during the dump"), "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let why = v["incomplete"].as_str().expect("incomplete says why");
+    assert!(why.contains("exited"), "{why}");
+    let n = v["goroutines"].as_array().unwrap().len();
+    assert!(
+        n < 400_000,
+        "{n} goroutines read from a process killed mid-dump"
+    );
+}
+
+/// `--pid` tracing ends its summary with the goroutines still alive, grouped, with the stacks
+/// read from the process (the leak tree with real stacks).
+#[test]
+fn trace_pid_summary_ends_with_the_goroutines_still_alive() {
+    let p = start_parked(GO_VERSIONS[0], Variant::Default, 50, "dump-trace-end");
+    let o = Command::new(gmp_trace_bin())
+        .args(["--pid", &p.pid.to_string(), "-d", "500ms", "-o"])
+        .arg(p.dir.join("events.jsonl"))
+        .output()
+        .expect("run gmp-trace --pid");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let tail = err
+        .split("goroutines still alive (read from the process's memory):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no goroutines at the end of the summary:\n{err}"));
+    let gs = groups(tail);
+    assert!(
+        gs.iter().any(|(n, _)| *n >= 50),
+        "the 50 identical goroutines are not one group: {gs:?}\n{tail}"
+    );
+    assert!(tail.contains("main.parkSleep(...)"), "{tail}");
+    assert!(tail.contains("created by main."), "{tail}");
+}

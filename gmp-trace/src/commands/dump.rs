@@ -116,6 +116,7 @@ fn write(d: &Dump, args: &DumpArgs, out: &mut dyn Write) -> std::io::Result<()> 
             let opts = TextOptions {
                 runtime_frames: args.runtime_frames,
                 system: args.system,
+                max_groups: None,
             };
             if args.group {
                 write_grouped(d, &opts, out)

@@ -14,11 +14,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::binary::{Arch, GoBinary};
 use crate::cli::Args;
 use crate::export::files;
+use crate::export::godump::{write_grouped, TextOptions};
 use crate::model::Model;
 use crate::pipeline::Pipeline;
 use crate::probes::{self, Attachment, Level, Links, Tracer};
 use crate::process::exe::FileIdentity;
+use crate::process::maps::load_bias;
 use crate::process::runtime::LiveReport;
+use crate::process::snapshot;
 use crate::process::{preflight, Bias, SignalAction, Target};
 use crate::run::{Aggregates, ProbeInfo, RunInfo};
 use crate::source::live::{monotonic_ns, LiveSource};
@@ -91,6 +94,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         pid,
         &args,
     )?;
+    // --pid: the process runs on; what it still holds, with stacks read from its memory, ends
+    // the summary (the probes are gone, so this costs the target nothing).
+    if !target_exited && matches!(target, Target::Attach(_)) && !args.out.quiet {
+        pipeline.epilogue = Some(alive_at_end(pid, &bin));
+    }
     let exit_code = target.finish().await?;
     pipeline.model.finish();
     let run = RunInfo {
@@ -106,6 +114,28 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     pipeline.finish(run)?;
     drop(stopped.tracer); // detaches every probe, if still attached
     Ok(exit_code.unwrap_or(0))
+}
+
+/// The goroutines of `pid` still alive, grouped by state and stack (the largest groups), or
+/// why they could not be read.
+fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
+    let opts = TextOptions {
+        max_groups: Some(10),
+        ..TextOptions::default()
+    };
+    let read = load_bias(pid, bin)
+        .map_err(anyhow::Error::from)
+        .and_then(|bias| Ok(snapshot::take(pid, bin, bias)?));
+    match read {
+        Ok(d) => {
+            let mut out = b"\ngoroutines still alive (read from the process's memory):\n".to_vec();
+            match write_grouped(&d, &opts, &mut out) {
+                Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+                Err(e) => format!("\ngoroutines still alive: not printed ({e})\n"),
+            }
+        }
+        Err(e) => format!("\ngoroutines still alive: not read ({e:#})\n"),
+    }
 }
 
 /// What gmp-trace reads but cannot probe, said before anything is attached.

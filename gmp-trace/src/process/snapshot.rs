@@ -326,9 +326,15 @@ fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Whether process `pid` still exists.
+/// Whether process `pid` still runs (a killed process stays a zombie until it is reaped, and
+/// its memory is gone already).
 fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        // The state follows the command name in parentheses, which may itself hold spaces.
+        st.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X"))
+    })
 }
 
 /// Reads the dump of process `pid`, running `bin` loaded at `bias`.

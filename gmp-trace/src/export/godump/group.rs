@@ -194,11 +194,24 @@ pub fn write_grouped(d: &Dump, opts: &TextOptions, w: &mut dyn Write) -> io::Res
         )?;
     }
     writeln!(w)?;
-    for grp in &groups {
+    let limit = opts.max_groups.unwrap_or(usize::MAX);
+    for grp in groups.iter().take(limit) {
         writeln!(w)?;
         write_group_header(w, d, grp)?;
         let first = &d.goroutines[grp.first];
         write_body(w, first, &grp.lines, grp.parent, d.go_minor, opts)?;
+    }
+    if groups.len() > limit {
+        let rest = &groups[limit..];
+        let n: usize = rest.iter().map(|g| g.goids.len()).sum();
+        writeln!(
+            w,
+            "\n... {} more {} of {n} {} (`gmp-trace dump --pid {} --group` shows every group)",
+            rest.len(),
+            plural(rest.len(), "group", "groups"),
+            plural(n, "goroutine", "goroutines"),
+            d.pid
+        )?;
     }
     write_trailer(d, w)
 }

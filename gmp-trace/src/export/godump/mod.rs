@@ -20,6 +20,9 @@ pub struct TextOptions {
     /// Runtime-internal goroutines too (GC workers, the finalizer goroutine, ...), which Go's
     /// dump leaves out.
     pub system: bool,
+    /// Grouped output: at most this many groups (the largest), then a line saying how many more
+    /// there are (the end of a trace's summary keeps it short).
+    pub max_groups: Option<usize>,
 }
 
 #[cfg(test)]

@@ -112,6 +112,7 @@ fn header_minutes_locked_and_hidden_runtime_frames() {
         TextOptions {
             runtime_frames: true,
             system: false,
+            ..TextOptions::default()
         },
     );
     assert!(all.starts_with(
@@ -242,6 +243,7 @@ fn system_goroutines_hidden_unless_asked() {
         TextOptions {
             runtime_frames: false,
             system: true,
+            ..TextOptions::default()
         },
     );
     assert!(
@@ -337,6 +339,7 @@ fn long_stacks_elided_per_release() {
         TextOptions {
             runtime_frames: true,
             system: false,
+            ..TextOptions::default()
         },
     );
     assert_eq!(count(&all), 97);
@@ -412,9 +415,26 @@ fn groups_by_state_stack_and_creator() {
         &TextOptions {
             runtime_frames: false,
             system: true,
+            ..TextOptions::default()
         },
     );
     assert_eq!(with_sys.len(), 5);
+    // A summary's short form: the largest groups, then how many are left out.
+    let short = grouped(
+        &d,
+        TextOptions {
+            max_groups: Some(2),
+            ..TextOptions::default()
+        },
+    );
+    assert!(short.contains("2 goroutines [select]: 3, 4\n"), "{short}");
+    assert!(!short.contains("locked to thread"), "{short}");
+    assert!(
+        short.contains(
+            "\n... 2 more groups of 2 goroutines (`gmp-trace dump --pid 4242 --group` shows every group)\n"
+        ),
+        "{short}"
+    );
 }
 
 #[test]
