@@ -652,7 +652,7 @@ fn dumps_of_a_busy_process_are_whole_or_counted_torn() {
 fn a_pid_that_exits_mid_dump_gives_a_partial_dump_and_fails() {
     let p = start_parked(GO_VERSIONS[0], Variant::Default, 400_000, "dump-exits");
     let out = p.dir.join("partial.json");
-    let mut dump = Command::new(gmp_trace_bin())
+    let dump = Command::new(gmp_trace_bin())
         .args([
             "dump",
             "--pid",

@@ -210,6 +210,9 @@ impl GFields {
     }
 }
 
+/// `created by` without its goroutine: (function, file, line, offset from the entry).
+type Creator = (Arc<str>, Arc<str>, u32, u64);
+
 /// Symbolization, once per distinct pc and per distinct stack.
 struct Symbols<'b> {
     lines: Lines<'b>,
@@ -220,7 +223,7 @@ struct Symbols<'b> {
     frames: FastMap<(u64, bool), Arc<[Frame]>>,
     stacks: FastMap<Vec<RawFrame>, Arc<[Frame]>>,
     names: FastMap<u64, Option<Arc<str>>>,
-    creators: FastMap<u64, Option<(Arc<str>, Arc<str>, u32, u64)>>,
+    creators: FastMap<u64, Option<Creator>>,
     strings: FastMap<String, Arc<str>>,
 }
 
@@ -293,7 +296,7 @@ impl<'b> Symbols<'b> {
     }
 
     /// `created by` for g.gopc: the physical function, the position of the go statement.
-    fn creator(&mut self, gopc: u64) -> Option<(Arc<str>, Arc<str>, u32, u64)> {
+    fn creator(&mut self, gopc: u64) -> Option<Creator> {
         if let Some(c) = self.creators.get(&gopc) {
             return c.clone();
         }
