@@ -12,6 +12,7 @@ pub mod memory;
 pub mod preflight;
 pub mod runtime;
 pub mod snapshot;
+mod stacks;
 pub mod target;
 mod unwind;
 

@@ -10,14 +10,14 @@
 //!
 //! Cost: a few hundred bytes of `g` and the used part of each stack, in batches of thousands of
 //! ranges per system call; frames are symbolized once per distinct stack.
-use std::sync::Arc;
 
-use crate::binary::{names, BinaryError, GoBinary, Lines, RuntimeLayout, StackLayout};
+use crate::binary::{names, BinaryError, GoBinary, RuntimeLayout, StackLayout};
 use crate::fasthash::FastMap;
-use crate::model::dump::{CreatedBy, Dump, Frame, Goroutine, Proc, Stack, Thread};
+use crate::model::dump::{CreatedBy, Dump, Goroutine, Proc, Stack, Thread};
 
 use super::memory::Remote;
-use super::unwind::{self, RawFrame, Start, Walk};
+use super::stacks::Symbols;
+use super::unwind::{self, Start, Walk};
 
 /// len(allgs) beyond this is not a Go runtime we can trust (4M goroutines).
 const MAX_ALLGS: u64 = 1 << 22;
@@ -210,114 +210,6 @@ impl GFields {
     }
 }
 
-/// `created by` without its goroutine: (function, file, line, offset from the entry).
-type Creator = (Arc<str>, Arc<str>, u32, u64);
-
-/// Symbolization, once per distinct pc and per distinct stack.
-struct Symbols<'b> {
-    lines: Lines<'b>,
-    bias: u64,
-    /// The release's funcID of wrappers.
-    wrapper_id: u8,
-    /// (pc, trap) -> that physical frame's source frames.
-    frames: FastMap<(u64, bool), Arc<[Frame]>>,
-    stacks: FastMap<Vec<RawFrame>, Arc<[Frame]>>,
-    names: FastMap<u64, Option<Arc<str>>>,
-    creators: FastMap<u64, Option<Creator>>,
-    strings: FastMap<String, Arc<str>>,
-}
-
-impl<'b> Symbols<'b> {
-    fn intern(strings: &mut FastMap<String, Arc<str>>, s: String) -> Arc<str> {
-        if let Some(a) = strings.get(&s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s.as_str());
-        strings.insert(s, a.clone());
-        a
-    }
-
-    fn physical(&mut self, f: RawFrame) -> Arc<[Frame]> {
-        if let Some(v) = self.frames.get(&(f.pc, f.trap)) {
-            return v.clone();
-        }
-        let link = f.pc.wrapping_sub(self.bias);
-        let entry = self.lines.entry(link).unwrap_or(link);
-        // Go's symPC: a return address belongs to the call before it.
-        let sym = if !f.trap && link > entry {
-            link - 1
-        } else {
-            link
-        };
-        let src = self.lines.frames(sym);
-        let n = src.len();
-        let v: Arc<[Frame]> = src
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| Frame {
-                function: Self::intern(&mut self.strings, s.function),
-                file: Self::intern(&mut self.strings, s.file),
-                line: s.line,
-                inlined: s.inlined,
-                wrapper: s.func_id == self.wrapper_id,
-                pc: f.pc,
-                offset: (i + 1 == n && link > entry).then(|| link - entry),
-            })
-            .collect();
-        self.frames.insert((f.pc, f.trap), v.clone());
-        v
-    }
-
-    fn stack(&mut self, raw: Vec<RawFrame>) -> Arc<[Frame]> {
-        if let Some(s) = self.stacks.get(&raw) {
-            return s.clone();
-        }
-        let mut all = Vec::new();
-        for &f in &raw {
-            all.extend(self.physical(f).iter().cloned());
-        }
-        let s: Arc<[Frame]> = all.into();
-        self.stacks.insert(raw, s.clone());
-        s
-    }
-
-    /// The print name of the function at `pc` (a function's entry, as g.startpc is).
-    fn name(&mut self, pc: u64) -> Option<Arc<str>> {
-        if let Some(n) = self.names.get(&pc) {
-            return n.clone();
-        }
-        let n = self
-            .lines
-            .frames(pc.wrapping_sub(self.bias))
-            .pop()
-            .map(|f| Self::intern(&mut self.strings, f.function));
-        self.names.insert(pc, n.clone());
-        n
-    }
-
-    /// `created by` for g.gopc: the physical function, the position of the go statement.
-    fn creator(&mut self, gopc: u64) -> Option<Creator> {
-        if let Some(c) = self.creators.get(&gopc) {
-            return c.clone();
-        }
-        let link = gopc.wrapping_sub(self.bias);
-        let c = self.lines.entry(link).and_then(|entry| {
-            let at = if link > entry { link - 1 } else { link };
-            let frames = self.lines.frames(at);
-            let inner = frames.first()?;
-            let outer = frames.last()?;
-            Some((
-                Self::intern(&mut self.strings, outer.function.clone()),
-                Self::intern(&mut self.strings, inner.file.clone()),
-                inner.line,
-                link - entry,
-            ))
-        });
-        self.creators.insert(gopc, c.clone());
-        c
-    }
-}
-
 /// CLOCK_REALTIME now, ns.
 fn realtime_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -364,16 +256,11 @@ pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> 
         pid,
         remote,
         fields: GFields::new(rl, sl),
-        sym: Symbols {
-            lines: bin.lines()?,
+        sym: Symbols::new(
+            bin.lines()?,
             bias,
-            wrapper_id: names::func_id_wrapper(bin.go_version().minor),
-            frames: FastMap::default(),
-            stacks: FastMap::default(),
-            names: FastMap::default(),
-            creators: FastMap::default(),
-            strings: FastMap::default(),
-        },
+            names::func_id_wrapper(bin.go_version().minor),
+        ),
         minor: d.go_minor,
         m_ids: FastMap::default(),
         m_ps: FastMap::default(),
