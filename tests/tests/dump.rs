@@ -7,6 +7,7 @@
 //! (it needs no gmp-trace); the others need the `dump` command.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -56,6 +57,19 @@ struct Parked {
 /// more) and waits for its dump and its "writer GOID" line.
 fn start_parked(version: &str, variant: Variant, extra: usize, scratch: &str) -> Parked {
     let bin = build_sample("parked", version, variant);
+    start_parked_bin(&bin, version, variant, extra, scratch, |_| {})
+}
+
+/// [`start_parked`] of the binary at `bin`; `started` runs once the process is up (before it
+/// wrote its dump), e.g. to delete the file.
+fn start_parked_bin(
+    bin: &Path,
+    version: &str,
+    variant: Variant,
+    extra: usize,
+    scratch: &str,
+    started: impl FnOnce(&Path),
+) -> Parked {
     let dir = scratch_dir(scratch);
     let path = dir.join("go-dump.txt");
     let mut target = Target(
@@ -67,6 +81,7 @@ fn start_parked(version: &str, variant: Variant, extra: usize, scratch: &str) ->
             .expect("start parked"),
     );
     let pid = target.0.id();
+    started(bin);
     let stdout = target.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -710,4 +725,88 @@ fn trace_pid_summary_ends_with_the_goroutines_still_alive() {
     );
     assert!(tail.contains("main.parkSleep(...)"), "{tail}");
     assert!(tail.contains("created by main."), "{tail}");
+}
+
+/// A copy of parked's binary with every `go1.X.Y` of its build info and runtime replaced by a
+/// release gmp-trace does not know (same length), as a file in `dir`.
+fn future_go_copy(version: &str, dir: &Path) -> PathBuf {
+    let bin = build_sample("parked", version, Variant::Default);
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let old = format!("go{version}");
+    let new = old.replacen("go1.", "go9.", 1);
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..]
+        .windows(old.len())
+        .position(|w| w == old.as_bytes())
+    {
+        bytes[i + pos..i + pos + old.len()].copy_from_slice(new.as_bytes());
+        patched += 1;
+        i += pos + old.len();
+    }
+    assert!(patched > 0);
+    let p = dir.join("futurego");
+    std::fs::write(&p, &bytes).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A Go release gmp-trace does not know: wait reasons and layouts change in every release, so
+/// a dump refuses it with a clear line rather than print wrong names.
+#[test]
+fn dump_refuses_a_go_release_it_does_not_know() {
+    let version = GO_VERSIONS[0];
+    let dir = scratch_dir("dump-future-go");
+    let bin = future_go_copy(version, &dir);
+    let p = start_parked_bin(
+        &bin,
+        version,
+        Variant::Default,
+        0,
+        "dump-future-go-run",
+        |_| {},
+    );
+    let o = gmp_trace_dump(p.pid, &[]);
+    assert_clear_failure(&o, &["go9.", "1.19 to 1.27"]);
+}
+
+/// Without privilege over the target (another user, no root): a clear line, no panic.
+#[test]
+fn dump_without_privilege() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to drop to an unprivileged user");
+        return;
+    }
+    let p = start_parked(GO_VERSIONS[0], Variant::Default, 0, "dump-no-privilege");
+    let o = Command::new(gmp_trace_bin())
+        .args(["dump", "--pid", &p.pid.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run gmp-trace dump as nobody");
+    assert_clear_failure(&o, &["root"]);
+}
+
+/// The binary was deleted (or replaced) after the process started: the dump reads it through
+/// /proc/PID/exe, as the tracer does, and still agrees with Go's own dump.
+#[test]
+fn dump_of_a_process_whose_binary_was_deleted() {
+    let version = GO_VERSIONS[0];
+    let dir = scratch_dir("dump-deleted");
+    let src = build_sample("parked", version, Variant::Pie);
+    let bin = dir.join("parked-deleted");
+    std::fs::copy(&src, &bin).unwrap();
+    let p = start_parked_bin(&bin, version, Variant::Pie, 0, "dump-deleted-run", |b| {
+        std::fs::remove_file(b).unwrap();
+    });
+    assert!(!bin.exists());
+    let ours = parse_ours(&dump_ok(p.pid, &[]), "deleted binary");
+    let a = godump::compare(&p.go, &ours, p.writer);
+    println!("deleted binary: {a}");
+    assert!(
+        a.differences.is_empty() && a.in_both > 20,
+        "{a}\n{:#?}",
+        a.differences
+    );
 }
