@@ -1,9 +1,9 @@
 //! Builds the BPF object from gmp-trace-ebpf with the nightly pinned in
 //! gmp-trace-ebpf/rust-toolchain.toml and bpf-linker (`cargo xtask bootstrap` installs both) and
-//! leaves it in OUT_DIR for `include_bytes_aligned!`.
+//! leaves it in OUT_DIR for lib.rs to include.
 use anyhow::Context as _;
 
-const EBPF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../gmp-trace-ebpf");
+const EBPF_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../gmp-trace-ebpf");
 
 /// The `channel` of the probes' rust-toolchain.toml.
 fn pinned_nightly() -> anyhow::Result<String> {
