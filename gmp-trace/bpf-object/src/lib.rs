@@ -13,3 +13,22 @@ static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"
 
 /// The ELF object with every BPF program and map of gmp-trace-ebpf, 8-byte aligned.
 pub static BPF_OBJECT: &[u8] = &ALIGNED.0;
+
+#[cfg(test)]
+mod tests {
+    use super::BPF_OBJECT;
+
+    #[test]
+    fn is_an_aligned_little_endian_bpf_elf64_object() {
+        assert_eq!(
+            BPF_OBJECT.as_ptr() as usize % 8,
+            0,
+            "aya parses it in place"
+        );
+        assert_eq!(&BPF_OBJECT[..4], b"\x7fELF");
+        assert_eq!(BPF_OBJECT[4], 2, "ELFCLASS64");
+        assert_eq!(BPF_OBJECT[5], 1, "ELFDATA2LSB (bpfel)");
+        // e_machine: EM_BPF.
+        assert_eq!(u16::from_le_bytes([BPF_OBJECT[18], BPF_OBJECT[19]]), 247);
+    }
+}
