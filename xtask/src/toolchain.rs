@@ -5,7 +5,7 @@
 //! machine gets exactly the same compilers:
 //! - [`STABLE`] for the userspace crates (aya 0.16 needs rustc 1.98 or newer);
 //! - the dated nightly named in `gmp-trace-ebpf/rust-toolchain.toml` for the BPF probes
-//!   (`gmp-trace/build.rs` reads the same file), with rust-src for `-Z build-std=core`.
+//!   (`gmp-trace/bpf-object/build.rs` reads the same file), with rust-src for `-Z build-std=core`.
 //!
 //! No root `rust-toolchain.toml`: with `RUSTUP_AUTO_INSTALL=0` (set on some machines) a pin
 //! that is not installed yet stops cargo before xtask could install it.

@@ -9,13 +9,11 @@ use aya::programs::links::FdLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
+use gmp_trace_bpf_object::BPF_OBJECT;
 use gmp_trace_common::Offsets;
 
 use super::plan::Attachment;
 use crate::run::ProbeInfo;
-
-/// The BPF object built from gmp-trace-ebpf by build.rs.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
 
 /// How each program is linked to its sites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
