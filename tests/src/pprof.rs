@@ -58,6 +58,9 @@ pub struct Top {
     pub rows: BTreeMap<String, TopRow>,
     /// From `Showing nodes accounting for X, Y% of TOTAL total`.
     pub total_ns: f64,
+    /// The profile's duration, from `Duration: 2s, Total samples = ...` (absent when the
+    /// profile has none).
+    pub duration_ns: Option<f64>,
 }
 
 /// Parses `go tool pprof -top` (with or without `-cum`) of a CPU profile:
@@ -74,6 +77,11 @@ pub fn parse_top(text: &str) -> Top {
     let mut top = Top::default();
     let mut in_table = false;
     for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Duration: ") {
+            let d = rest.split(',').next().unwrap_or(rest);
+            top.duration_ns = Some(parse_duration(d.trim()));
+            continue;
+        }
         if let Some(rest) = line.strip_prefix("Showing nodes accounting for ") {
             let total = rest
                 .rsplit_once(" of ")
@@ -183,12 +191,13 @@ mod tests {
     #[test]
     fn parses_top_and_tags() {
         let top = parse_top(
-            "File: burn\nType: cpu\nShowing nodes accounting for 1s, 100% of 1s total\n      \
+            "File: burn\nType: cpu\nDuration: 2.01s, Total samples = 1s (49.75%)\nShowing nodes accounting for 1s, 100% of 1s total\n      \
              flat  flat%   sum%        cum   cum%\n     0.25s 25.00% 25.00%      0.75s 75.00%  \
              main.burnA\n         0     0% 25.00%      1s   100%  main.(*T).run\n         \
              0     0% 25.00%      0.75s 75.00%  main.work (inline)\n",
         );
         assert_eq!(top.total_ns, 1e9);
+        assert!((top.duration_ns.unwrap() - 2.01e9).abs() < 1.0);
         assert_eq!(top.rows["main.burnA"].cum_pct, 75.0);
         assert_eq!(top.rows["main.burnA"].flat_ns, 0.25e9);
         assert_eq!(top.rows["main.(*T).run"].cum_pct, 100.0);
