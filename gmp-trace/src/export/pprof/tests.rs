@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gmp_trace_tests::pprof::{go_pprof, parse_tags, parse_top};
+use gmp_trace_tests::scratch_dir;
 
 use super::*;
 
@@ -105,10 +106,9 @@ fn synthetic() -> CpuProfile {
     }
 }
 
+/// Writes `p` to `name` in a scratch directory of its own (target/test-runs/pprof-NAME).
 fn write_to_temp(p: &CpuProfile, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gmp-trace-pprof-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = scratch_dir(&format!("pprof-{name}")).join(name);
     let mut f = std::fs::File::create(&path).unwrap();
     write_cpu_profile(p, &mut f).unwrap();
     path
