@@ -9,6 +9,7 @@
 //! - [`godump`]: Go-format goroutine dumps (runtime.Stack's, `gmp-trace dump`'s) parsed and
 //!   compared.
 //! - [`perfetto`]: reading `.pftrace` output back with Perfetto's own trace processor.
+//! - [`pprof`]: reading pprof profiles back with `go tool pprof` (`-top`, `-tags` parsed).
 //!
 //! Everything is re-exported at the crate root, where the tests (and gmp-trace's unit tests)
 //! import it from.
@@ -22,6 +23,7 @@ pub mod go;
 pub mod godump;
 pub mod perfetto;
 pub mod pid;
+pub mod pprof;
 pub mod run;
 
 pub use go::*;
