@@ -272,10 +272,29 @@ fn dump_once(cx: &Ctx, t: &Target, n: u64, format: &str) -> anyhow::Result<Round
     })
 }
 
+/// 1000000 as "1,000,000".
+fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut s = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    s
+}
+
 /// One table row: the medians of a size's rounds in one format, and the target's verdict.
 fn row(n: u64, format: &str, rounds: &[Round]) -> String {
     let m = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let (wall, rss) = (m(|r| r.wall_s), m(|r| r.rss_mb));
+    // On a shared machine the spread says as much as the median.
+    let lo = rounds
+        .iter()
+        .map(|r| r.wall_s)
+        .fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().map(|r| r.wall_s).fold(0.0, f64::max);
     let mut missed = Vec::new();
     if wall > TARGET_WALL_S {
         missed.push(format!("{wall:.2} s > {TARGET_WALL_S} s"));
@@ -289,7 +308,8 @@ fn row(n: u64, format: &str, rounds: &[Round]) -> String {
         format!("not met ({})", missed.join(", "))
     };
     format!(
-        "| {n} | {format} | {} | {wall:.2} s | {:.3} s | {rss:.1} MB | {:.1} MB | {:.0}/s | {:.2}x | {:.2}x | {verdict} |",
+        "| {} | {format} | {} | {wall:.2} s | {lo:.2}..{hi:.2} s | {:.3} s | {rss:.1} MB | {:.1} MB | {:.0}/s | {:.2}x | {:.2}x | {verdict} |",
+        thousands(n),
         rounds.len(),
         m(|r| r.read_s),
         m(|r| r.out_mb),
@@ -311,7 +331,11 @@ pub fn dump(cx: &Ctx) -> anyhow::Result<String> {
             cx.runs
         };
         let t = Target::start(&bin, n)?;
-        targets.push(format!("{n}: {:.0} MB", t.rss_kb as f64 / 1024.0));
+        targets.push(format!(
+            "{}: {:.0} MB",
+            thousands(n),
+            t.rss_kb as f64 / 1024.0
+        ));
         eprintln!("xtask: bench dump {n} goroutines: {rounds} interleaved rounds");
         let mut samples: Vec<Vec<Round>> = vec![Vec::new(); FORMATS.len()];
         for _ in 0..rounds {
@@ -338,13 +362,13 @@ pub fn dump(cx: &Ctx) -> anyhow::Result<String> {
          20 ms) in the second before the dump, and as ratios to it during the dump (between the \
          progress lines that bracket it, so a dump shorter than 20 ms is diluted by up to 40 ms \
          of undisturbed running) and in the second after: the target keeps running while it is \
-         read (the ratio is below 1 because gmp-trace and the worker share the machine's cores). \
+         read (below 1 is the worker losing CPU to gmp-trace or to the rest of the machine). \
          Target RSS after parking: {}. The issue's target: 1,000,000 goroutines dumped in <= \
          {TARGET_WALL_S} s and <= {TARGET_RSS_MB} MB RSS; every row is marked against those \
          bounds. Load average (1 min) at the start of the section: {load_start}, at the end: {} \
          (the machine is shared; figures are noisy).\n\n\
-         | goroutines | format | rounds | wall | reading | peak RSS | output | worker before | during | after | target (<= 2 s, <= 500 MB) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | goroutines | format | rounds | wall | wall (min..max) | reading | peak RSS | output | worker before | during | after | target (<= 2 s, <= 500 MB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         targets.join(", "),
         load(),
     );
@@ -357,6 +381,13 @@ pub fn dump(cx: &Ctx) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_separated() {
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
+    }
 
     #[test]
     fn rates_inner_and_outer() {
