@@ -116,13 +116,14 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
 }
 
 /// The sections of docs/benchmarks.md, in order: (`--only` name, heading prefix).
-const SECTIONS: [(&str, &str); 6] = [
+const SECTIONS: [(&str, &str); 7] = [
     ("overhead", "## Overhead by workload"),
     ("cost", "## Probe cost"),
     ("streaming", "## Streaming"),
     ("daemon", "## Daemon throughput"),
     ("memory", "## Memory per live goroutine"),
     ("attach", "## Attach and detach"),
+    ("dump", "## Goroutine dump"),
 ];
 
 /// Runs the sections named in `only` (all when empty) and rewrites docs/benchmarks.md, keeping
@@ -163,7 +164,7 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
     let path = workspace_root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach` \
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach,dump` \
          reruns some sections and keeps the others). Rounds are interleaved (every configuration once \
          per round, so drift and noise hit all alike) and figures are medians. Ratios are against \
          the untraced run of the same round set; the overhead workloads time only their own work, \
@@ -184,6 +185,10 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
                     crate::bench_daemon::daemon(&cx)?,
                 ),
                 "memory" => (heading.to_string(), crate::bench_daemon::memory(&cx)?),
+                "dump" => (
+                    format!("{heading} (gmp-trace dump on a running process)"),
+                    crate::bench_dump::dump(&cx)?,
+                ),
                 _ => (
                     format!("{heading} (both kinds of uprobe link)"),
                     crate::bench_attach::attach(&cx)?,

@@ -1,0 +1,3 @@
+module example.com/dumpload
+
+go 1.19
