@@ -38,6 +38,8 @@ pub struct CpuProfile {
     pub binary: String,
     /// Its build id (Go's or the GNU note), shown as `Build ID:`; empty when unknown.
     pub build_id: String,
+    /// Free-text notes kept in the profile (`go tool pprof -comments`): lost samples say so here.
+    pub comments: Vec<String>,
 }
 
 /// Samples taken at one stack by one goroutine on one thread and P.
@@ -94,7 +96,9 @@ pub fn build_profile(p: &CpuProfile) -> Profile {
         has_line_numbers: true,
         has_inline_frames: true,
     };
+    let comment = p.comments.iter().map(|c| b.strings.intern(c)).collect();
     Profile {
+        comment,
         sample_type: vec![samples_count, cpu_ns.clone()],
         sample: b.samples,
         mapping: vec![mapping],

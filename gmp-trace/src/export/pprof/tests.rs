@@ -103,6 +103,7 @@ fn synthetic() -> CpuProfile {
         time_nanos: 1_790_000_000_000_000_000,
         binary: "/usr/local/bin/burn".into(),
         build_id: "9fdcf974d20f83d57589eed28c99f5c5deeaebdf".into(),
+        comments: vec!["gmp-trace: 3 samples lost".into()],
     }
 }
 
@@ -269,6 +270,9 @@ fn pprof_tables_are_deduplicated_and_consistent() {
     let vt = |v: &ValueType| (s(v.r#type), s(v.unit));
     let types: Vec<_> = prof.sample_type.iter().map(vt).collect();
     assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+    // Lost samples are said in the profile itself (`go tool pprof -comments`).
+    let comments: Vec<&str> = prof.comment.iter().map(|&i| s(i)).collect();
+    assert_eq!(comments, ["gmp-trace: 3 samples lost"]);
     assert_eq!(
         prof.period_type.as_ref().map(vt),
         Some(("cpu", "nanoseconds"))
