@@ -15,7 +15,8 @@ use super::plan::Attachment;
 use crate::run::ProbeInfo;
 
 /// The BPF object built from gmp-trace-ebpf by build.rs.
-static BPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
+pub(super) static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gmp-trace"));
 
 /// How each program is linked to its sites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -14,6 +14,6 @@ pub mod runtime;
 pub mod snapshot;
 mod stacks;
 pub mod target;
-mod unwind;
+pub mod unwind;
 
 pub use target::{Bias, SignalAction, Target};

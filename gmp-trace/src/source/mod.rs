@@ -2,6 +2,14 @@
 //! through the same `Sink`, so the model and exporters cannot tell the two apart.
 pub mod live;
 pub mod recording;
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "the profile command (issue 17) is its first caller"
+    )
+)]
+pub mod sampler;
 
 use gmp_trace_common::gstatus::{DEAD, RUNNABLE, RUNNING};
 use gmp_trace_common::{Event, EventKind};
