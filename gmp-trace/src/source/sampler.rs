@@ -103,7 +103,13 @@ impl<'b> Unwinder<'b> {
         ) {
             Ok(()) => {}
             Err(Walk::NeedMore(_)) => s.truncated = true,
-            Err(_) => {
+            Err(w) => {
+                // Seen: a sample in a signal handler walks up to runtime.sigreturn, above
+                // which lies the kernel's signal frame, not a Go caller.
+                log::debug!(
+                    "unwinding a sample stopped at frame {}: {w:?}",
+                    s.frames.len()
+                );
                 s.truncated = true;
                 self.unwind_failed += 1;
             }

@@ -152,10 +152,13 @@ fn profile_burn(version: &str) {
             .unwrap_or_default()
     };
     let n = prof.samples.len();
+    let count = |f: fn(&CpuSample) -> bool| prof.samples.iter().filter(|s| f(s)).count();
     eprintln!(
-        "Go {version}: {n} samples ({} taken, {} dropped, {} unwinds refused) for {cpu:.2} s of CPU on {} CPUs",
-        prof.taken, prof.dropped, prof.unwind_failed, prof.cpus
+        "Go {version}: {n} samples ({} taken, {} dropped, {} unwinds refused; {} in the kernel, {} on g0, {} truncated) for {cpu:.2} s of CPU on {} CPUs",
+        prof.taken, prof.dropped, prof.unwind_failed, count(|s| s.in_kernel), count(|s| s.on_g0), count(|s| s.truncated), prof.cpus
     );
+    assert_eq!(count(|s| s.in_kernel && !s.frames.is_empty()), 0);
+    assert_eq!(count(|s| !s.in_kernel && s.frames.is_empty()), 0);
     assert_eq!((prof.dropped, prof.malformed, prof.rate_hz), (0, 0, RATE));
     assert_eq!(prof.taken, n as u64, "every sample taken arrived");
     let expected = cpu * RATE as f64;

@@ -1,6 +1,7 @@
 // burn keeps two goroutines burning CPU in distinct functions, burnA and burnB, both through the
-// same small frameless leaf. They work in lockstep rounds and burnA does three times burnB's
-// work per round, so their CPU time is 3:1 whatever else the machine runs. Each prints its goid
+// same small frameless leaf. They take turns (one burns while the other waits, so both run under
+// the same conditions: no sibling thread slowing only one of them) and burnA does three times
+// burnB's work per turn, so their CPU time is 3:1 whatever else the machine runs. Each prints its goid
 // ("burnA goid N"), then "ready"; the run lasts the given seconds (default 3).
 package main
 
@@ -84,8 +85,8 @@ func main() {
 	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for time.Now().Before(deadline) {
 		startA <- struct{}{}
-		startB <- struct{}{}
 		sink += <-done
+		startB <- struct{}{}
 		sink += <-done
 	}
 	fmt.Println("done", sink != 0)
