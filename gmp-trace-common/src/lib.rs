@@ -283,9 +283,18 @@ pub struct Offsets {
     pub gp_block_len: u32,
     pub m_block_len: u32,
     pub m_hot_len: u32,
+    /// g.stack.lo (g.stack.hi is the next word): the sampler bounds its stack copy and the
+    /// daemon's unwinding with it. [`NO_FIELD`] when unknown (0 is its real offset).
+    pub g_stack: u32,
+    /// m.g0, the M's scheduler goroutine: a sample whose g is it ran on the system stack
+    /// (scheduler, GC, systemstack calls). [`NO_FIELD`] when unknown (0 is its real offset).
+    pub m_g0: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 104;
+pub const OFFSETS_SIZE: usize = 112;
+
+/// An offset meaning "unknown" for the fields whose real offset is 0.
+pub const NO_FIELD: u32 = u32::MAX;
 
 /// Bytes fetched by one block read.
 pub const BLOCK: u32 = 128;
@@ -329,6 +338,8 @@ impl Offsets {
         gp_block_len: 0,
         m_block_len: 0,
         m_hot_len: 0,
+        g_stack: NO_FIELD,
+        m_g0: NO_FIELD,
     };
 
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded
@@ -433,6 +444,8 @@ pub mod result_loc {
     pub const STACK: u64 = 1 << 32;
 }
 
+pub mod sample;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both types are repr(C), Copy, made only of integers, and have no padding (the size
@@ -440,6 +453,8 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Offsets {}
+    // SAFETY: as above (header of integers, then bytes; sizes asserted in sample.rs).
+    unsafe impl aya::Pod for super::sample::Sample {}
 }
 
 impl Event {

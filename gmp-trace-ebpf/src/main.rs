@@ -22,11 +22,13 @@ mod event;
 mod maps;
 mod probes;
 mod read;
-// To come, at this level: `sampler` (a perf-event program sampling CPUs, emitting through
-// `emit`) and `stacks` (stack capture shared by the sampler and the probes), with their
-// programs exported here.
+mod sampler;
+// To come, at this level: `stacks` (stack capture shared by the sampler and the probes).
 
-use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{
+    macros::{perf_event, uprobe},
+    programs::{PerfEventContext, ProbeContext},
+};
 use probes::{bench, gc, lifecycle, scheduler, startup, syscalls, threads};
 
 /// Every uprobe program twice, one body each: `NAME` is a `uprobe.multi` program (one link for
@@ -78,6 +80,13 @@ uprobe_programs! {
     syscalls::on_syscall_lost_p => syscall_lost_p, syscall_lost_p_pe;
     bench::on_empty => empty, empty_pe;
     bench::on_emit_only => emit_only, emit_only_pe;
+}
+
+/// The CPU sampler, attached to every CPU's software clock (`probes/sampler.rs` finds it by
+/// this name).
+#[perf_event]
+pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
+    sampler::on_sample(ctx)
 }
 
 #[cfg(not(test))]

@@ -154,3 +154,15 @@ pub(crate) struct StealArgs {
 /// At most one entry per thread inside runqsteal (so about GOMAXPROCS); removed at the RET.
 #[map]
 pub(crate) static STEAL_ARGS: HashMap<u32, StealArgs> = HashMap::with_max_entries(4096, 0);
+
+// The CPU sampler (sampler.rs).
+
+/// One [`Sample`](gmp_trace_common::sample::Sample) per sample of the target. Resized by the
+/// sampler's loader; drained on a timer (the program never wakes the reader).
+#[map]
+pub(crate) static SAMPLES: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
+/// The sampler's per-CPU counts, indexed by `gmp_trace_common::sample::stat`.
+#[map]
+pub(crate) static SAMPLE_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(gmp_trace_common::sample::stat::COUNT, 0);

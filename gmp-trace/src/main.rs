@@ -48,7 +48,10 @@ fn main() -> ExitCode {
         }
         "replay" => commands::replay::run(cli::ReplayArgs::parse_from(rest("gmp-trace replay"))),
         "dump" => commands::dump::run(commands::dump::DumpArgs::parse_from(rest("gmp-trace dump"))),
-        // New commands (top, profile, serve) get their word here.
+        "profile" => rt.block_on(commands::profile::run(
+            commands::profile::ProfileArgs::parse_from(rest("gmp-trace profile")),
+        )),
+        // New commands (top, serve) get their word here.
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

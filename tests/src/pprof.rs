@@ -58,6 +58,8 @@ pub struct Top {
     pub rows: BTreeMap<String, TopRow>,
     /// From `Showing nodes accounting for X, Y% of TOTAL total`.
     pub total_ns: f64,
+    /// X of that line: what the shown nodes (after -tagfocus and the like) account for.
+    pub shown_ns: f64,
     /// The profile's duration, from `Duration: 2s, Total samples = ...` (absent when the
     /// profile has none).
     pub duration_ns: Option<f64>,
@@ -88,6 +90,8 @@ pub fn parse_top(text: &str) -> Top {
                 .and_then(|(_, t)| t.strip_suffix(" total"))
                 .unwrap_or_else(|| panic!("no total in {line:?}"));
             top.total_ns = parse_duration(total);
+            let shown = rest.split(',').next().unwrap_or(rest);
+            top.shown_ns = parse_duration(shown.trim());
             continue;
         }
         if line.split_whitespace().collect::<Vec<_>>() == ["flat", "flat%", "sum%", "cum", "cum%"] {

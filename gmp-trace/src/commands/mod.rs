@@ -7,5 +7,6 @@
 //! a metrics exporter).
 pub mod compare;
 pub mod dump;
+pub mod profile;
 pub mod replay;
 pub mod trace;

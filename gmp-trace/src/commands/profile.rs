@@ -62,17 +62,23 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
     if bin.arch() != Arch::X86_64 {
-        bail!("{} is an arm64 binary: gmp-trace profiles x86_64 processes only", exe.display());
+        bail!(
+            "{} is an arm64 binary: gmp-trace profiles x86_64 processes only",
+            exe.display()
+        );
     }
     let mut offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     // The output is created before anything starts: a bad path fails here.
-    let out = std::fs::File::create(&args.output)
-        .with_context(|| format!("cannot write {}; pick a writable path", args.output.display()))?;
+    let out = std::fs::File::create(&args.output).with_context(|| {
+        format!(
+            "cannot write {}; pick a writable path",
+            args.output.display()
+        )
+    })?;
 
     let pid = target.hold()?;
     offsets.target_pid = pid;
-    probes::sampler_offsets(&mut offsets);
     let mut sampler = match Sampler::start(&offsets, args.sample_rate) {
         Ok(s) => s,
         Err(e) => {
@@ -89,14 +95,33 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
     let mut unwinder = Unwinder::new(&bin, bias)?;
     let mut samples: Vec<CpuSample> = Vec::new();
     let mut malformed = 0;
-    let exited = collect(&mut target, &mut sampler, &mut unwinder, &mut samples, &mut malformed, args.duration).await?;
+    let exited = collect(
+        &mut target,
+        &mut sampler,
+        &mut unwinder,
+        &mut samples,
+        &mut malformed,
+        args.duration,
+    )
+    .await?;
     sampler.detach();
     let elapsed = started.elapsed();
-    sampler.drain(&mut malformed, |h, stack| samples.push(unwinder.sample(h, stack)));
+    let cpus = sampler.cpus();
+    sampler.drain(&mut malformed, |h, stack| {
+        samples.push(unwinder.sample(h, stack))
+    });
     let stats = sampler.stats()?;
     drop(sampler);
 
-    let mut profile = build(&bin, bias, &samples, args.sample_rate, elapsed, wall_start, &exe);
+    let mut profile = build(
+        &bin,
+        bias,
+        &samples,
+        args.sample_rate,
+        elapsed,
+        wall_start,
+        &exe,
+    );
     if stats.dropped > 0 {
         profile.comments.push(format!(
             "gmp-trace: {} samples lost (the sample ring was full): the profile undercounts",
@@ -108,7 +133,16 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
         .and_then(|()| w.flush())
         .with_context(|| format!("writing the profile to {}", args.output.display()))?;
     if !args.quiet {
-        report(&args, &samples, &stats, unwinder.unwind_failed, malformed, elapsed, exited);
+        report(
+            &args,
+            &samples,
+            &stats,
+            unwinder.unwind_failed,
+            malformed,
+            elapsed,
+            exited,
+            cpus,
+        );
     }
     let code = target.finish().await?;
     Ok(code.unwrap_or(0))
@@ -211,11 +245,12 @@ fn report(
     malformed: u64,
     elapsed: Duration,
     exited: bool,
+    cpus: usize,
 ) {
     let kernel = samples.iter().filter(|s| s.in_kernel).count();
     let g0 = samples.iter().filter(|s| s.on_g0).count();
     eprintln!(
-        "gmp-trace profile: {} samples in {:.1} s at {} Hz ({kernel} in the kernel, {g0} in the scheduler on g0), {} lost{}{} -> {}",
+        "gmp-trace profile: {} samples in {:.1} s at {} Hz on {cpus} CPUs ({kernel} in the kernel, {g0} on g0: scheduler, GC, system stack), {} lost{}{} -> {}",
         samples.len(),
         elapsed.as_secs_f64(),
         args.sample_rate,

@@ -9,13 +9,6 @@
 //!
 //! The writer is a pure function of [`CpuProfile`], so it is tested without root, against the
 //! real `go tool pprof`.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by the profile command (issue 17), merged from another branch"
-    )
-)]
 use std::io::Write;
 use std::sync::Arc;
 

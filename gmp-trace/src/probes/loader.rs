@@ -90,6 +90,8 @@ impl Tracer {
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
             .map_max_entries("RUNNABLE_SINCE", if aggregate { 1 << 16 } else { 1 })
             .map_max_entries("EVENTS", size)
+            // The CPU sampler's ring (probes/sampler.rs) comes with the object: one page here.
+            .map_max_entries("SAMPLES", 4096)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
         Ok(Tracer {

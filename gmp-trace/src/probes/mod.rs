@@ -1,6 +1,7 @@
 //! Probes: the registry of what is probed (`registry`), the plan for one binary (`plan`), the
 //! kernel facts and ring sizing the BPF side needs (`kernel`, `ring`), loading and attaching
-//! (`loader`), and reading the probes' counters back (`counters`). Everything that talks to the
+//! (`loader`), reading the probes' counters back (`counters`), and the CPU sampler's
+//! perf-event program (`sampler`). Everything that talks to the
 //! kernel's BPF interfaces lives here; what the probes send is read by `source::live`.
 mod counters;
 pub mod kernel;
@@ -8,8 +9,12 @@ mod loader;
 mod plan;
 mod registry;
 mod ring;
+mod sampler;
 
 pub use loader::{Links, Tracer};
 pub use plan::{offsets, plan, without_derived, Attachment};
 pub use registry::{in_aggregate, Level};
 pub use ring::{ring_bytes, DRAIN_INTERVAL};
+pub use sampler::{Sampler, SamplerStats};
+#[cfg(test)]
+pub use sampler::SamplerError;

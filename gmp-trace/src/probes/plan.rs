@@ -80,6 +80,16 @@ pub fn without_derived(plan: &mut Vec<Attachment>) {
 pub fn offsets(bin: &GoBinary) -> anyhow::Result<Offsets> {
     let mut offsets = bin.offsets()?;
     offsets.plan_blocks();
+    // The sampler's fields (the probes do not read them): without them its samples simply
+    // carry no stack bounds or g0 mark.
+    match bin.runtime_layout() {
+        Ok(l) => offsets.m_g0 = l.m_g0,
+        Err(e) => log::warn!("no m.g0 offset for the CPU sampler: {e}"),
+    }
+    match bin.stack_layout() {
+        Ok(l) => offsets.g_stack = l.g_stack_lo,
+        Err(e) => log::warn!("no g.stack offset for the CPU sampler: {e}"),
+    }
     // g in assembly entry points (mstart, exit) comes from the thread's TLS slot: the slot's
     // place is in the binary, the fs base's in the kernel. Without either, those events simply
     // carry no G/M.

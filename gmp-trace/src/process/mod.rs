@@ -12,8 +12,8 @@ pub mod memory;
 pub mod preflight;
 pub mod runtime;
 pub mod snapshot;
-mod stacks;
+pub mod stacks;
 pub mod target;
-mod unwind;
+pub mod unwind;
 
 pub use target::{Bias, SignalAction, Target};

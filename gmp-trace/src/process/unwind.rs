@@ -92,32 +92,51 @@ impl Steps {
 
 /// Walks from `start` over `stack` (the process's bytes from `start.sp` on).
 pub fn walk(lines: &Lines<'_>, steps: &mut Steps, bias: u64, start: Start, stack: &[u8]) -> Walk {
+    let mut out = Vec::new();
+    match walk_into(lines, steps, bias, start, stack, &mut out) {
+        Ok(()) => Walk::Done(out),
+        Err(w) => w,
+    }
+}
+
+/// [`walk`] into `out`, which keeps the frames found before the walk stopped: Ok when it
+/// reached the top, else `NeedMore` or `Bad` (never `Done`). For a copy of a stack's top that
+/// cannot be read again (the CPU sampler's), the frames it holds are what there is.
+pub fn walk_into(
+    lines: &Lines<'_>,
+    steps: &mut Steps,
+    bias: u64,
+    start: Start,
+    stack: &[u8],
+    out: &mut Vec<RawFrame>,
+) -> Result<(), Walk> {
     if !(start.lo..start.hi).contains(&start.sp) || start.hi - start.lo > (1 << 30) {
-        return Walk::Bad(format!(
+        return Err(Walk::Bad(format!(
             "sp {:#x} outside its stack [{:#x}, {:#x})",
             start.sp, start.lo, start.hi
-        ));
+        )));
     }
     let (mut pc, mut sp, mut trap) = (start.pc, start.sp, false);
-    let mut out = Vec::new();
     loop {
         if out.len() >= MAX_FRAMES {
-            return Walk::Bad(format!("more than {MAX_FRAMES} frames"));
+            return Err(Walk::Bad(format!("more than {MAX_FRAMES} frames")));
         }
         let Some(step) = steps.get(lines, pc.wrapping_sub(bias)) else {
-            return Walk::Bad(format!("pc {pc:#x} is in no function"));
+            return Err(Walk::Bad(format!("pc {pc:#x} is in no function")));
         };
         out.push(RawFrame { pc, trap });
         if step.top {
-            return Walk::Done(out);
+            return Ok(());
         }
         let Some(delta) = step.delta else {
-            return Walk::Bad(format!("no frame size at pc {pc:#x}"));
+            return Err(Walk::Bad(format!("no frame size at pc {pc:#x}")));
         };
         // The caller's SP is just above the return address, which sits at the frame's top.
         let fp = sp.saturating_add(delta).saturating_add(8);
         if fp > start.hi {
-            return Walk::Bad(format!("the frame at pc {pc:#x} runs past the stack's end"));
+            return Err(Walk::Bad(format!(
+                "the frame at pc {pc:#x} runs past the stack's end"
+            )));
         }
         let at = (fp - 8 - start.sp) as usize;
         let Some(ret) = stack
@@ -125,11 +144,11 @@ pub fn walk(lines: &Lines<'_>, steps: &mut Steps, bias: u64, start: Start, stack
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes)
         else {
-            return Walk::NeedMore(fp - start.sp);
+            return Err(Walk::NeedMore(fp - start.sp));
         };
         if ret == 0 {
             // No caller: a stack that was set up by hand (the runtime's own top frames).
-            return Walk::Done(out);
+            return Ok(());
         }
         trap = step.injected;
         pc = ret;

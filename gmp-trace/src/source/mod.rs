@@ -2,6 +2,7 @@
 //! through the same `Sink`, so the model and exporters cannot tell the two apart.
 pub mod live;
 pub mod recording;
+pub mod sampler;
 
 use gmp_trace_common::gstatus::{DEAD, RUNNABLE, RUNNING};
 use gmp_trace_common::{Event, EventKind};

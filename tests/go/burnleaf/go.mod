@@ -1,0 +1,3 @@
+module example.com/burnleaf
+
+go 1.19
