@@ -9,6 +9,7 @@
 //! - `gmp-trace profile -d 2s -o FILE -- CMD ARGS`: launch CMD and profile it until it exits or
 //!   the duration ends.
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -265,4 +266,74 @@ fn profile_launch_ends_with_the_duration() {
         run.stdout
     );
     assert_burn_profile(&file, goids);
+}
+
+/// A failure: non-zero, no panic, the first stderr line says what went wrong and holds every
+/// needle.
+fn assert_fails_with(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "succeeded:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let first = err.lines().next().unwrap_or_default();
+    for n in needles {
+        assert!(first.contains(n), "{n:?} not in {first:?}\n{err}");
+    }
+}
+
+fn gmp_trace_profile(args: &[&str]) -> Output {
+    Command::new(gmp_trace_bin())
+        .arg("profile")
+        .args(args)
+        .output()
+        .expect("run gmp-trace profile")
+}
+
+#[test]
+fn profile_bad_input() {
+    let dir = scratch_dir("profile-bad-input");
+    let out = dir.join("cpu.pb.gz");
+    let out = out.to_str().unwrap();
+    // Nothing to profile.
+    assert_fails_with(&gmp_trace_profile(&["-o", out]), &["--pid"]);
+    // No such process.
+    assert_fails_with(
+        &gmp_trace_profile(&["--pid", "999999999", "-o", out]),
+        &["999999999"],
+    );
+    // Not a Go program.
+    assert_fails_with(
+        &gmp_trace_profile(&["-o", out, "--", "/bin/sleep", "1"]),
+        &["not a Go program"],
+    );
+    // An output that cannot be written: said before anything starts.
+    let (target, pid, _) = start_burn("10s");
+    assert_fails_with(
+        &gmp_trace_profile(&[
+            "--pid",
+            &pid.to_string(),
+            "-o",
+            "/nonexistent-dir/cpu.pb.gz",
+        ]),
+        &["cannot write", "/nonexistent-dir/cpu.pb.gz"],
+    );
+    // No privilege: the sampler needs root or CAP_BPF + CAP_PERFMON.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let o = Command::new(gmp_trace_bin())
+            .args([
+                "profile",
+                "--pid",
+                &pid.to_string(),
+                "-o",
+                "/tmp/gmp-nobody.pb.gz",
+            ])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run gmp-trace profile as nobody");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+        assert!(err.contains("root"), "{err}");
+    }
+    drop(target);
 }
