@@ -22,6 +22,8 @@ enum Mode {
     Empty,
     /// `--aggregate` (level full): counts and the latency histogram in BPF maps.
     Aggregate,
+    /// `gmp-trace profile` (the CPU sampler at 99 Hz, no uprobe).
+    Profile,
 }
 
 impl Mode {
@@ -33,6 +35,7 @@ impl Mode {
             Mode::Entry => "entry probes",
             Mode::Empty => "empty probes",
             Mode::Aggregate => "aggregate",
+            Mode::Profile => "profile 99 Hz",
         }
     }
 }
@@ -62,6 +65,13 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
             c.args(&cmd[1..])
                 .arg("-trace")
                 .arg(scratch.join("go.trace"));
+        }
+        Mode::Profile => {
+            c = Command::new(gmp);
+            c.args(["profile", "-q", "-o"])
+                .arg(scratch.join("bench.pb.gz"))
+                .arg("--")
+                .args(cmd);
         }
         Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate => {
             c = Command::new(gmp);
@@ -116,7 +126,7 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
 }
 
 /// The sections of docs/benchmarks.md, in order: (`--only` name, heading prefix).
-const SECTIONS: [(&str, &str); 7] = [
+const SECTIONS: [(&str, &str); 8] = [
     ("overhead", "## Overhead by workload"),
     ("cost", "## Probe cost"),
     ("streaming", "## Streaming"),
@@ -124,6 +134,7 @@ const SECTIONS: [(&str, &str); 7] = [
     ("memory", "## Memory per live goroutine"),
     ("attach", "## Attach and detach"),
     ("dump", "## Goroutine dump"),
+    ("profile", "## Sampling profiler overhead"),
 ];
 
 /// Runs the sections named in `only` (all when empty) and rewrites docs/benchmarks.md, keeping
@@ -164,7 +175,7 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
     let path = workspace_root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach,dump` \
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach,dump,profile` \
          reruns some sections and keeps the others). Rounds are interleaved (every configuration once \
          per round, so drift and noise hit all alike) and figures are medians. Ratios are against \
          the untraced run of the same round set; the overhead workloads time only their own work, \
@@ -185,6 +196,10 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
                     crate::bench_daemon::daemon(&cx)?,
                 ),
                 "memory" => (heading.to_string(), crate::bench_daemon::memory(&cx)?),
+                "profile" => (
+                    heading.to_string(),
+                    profile_overhead(&gmp, &scratch, runs, go)?,
+                ),
                 "dump" => (
                     format!("{heading} (gmp-trace dump on a running process)"),
                     crate::bench_dump::dump(&cx)?,
@@ -311,6 +326,64 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
     let _ = writeln!(table, "{gofmt_row}");
     table.push_str(&latency);
     Ok(table)
+}
+
+/// The sampling profiler against runtime/trace, on the workloads where tracing costs the most
+/// (switches, goroutine churn) and a bounded server load. Runs of about a second: a 1% effect
+/// is below the noise of shorter ones. (The full trace's cost is in the overhead section.)
+const PROFILE_MODES: [Mode; 3] = [Mode::Untraced, Mode::GoTrace, Mode::Profile];
+
+fn profile_overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
+    let bench = build_sample("bench", go, Variant::Default);
+    let workloads = [
+        (
+            "channel ping-pong (2M round trips)",
+            workload(&bench, "pingpong", 2_000_000),
+        ),
+        (
+            "spawn storm (1M goroutines)",
+            workload(&bench, "spawn", 1_000_000),
+        ),
+        (
+            "net/http at a bounded load (10k requests, 5k/s)",
+            workload(&bench, "httprate", 10_000),
+        ),
+    ];
+    let mut t = String::from(
+        "`gmp-trace profile -- CMD` (the CPU sampler at 99 Hz on every CPU: a BPF perf-event \
+         program on the software clock, no uprobe) against the untraced run and Go's own \
+         runtime/trace, on the workload's own time (wall and CPU of its work, \
+         as it reports them). Target: <= 1% slower, <= 1% more CPU.\n\n\
+         | workload | untraced | runtime/trace | profile 99 Hz |\n|---|---|---|---|\n",
+    );
+    for (name, cmd) in &workloads {
+        eprintln!("xtask: bench profile {name}: {runs} interleaved rounds");
+        let mut samples: Vec<Vec<Sample>> = PROFILE_MODES.iter().map(|_| Vec::new()).collect();
+        for _ in 0..runs {
+            for (i, m) in PROFILE_MODES.iter().enumerate() {
+                samples[i].push(run_once(gmp, *m, cmd, scratch)?);
+            }
+        }
+        let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
+        let base_cpu = median(samples[0].iter().map(|s| s.cpu_ns).collect());
+        let mut row = format!(
+            "| {name} | {:.1} ms wall, {:.1} ms CPU |",
+            base / 1e6,
+            base_cpu / 1e6
+        );
+        for s in samples.iter().skip(1) {
+            let e = median(s.iter().map(|s| s.elapsed_ns).collect());
+            let c = median(s.iter().map(|s| s.cpu_ns).collect());
+            let _ = write!(
+                row,
+                " {:+.1}% wall, {:+.1}% CPU |",
+                (e / base - 1.0) * 100.0,
+                (c / base_cpu - 1.0) * 100.0
+            );
+        }
+        let _ = writeln!(t, "{row}");
+    }
+    Ok(t)
 }
 
 /// One workload's row: the untraced times, each mode's ratios, the full level's events and loss.

@@ -57,7 +57,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Only these sections (comma-separated: overhead, cost, streaming, daemon, memory,
-        /// attach, dump); the others keep their text and date in docs/benchmarks.md.
+        /// attach, dump, profile); the others keep their text and date in docs/benchmarks.md.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
