@@ -73,7 +73,7 @@ fn start_parked_bin(
     let dir = scratch_dir(scratch);
     let path = dir.join("go-dump.txt");
     let mut target = Target(
-        Command::new(&bin)
+        Command::new(bin)
             .arg(&path)
             .env("PARKED_EXTRA", extra.to_string())
             .stdout(Stdio::piped())

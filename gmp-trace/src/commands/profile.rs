@@ -106,26 +106,26 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
     .await?;
     sampler.detach();
     let elapsed = started.elapsed();
-    let cpus = sampler.cpus();
     sampler.drain(&mut malformed, |h, stack| {
         samples.push(unwinder.sample(h, stack))
     });
-    let stats = sampler.stats()?;
+    let run = Run {
+        stats: sampler.stats()?,
+        cpus: sampler.cpus(),
+        samples,
+        unwind_failed: unwinder.unwind_failed,
+        malformed,
+        elapsed,
+        exited,
+        wall_start,
+    };
     drop(sampler);
 
-    let mut profile = build(
-        &bin,
-        bias,
-        &samples,
-        args.sample_rate,
-        elapsed,
-        wall_start,
-        &exe,
-    );
-    if stats.dropped > 0 {
+    let mut profile = build(&bin, bias, &run, args.sample_rate, &exe);
+    if run.stats.dropped > 0 {
         profile.comments.push(format!(
             "gmp-trace: {} samples lost (the sample ring was full): the profile undercounts",
-            stats.dropped
+            run.stats.dropped
         ));
     }
     let mut w = std::io::BufWriter::new(out);
@@ -133,19 +133,25 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
         .and_then(|()| w.flush())
         .with_context(|| format!("writing the profile to {}", args.output.display()))?;
     if !args.quiet {
-        report(
-            &args,
-            &samples,
-            &stats,
-            unwinder.unwind_failed,
-            malformed,
-            elapsed,
-            exited,
-            cpus,
-        );
+        report(&args, &run);
     }
     let code = target.finish().await?;
     Ok(code.unwrap_or(0))
+}
+
+/// What one profiling session gathered.
+struct Run {
+    samples: Vec<CpuSample>,
+    stats: probes::SamplerStats,
+    /// User-mode samples whose walk stopped early (kept with the frames found).
+    unwind_failed: u64,
+    malformed: u64,
+    elapsed: Duration,
+    /// The target exited (rather than the duration ending or a signal).
+    exited: bool,
+    cpus: usize,
+    /// CLOCK_REALTIME ns when sampling began.
+    wall_start: u64,
 }
 
 /// Drains the sampler until the duration ends, a signal stops it, or the target exits (true).
@@ -186,15 +192,7 @@ async fn collect(
 
 /// The samples as pprof samples: stacks symbolized once per distinct stack, labels attached;
 /// a sample in the kernel (a system call, a fault) is charged to a `[kernel]` frame.
-fn build(
-    bin: &GoBinary,
-    bias: u64,
-    samples: &[CpuSample],
-    rate_hz: u64,
-    elapsed: Duration,
-    wall_start: u64,
-    exe: &std::path::Path,
-) -> CpuProfile {
+fn build(bin: &GoBinary, bias: u64, run: &Run, rate_hz: u64, exe: &std::path::Path) -> CpuProfile {
     let minor = bin.go_version().minor;
     let mut sym = match bin.lines() {
         Ok(lines) => Some(Symbols::new(lines, bias, names::func_id_wrapper(minor))),
@@ -205,7 +203,8 @@ fn build(
         ..Frame::default()
     }]
     .into();
-    let out = samples
+    let out = run
+        .samples
         .iter()
         .map(|s| {
             let frames = match (&mut sym, s.in_kernel || s.frames.is_empty()) {
@@ -229,37 +228,35 @@ fn build(
     CpuProfile {
         samples: out,
         period_ns: (1_000_000_000 / rate_hz.max(1)) as i64,
-        duration_ns: elapsed.as_nanos() as i64,
-        time_nanos: wall_start as i64,
+        duration_ns: run.elapsed.as_nanos() as i64,
+        time_nanos: run.wall_start as i64,
         binary: exe.display().to_string(),
         build_id: bin.build_id().unwrap_or_default().to_string(),
         comments: Vec::new(),
     }
 }
 
-fn report(
-    args: &ProfileArgs,
-    samples: &[CpuSample],
-    stats: &probes::SamplerStats,
-    unwind_failed: u64,
-    malformed: u64,
-    elapsed: Duration,
-    exited: bool,
-    cpus: usize,
-) {
-    let kernel = samples.iter().filter(|s| s.in_kernel).count();
-    let g0 = samples.iter().filter(|s| s.on_g0).count();
+fn report(args: &ProfileArgs, run: &Run) {
+    let kernel = run.samples.iter().filter(|s| s.in_kernel).count();
+    let g0 = run.samples.iter().filter(|s| s.on_g0).count();
+    let mut extra = String::new();
+    if run.unwind_failed > 0 {
+        extra += &format!(", {} stacks cut short", run.unwind_failed);
+    }
+    if run.malformed > 0 {
+        extra += &format!(", {} malformed records", run.malformed);
+    }
     eprintln!(
-        "gmp-trace profile: {} samples in {:.1} s at {} Hz on {cpus} CPUs ({kernel} in the kernel, {g0} on g0: scheduler, GC, system stack), {} lost{}{} -> {}",
-        samples.len(),
-        elapsed.as_secs_f64(),
+        "gmp-trace profile: {} samples in {:.1} s at {} Hz on {} CPUs ({kernel} in the kernel, \
+         {g0} on g0: scheduler, GC, system stack), {} lost{extra} -> {}",
+        run.samples.len(),
+        run.elapsed.as_secs_f64(),
         args.sample_rate,
-        stats.dropped,
-        if unwind_failed > 0 { format!(", {unwind_failed} stacks cut short") } else { String::new() },
-        if malformed > 0 { format!(", {malformed} malformed records") } else { String::new() },
+        run.cpus,
+        run.stats.dropped,
         args.output.display()
     );
-    if exited {
+    if run.exited {
         eprintln!("gmp-trace profile: the program exited");
     }
 }
