@@ -208,3 +208,26 @@ fn link_into_place(tmp: &Path, out: &Path) {
     }
     let _ = std::fs::remove_file(tmp);
 }
+
+/// A copy of `bin` at `out` (executable) whose every `old` (e.g. "go1.27.3": the build info's
+/// and the runtime's version strings) reads `new` instead, same length: a real Go binary that
+/// claims a release gmp-trace does not support.
+pub fn with_go_version(bin: &Path, old: &str, new: &str, out: &Path) -> PathBuf {
+    assert_eq!(old.len(), new.len(), "{old:?} and {new:?} differ in length");
+    let mut bytes = std::fs::read(bin).expect("read the Go binary");
+    let mut patched = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..]
+        .windows(old.len())
+        .position(|w| w == old.as_bytes())
+    {
+        bytes[i + pos..i + pos + old.len()].copy_from_slice(new.as_bytes());
+        patched += 1;
+        i += pos + old.len();
+    }
+    assert!(patched > 0, "no {old:?} in {}", bin.display());
+    std::fs::write(out, &bytes).expect("write the patched binary");
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("make it executable");
+    out.to_path_buf()
+}

@@ -4,7 +4,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use gmp_trace_tests::{build_sample, gmp_trace_bin, scratch_dir, Variant, GO_VERSIONS};
+use gmp_trace_tests::{
+    build_sample, gmp_trace_bin, scratch_dir, with_go_version, Variant, GO_VERSIONS,
+};
 
 fn gmp_trace(args: &[&str]) -> Output {
     Command::new(gmp_trace_bin())
@@ -91,25 +93,14 @@ fn arm64_binary_is_refused_at_trace_time() {
 fn unsupported_go_version() {
     // A real Go binary whose build info claims go1.17: older than anything gmp-trace supports.
     let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
-    let mut bytes = std::fs::read(&bin).unwrap();
     let old = format!("go{}", GO_VERSIONS[0]);
-    let new = old.replacen("go1.2", "go1.1", 1);
-    assert_eq!(old.len(), new.len());
-    let mut patched = 0;
-    let mut i = 0;
-    while let Some(pos) = bytes[i..]
-        .windows(old.len())
-        .position(|w| w == old.as_bytes())
-    {
-        bytes[i + pos..i + pos + old.len()].copy_from_slice(new.as_bytes());
-        patched += 1;
-        i += pos + old.len();
-    }
-    assert!(patched > 0);
     let dir = scratch_dir("bad-input-old-go");
-    let p = dir.join("oldgo");
-    std::fs::write(&p, &bytes).unwrap();
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let p = with_go_version(
+        &bin,
+        &old,
+        &old.replacen("go1.2", "go1.1", 1),
+        &dir.join("oldgo"),
+    );
     let o = gmp_trace(&["--", p.to_str().unwrap()]);
     assert_fails_with(&o, &["go1.1", "1.19"]);
 }

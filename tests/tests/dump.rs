@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gmp_trace_tests::godump::{self, Agreement, GoCreatedBy, GoDump, GoFrame, GoGoroutine};
 use gmp_trace_tests::pid::Target;
 use gmp_trace_tests::{
-    build_sample, gmp_trace_bin, go_binary_path, scratch_dir, Variant, ALL_GO_VERSIONS, GO_VERSIONS,
+    build_sample, gmp_trace_bin, go_binary_path, scratch_dir, with_go_version, Variant,
+    ALL_GO_VERSIONS, GO_VERSIONS,
 };
 use serde_json::Value;
 
@@ -731,24 +732,13 @@ fn trace_pid_summary_ends_with_the_goroutines_still_alive() {
 /// release gmp-trace does not know (same length), as a file in `dir`.
 fn future_go_copy(version: &str, dir: &Path) -> PathBuf {
     let bin = build_sample("parked", version, Variant::Default);
-    let mut bytes = std::fs::read(&bin).unwrap();
     let old = format!("go{version}");
-    let new = old.replacen("go1.", "go9.", 1);
-    let mut patched = 0;
-    let mut i = 0;
-    while let Some(pos) = bytes[i..]
-        .windows(old.len())
-        .position(|w| w == old.as_bytes())
-    {
-        bytes[i + pos..i + pos + old.len()].copy_from_slice(new.as_bytes());
-        patched += 1;
-        i += pos + old.len();
-    }
-    assert!(patched > 0);
-    let p = dir.join("futurego");
-    std::fs::write(&p, &bytes).unwrap();
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    p
+    with_go_version(
+        &bin,
+        &old,
+        &old.replacen("go1.", "go9.", 1),
+        &dir.join("futurego"),
+    )
 }
 
 /// A Go release gmp-trace does not know: wait reasons and layouts change in every release, so

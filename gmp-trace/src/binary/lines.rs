@@ -79,17 +79,7 @@ impl<'a> Lines<'a> {
     /// for walks that only need to know where they are.
     pub fn function(&self, pc: u64) -> Option<(&'a [u8], u64)> {
         let f = self.func_at(pc)?;
-        let name_off = self.field(f, F_NAME_OFF)?;
-        if name_off > i32::MAX as u32 {
-            return None;
-        }
-        let at = self
-            .layout
-            .funcname_off
-            .checked_add(usize::try_from(name_off).ok()?)?;
-        let s = self.tab.get(at..)?;
-        let end = s.iter().position(|&c| c == 0)?;
-        Some((&s[..end], f.entry))
+        Some((self.name_bytes(self.field(f, F_NAME_OFF)?)?, f.entry))
     }
 
     /// The stack frame's size at `pc` (bytes between SP and the return address; 0 at the
@@ -299,6 +289,12 @@ impl<'a> Lines<'a> {
     }
 
     fn func_name(&self, name_off: u32) -> Option<String> {
+        self.name_bytes(name_off)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// The NUL-terminated name at `name_off` in the function name table.
+    fn name_bytes(&self, name_off: u32) -> Option<&'a [u8]> {
         if name_off > i32::MAX as u32 {
             return None;
         }
@@ -306,7 +302,8 @@ impl<'a> Lines<'a> {
             .layout
             .funcname_off
             .checked_add(usize::try_from(name_off).ok()?)?;
-        c_string(self.tab, at)
+        let s = self.tab.get(at..)?;
+        Some(&s[..s.iter().position(|&c| c == 0)?])
     }
 }
 

@@ -113,22 +113,7 @@ pub fn table_stack_layout(minor: u32) -> Option<StackLayout> {
 impl GoBinary {
     /// The dump's fields: DWARF when the binary has it, else the table for known releases.
     pub fn stack_layout(&self) -> Result<StackLayout, BinaryError> {
-        let table = (self.version.major == 1)
-            .then(|| table_stack_layout(self.version.minor))
-            .flatten();
-        match (self.dwarf_stack_layout(), table) {
-            (Ok(l), _) => Ok(l),
-            (Err(BinaryError::NoDwarf(_)), Some(t)) => Ok(t),
-            (Err(e), Some(t)) => {
-                log::warn!("{e}; using the built-in offsets for {}", self.version);
-                Ok(t)
-            }
-            (Err(BinaryError::NoDwarf(path)), None) => Err(BinaryError::NoOffsets {
-                path,
-                version: self.version.raw.clone(),
-            }),
-            (Err(e), None) => Err(e),
-        }
+        self.dwarf_or_table(self.dwarf_stack_layout(), table_stack_layout)
     }
 
     /// The dump's fields from DWARF alone.

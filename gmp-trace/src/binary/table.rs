@@ -184,9 +184,18 @@ impl GoBinary {
 
     /// All runtime offsets gmp-trace uses, and where they came from.
     pub fn runtime_layout(&self) -> Result<RuntimeLayout, BinaryError> {
-        let dwarf = self.dwarf_layout();
+        self.dwarf_or_table(self.dwarf_layout(), table_layout)
+    }
+
+    /// `dwarf` when the binary's DWARF gave it, else the built-in row (`table`) of this
+    /// binary's release; a clear error when neither exists.
+    pub(super) fn dwarf_or_table<T>(
+        &self,
+        dwarf: Result<T, BinaryError>,
+        table: impl FnOnce(u32) -> Option<T>,
+    ) -> Result<T, BinaryError> {
         let table = (self.version.major == 1)
-            .then(|| table_layout(self.version.minor))
+            .then(|| table(self.version.minor))
             .flatten();
         match (dwarf, table) {
             (Ok(l), _) => Ok(l),

@@ -10,3 +10,32 @@ pub mod dump;
 pub mod profile;
 pub mod replay;
 pub mod trace;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// SIGINT, SIGTERM and SIGHUP, which end a command's wait on a live target (what each one does
+/// to the target is `Target::on_signal`'s business).
+pub struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of the three to arrive.
+    pub async fn recv(&mut self) -> SignalKind {
+        tokio::select! {
+            _ = self.int.recv() => SignalKind::interrupt(),
+            _ = self.term.recv() => SignalKind::terminate(),
+            _ = self.hup.recv() => SignalKind::hangup(),
+        }
+    }
+}

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::binary::{names, Arch, GoBinary};
 use crate::cli::parse_duration;
@@ -163,9 +162,7 @@ async fn collect(
     malformed: &mut u64,
     duration: Option<Duration>,
 ) -> anyhow::Result<bool> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = super::StopSignals::new()?;
     let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -180,9 +177,7 @@ async fn collect(
                 return Ok(true);
             }
             _ = &mut deadline, if duration.is_some() => return Ok(false),
-            _ = sigint.recv() => SignalKind::interrupt(),
-            _ = sigterm.recv() => SignalKind::terminate(),
-            _ = sighup.recv() => SignalKind::hangup(),
+            sig = signals.recv() => sig,
         };
         if target.on_signal(sig) == SignalAction::Stop {
             return Ok(false);
