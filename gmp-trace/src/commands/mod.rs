@@ -9,4 +9,5 @@ pub mod compare;
 pub mod dump;
 pub mod profile;
 pub mod replay;
+pub mod top;
 pub mod trace;
