@@ -15,6 +15,6 @@ pub use loader::{Links, Tracer};
 pub use plan::{offsets, plan, without_derived, Attachment};
 pub use registry::{in_aggregate, Level};
 pub use ring::{ring_bytes, DRAIN_INTERVAL};
+pub use sampler::{Sampler, SamplerStats};
 #[cfg(test)]
 pub use sampler::SamplerError;
-pub use sampler::{Sampler, SamplerStats};
