@@ -5,7 +5,8 @@
 //
 //	ready POOL
 //
-// once the pool is parked. Every goroutine it starts stays alive: counts only grow.
+// once the pool is parked. Every goroutine it starts stays alive: counts only grow. With SPIN=1
+// one more goroutine (main.spin, created in main.main) burns a CPU for the CPU panel.
 package main
 
 import (
@@ -55,10 +56,22 @@ func leak(every time.Duration) {
 	}
 }
 
+var sink uint64
+
+//go:noinline
+func spin() {
+	for i := uint64(0); ; i++ {
+		sink += i * i
+	}
+}
+
 func main() {
 	pool := env("POOL", 8)
 	every := time.Duration(env("LEAK_EVERY_MS", 100)) * time.Millisecond
 	startPool(pool)
+	if os.Getenv("SPIN") != "" {
+		go spin()
+	}
 	fmt.Printf("ready %d\n", pool)
 	go leak(every)
 	select {}
