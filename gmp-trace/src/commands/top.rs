@@ -90,19 +90,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     let mut target = Target::resolve(args.pid, &args.command, false)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
-    if bin.arch() != Arch::X86_64 {
-        bail!(
-            "{} is an arm64 binary: gmp-trace top watches x86_64 processes only",
-            exe.display()
-        );
-    }
-    if !bin.is_known_version() {
-        bail!(
-            "the program runs {}, and gmp-trace top knows the runtimes of Go 1.19 to 1.27 only; \
-             use a gmp-trace release that knows it",
-            bin.go_version()
-        );
-    }
+    check_binary(&bin, &exe)?;
     let mut offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     if let Some(p) = &args.summary_json {
@@ -160,6 +148,24 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     }
     target.finish().await?;
     Ok(0)
+}
+
+/// The state reader needs Go's names for the release and an amd64 layout.
+fn check_binary(bin: &GoBinary, exe: &std::path::Path) -> anyhow::Result<()> {
+    if bin.arch() != Arch::X86_64 {
+        bail!(
+            "{} is an arm64 binary: gmp-trace top watches x86_64 processes only",
+            exe.display()
+        );
+    }
+    if !bin.is_known_version() {
+        bail!(
+            "the program runs {}, and gmp-trace top knows the runtimes of Go 1.19 to 1.27 only; \
+             use a gmp-trace release that knows it",
+            bin.go_version()
+        );
+    }
+    Ok(())
 }
 
 /// What the loop keeps between frames.
