@@ -51,7 +51,10 @@ fn main() -> ExitCode {
         "profile" => rt.block_on(commands::profile::run(
             commands::profile::ProfileArgs::parse_from(rest("gmp-trace profile")),
         )),
-        // New commands (top, serve) get their word here.
+        "top" => rt.block_on(commands::top::run(commands::top::TopArgs::parse_from(
+            rest("gmp-trace top"),
+        ))),
+        // New commands (serve) get their word here.
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

@@ -40,6 +40,8 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         apt.push(("bpftool", "bpftool"));
         // The trace processor runs under Node.js.
         apt.push(("node", "nodejs"));
+        // `gmp-trace top`'s full-screen view is tested in a detached tmux pane.
+        apt.push(("tmux", "tmux"));
     }
     let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));

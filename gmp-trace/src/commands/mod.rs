@@ -9,6 +9,7 @@ pub mod compare;
 pub mod dump;
 pub mod profile;
 pub mod replay;
+pub mod top;
 pub mod trace;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};

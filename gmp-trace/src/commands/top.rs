@@ -1,0 +1,384 @@
+//! `gmp-trace top`: a live view of a running Go process that costs it no uprobe trap. Every
+//! interval the runtime's memory is read (process/snapshot.rs: goroutines, Ms, Ps) and the CPU
+//! sampler's samples of that interval (probes/sampler.rs, unwound by source/sampler.rs) are
+//! folded in; `top/frame.rs` turns both into the panels, `top/text.rs` prints them (`--batch`,
+//! like `top -b`) and `top/tui.rs` draws them full screen.
+mod frame;
+mod text;
+mod tui;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::binary::{names, Arch, GoBinary};
+use crate::cli::parse_duration;
+use crate::model::dump::Dump;
+use crate::probes::{self, Sampler};
+use crate::process::stacks::Symbols;
+use crate::process::{preflight, snapshot, Bias, SignalAction, Target};
+use crate::source::sampler::Unwinder;
+use frame::{Cpu, Frame, History, Hit, SiteSort};
+use text::{Limits, Totals};
+use tui::{Key, Tui};
+
+/// A live view of a Go program's goroutines, threads, Ps and CPU, without uprobes.
+#[derive(Parser, Debug)]
+#[command(name = "gmp-trace top", version, about, long_about = None)]
+#[command(
+    after_help = "Examples:\n  sudo gmp-trace top --pid 4242                       full screen, every second\n  sudo gmp-trace top -- ./prog args                   launch and watch\n  sudo gmp-trace top --pid 4242 --batch -n 5          plain text frames, like top -b\n  sudo gmp-trace top --pid 4242 --batch -d 10s --summary-json s.json\n\nKeys: q quit, p pause, s sort the creation sites, ? help. Nothing is attached to the\nprogram's code: the state is read from its memory, the CPU from a sampler on each CPU's clock."
+)]
+pub struct TopArgs {
+    /// The running Go process to watch.
+    #[arg(short = 'p', long = "pid", conflicts_with = "command")]
+    pub pid: Option<i32>,
+
+    /// Plain-text frames on standard output instead of the full-screen view.
+    #[arg(short = 'b', long = "batch")]
+    pub batch: bool,
+
+    /// Stop after N frames.
+    #[arg(short = 'n', long = "iterations", value_name = "N")]
+    pub iterations: Option<u64>,
+
+    /// Time between frames (e.g. 1s, 500ms).
+    #[arg(short = 'i', long = "interval", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this long (e.g. 10s). Default: until q, Ctrl-C or the program's exit.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// CPU samples per second on each CPU.
+    #[arg(long = "sample-rate", value_name = "HZ", default_value_t = 99,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub sample_rate: u64,
+
+    /// A creation site whose live goroutines rose at each of the last N frames is flagged
+    /// `leak?` (the reading at attach counts as the first).
+    #[arg(long = "leak-frames", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub leak_frames: u64,
+
+    /// At the end, write the last frame and the run's totals to FILE as JSON.
+    #[arg(long = "summary-json", value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+
+    /// The program to start and watch (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
+    if args.pid.is_none() && args.command.is_empty() {
+        bail!("what to watch? pass --pid N, or a program after `--` (gmp-trace top -- ./prog)");
+    }
+    if args.interval < Duration::from_millis(10) {
+        bail!("--interval must be at least 10ms");
+    }
+    if !args.batch && !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+        bail!(
+            "the full-screen view needs a terminal; use --batch for plain-text frames \
+             (gmp-trace top --batch -n 5 ...)"
+        );
+    }
+    let mut target = Target::resolve(args.pid, &args.command, false)?;
+    let exe = target.exe().to_path_buf();
+    let bin = GoBinary::open(&exe)?;
+    check_binary(&bin, &exe)?;
+    let mut offsets = probes::offsets(&bin)?;
+    preflight::check_privileges()?;
+    if let Some(p) = &args.summary_json {
+        std::fs::File::create(p)
+            .with_context(|| format!("cannot write {}; pick a writable path", p.display()))?;
+    }
+    let pid = target.hold()?;
+    let who = format!("{} (pid {pid})", target.process_name());
+    offsets.target_pid = pid;
+    let sampler = match Sampler::start(&offsets, args.sample_rate) {
+        Ok(s) => s,
+        Err(e) => {
+            target.abort();
+            return Err(e).context("starting the CPU sampler");
+        }
+    };
+    let bias = match target.start(&bin, false)? {
+        Bias::Known(b) => b,
+        Bias::AtExec { .. } => 0,
+    };
+    let mut s = Session::new(&bin, bias, pid, sampler, &args)?;
+    if let Ok(d) = snapshot::take(pid, &bin, bias) {
+        if d.incomplete.is_none() {
+            s.history.baseline(&d);
+        }
+    }
+    let mut tui = if args.batch {
+        None
+    } else {
+        Some(Tui::start()?)
+    };
+    let exited = drive(&mut target, &mut s, &mut tui, &args, &who).await;
+    // The terminal comes back before anything else is printed.
+    drop(tui);
+    let exited = exited?;
+    s.sampler.detach();
+    let last = s.last.clone().unwrap_or_default();
+    if exited {
+        if s.last.is_some() && !args.batch {
+            // The full-screen view is gone with the terminal's alternate screen: leave the
+            // last frame where the user can read it.
+            let mut out = std::io::stdout().lock();
+            text::write_frame(&mut out, &last, &who, s.sort, &s.limits)
+                .context("writing the last frame")?;
+        }
+        eprintln!("gmp-trace top: {who} exited");
+    }
+    if let Some(p) = &args.summary_json {
+        let doc = text::summary(&last, &s.totals, exited);
+        std::fs::write(p, format!("{doc:#}\n"))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if !exited && matches!(target, Target::Launch(_)) {
+        eprintln!("gmp-trace top: waiting for {who} to exit (Ctrl-C stops it)");
+    }
+    target.finish().await?;
+    Ok(0)
+}
+
+/// The state reader needs Go's names for the release and an amd64 layout.
+fn check_binary(bin: &GoBinary, exe: &std::path::Path) -> anyhow::Result<()> {
+    if bin.arch() != Arch::X86_64 {
+        bail!(
+            "{} is an arm64 binary: gmp-trace top watches x86_64 processes only",
+            exe.display()
+        );
+    }
+    if !bin.is_known_version() {
+        bail!(
+            "the program runs {}, and gmp-trace top knows the runtimes of Go 1.19 to 1.27 only; \
+             use a gmp-trace release that knows it",
+            bin.go_version()
+        );
+    }
+    Ok(())
+}
+
+/// What the loop keeps between frames.
+struct Session<'b> {
+    bin: &'b GoBinary,
+    bias: u64,
+    pid: u32,
+    sampler: Sampler,
+    unwinder: Unwinder<'b>,
+    sym: Symbols<'b>,
+    hits: Vec<Hit>,
+    malformed: u64,
+    lost_seen: u64,
+    interval_start: Instant,
+    rate_hz: u64,
+    history: History,
+    totals: Totals,
+    last: Option<Frame>,
+    /// The last whole state read, kept for a read that fails (the footer says why).
+    last_dump: Option<Dump>,
+    sort: SiteSort,
+    limits: Limits,
+    kernel: Arc<str>,
+}
+
+impl<'b> Session<'b> {
+    fn new(
+        bin: &'b GoBinary,
+        bias: u64,
+        pid: u32,
+        sampler: Sampler,
+        args: &TopArgs,
+    ) -> anyhow::Result<Session<'b>> {
+        let wrapper = names::func_id_wrapper(bin.go_version().minor);
+        Ok(Session {
+            bin,
+            bias,
+            pid,
+            sampler,
+            unwinder: Unwinder::new(bin, bias)?,
+            sym: Symbols::new(bin.lines()?, bias, wrapper),
+            hits: Vec::new(),
+            malformed: 0,
+            lost_seen: 0,
+            interval_start: Instant::now(),
+            rate_hz: args.sample_rate,
+            history: History::new(args.leak_frames as usize),
+            totals: Totals::default(),
+            last: None,
+            last_dump: None,
+            sort: SiteSort::default(),
+            limits: Limits {
+                sites: 12,
+                cpu: 8,
+                waits: 8,
+            },
+            kernel: "[kernel]".into(),
+        })
+    }
+
+    /// Moves the sampler's records into the interval's hits, unwound and symbolized.
+    fn drain(&mut self) {
+        let Session {
+            sampler,
+            unwinder,
+            sym,
+            hits,
+            malformed,
+            kernel,
+            ..
+        } = self;
+        sampler.drain(malformed, |h, stack| {
+            let s = unwinder.sample(h, stack);
+            let function = if s.in_kernel || s.frames.is_empty() {
+                kernel.clone()
+            } else {
+                let frames = sym.stack(s.frames);
+                frames
+                    .first()
+                    .map_or_else(|| kernel.clone(), |f| f.function.clone())
+            };
+            let start = if s.start_pc != 0 {
+                sym.name(s.start_pc)
+            } else {
+                None
+            };
+            hits.push(Hit {
+                p: s.p,
+                start,
+                function,
+            });
+        });
+    }
+
+    /// Reads the state, folds in the interval's samples, and starts the next interval.
+    fn frame(&mut self) -> Frame {
+        self.drain();
+        let lost_now = self.sampler.stats().map_or(self.lost_seen, |st| st.dropped);
+        let lost = lost_now.saturating_sub(self.lost_seen);
+        self.lost_seen = lost_now;
+        let d = match snapshot::take(self.pid, self.bin, self.bias) {
+            Ok(d) if d.incomplete.is_none() => {
+                self.last_dump = Some(d.clone());
+                d
+            }
+            Ok(d) => self.stale(d.incomplete.unwrap_or_default()),
+            Err(e) => self.stale(e.to_string()),
+        };
+        let cpu = Cpu {
+            secs: self.interval_start.elapsed().as_secs_f64(),
+            rate_hz: self.rate_hz,
+        };
+        let f = self.history.frame(&d, &self.hits, cpu, lost);
+        self.totals.frames += 1;
+        self.totals.samples += self.hits.len() as u64;
+        for h in self.hits.drain(..) {
+            *self
+                .totals
+                .cpu_by_function
+                .entry(h.function.to_string())
+                .or_insert(0) += 1;
+            let start = h.start.as_deref().unwrap_or("(scheduler)").to_string();
+            *self.totals.cpu_by_start_function.entry(start).or_insert(0) += 1;
+        }
+        self.interval_start = Instant::now();
+        self.last = Some(f.clone());
+        f
+    }
+
+    /// The previous whole read, marked with why this one failed.
+    fn stale(&self, why: String) -> Dump {
+        let mut d = self.last_dump.clone().unwrap_or_default();
+        d.incomplete = Some(why);
+        d
+    }
+
+    /// A pause drops what was sampled meanwhile: the next frame's shares cover its own interval.
+    fn skip_interval(&mut self) {
+        self.drain();
+        self.hits.clear();
+        self.interval_start = Instant::now();
+    }
+}
+
+/// Frames until the count, the duration, a quit, a signal, or the target's exit (true).
+async fn drive(
+    target: &mut Target,
+    s: &mut Session<'_>,
+    tui: &mut Option<Tui>,
+    args: &TopArgs,
+    who: &str,
+) -> anyhow::Result<bool> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut drain = tokio::time::interval(Duration::from_millis(20));
+    let mut frames =
+        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keys = tui.as_ref().map(|_| tui::keys());
+    let mut paused = false;
+    let mut out = std::io::stdout();
+    if let Some(t) = tui.as_mut() {
+        t.draw(s.last.as_ref(), who, s.sort, &s.limits, paused)?;
+    }
+    loop {
+        let sig = tokio::select! {
+            _ = drain.tick() => {
+                s.drain();
+                continue;
+            }
+            _ = frames.tick() => {
+                if paused {
+                    s.skip_interval();
+                    continue;
+                }
+                let f = s.frame();
+                match tui.as_mut() {
+                    Some(t) => t.draw(Some(&f), who, s.sort, &s.limits, paused)?,
+                    None => text::write_frame(&mut out, &f, who, s.sort, &s.limits)
+                        .context("writing a frame")?,
+                }
+                if args.iterations.is_some_and(|n| s.totals.frames >= n) {
+                    return Ok(false);
+                }
+                continue;
+            }
+            r = target.exited() => {
+                r?;
+                return Ok(true);
+            }
+            _ = &mut deadline, if args.duration.is_some() => return Ok(false),
+            Some(k) = async { match keys.as_mut() { Some(k) => k.recv().await, None => None } } => {
+                match k {
+                    Key::Quit => return Ok(false),
+                    Key::Pause => paused = !paused,
+                    Key::Sort => s.sort = s.sort.next(),
+                    Key::Help => if let Some(t) = tui.as_mut() { t.help = !t.help },
+                    Key::Redraw => {}
+                }
+                if let Some(t) = tui.as_mut() {
+                    t.draw(s.last.as_ref(), who, s.sort, &s.limits, paused)?;
+                }
+                continue;
+            }
+            _ = sigint.recv() => SignalKind::interrupt(),
+            _ = sigterm.recv() => SignalKind::terminate(),
+            _ = sighup.recv() => SignalKind::hangup(),
+        };
+        if target.on_signal(sig) == SignalAction::Stop {
+            return Ok(false);
+        }
+    }
+}
