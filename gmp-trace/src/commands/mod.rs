@@ -2,9 +2,9 @@
 //! the layers below (process, probes, sources, model, exporters; see docs/architecture.md).
 //! `main.rs` picks one by the first argument.
 //!
-//! Coming, each a module here and an arm in `main.rs`: `dump` (the runtime-memory reader, a
-//! one-shot source), `top` and `profile` (the CPU sampler and stacks), `serve` (many processes,
-//! a metrics exporter).
+//! `trace` (the default) and `replay`, `compare` stream events from uprobes or a recording;
+//! `dump`, `top` and `profile` see without a trap per event: the runtime-memory reader and the
+//! CPU sampler. Coming: `serve` (many processes, a metrics exporter).
 pub mod compare;
 pub mod dump;
 pub mod profile;
