@@ -21,15 +21,12 @@ pub enum Needs {
 }
 
 /// Installs what `needs` asks for, one line of progress per step that has work to do, and the
-/// time the whole took. After the pinned nightly, four independent lanes run side by side: the
-/// bpf-linker build (CPU; with the nightly, whose LLVM it links), the pinned stable (network),
-/// the pip installs (Go toolchains, the Perfetto build: network), and one apt-get for every
-/// Debian package (one dpkg at a time).
+/// time the whole took. After the Rust toolchains, three independent lanes run side by side:
+/// the bpf-linker build (CPU), the pip installs (Go toolchains, the Perfetto build: network),
+/// and one apt-get for every Debian package (one dpkg at a time).
 pub fn install(needs: Needs) -> anyhow::Result<()> {
     let started = Instant::now();
-    step("Rust nightly (pinned, for the probes)", || {
-        toolchain::install_nightly(false)
-    })?;
+    step("Rust toolchains (pinned)", || toolchain::install(false))?;
     let pip_go: Vec<&str> = match needs {
         Needs::Build => vec![GO_VERSIONS[0]],
         Needs::Tests => ALL_GO_VERSIONS.to_vec(),
@@ -46,13 +43,8 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         // `gmp-trace top`'s full-screen view is tested in a detached tmux pane.
         apt.push(("tmux", "tmux"));
     }
-    let results: [anyhow::Result<()>; 4] = std::thread::scope(|s| {
+    let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));
-        let stable = s.spawn(|| {
-            step("Rust stable (pinned, for the daemon)", || {
-                toolchain::install_stable(false)
-            })
-        });
         let pip = s.spawn(|| -> anyhow::Result<()> {
             for v in pip_go.iter().filter(|v| !v.starts_with("1.19.")) {
                 step(&format!("Go {v}"), || go_toolchain(v))?;
@@ -63,7 +55,7 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
             Ok(())
         });
         let debian = s.spawn(|| step("Debian packages", || debian_packages(&apt)));
-        [linker, stable, pip, debian].map(|h| {
+        [linker, pip, debian].map(|h| {
             h.join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("a bootstrap step panicked")))
         })
@@ -153,7 +145,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&libllvm, &l)
             .with_context(|| format!("linking {}", l.display()))?;
     }
-    run(toolchain::nightly_cargo()?
+    run(toolchain::cargo()
         .args([
             "install",
             "bpf-linker",

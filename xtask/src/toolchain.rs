@@ -107,25 +107,12 @@ fn ensure(toolchain: &str, components: &[String]) -> anyhow::Result<()> {
 /// Installs both pinned toolchains with what the build needs (the nightly's rust-src), and
 /// with `lint` also clippy and rustfmt.
 pub fn install(lint: bool) -> anyhow::Result<()> {
-    install_stable(lint)?;
-    install_nightly(lint)
-}
-
-fn lint_components(lint: bool) -> Vec<String> {
-    if lint {
+    let extra: Vec<String> = if lint {
         LINT_COMPONENTS.iter().map(|s| s.to_string()).collect()
     } else {
         Vec::new()
-    }
-}
-
-/// The pinned stable, for the userspace crates.
-pub fn install_stable(lint: bool) -> anyhow::Result<()> {
-    ensure(STABLE, &lint_components(lint))
-}
-
-/// The pinned nightly with rust-src, for the probes (and the bpf-linker build).
-pub fn install_nightly(lint: bool) -> anyhow::Result<()> {
+    };
+    ensure(STABLE, &extra)?;
     let (nightly, mut components) = bpf_nightly()?;
     if !components.iter().any(|c| c == "rust-src") {
         bail!(
@@ -133,7 +120,7 @@ pub fn install_nightly(lint: bool) -> anyhow::Result<()> {
             bpf_toolchain_file().display()
         );
     }
-    components.extend(lint_components(lint));
+    components.extend(extra);
     ensure(&nightly, &components)
 }
 
@@ -152,22 +139,12 @@ pub fn rustc_output(toolchain: &str, args: &[&str]) -> anyhow::Result<String> {
     })
 }
 
-/// cargo of the pinned nightly, in the workspace root, without the outer cargo's variables
-/// (the bootstrap builds bpf-linker with it while the stable is still being installed).
-pub fn nightly_cargo() -> anyhow::Result<Command> {
-    Ok(cargo_of(&bpf_nightly()?.0))
-}
-
 /// cargo of the pinned stable toolchain, in the workspace root. The variables the outer cargo
 /// (the one that built xtask) set for its child are removed so they do not leak into the
 /// pinned toolchain's builds.
 pub fn cargo() -> Command {
-    cargo_of(STABLE)
-}
-
-fn cargo_of(toolchain: &str) -> Command {
     let mut c = Command::new("rustup");
-    c.args(["run", toolchain, "cargo"])
+    c.args(["run", STABLE, "cargo"])
         .current_dir(workspace_root())
         .env_remove("CARGO")
         .env_remove("RUSTC")
