@@ -18,14 +18,23 @@
 //! [`Stack::Unavailable`]: crate::model::dump::Stack::Unavailable
 use std::io::{self, Write};
 
-use super::stack::{lines_of, minutes, write_body, write_state};
+use super::stack::{
+    lines_of, minutes, shows_created_by, write_body, write_created_by, write_frame, write_state,
+    Line,
+};
 use super::TextOptions;
-use crate::model::dump::{Dump, Goroutine};
+use crate::fasthash::FastMap;
+use crate::model::dump::{Dump, Frame, Goroutine, Stack};
 
 /// Prints `d` in Go's goroutine-dump format for release `d.go_minor`.
+///
+/// The reader shares one stack (`Arc`) among all goroutines parked at the same place, so a
+/// stack's frame lines are rendered once and copied for each of them: a million goroutines in
+/// a handful of places print at the speed of memcpy.
 pub fn write_text(d: &Dump, opts: &TextOptions, w: &mut dyn Write) -> io::Result<()> {
     let minor = d.go_minor;
     let mut first = true;
+    let mut rendered: FastMap<*const Frame, Vec<u8>> = FastMap::default();
     for g in d.goroutines.iter().filter(|g| opts.system || !g.system) {
         if !first {
             writeln!(w)?;
@@ -33,7 +42,31 @@ pub fn write_text(d: &Dump, opts: &TextOptions, w: &mut dyn Write) -> io::Result
         first = false;
         write_header(w, g, minor)?;
         let parent = g.created_by.as_ref().and_then(|c| c.goid);
-        write_body(w, g, &lines_of(g, minor, opts), parent, minor, opts)?;
+        let Stack::Frames { frames } = &g.stack else {
+            write_body(w, g, &lines_of(g, minor, opts), parent, minor, opts)?;
+            continue;
+        };
+        let key = frames.as_ptr();
+        if !rendered.contains_key(&key) {
+            let mut buf = Vec::new();
+            for line in lines_of(g, minor, opts) {
+                match line {
+                    Line::Frame(i) => write_frame(&mut buf, &frames[i])?,
+                    Line::Elided(text) => writeln!(buf, "{text}")?,
+                }
+            }
+            rendered.insert(key, buf);
+        }
+        if let Some(body) = rendered.get(&key) {
+            w.write_all(body)?;
+        }
+        if let Some(cb) = g
+            .created_by
+            .as_ref()
+            .filter(|_| shows_created_by(g, minor, opts))
+        {
+            write_created_by(w, cb, parent, minor)?;
+        }
     }
     write_trailer(d, w)
 }
