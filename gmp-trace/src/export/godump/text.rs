@@ -16,6 +16,7 @@
 //!
 //! [`Stack::Torn`]: crate::model::dump::Stack::Torn
 //! [`Stack::Unavailable`]: crate::model::dump::Stack::Unavailable
+use std::collections::hash_map::Entry;
 use std::io::{self, Write};
 
 use super::stack::{
@@ -46,20 +47,20 @@ pub fn write_text(d: &Dump, opts: &TextOptions, w: &mut dyn Write) -> io::Result
             write_body(w, g, &lines_of(g, minor, opts), parent, minor, opts)?;
             continue;
         };
-        let key = frames.as_ptr();
-        if !rendered.contains_key(&key) {
-            let mut buf = Vec::new();
-            for line in lines_of(g, minor, opts) {
-                match line {
-                    Line::Frame(i) => write_frame(&mut buf, &frames[i])?,
-                    Line::Elided(text) => writeln!(buf, "{text}")?,
+        let body = match rendered.entry(frames.as_ptr()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let mut buf = Vec::new();
+                for line in lines_of(g, minor, opts) {
+                    match line {
+                        Line::Frame(i) => write_frame(&mut buf, &frames[i])?,
+                        Line::Elided(text) => writeln!(buf, "{text}")?,
+                    }
                 }
+                e.insert(buf)
             }
-            rendered.insert(key, buf);
-        }
-        if let Some(body) = rendered.get(&key) {
-            w.write_all(body)?;
-        }
+        };
+        w.write_all(body)?;
         if let Some(cb) = g
             .created_by
             .as_ref()
