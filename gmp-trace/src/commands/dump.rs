@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 
-use crate::binary::{Arch, GoBinary};
+use crate::binary::GoBinary;
 use crate::export::godump::{write_grouped, write_text, TextOptions};
 use crate::model::dump::Dump;
 use crate::process::{exe::target_executable, maps::load_bias, preflight, snapshot};
@@ -70,7 +70,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     let pid = pid as u32;
     let exe = target_executable(pid)?;
     let bin = GoBinary::open(&exe.proc_path)?;
-    check_supported(&bin)?;
+    super::require_known_runtime(&bin, "dump")?;
     // The output is opened before anything is read: a bad path fails first.
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(std::io::BufWriter::new(
@@ -125,20 +125,4 @@ fn write(d: &Dump, args: &DumpArgs, out: &mut dyn Write) -> std::io::Result<()> 
             }
         }
     }
-}
-
-/// A dump needs Go's names for the release (wait reasons change in every one): only releases
-/// gmp-trace knows.
-fn check_supported(bin: &GoBinary) -> anyhow::Result<()> {
-    if bin.arch() != Arch::X86_64 {
-        bail!("gmp-trace dump reads x86_64 (amd64) processes only; this one is arm64");
-    }
-    if !bin.is_known_version() {
-        bail!(
-            "the process runs {}, and gmp-trace dump knows the runtimes of Go 1.19 to 1.27 only \
-             (their wait reasons and structures); use a gmp-trace release that knows it",
-            bin.go_version()
-        );
-    }
-    Ok(())
 }

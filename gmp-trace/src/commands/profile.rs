@@ -16,7 +16,7 @@ use crate::export::pprof::{write_cpu_profile, CpuProfile, ProfileSample};
 use crate::model::dump::Frame;
 use crate::probes::{self, Sampler};
 use crate::process::stacks::Symbols;
-use crate::process::{preflight, Bias, SignalAction, Target};
+use crate::process::{preflight, SignalAction, Target};
 use crate::source::sampler::{CpuSample, Unwinder};
 
 /// A CPU profile of a Go program by goroutine and function, in pprof's format.
@@ -66,7 +66,7 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
             exe.display()
         );
     }
-    let mut offsets = probes::offsets(&bin)?;
+    let offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     // The output is created before anything starts: a bad path fails here.
     let out = std::fs::File::create(&args.output).with_context(|| {
@@ -76,19 +76,8 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
         )
     })?;
 
-    let pid = target.hold()?;
-    offsets.target_pid = pid;
-    let mut sampler = match Sampler::start(&offsets, args.sample_rate) {
-        Ok(s) => s,
-        Err(e) => {
-            target.abort();
-            return Err(e).context("starting the CPU sampler");
-        }
-    };
-    let bias = match target.start(&bin, false)? {
-        Bias::Known(b) => b,
-        Bias::AtExec { .. } => 0,
-    };
+    let (_, mut sampler, bias) =
+        super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;
     let wall_start = realtime_ns();
     let started = Instant::now();
     let mut unwinder = Unwinder::new(&bin, bias)?;

@@ -16,12 +16,12 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::binary::{names, Arch, GoBinary};
+use crate::binary::{names, GoBinary};
 use crate::cli::parse_duration;
 use crate::model::dump::Dump;
 use crate::probes::{self, Sampler};
 use crate::process::stacks::Symbols;
-use crate::process::{preflight, snapshot, Bias, SignalAction, Target};
+use crate::process::{preflight, snapshot, SignalAction, Target};
 use crate::source::sampler::Unwinder;
 use frame::{Cpu, Frame, History, Hit, SiteSort};
 use text::{Limits, Totals};
@@ -90,27 +90,15 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     let mut target = Target::resolve(args.pid, &args.command, false)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
-    check_binary(&bin, &exe)?;
-    let mut offsets = probes::offsets(&bin)?;
+    super::require_known_runtime(&bin, "top")?;
+    let offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     if let Some(p) = &args.summary_json {
         std::fs::File::create(p)
             .with_context(|| format!("cannot write {}; pick a writable path", p.display()))?;
     }
-    let pid = target.hold()?;
+    let (pid, sampler, bias) = super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;
     let who = format!("{} (pid {pid})", target.process_name());
-    offsets.target_pid = pid;
-    let sampler = match Sampler::start(&offsets, args.sample_rate) {
-        Ok(s) => s,
-        Err(e) => {
-            target.abort();
-            return Err(e).context("starting the CPU sampler");
-        }
-    };
-    let bias = match target.start(&bin, false)? {
-        Bias::Known(b) => b,
-        Bias::AtExec { .. } => 0,
-    };
     let mut s = Session::new(&bin, bias, pid, sampler, &args)?;
     if let Ok(d) = snapshot::take(pid, &bin, bias) {
         if d.incomplete.is_none() {
@@ -148,24 +136,6 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     }
     target.finish().await?;
     Ok(0)
-}
-
-/// The state reader needs Go's names for the release and an amd64 layout.
-fn check_binary(bin: &GoBinary, exe: &std::path::Path) -> anyhow::Result<()> {
-    if bin.arch() != Arch::X86_64 {
-        bail!(
-            "{} is an arm64 binary: gmp-trace top watches x86_64 processes only",
-            exe.display()
-        );
-    }
-    if !bin.is_known_version() {
-        bail!(
-            "the program runs {}, and gmp-trace top knows the runtimes of Go 1.19 to 1.27 only; \
-             use a gmp-trace release that knows it",
-            bin.go_version()
-        );
-    }
-    Ok(())
 }
 
 /// What the loop keeps between frames.

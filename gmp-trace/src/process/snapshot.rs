@@ -316,7 +316,7 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
 
-    /// allm and allp.
+    /// allm, then allp ([`Reader::procs`]), then each M's P and goroutine.
     fn threads_and_procs(&mut self, g: Globals, d: &mut Dump) -> Result<(), String> {
         let o = self.fields.rl.offsets;
         let m_fields = [
@@ -356,6 +356,25 @@ impl Reader<'_> {
             });
             mp = at(self.fields.rl.m_alllink);
         }
+        let p_ids = self.procs(g, d)?;
+        for ((mp, pp), t) in p_of_m.into_iter().zip(d.threads.iter_mut()) {
+            t.p = p_ids.get(&pp).copied();
+            if let Some(&p) = p_ids.get(&pp) {
+                self.m_ps.insert(mp, p);
+            }
+        }
+        // m.curg -> goid: a direct read each (there are few Ms).
+        for (c, t) in curgs.into_iter().zip(d.threads.iter_mut()) {
+            if c != 0 {
+                t.curg = self.u64_at(c.wrapping_add(u64::from(o.g_goid))).ok();
+            }
+        }
+        Ok(())
+    }
+
+    /// allp into `d.procs`; returns p address -> p.id (for the Ms' m.p).
+    fn procs(&mut self, g: Globals, d: &mut Dump) -> Result<FastMap<u64, i32>, String> {
+        let o = self.fields.rl.offsets;
         let sl = self.fields.sl;
         let n = self.u64_at(g.allp.wrapping_add(8))?;
         if n > MAX_ALLP {
@@ -390,19 +409,7 @@ impl Reader<'_> {
                 runq: (at(o.p_runqtail) as u32).wrapping_sub(at(sl.p_runqhead) as u32),
             });
         }
-        for ((mp, pp), t) in p_of_m.into_iter().zip(d.threads.iter_mut()) {
-            t.p = p_ids.get(&pp).copied();
-            if let Some(&p) = p_ids.get(&pp) {
-                self.m_ps.insert(mp, p);
-            }
-        }
-        // m.curg -> goid: a direct read each (there are few Ms).
-        for (c, t) in curgs.into_iter().zip(d.threads.iter_mut()) {
-            if c != 0 {
-                t.curg = self.u64_at(c.wrapping_add(u64::from(o.g_goid))).ok();
-            }
-        }
-        Ok(())
+        Ok(p_ids)
     }
 
     /// Every goroutine of allgs, a batch at a time.
