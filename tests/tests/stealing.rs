@@ -83,8 +83,13 @@ fn assert_stolen_goroutines_run_on_the_thief<'a>(go: &str, run: &'a TraceRun) ->
             .get(&goid)
             .and_then(|v| v.iter().filter(|x| x.0 >= u(&st["ts"])).min_by_key(|x| x.0))
             .unwrap_or_else(|| panic!("go{go}: stolen goroutine never ran: {st}"));
+        // The thief runs what it stole on its own M, with one exception in the runtime:
+        // a goroutine locked to a thread goes to that thread, which gets the P
+        // (schedule -> startlockedm). runtime.main locks goroutine 1 to the main thread (m0,
+        // tid == pid) while package inits run.
+        let locked_main = goid == 1 && next.1 == u(&st["pid"]);
         assert_eq!(
-            (next.1, next.2),
+            (if locked_main { u(&st["tid"]) } else { next.1 }, next.2),
             (u(&st["tid"]), thief),
             "go{go}: stolen G ran elsewhere: {st}"
         );
