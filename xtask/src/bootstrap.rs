@@ -159,7 +159,12 @@ fn bpf_linker() -> anyhow::Result<()> {
         .arg(format!("llvm-{major}"))
         .env("LLVM_PREFIX", &prefix)
         // bpf-linker's release profile keeps full debug info: a slower build, for nothing here.
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0"))?;
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        // Nor optimised: its Rust code is glue around the nightly's libLLVM, which does the
+        // linking, optimising and emitting and is prebuilt. Measured on 2 vCPUs: the build
+        // takes 16 s instead of 35, the probes' object comes out byte for byte the same, and
+        // their link step takes the same 3.8 s.
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"))?;
     std::fs::write(&stamp, want)?;
     Ok(())
 }

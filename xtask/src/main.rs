@@ -82,8 +82,13 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Demo => {
             bootstrap::install(Needs::Build)?;
+            // The sample's Go build (~5 s on a fresh machine) runs while gmp-trace compiles.
+            let sample = std::thread::spawn(demo_sample);
             build()?;
-            demo()
+            let sample = sample
+                .join()
+                .map_err(|_| anyhow::anyhow!("building the demo's Go sample failed"))?;
+            demo(&sample)
         }
         Cmd::UiCheck => {
             bootstrap::install(Needs::Tests)?;
@@ -197,10 +202,14 @@ fn test(rest: &[String]) -> anyhow::Result<()> {
     run(&mut c)
 }
 
-fn demo() -> anyhow::Result<()> {
+/// The Go program the demo traces: the fan-out sample, built with the newest Go.
+fn demo_sample() -> PathBuf {
     let go = GO_VERSIONS[0];
     eprintln!("xtask: building the fan-out sample with Go {go}");
-    let sample = build_sample("fanout", go, Variant::Default);
+    build_sample("fanout", go, Variant::Default)
+}
+
+fn demo(sample: &Path) -> anyhow::Result<()> {
     let out = workspace_root().join("target/demo");
     std::fs::create_dir_all(&out)?;
     let trace = out.join("trace.pftrace");
@@ -219,7 +228,7 @@ fn demo() -> anyhow::Result<()> {
     c.arg("--record")
         .arg(&rec)
         .arg("--")
-        .arg(&sample)
+        .arg(sample)
         .arg("100");
     run(&mut c)?;
     // The same run, replayed offline into JSONL events.
