@@ -134,7 +134,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!(
-        "xtask: building bpf-linker {BPF_LINKER} against LLVM {major} of {nightly} (about a minute)"
+        "xtask: building bpf-linker {BPF_LINKER} against LLVM {major} of {nightly} (about 20 s)"
     );
     let libdir = prefix.join("lib");
     std::fs::create_dir_all(&libdir)?;
