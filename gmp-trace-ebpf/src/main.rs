@@ -83,10 +83,17 @@ uprobe_programs! {
 }
 
 /// The CPU sampler, attached to every CPU's software clock (`probes/sampler.rs` finds it by
-/// this name).
+/// this name): a sample in the kernel carries the user stack it was entered from.
 #[perf_event]
 pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
-    sampler::on_sample(ctx)
+    sampler::on_sample(ctx, true)
+}
+
+/// The same for kernels that cannot load that (before 5.15, or no BTF): a sample in the kernel
+/// has no stack.
+#[perf_event]
+pub fn cpu_sample_basic(ctx: PerfEventContext) -> u32 {
+    sampler::on_sample(ctx, false)
 }
 
 #[cfg(not(test))]

@@ -2,10 +2,16 @@
 //! process's samples and records, for each, the goroutine, M and P the thread was running (read
 //! through the thread's TLS g, valid in any code, ABI0 or not) and, when the clock interrupted
 //! user mode, the user registers and a copy of the top of the user stack, which the daemon
-//! unwinds by `.gopclntab` (frame pointers do not survive frameless leaves). No trap in the
-//! target: the timer interrupt it already takes is where this runs.
+//! unwinds by `.gopclntab` (frame pointers do not survive frameless leaves); when it interrupted
+//! the kernel (a system call, a fault), the user registers the thread entered the kernel with,
+//! and the stack from there. No trap in the target: the timer interrupt it already takes is
+//! where this runs.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, generated,
+    },
     programs::PerfEventContext,
 };
 use gmp_trace_common::{
@@ -29,7 +35,11 @@ fn count(idx: u32) {
     }
 }
 
-pub(crate) fn on_sample(ctx: PerfEventContext) -> u32 {
+/// `syscall_regs`: for a sample in the kernel, take the user registers the thread entered it
+/// with (`bpf_task_pt_regs`, kernel 5.15+ with BTF) and copy the user stack from them, so a
+/// system call is charged to the Go code that made it; without, such a sample has no stack.
+#[inline(always)]
+pub(crate) fn on_sample(ctx: PerfEventContext, syscall_regs: bool) -> u32 {
     let o = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     if o.target_pid == 0 || (pid_tgid >> 32) as u32 != o.target_pid {
@@ -51,15 +61,21 @@ pub(crate) fn on_sample(ctx: PerfEventContext) -> u32 {
     // member is the interrupted context's pt_regs; the verifier allows these loads.
     let regs = unsafe { &(*ctx.ctx).regs };
     // x86: the privilege level in CS's low bits is 3 in user mode (the kernel's user_mode()).
-    if regs.cs & 3 == 3 {
-        h.pc = regs.rip;
-        h.sp = regs.rsp;
-        h.bp = regs.rbp;
+    let user = if regs.cs & 3 == 3 {
+        Some((regs.rip, regs.rsp, regs.rbp))
+    } else {
+        h.flags |= flags::IN_KERNEL;
+        if syscall_regs {
+            entry_regs()
+        } else {
+            None
+        }
+    };
+    if let Some((pc, sp, bp)) = user {
+        (h.pc, h.sp, h.bp) = (pc, sp, bp);
         // SAFETY: `rec` is the reserved record, ours until submit; `stack` is inside it.
         let dst = unsafe { core::ptr::addr_of_mut!((*rec).stack) }.cast::<u8>();
         h.stack_len = copy_stack(dst, &mut h);
-    } else {
-        h.flags |= flags::IN_KERNEL;
     }
     // Word by word into the record (a struct copy may become a memset/memcpy subprogram).
     let src = (&h as *const SampleHeader).cast::<u64>();
@@ -71,6 +87,35 @@ pub(crate) fn on_sample(ctx: PerfEventContext) -> u32 {
     slot.submit(BPF_RB_NO_WAKEUP);
     count(stat::TAKEN);
     0
+}
+
+/// The user registers the current thread entered the kernel with (the pt_regs at the top of
+/// its kernel stack): RIP, RSP, RBP, when they are user mode's.
+#[inline(always)]
+fn entry_regs() -> Option<(u64, u64, u64)> {
+    // SAFETY: no preconditions; the verifier types the result as the current task.
+    let task = unsafe { generated::bpf_get_current_task_btf() };
+    // SAFETY: `task` is the current task as the helper requires; the result is a kernel
+    // address only read through bpf_probe_read_kernel below.
+    let regs = unsafe { generated::bpf_task_pt_regs(task) } as *const pt_regs;
+    if regs.is_null() {
+        return None;
+    }
+    // SAFETY (each read): a kernel address; a bad one only makes the helper fail.
+    let word = |p: *const u64| unsafe { bpf_probe_read_kernel(p) }.ok();
+    // SAFETY: field addresses inside `regs`, computed without reading through it.
+    let (cs, ip, sp, bp) = unsafe {
+        (
+            core::ptr::addr_of!((*regs).cs),
+            core::ptr::addr_of!((*regs).rip),
+            core::ptr::addr_of!((*regs).rsp),
+            core::ptr::addr_of!((*regs).rbp),
+        )
+    };
+    if word(cs)? & 3 != 3 {
+        return None;
+    }
+    Some((word(ip)?, word(sp)?, word(bp)?))
 }
 
 const HEADER_WORDS: usize = core::mem::size_of::<SampleHeader>() / 8;

@@ -337,3 +337,59 @@ fn profile_bad_input() {
     }
     drop(target);
 }
+
+/// A system call is charged to the Go code that made it, as Go's own profiler does: the sample
+/// program tests/go/sysread spends nearly all its CPU in the kernel, reading /dev/zero from
+/// main.readZero. The kernel's part is one `[kernel]` frame whose callers are the Go frames
+/// that entered the kernel (read from the thread's saved user registers), not a bare leaf.
+#[test]
+fn profile_charges_system_calls_to_the_go_code_that_made_them() {
+    require_bpf!();
+    let dir = scratch_dir("profile-sysread");
+    let file = dir.join("cpu.pb.gz");
+    let prog = build_sample("sysread", GO_VERSIONS[0], Variant::Default);
+    let out = profile(&[
+        "-d",
+        "30s",
+        "-o",
+        file.to_str().unwrap(),
+        "--",
+        prog.to_str().unwrap(),
+        "-d",
+        "2s",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in the kernel") && !stderr.contains("without a user stack"),
+        "{stderr}"
+    );
+
+    let run = go_pprof(&["-top", "-cum"], &file);
+    let top = parse_top(&run.stdout);
+    let row = |f: &str| {
+        top.rows
+            .get(f)
+            .unwrap_or_else(|| panic!("no {f} in the profile:\n{}", run.stdout))
+    };
+    assert!(
+        row("[kernel]").flat_pct >= 50.0,
+        "reading /dev/zero is kernel time:\n{}",
+        run.stdout
+    );
+    assert!(
+        row("main.readZero").cum_pct >= 80.0,
+        "the reads are main.readZero's:\n{}",
+        run.stdout
+    );
+    assert!(row("os.(*File).Read").cum_pct >= 80.0, "{}", run.stdout);
+
+    // The kernel samples alone: every one of them sits under main.readZero.
+    let run = go_pprof(&["-top", "-cum", "-focus", "^\\[kernel\\]$"], &file);
+    let top = parse_top(&run.stdout);
+    let under = top.rows.get("main.readZero").map_or(0.0, |r| r.cum_ns);
+    assert!(
+        top.shown_ns > 0.0 && under >= 0.95 * top.shown_ns,
+        "kernel samples not under main.readZero:\n{}",
+        run.stdout
+    );
+}

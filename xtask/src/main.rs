@@ -225,11 +225,7 @@ fn demo(sample: &Path) -> anyhow::Result<()> {
         .arg(&summary)
         .arg("--graph")
         .arg(&graph);
-    c.arg("--record")
-        .arg(&rec)
-        .arg("--")
-        .arg(sample)
-        .arg("100");
+    c.arg("--record").arg(&rec).arg("--").arg(sample).arg("100");
     run(&mut c)?;
     // The same run, replayed offline into JSONL events.
     run(Command::new(gmp_trace())

@@ -100,6 +100,7 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
     let run = Run {
         stats: sampler.stats()?,
         cpus: sampler.cpus(),
+        kernel_stacks: sampler.kernel_stacks(),
         samples,
         unwind_failed: unwinder.unwind_failed,
         malformed,
@@ -138,6 +139,8 @@ struct Run {
     /// The target exited (rather than the duration ending or a signal).
     exited: bool,
     cpus: usize,
+    /// Samples in the kernel carry the user stack that entered it.
+    kernel_stacks: bool,
     /// CLOCK_REALTIME ns when sampling began.
     wall_start: u64,
 }
@@ -175,7 +178,8 @@ async fn collect(
 }
 
 /// The samples as pprof samples: stacks symbolized once per distinct stack, labels attached;
-/// a sample in the kernel (a system call, a fault) is charged to a `[kernel]` frame.
+/// a sample in the kernel (a system call, a fault) is charged to a `[kernel]` frame, called by
+/// the user frames that entered the kernel when the sampler could read them.
 fn build(bin: &GoBinary, bias: u64, run: &Run, rate_hz: u64, exe: &std::path::Path) -> CpuProfile {
     let minor = bin.go_version().minor;
     let mut sym = match bin.lines() {
@@ -191,7 +195,12 @@ fn build(bin: &GoBinary, bias: u64, run: &Run, rate_hz: u64, exe: &std::path::Pa
         .samples
         .iter()
         .map(|s| {
-            let frames = match (&mut sym, s.in_kernel || s.frames.is_empty()) {
+            let frames = match (&mut sym, s.frames.is_empty()) {
+                (Some(sym), false) if s.in_kernel => {
+                    // The kernel's part as one frame, called by the user code that entered it.
+                    let user = sym.stack(s.frames.clone());
+                    kernel.iter().chain(user.iter()).cloned().collect()
+                }
                 (Some(sym), false) => sym.stack(s.frames.clone()),
                 _ => kernel.clone(),
             };
@@ -224,6 +233,9 @@ fn report(args: &ProfileArgs, run: &Run) {
     let kernel = run.samples.iter().filter(|s| s.in_kernel).count();
     let g0 = run.samples.iter().filter(|s| s.on_g0).count();
     let mut extra = String::new();
+    if kernel > 0 && !run.kernel_stacks {
+        extra += ", kernel samples without a user stack (this kernel has no bpf_task_pt_regs)";
+    }
     if run.unwind_failed > 0 {
         extra += &format!(", {} stacks cut short", run.unwind_failed);
     }

@@ -13,8 +13,11 @@ use gmp_trace_common::Offsets;
 
 use gmp_trace_bpf_object::BPF_OBJECT;
 
-/// The program's name in the object.
+/// The program's name in the object: samples in the kernel carry the user stack the thread
+/// entered it from (bpf_task_pt_regs: kernel 5.15+ with BTF)...
 const PROGRAM: &str = "cpu_sample";
+/// ...and the same without that, for kernels that refuse it: such samples have no stack.
+const PROGRAM_BASIC: &str = "cpu_sample_basic";
 
 /// What went wrong setting the sampler up.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,19 @@ pub struct Sampler {
     links: Vec<PerfEventLink>,
     ring: RingBuf<MapData>,
     ebpf: Ebpf,
+    kernel_stacks: bool,
+    /// The CPUs attached to (still known once detached).
+    cpus: usize,
+}
+
+/// Loads the perf-event program `name` of the object.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), SamplerError> {
+    let prog: &mut PerfEvent = ebpf
+        .program_mut(name)
+        .ok_or(SamplerError::Missing(name))?
+        .try_into()?;
+    prog.load()?;
+    Ok(())
 }
 
 /// Ring bytes for `rate` samples/s on `cpus` CPUs: room for a quarter of a second of every CPU
@@ -81,11 +97,18 @@ impl Sampler {
             .map_max_entries("STEAL_ARGS", 1)
             .map_max_entries("SAMPLES", sample_ring_bytes(rate_hz, cpus.len()))
             .load(BPF_OBJECT)?;
+        let kernel_stacks = load_program(&mut ebpf, PROGRAM).is_ok();
+        let name = if kernel_stacks {
+            PROGRAM
+        } else {
+            log::info!("the kernel refused {PROGRAM}: samples in the kernel will have no stack");
+            load_program(&mut ebpf, PROGRAM_BASIC)?;
+            PROGRAM_BASIC
+        };
         let prog: &mut PerfEvent = ebpf
-            .program_mut(PROGRAM)
+            .program_mut(name)
             .ok_or(SamplerError::Missing("program cpu_sample"))?
             .try_into()?;
-        prog.load()?;
         let mut links = Vec::with_capacity(cpus.len());
         for cpu in cpus {
             let id = prog.attach(
@@ -106,7 +129,18 @@ impl Sampler {
             links.len(),
             offsets.target_pid
         );
-        Ok(Sampler { links, ring, ebpf })
+        Ok(Sampler {
+            cpus: links.len(),
+            links,
+            ring,
+            ebpf,
+            kernel_stacks,
+        })
+    }
+
+    /// Samples taken in the kernel carry the user stack they entered it from.
+    pub fn kernel_stacks(&self) -> bool {
+        self.kernel_stacks
     }
 
     /// Detaches from every CPU (the ring can still be drained); also done on drop.
@@ -114,9 +148,9 @@ impl Sampler {
         self.links.clear();
     }
 
-    /// The CPUs sampled.
+    /// The CPUs sampled (attached to, also after [`Sampler::detach`]).
     pub fn cpus(&self) -> usize {
-        self.links.len()
+        self.cpus
     }
 
     /// Hands every record waiting in the ring to `f` (header and stack copy); returns how many

@@ -25,7 +25,8 @@ pub struct CpuSample {
     pub start_pc: u64,
     /// The thread ran on its M's g0 (scheduler, GC, `systemstack`).
     pub on_g0: bool,
-    /// The clock interrupted the kernel (a system call, a fault): no frames.
+    /// The clock interrupted the kernel (a system call, a fault). The frames are then those of
+    /// the user code that entered it (none on kernels where the sampler cannot read them).
     pub in_kernel: bool,
     /// The frames stop before the stack's top: the copy ended (a deep stack) or the walk met
     /// something it could not trust (kept up to there).
@@ -69,7 +70,7 @@ impl<'b> Unwinder<'b> {
             truncated: false,
             frames: Vec::new(),
         };
-        if in_kernel {
+        if in_kernel && h.pc == 0 {
             return s;
         }
         // The walk's bounds: the g's stack when SP is inside it (a frame past the copy then

@@ -1,0 +1,3 @@
+module example.com/sysread
+
+go 1.19
