@@ -14,7 +14,7 @@ use gmp_trace_tests::{build_sample, go_binary, workspace_root, Variant, GO_VERSI
 use crate::measure::median;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     Untraced,
     GoTrace,
     Level(&'static str),
@@ -22,8 +22,8 @@ enum Mode {
     Empty,
     /// `--aggregate` (level full): counts and the latency histogram in BPF maps.
     Aggregate,
-    /// `gmp-trace profile` (the CPU sampler at 99 Hz, no uprobe).
-    Profile,
+    /// `gmp-trace profile --sample-rate HZ` (the CPU sampler, no uprobe).
+    Profile(u64),
 }
 
 impl Mode {
@@ -35,14 +35,14 @@ impl Mode {
             Mode::Entry => "entry probes",
             Mode::Empty => "empty probes",
             Mode::Aggregate => "aggregate",
-            Mode::Profile => "profile 99 Hz",
+            Mode::Profile(_) => "profile",
         }
     }
 }
 
-struct Sample {
-    elapsed_ns: f64,
-    cpu_ns: f64,
+pub(crate) struct Sample {
+    pub(crate) elapsed_ns: f64,
+    pub(crate) cpu_ns: f64,
     events: Option<u64>,
     lost: Option<u64>,
     /// httprate only: request latency percentiles, from each request's scheduled time.
@@ -51,7 +51,12 @@ struct Sample {
 }
 
 /// One run: `cmd` is the workload's command line; returns its self-reported times.
-fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::Result<Sample> {
+pub(crate) fn run_once(
+    gmp: &Path,
+    mode: Mode,
+    cmd: &[String],
+    scratch: &Path,
+) -> anyhow::Result<Sample> {
     let summary = scratch.join("summary.json");
     let _ = std::fs::remove_file(&summary);
     let mut c;
@@ -66,9 +71,9 @@ fn run_once(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path) -> anyhow::R
                 .arg("-trace")
                 .arg(scratch.join("go.trace"));
         }
-        Mode::Profile => {
+        Mode::Profile(hz) => {
             c = Command::new(gmp);
-            c.args(["profile", "-q", "-o"])
+            c.args(["profile", "-q", "--sample-rate", &hz.to_string(), "-o"])
                 .arg(scratch.join("bench.pb.gz"))
                 .arg("--")
                 .args(cmd);
@@ -198,7 +203,7 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
                 "memory" => (heading.to_string(), crate::bench_daemon::memory(&cx)?),
                 "profile" => (
                     heading.to_string(),
-                    profile_overhead(&gmp, &scratch, runs, go)?,
+                    crate::bench_profile::profile_overhead(&gmp, &scratch, runs, go)?,
                 ),
                 "dump" => (
                     format!("{heading} (gmp-trace dump on a running process)"),
@@ -245,7 +250,7 @@ fn old_section(old: &str, heading: &str) -> Option<String> {
 }
 
 /// The bench sample's command line for workload `w` with size `n`.
-fn workload(bench: &Path, w: &str, n: u32) -> Vec<String> {
+pub(crate) fn workload(bench: &Path, w: &str, n: u32) -> Vec<String> {
     vec![
         bench.display().to_string(),
         "-work".into(),
@@ -326,71 +331,6 @@ fn overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result
     let _ = writeln!(table, "{gofmt_row}");
     table.push_str(&latency);
     Ok(table)
-}
-
-/// The sampling profiler against runtime/trace, on the workloads where tracing costs the most
-/// (switches, goroutine churn) and a bounded server load. Runs of about a second: a 1% effect
-/// is below the noise of shorter ones. (The full trace's cost is in the overhead section.)
-/// The profiler runs right after the untraced run, not after runtime/trace's, whose trace file
-/// is still being written back while the next run starts.
-const PROFILE_MODES: [Mode; 3] = [Mode::Untraced, Mode::Profile, Mode::GoTrace];
-
-fn profile_overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyhow::Result<String> {
-    let bench = build_sample("bench", go, Variant::Default);
-    let workloads = [
-        (
-            "channel ping-pong (2M round trips)",
-            workload(&bench, "pingpong", 2_000_000),
-        ),
-        (
-            "spawn storm (1M goroutines)",
-            workload(&bench, "spawn", 1_000_000),
-        ),
-        (
-            "net/http at a bounded load (10k requests, 5k/s)",
-            workload(&bench, "httprate", 10_000),
-        ),
-    ];
-    let mut t = String::from(
-        "`gmp-trace profile -- CMD` (the CPU sampler at 99 Hz on every CPU: a BPF perf-event \
-         program on the software clock, no uprobe) against the untraced run and Go's own \
-         runtime/trace, on the workload's own time (wall and CPU of its work, \
-         as it reports them); the untraced column gives its runs' wall-time spread, the noise an \
-         effect must rise above. Target: <= 1% slower, <= 1% more CPU.\n\n\
-         | workload | untraced (min..max wall) | profile 99 Hz | runtime/trace |\n|---|---|---|---|\n",
-    );
-    for (name, cmd) in &workloads {
-        eprintln!("xtask: bench profile {name}: {runs} interleaved rounds");
-        let mut samples: Vec<Vec<Sample>> = PROFILE_MODES.iter().map(|_| Vec::new()).collect();
-        for _ in 0..runs {
-            for (i, m) in PROFILE_MODES.iter().enumerate() {
-                samples[i].push(run_once(gmp, *m, cmd, scratch)?);
-            }
-        }
-        let base = median(samples[0].iter().map(|s| s.elapsed_ns).collect());
-        let base_cpu = median(samples[0].iter().map(|s| s.cpu_ns).collect());
-        // The untraced runs' own spread: an effect smaller than this is not measured here.
-        let walls: Vec<f64> = samples[0].iter().map(|s| s.elapsed_ns / 1e6).collect();
-        let lo = walls.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = walls.iter().copied().fold(0.0, f64::max);
-        let mut row = format!(
-            "| {name} | {:.1} ms wall ({lo:.0}..{hi:.0}), {:.1} ms CPU |",
-            base / 1e6,
-            base_cpu / 1e6
-        );
-        for s in samples.iter().skip(1) {
-            let e = median(s.iter().map(|s| s.elapsed_ns).collect());
-            let c = median(s.iter().map(|s| s.cpu_ns).collect());
-            let _ = write!(
-                row,
-                " {:+.1}% wall, {:+.1}% CPU |",
-                (e / base - 1.0) * 100.0,
-                (c / base_cpu - 1.0) * 100.0
-            );
-        }
-        let _ = writeln!(t, "{row}");
-    }
-    Ok(t)
 }
 
 /// One workload's row: the untraced times, each mode's ratios, the full level's events and loss.

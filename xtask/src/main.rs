@@ -9,6 +9,7 @@ mod bench;
 mod bench_attach;
 mod bench_daemon;
 mod bench_dump;
+mod bench_profile;
 mod bootstrap;
 mod matrix;
 mod measure;
