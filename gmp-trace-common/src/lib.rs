@@ -289,9 +289,14 @@ pub struct Offsets {
     /// m.g0, the M's scheduler goroutine: a sample whose g is it ran on the system stack
     /// (scheduler, GC, systemstack calls). [`NO_FIELD`] when unknown (0 is its real offset).
     pub m_g0: u32,
+    /// g.sched.sp and g.sched.pc: where a goroutine that called `systemstack` stopped, which
+    /// the sampler records for a sample on g0 so the walk can continue on that goroutine's
+    /// stack. [`NO_FIELD`] when unknown.
+    pub g_sched_sp: u32,
+    pub g_sched_pc: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 112;
+pub const OFFSETS_SIZE: usize = 120;
 
 /// An offset meaning "unknown" for the fields whose real offset is 0.
 pub const NO_FIELD: u32 = u32::MAX;
@@ -340,6 +345,8 @@ impl Offsets {
         m_hot_len: 0,
         g_stack: NO_FIELD,
         m_g0: NO_FIELD,
+        g_sched_sp: NO_FIELD,
+        g_sched_pc: NO_FIELD,
     };
 
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded

@@ -26,6 +26,12 @@ pub mod flags {
     pub const COPY_SHORT: u32 = 8;
 }
 
+/// Bytes of the charged goroutine's own stack copied for a sample on g0 (from its saved
+/// `g.sched.sp` up): when the g0 code runs in a `systemstack` call made for that goroutine, the
+/// daemon continues the walk there, as Go's own profiler does, so the call is charged to the
+/// Go code that made it.
+pub const SAMPLE_CURG_STACK: usize = 4096;
+
 /// Indexes into the per-CPU `SAMPLE_STATS` array.
 pub mod stat {
     /// Samples of the target recorded.
@@ -67,10 +73,28 @@ pub struct SampleHeader {
     pub cpu: u32,
     /// Bytes of `stack` that hold the user stack from `sp` on.
     pub stack_len: u32,
+    /// On g0 ([`flags::ON_G0`]) with a current goroutine: its saved context (g.sched pc, sp)
+    /// and stack bounds, 0 when none or unknown...
+    pub curg_pc: u64,
+    pub curg_sp: u64,
+    pub curg_lo: u64,
+    pub curg_hi: u64,
+    /// ...and the bytes of `curg_stack` that hold its stack from `curg_sp` on.
+    pub curg_stack_len: u32,
+    pub _pad: u32,
 }
 
-pub const SAMPLE_HEADER_SIZE: usize = 104;
+pub const SAMPLE_HEADER_SIZE: usize = 144;
 const _: () = assert!(core::mem::size_of::<SampleHeader>() == SAMPLE_HEADER_SIZE);
+
+/// A record's stack copies, as [`SampleHeader::parse`] finds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleStacks<'a> {
+    /// The interrupted (or kernel-entering) thread's stack from `sp` on.
+    pub own: &'a [u8],
+    /// On g0, the current goroutine's from `curg_sp` on (empty when none).
+    pub curg: &'a [u8],
+}
 
 /// One record of the `SAMPLES` ring buffer.
 #[repr(C)]
@@ -78,16 +102,18 @@ const _: () = assert!(core::mem::size_of::<SampleHeader>() == SAMPLE_HEADER_SIZE
 pub struct Sample {
     pub header: SampleHeader,
     pub stack: [u8; SAMPLE_STACK],
+    pub curg_stack: [u8; SAMPLE_CURG_STACK],
 }
 
-pub const SAMPLE_SIZE: usize = SAMPLE_HEADER_SIZE + SAMPLE_STACK;
+pub const SAMPLE_SIZE: usize = SAMPLE_HEADER_SIZE + SAMPLE_STACK + SAMPLE_CURG_STACK;
 const _: () = assert!(core::mem::size_of::<Sample>() == SAMPLE_SIZE);
 const _: () = assert!(core::mem::align_of::<Sample>() == 8);
 
 impl SampleHeader {
-    /// Decodes a record's header and its stack bytes (`stack_len` of them, capped by what the
-    /// record holds); `None` when the record is shorter than a header.
-    pub fn parse(b: &[u8]) -> Option<(SampleHeader, &[u8])> {
+    /// Decodes a record's header, its stack bytes (`stack_len` of them) and the current
+    /// goroutine's (`curg_stack_len`), each capped by what the record holds; `None` when the
+    /// record is shorter than a header.
+    pub fn parse(b: &[u8]) -> Option<(SampleHeader, SampleStacks<'_>)> {
         if b.len() < SAMPLE_HEADER_SIZE {
             return None;
         }
@@ -118,9 +144,20 @@ impl SampleHeader {
             flags: u32_at(92),
             cpu: u32_at(96),
             stack_len: u32_at(100),
+            curg_pc: u64_at(104),
+            curg_sp: u64_at(112),
+            curg_lo: u64_at(120),
+            curg_hi: u64_at(128),
+            curg_stack_len: u32_at(136),
+            _pad: 0,
         };
         let rest = &b[SAMPLE_HEADER_SIZE..];
-        let len = (h.stack_len as usize).min(rest.len()).min(SAMPLE_STACK);
-        Some((h, &rest[..len]))
+        let own = &rest[..rest.len().min(SAMPLE_STACK)];
+        let own = &own[..(h.stack_len as usize).min(own.len())];
+        let curg = rest.get(SAMPLE_STACK..).unwrap_or_default();
+        let curg = &curg[..(h.curg_stack_len as usize)
+            .min(curg.len())
+            .min(SAMPLE_CURG_STACK)];
+        Some((h, SampleStacks { own, curg }))
     }
 }

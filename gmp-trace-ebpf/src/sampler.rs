@@ -15,7 +15,7 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use gmp_trace_common::{
-    sample::{flags, stat, Sample, SampleHeader, SAMPLE_STACK},
+    sample::{flags, stat, Sample, SampleHeader, SAMPLE_CURG_STACK, SAMPLE_STACK},
     Offsets, NO_FIELD,
 };
 
@@ -76,6 +76,11 @@ pub(crate) fn on_sample(ctx: PerfEventContext, syscall_regs: bool) -> u32 {
         // SAFETY: `rec` is the reserved record, ours until submit; `stack` is inside it.
         let dst = unsafe { core::ptr::addr_of_mut!((*rec).stack) }.cast::<u8>();
         h.stack_len = copy_stack(dst, &mut h);
+    }
+    if h.curg_sp != 0 {
+        // SAFETY: as above; `curg_stack` is inside the record too.
+        let dst = unsafe { core::ptr::addr_of_mut!((*rec).curg_stack) }.cast::<u8>();
+        h.curg_stack_len = copy_curg_stack(dst, &h);
     }
     // Word by word into the record (a struct copy may become a memset/memcpy subprogram).
     let src = (&h as *const SampleHeader).cast::<u64>();
@@ -157,8 +162,54 @@ fn goroutine(o: &Offsets) -> SampleHeader {
     if charged != 0 {
         h.goid = read::<u64>(charged, o.g_goid).unwrap_or(0);
         h.start_pc = read::<u64>(charged, o.g_startpc).unwrap_or(0);
+        if h.flags & flags::ON_G0 != 0 {
+            curg_context(o, charged, &mut h);
+        }
     }
     h
+}
+
+/// The saved context and stack bounds of `curg`, the goroutine an M on g0 works for: where a
+/// `systemstack` call left it (the daemon uses them only when the g0 stack ends in one).
+#[inline(always)]
+fn curg_context(o: &Offsets, curg: u64, h: &mut SampleHeader) {
+    if o.g_sched_sp == NO_FIELD || o.g_sched_pc == NO_FIELD || o.g_stack == NO_FIELD {
+        return;
+    }
+    let (Some(sp), Some(pc), Some([lo, hi])) = (
+        read::<u64>(curg, o.g_sched_sp),
+        read::<u64>(curg, o.g_sched_pc),
+        read::<[u64; 2]>(curg, o.g_stack),
+    ) else {
+        return;
+    };
+    if lo <= sp && sp < hi && pc != 0 {
+        (h.curg_pc, h.curg_sp, h.curg_lo, h.curg_hi) = (pc, sp, lo, hi);
+    }
+}
+
+/// Copies the current goroutine's stack from its saved SP (inside its bounds, checked by
+/// [`curg_context`]) into `dst` (room for [`SAMPLE_CURG_STACK`] bytes); returns the bytes.
+#[inline(always)]
+fn copy_curg_stack(dst: *mut u8, h: &SampleHeader) -> u32 {
+    let mut len = SAMPLE_CURG_STACK as u64;
+    if h.curg_hi - h.curg_sp < len {
+        len = h.curg_hi - h.curg_sp;
+    }
+    let len = len as u32;
+    if len == 0 || len > SAMPLE_CURG_STACK as u32 {
+        return 0;
+    }
+    // SAFETY: `dst` has room for SAMPLE_CURG_STACK >= len bytes (checked above); a bad user
+    // address only makes the helper fail.
+    let rc = unsafe {
+        generated::bpf_probe_read_user(dst.cast(), len, h.curg_sp as *const core::ffi::c_void)
+    };
+    if rc == 0 {
+        len
+    } else {
+        0
+    }
 }
 
 /// Copies the user stack from `h.sp` into `dst` (room for [`SAMPLE_STACK`] bytes): up to the

@@ -393,3 +393,64 @@ fn profile_charges_system_calls_to_the_go_code_that_made_them() {
         run.stdout
     );
 }
+
+/// Work done on the thread's system stack for a goroutine (a `systemstack` call) is charged to
+/// that goroutine's Go code, as Go's own profiler charges it: tests/go/stacker's main.stacker
+/// calls runtime.Stack(buf, true), whose traceback of 2,000 goroutines runs on g0. The walk
+/// goes from the g0 frames through runtime.systemstack into the goroutine's own stack (from
+/// where systemstack saved it), and the profile is held against Go's own of the same run.
+#[test]
+fn profile_follows_systemstack_calls_to_their_goroutine_like_go() {
+    require_bpf!();
+    let dir = scratch_dir("profile-stacker");
+    let ours = dir.join("cpu.pb.gz");
+    let theirs = dir.join("go.pb.gz");
+    let prog = build_sample("stacker", GO_VERSIONS[0], Variant::Default);
+    profile(&[
+        "-d",
+        "30s",
+        "-o",
+        ours.to_str().unwrap(),
+        "--",
+        prog.to_str().unwrap(),
+        "-d",
+        "2s",
+        "-cpuprofile",
+        theirs.to_str().unwrap(),
+    ]);
+    let cum = |file: &Path, f: &str| {
+        let run = go_pprof(&["-top", "-cum"], file);
+        let top = parse_top(&run.stdout);
+        (top.rows.get(f).map_or(0.0, |r| r.cum_pct), run.stdout)
+    };
+    let (go_share, go_report) = cum(&theirs, "main.stacker");
+    assert!(
+        go_share >= 80.0,
+        "Go's own profile: main.stacker at {go_share}%:\n{go_report}"
+    );
+    let (share, report) = cum(&ours, "main.stacker");
+    assert!(
+        (share - go_share).abs() <= SLACK,
+        "main.stacker: {share:.1}% here, {go_share:.1}% in Go's own profile:\n{report}\n{go_report}"
+    );
+    let (via, _) = cum(&ours, "runtime.systemstack");
+    assert!(
+        via >= 0.8 * share,
+        "not through runtime.systemstack:\n{report}"
+    );
+    // Go's profiles show runtime.systemstack and then its caller, without the switch marker.
+    assert!(!report.contains("systemstack_switch"), "{report}");
+
+    let run = go_pprof(&["-tags"], &ours);
+    let tags = parse_tags(&run.stdout);
+    let start = tags
+        .get("start_function")
+        .and_then(|m| m.get("main.stacker"))
+        .copied()
+        .unwrap_or(0.0);
+    assert!(
+        start >= 80.0,
+        "start_function main.stacker at {start}%:\n{}",
+        run.stdout
+    );
+}

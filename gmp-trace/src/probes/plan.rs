@@ -87,8 +87,12 @@ pub fn offsets(bin: &GoBinary) -> anyhow::Result<Offsets> {
         Err(e) => log::warn!("no m.g0 offset for the CPU sampler: {e}"),
     }
     match bin.stack_layout() {
-        Ok(l) => offsets.g_stack = l.g_stack_lo,
-        Err(e) => log::warn!("no g.stack offset for the CPU sampler: {e}"),
+        Ok(l) => {
+            offsets.g_stack = l.g_stack_lo;
+            offsets.g_sched_sp = l.g_sched_sp;
+            offsets.g_sched_pc = l.g_sched_pc;
+        }
+        Err(e) => log::warn!("no g.stack/g.sched offsets for the CPU sampler: {e}"),
     }
     // g in assembly entry points (mstart, exit) comes from the thread's TLS slot: the slot's
     // place is in the binary, the fs base's in the kernel. Without either, those events simply

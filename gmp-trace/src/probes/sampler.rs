@@ -8,7 +8,7 @@ use aya::programs::perf_event::{
 };
 use aya::programs::PerfEvent;
 use aya::{Ebpf, EbpfLoader};
-use gmp_trace_common::sample::{stat, SampleHeader, SAMPLE_SIZE};
+use gmp_trace_common::sample::{stat, SampleHeader, SampleStacks, SAMPLE_SIZE};
 use gmp_trace_common::Offsets;
 
 use gmp_trace_bpf_object::BPF_OBJECT;
@@ -155,7 +155,11 @@ impl Sampler {
 
     /// Hands every record waiting in the ring to `f` (header and stack copy); returns how many
     /// there were, and counts records too short to be samples in `malformed`.
-    pub fn drain(&mut self, malformed: &mut u64, mut f: impl FnMut(&SampleHeader, &[u8])) -> usize {
+    pub fn drain(
+        &mut self,
+        malformed: &mut u64,
+        mut f: impl FnMut(&SampleHeader, SampleStacks<'_>),
+    ) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             match SampleHeader::parse(&item) {
@@ -197,8 +201,8 @@ mod tests {
 
     #[test]
     fn sampler_ring_sizes() {
-        // 99 Hz on 2 CPUs: ~208 KB a quarter second -> 256 KiB.
-        assert_eq!(sample_ring_bytes(99, 2), 256 * 1024);
+        // 99 Hz on 2 CPUs, 8,336-byte records: ~413 KB a quarter second -> 512 KiB.
+        assert_eq!(sample_ring_bytes(99, 2), 512 * 1024);
         assert_eq!(sample_ring_bytes(1, 1), 64 * 1024);
         assert_eq!(sample_ring_bytes(u64::MAX, 4096), 1 << 30);
     }

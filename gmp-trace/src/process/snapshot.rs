@@ -565,6 +565,10 @@ impl Reader<'_> {
                         }))
                     }
                     Walk::Bad(why) => out[t] = Some(Err(why)),
+                    // Only a thread's system stack (g0) holds a systemstack frame.
+                    Walk::SystemStack => {
+                        out[t] = Some(Err("a systemstack frame on a goroutine's stack".into()))
+                    }
                     Walk::NeedMore(n) => {
                         let want = n.max(len * 4).min(s.hi - s.sp);
                         if want <= len || want > MAX_STACK_READ {

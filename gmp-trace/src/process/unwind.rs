@@ -34,6 +34,11 @@ pub enum Walk {
     NeedMore(u64),
     /// Not a stack this can trust (the goroutine moved while it was read, or memory is corrupt).
     Bad(String),
+    /// The walk, on a thread's system stack (g0), reached `runtime.systemstack`: its caller
+    /// runs on the goroutine the M works for (m.curg), whose stack goes on from where
+    /// systemstack saved it (g.sched), as Go's own traceback follows it. The frames so far
+    /// end with the runtime.systemstack frame.
+    SystemStack,
 }
 
 /// Where a walk starts and the stack it may use.
@@ -54,6 +59,12 @@ fn is_top(name: &[u8]) -> bool {
     )
 }
 
+/// Where code running on g0 for a goroutine (a `systemstack` call) returns to that goroutine's
+/// stack.
+fn is_stack_switch(name: &[u8]) -> bool {
+    name == b"runtime.systemstack"
+}
+
 /// Functions that are entered by a call the runtime injects (signal handling, preemption):
 /// the frame below them was interrupted mid-instruction, not at a call.
 fn is_injected(name: &[u8]) -> bool {
@@ -71,6 +82,7 @@ struct Step {
     delta: Option<u64>,
     top: bool,
     injected: bool,
+    switch: bool,
 }
 
 /// Steps by pc, kept across walks.
@@ -85,6 +97,7 @@ impl Steps {
                 delta: lines.sp_delta(link).and_then(|d| u64::try_from(d).ok()),
                 top: is_top(name),
                 injected: is_injected(name),
+                switch: is_stack_switch(name),
             })
         })
     }
@@ -100,7 +113,7 @@ pub fn walk(lines: &Lines<'_>, steps: &mut Steps, bias: u64, start: Start, stack
 }
 
 /// [`walk`] into `out`, which keeps the frames found before the walk stopped: Ok when it
-/// reached the top, else `NeedMore` or `Bad` (never `Done`). For a copy of a stack's top that
+/// reached the top, else `NeedMore`, `Bad` or `SystemStack` (never `Done`). For a copy of a stack's top that
 /// cannot be read again (the CPU sampler's), the frames it holds are what there is.
 pub fn walk_into(
     lines: &Lines<'_>,
@@ -125,6 +138,9 @@ pub fn walk_into(
             return Err(Walk::Bad(format!("pc {pc:#x} is in no function")));
         };
         out.push(RawFrame { pc, trap });
+        if step.switch {
+            return Err(Walk::SystemStack);
+        }
         if step.top {
             return Ok(());
         }

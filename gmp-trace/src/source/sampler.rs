@@ -3,7 +3,7 @@
 //! (`process::unwind`), so that a sample in a frameless leaf still names its callers. The
 //! stacks stay raw frames (process addresses); symbolizing them is the profile writer's
 //! business (`process::stacks`).
-use gmp_trace_common::sample::{flags, SampleHeader};
+use gmp_trace_common::sample::{flags, SampleHeader, SampleStacks};
 
 use crate::binary::{BinaryError, GoBinary, Lines};
 use crate::process::unwind::{walk_into, RawFrame, Start, Steps, Walk};
@@ -56,7 +56,7 @@ impl<'b> Unwinder<'b> {
     }
 
     /// One record (header and the stack bytes copied from its SP) as a sample.
-    pub fn sample(&mut self, h: &SampleHeader, stack: &[u8]) -> CpuSample {
+    pub fn sample(&mut self, h: &SampleHeader, stacks: SampleStacks<'_>) -> CpuSample {
         let in_kernel = h.flags & flags::IN_KERNEL != 0;
         let mut s = CpuSample {
             ts: h.ts,
@@ -78,33 +78,32 @@ impl<'b> Unwinder<'b> {
         let (lo, hi) = if h.stack_lo <= h.sp && h.sp < h.stack_hi {
             (h.stack_lo, h.stack_hi)
         } else {
-            (h.sp, h.sp.saturating_add(stack.len().max(1) as u64))
+            (h.sp, h.sp.saturating_add(stacks.own.len().max(1) as u64))
         };
-        let start = Start {
+        let own = Start {
             pc: h.pc,
             sp: h.sp,
             lo,
             hi,
         };
-        match walk_into(
-            &self.lines,
-            &mut self.steps,
-            self.bias,
-            start,
-            stack,
-            &mut s.frames,
-        ) {
-            Ok(()) => {}
-            Err(Walk::NeedMore(_)) => s.truncated = true,
-            Err(w) => {
-                // Seen: a sample in a signal handler walks up to runtime.sigreturn, above
-                // which lies the kernel's signal frame, not a Go caller.
-                log::debug!(
-                    "unwinding a sample stopped at frame {}: {w:?}",
-                    s.frames.len()
-                );
-                s.truncated = true;
-                self.unwind_failed += 1;
+        if self.walk(own, stacks.own, &mut s) && s.on_g0 && h.curg_sp != 0 {
+            // A systemstack call: the rest of the stack is the goroutine's, from where
+            // systemstack saved it. That context's pc is runtime.systemstack_switch, a
+            // marker Go's own profiles leave out (they show runtime.systemstack, then its
+            // caller): so does this.
+            let curg = Start {
+                pc: h.curg_pc,
+                sp: h.curg_sp,
+                lo: h.curg_lo,
+                hi: h.curg_hi,
+            };
+            let first = s.frames.len();
+            self.walk(curg, stacks.curg, &mut s);
+            if s.frames
+                .get(first)
+                .is_some_and(|f| self.is_switch_marker(f.pc))
+            {
+                s.frames.remove(first);
             }
         }
         // A pc in no Go function (vDSO, C code) still counts, as itself.
@@ -117,6 +116,43 @@ impl<'b> Unwinder<'b> {
         // Interrupted, not called: symbolized at the pc itself, not the call before it.
         s.frames[0].trap = true;
         s
+    }
+
+    fn is_switch_marker(&self, pc: u64) -> bool {
+        self.lines
+            .function(pc.wrapping_sub(self.bias))
+            .is_some_and(|(name, _)| name == b"runtime.systemstack_switch")
+    }
+
+    /// Walks one stack into the sample's frames; true when it stopped at a systemstack call
+    /// (the frames go on on the goroutine's stack).
+    fn walk(&mut self, start: Start, stack: &[u8], s: &mut CpuSample) -> bool {
+        match walk_into(
+            &self.lines,
+            &mut self.steps,
+            self.bias,
+            start,
+            stack,
+            &mut s.frames,
+        ) {
+            Ok(()) => false,
+            Err(Walk::SystemStack) => true,
+            Err(Walk::NeedMore(_)) => {
+                s.truncated = true;
+                false
+            }
+            Err(w) => {
+                // Seen: a sample in a signal handler walks up to runtime.sigreturn, above
+                // which lies the kernel's signal frame, not a Go caller.
+                log::debug!(
+                    "unwinding a sample stopped at frame {}: {w:?}",
+                    s.frames.len()
+                );
+                s.truncated = true;
+                self.unwind_failed += 1;
+                false
+            }
+        }
     }
 }
 

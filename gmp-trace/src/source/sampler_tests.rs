@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gmp_trace_common::Offsets;
 
-use gmp_trace_common::sample::{flags, SampleHeader, SAMPLE_HEADER_SIZE};
+use gmp_trace_common::sample::{flags, SampleHeader, SAMPLE_HEADER_SIZE, SAMPLE_STACK};
 use gmp_trace_tests::{pid::links_held_by, Variant, GO_VERSIONS};
 
 use super::*;
@@ -37,18 +37,26 @@ fn sampler_header_round_trips() {
         flags: flags::ON_G0,
         cpu: 15,
         stack_len: 3,
+        curg_pc: 16,
+        curg_sp: 17,
+        curg_lo: 18,
+        curg_hi: 19,
+        curg_stack_len: 2,
+        _pad: 0,
     };
-    let mut rec = vec![0u8; SAMPLE_HEADER_SIZE + 8];
+    let mut rec = vec![0u8; SAMPLE_HEADER_SIZE + SAMPLE_STACK + 8];
     // SAFETY: SampleHeader is repr(C) plain integers without padding (size asserted), so its
     // bytes are all initialized.
     let bytes = unsafe {
         std::slice::from_raw_parts((&h as *const SampleHeader).cast::<u8>(), SAMPLE_HEADER_SIZE)
     };
     rec[..SAMPLE_HEADER_SIZE].copy_from_slice(bytes);
-    rec[SAMPLE_HEADER_SIZE..].copy_from_slice(b"abcdefgh");
-    let (back, stack) = SampleHeader::parse(&rec).unwrap();
+    rec[SAMPLE_HEADER_SIZE..SAMPLE_HEADER_SIZE + 8].copy_from_slice(b"abcdefgh");
+    rec[SAMPLE_HEADER_SIZE + SAMPLE_STACK..].copy_from_slice(b"ijklmnop");
+    let (back, stacks) = SampleHeader::parse(&rec).unwrap();
     assert_eq!(back, h);
-    assert_eq!(stack, b"abc");
+    assert_eq!(stacks.own, b"abc");
+    assert_eq!(stacks.curg, b"ij");
     assert!(SampleHeader::parse(&rec[..SAMPLE_HEADER_SIZE - 1]).is_none());
 }
 
