@@ -298,7 +298,12 @@ fn goroutine_counts(gs: &[Goroutine]) -> GoroutineCounts {
     let mut waits: BTreeMap<&str, WaitRow> = BTreeMap::new();
     for g in gs {
         *states.entry(g.status).or_insert(0) += 1;
-        let Some(reason) = g.wait_reason else {
+        // g.waitreason stays set after the wait ends: it is the state only while waiting (as
+        // Go's own traceback header reads it; 1.26's leaked goroutines are waiting forever).
+        let Some(reason) = g
+            .wait_reason
+            .filter(|_| matches!(g.status, "waiting" | "leaked"))
+        else {
             continue;
         };
         let row = waits.entry(reason).or_insert_with(|| WaitRow {
@@ -498,5 +503,19 @@ mod tests {
         assert!((f.procs[0].cpu_pct - 50.0).abs() < 1e-9);
         assert_eq!(f.cpu.by_function, vec![("main.spin".to_string(), 50)]);
         assert_eq!((f.lost_samples, f.lost_samples_total), (7, 7));
+    }
+
+    #[test]
+    fn a_wait_reason_counts_only_while_waiting() {
+        // Just woken: runnable, with the reason it waited for still in g.waitreason.
+        let mut woken = g(7, "runnable", None);
+        woken.wait_reason = Some("chan receive");
+        let gs = [g(5, "waiting", None), woken];
+        let c = goroutine_counts(&gs);
+        assert_eq!(c.by_wait.len(), 1);
+        assert_eq!(
+            (c.by_wait[0].reason.as_str(), c.by_wait[0].count),
+            ("chan receive", 1)
+        );
     }
 }
