@@ -58,6 +58,8 @@ fn no_loss_at_full_rate_and_tiny_buffer_loss_is_exact() {
     );
     assert_eq!(n(&s["lost_events"]), 0.0, "events lost at {rate:.0}/s");
     assert!(of_kind(&full.events, "lost").is_empty());
+    assert_eq!(s["counts_are_lower_bounds"], false);
+    assert_eq!(n(&s["goroutines_exited_creation_lost"]), 0.0);
     let per_trip = events / trips_full;
 
     // A 4 KiB ring buffer (56 events) cannot keep up: the loss must show, and add up.
@@ -66,6 +68,15 @@ fn no_loss_at_full_rate_and_tiny_buffer_loss_is_exact() {
     let lost = n(&s["lost_events"]);
     assert_eq!(n(&s["ring_buffer_bytes"]), 4096.0);
     assert!(lost > 0.0, "a 4 KiB ring buffer lost nothing");
+    // The counts say they are lower bounds, and stay consistent: every exit is of a goroutine
+    // seen created, or present at attach, or counted as one whose creation was lost.
+    assert_eq!(s["counts_are_lower_bounds"], true);
+    assert!(
+        n(&s["goroutines_exited"]) - n(&s["goroutines_exited_creation_lost"])
+            <= n(&s["goroutines_created"]) + n(&s["goroutines_at_attach"]),
+        "more exits of known goroutines than goroutines known: {s:#}"
+    );
+
     let (sum, last_total) = jsonl_loss(&tiny);
     assert_eq!(sum, lost, "JSONL lost events disagree with the summary");
     assert_eq!(last_total, lost, "the last lost_total is not the summary's");

@@ -35,7 +35,13 @@ pub struct Summary {
     pub lost_events: u64,
     pub goroutines_created: u64,
     pub goroutines_exited: u64,
+    /// Of `goroutines_exited`, those whose creation was not seen (lost), nor their presence
+    /// at attach.
+    pub goroutines_exited_creation_lost: u64,
     pub goroutines_live_at_end: usize,
+    /// Events were lost: `events`, the goroutine counts and `events_by_kind` are lower bounds
+    /// (what was seen), and `goroutines_live_at_end` may be off either way.
+    pub counts_are_lower_bounds: bool,
     /// Goroutines that already existed when gmp-trace attached (--pid), read from the target.
     pub goroutines_at_attach: u64,
     pub threads: usize,
@@ -136,7 +142,9 @@ impl Summary {
             lost_events: model.lost,
             goroutines_created: model.created,
             goroutines_exited: model.exited,
+            goroutines_exited_creation_lost: model.exited_unseen,
             goroutines_live_at_end: model.live_goroutines(),
+            counts_are_lower_bounds: model.lost > 0,
             goroutines_at_attach: model.seeded,
             threads: model.threads.len(),
             procs: model.procs.len(),
@@ -499,11 +507,23 @@ impl Summary {
                 a.counted_events
             );
         }
+        let unseen = match self.goroutines_exited_creation_lost {
+            0 => String::new(),
+            n => format!(" ({n} whose creation was lost)"),
+        };
         let _ = writeln!(
             s,
-            "  goroutines {} created, {} exited, {} live at end",
+            "  goroutines {} created, {} exited{unseen}, {} live at end",
             self.goroutines_created, self.goroutines_exited, self.goroutines_live_at_end
         );
+        if self.counts_are_lower_bounds {
+            let _ = writeln!(
+                s,
+                "  (!) with {} events lost, the counts here are lower bounds (what was seen), \
+                 and live at end may be off either way",
+                self.lost_events
+            );
+        }
         let _ = writeln!(
             s,
             "  threads    {} Ms seen ({} seen starting), {} Ps",

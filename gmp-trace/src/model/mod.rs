@@ -75,6 +75,9 @@ pub struct Model {
     pub lost: u64,
     pub created: u64,
     pub exited: u64,
+    /// Exits of goroutines neither seen created nor present at attach: their creation event
+    /// was lost (counted in `exited`, not in `created`).
+    pub exited_unseen: u64,
     pub first_ts: Option<u64>,
     pub last_ts: Option<u64>,
     pub runtime_main: Vec<MainStart>,

@@ -529,3 +529,19 @@ fn procresize_moving_the_caller_to_another_p_stops_and_starts_it() {
     assert_eq!(m.procs[&0].running.map(|r| r.1), Some(1));
     assert_eq!(m.procs[&2].running, None);
 }
+
+#[test]
+fn an_exit_whose_creation_was_lost_is_counted_as_such() {
+    let mut m = Model::new();
+    m.apply(&create(10, 7, 1, 0x1000));
+    m.apply(&ev(EventKind::GoExit, 20, 101, 7));
+    // Goroutine 8's creation was lost: it is seen running, then exiting.
+    m.apply(&ev(EventKind::Execute, 30, 101, 8));
+    m.apply(&ev(EventKind::GoExit, 40, 101, 8));
+    // Goroutine 9 existed at attach.
+    m.seed_goroutine(9, 4, 0, 0x2000, 0x2001, None);
+    m.apply(&ev(EventKind::GoExit, 60, 101, 9));
+    m.finish();
+    assert_eq!((m.created, m.exited, m.exited_unseen), (1, 3, 1));
+    assert_eq!(m.live_goroutines(), 0);
+}

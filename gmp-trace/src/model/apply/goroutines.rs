@@ -81,7 +81,14 @@ impl Model {
     #[inline(always)]
     pub(in crate::model) fn on_exit(&mut self, e: &Event) {
         self.exited += 1;
-        if let Some(g) = self.goroutines.get_mut(&e.goid) {
+        let g = self.goroutines.get_mut(&e.goid);
+        if !g
+            .as_ref()
+            .is_some_and(|g| g.created_ts.is_some() || g.seeded)
+        {
+            self.exited_unseen += 1;
+        }
+        if let Some(g) = g {
             g.exited_ts = Some(e.ts);
         }
         if self.retire_on_exit {
