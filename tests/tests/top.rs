@@ -10,12 +10,17 @@
 //! - the full-screen view draws the panels in a terminal, redraws on resize, and `q` gives the
 //!   terminal back.
 //! - no terminal, not a Go process, no such pid: a clear error, nothing drawn.
+//! - keys (`/` filter, pick, Enter for stacks) and a launched program's output: top/keys.rs.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gmp_trace_tests::pid::Target;
 use gmp_trace_tests::{build_sample, gmp_trace_bin, require_bpf, Variant, GO_VERSIONS};
+
+/// The keys of the full-screen view, and a launched program's output.
+#[path = "top/keys.rs"]
+mod keys;
 
 const POOL: usize = 8;
 
@@ -262,8 +267,11 @@ impl Tmux {
             eprintln!("SKIPPED: tmux is not installed (cargo xtask bootstrap --tests installs it)");
             return None;
         }
+        // One server per test: the tests of this file run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Tmux {
-            socket: format!("gmp-top-test-{}", std::process::id()),
+            socket: format!("gmp-top-test-{}-{n}", std::process::id()),
         };
         t.run(&[
             "new-session",

@@ -210,7 +210,13 @@ impl History {
             None => (0, 0),
         };
         self.prev_goids = Some(now);
-        let per_sec = |n: usize| if interval.secs > 0.0 { n as f64 / interval.secs } else { 0.0 };
+        let per_sec = |n: usize| {
+            if interval.secs > 0.0 {
+                n as f64 / interval.secs
+            } else {
+                0.0
+            }
+        };
         let goroutines = GoroutineCounts {
             total,
             change: diff(total, self.prev_goroutines.replace(total)),
@@ -545,14 +551,20 @@ mod tests {
         // Two more leaked goroutines: created 2 in 2 s, none gone.
         let f = h.frame(&dump(5), &[], two, 0);
         assert_eq!(f.goroutines.change, 2);
-        assert_eq!((f.goroutines.created_per_sec, f.goroutines.exited_per_sec), (1.0, 0.0));
+        assert_eq!(
+            (f.goroutines.created_per_sec, f.goroutines.exited_per_sec),
+            (1.0, 0.0)
+        );
         // The leaked 100..105 replaced by 200..201: 2 new, 5 gone, and change says -3.
         let mut d = dump(0);
         d.goroutines.push(g(200, "waiting", Some(("main.leak", 9))));
         d.goroutines.push(g(201, "waiting", Some(("main.leak", 9))));
         let f = h.frame(&d, &[], CPU, 0);
         assert_eq!(f.goroutines.change, -3);
-        assert_eq!((f.goroutines.created_per_sec, f.goroutines.exited_per_sec), (2.0, 5.0));
+        assert_eq!(
+            (f.goroutines.created_per_sec, f.goroutines.exited_per_sec),
+            (2.0, 5.0)
+        );
         assert_eq!(born_and_gone(&[1, 2, 3], &[]), (0, 3));
         assert_eq!(born_and_gone(&[], &[4]), (1, 0));
     }

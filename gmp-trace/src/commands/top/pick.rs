@@ -259,8 +259,13 @@ mod tests {
         assert!(picks(&none).is_empty());
         let rows = goroutine_rows(&f, Some(&d), Some("main.leaked"), &LIMITS);
         assert_eq!(rows[0].text, "Goroutines: 3 of 5 with \"main.leaked\"");
-        let wait = rows.iter().find(|r| r.pick == Some(Pick::Wait("chan receive".into())));
-        assert!(wait.is_some_and(|r| r.text.trim_start().starts_with("3 ")), "{rows:?}");
+        let wait = rows
+            .iter()
+            .find(|r| r.pick == Some(Pick::Wait("chan receive".into())));
+        assert!(
+            wait.is_some_and(|r| r.text.trim_start().starts_with("3 ")),
+            "{rows:?}"
+        );
     }
 
     #[test]
@@ -269,14 +274,26 @@ mod tests {
         let m = members(&d, &Pick::Site("main.leak main.go:9".into()), None);
         assert_eq!(m.goroutines.len(), 3);
         let text = stacks_text(&m, true).join("\n");
-        assert!(text.contains("3 goroutines [chan receive]: 20, 21, 22"), "{text}");
+        assert!(
+            text.contains("3 goroutines [chan receive]: 20, 21, 22"),
+            "{text}"
+        );
         assert!(text.contains("main.leaked(...)"), "{text}");
-        assert!(text.contains("created by main.leak in goroutine 1"), "{text}");
+        assert!(
+            text.contains("created by main.leak in goroutine 1"),
+            "{text}"
+        );
         let each = stacks_text(&m, false);
-        assert_eq!(each.iter().filter(|l| l.starts_with("goroutine ")).count(), 3);
+        assert_eq!(
+            each.iter().filter(|l| l.starts_with("goroutine ")).count(),
+            3
+        );
         // A wait under a filter opens what its row counts.
         let w = members(&d, &Pick::Wait("chan receive".into()), Some("main.pool"));
-        assert_eq!(w.goroutines.iter().map(|g| g.goid).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(
+            w.goroutines.iter().map(|g| g.goid).collect::<Vec<_>>(),
+            [10, 11]
+        );
         let s = members(&d, &Pick::State("waiting".into()), None);
         assert_eq!(s.goroutines.len(), 5);
     }

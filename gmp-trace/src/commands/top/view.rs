@@ -226,7 +226,10 @@ mod tests {
         assert_eq!(v.typing.as_deref(), Some("main.qs"));
         assert_eq!(v.filter, None);
         v.on_key(key(KeyCode::Enter), &[]);
-        assert_eq!((v.filter.as_deref(), v.typing.as_ref()), (Some("main.qs"), None));
+        assert_eq!(
+            (v.filter.as_deref(), v.typing.as_ref()),
+            (Some("main.qs"), None)
+        );
         // `/` again edits the applied filter; Esc there clears it.
         v.on_key(key(KeyCode::Char('/')), &[]);
         assert_eq!(v.typing.as_deref(), Some("main.qs"));
@@ -243,10 +246,16 @@ mod tests {
     fn arrows_pick_rows_and_enter_opens_the_picked_one() {
         let mut v = View::default();
         let p = sites();
-        assert_eq!(v.on_key(key(KeyCode::Enter), &p), Action::Open(p[0].clone()));
+        assert_eq!(
+            v.on_key(key(KeyCode::Enter), &p),
+            Action::Open(p[0].clone())
+        );
         v.on_key(key(KeyCode::Down), &p);
         v.on_key(key(KeyCode::Down), &p);
-        assert_eq!(v.on_key(key(KeyCode::Enter), &p), Action::Open(p[1].clone()));
+        assert_eq!(
+            v.on_key(key(KeyCode::Enter), &p),
+            Action::Open(p[1].clone())
+        );
         v.on_key(key(KeyCode::Up), &p);
         assert_eq!(v.picked(&p), Some(&p[0]));
         // The pick follows its row when the rows reorder; a row gone falls back to the first.
