@@ -12,6 +12,7 @@
 mod draw;
 mod frame;
 mod pick;
+mod sched;
 mod text;
 mod tui;
 mod view;
@@ -212,6 +213,8 @@ struct Session<'b> {
     bias: u64,
     pid: u32,
     sampler: Sampler,
+    /// Where the global run queue's length is, if the binary says.
+    global_runq: Option<sched::GlobalRunq>,
     unwinder: Unwinder<'b>,
     sym: Symbols<'b>,
     hits: Vec<Hit>,
@@ -246,6 +249,7 @@ impl<'b> Session<'b> {
             bias,
             pid,
             sampler,
+            global_runq: sched::GlobalRunq::locate(bin, bias, pid),
             unwinder: Unwinder::new(bin, bias)?,
             sym: Symbols::new(bin.lines()?, bias, wrapper),
             hits: Vec::new(),
@@ -320,7 +324,8 @@ impl<'b> Session<'b> {
             secs: self.interval_start.elapsed().as_secs_f64(),
             rate_hz: self.rate_hz,
         };
-        let f = self.history.frame(&d, &self.hits, cpu, lost);
+        let mut f = self.history.frame(&d, &self.hits, cpu, lost);
+        f.global_runq = self.global_runq.and_then(|r| r.read());
         if d.incomplete.is_none() {
             self.dump_seq = f.seq;
         }

@@ -30,6 +30,8 @@ pub struct Frame {
     /// Why the last state read was partial or failed (the footer says it).
     pub read_problem: Option<String>,
     pub procs: Vec<ProcRow>,
+    /// Goroutines in the global run queue (runtime.sched), when the binary says where it is.
+    pub global_runq: Option<u32>,
     pub threads: ThreadCounts,
     pub goroutines: GoroutineCounts,
     pub sites: Vec<SiteRow>,
@@ -232,6 +234,7 @@ impl History {
             read_ms: d.duration_ns as f64 / 1e6,
             read_problem: d.incomplete.clone(),
             procs: proc_rows(d, hits, &interval),
+            global_runq: None,
             threads,
             goroutines,
             sites: self.site_rows(&sites),

@@ -41,6 +41,7 @@ pub fn procs(f: &Frame) -> Vec<String> {
             p.start_function.as_deref().unwrap_or("-")
         ));
     }
+    out.push(format!("global run queue: {}", opt(f.global_runq)));
     out
 }
 
