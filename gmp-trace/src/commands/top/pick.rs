@@ -6,7 +6,8 @@
 use super::frame::{goroutine_counts, site_of, Frame, SiteSort};
 use super::text::{self, Limits};
 use crate::export::godump::{write_grouped, write_text, TextOptions};
-use crate::model::dump::{Dump, Goroutine, Stack};
+use crate::fasthash::FastMap;
+use crate::model::dump::{Dump, Frame as StackFrame, Goroutine, Stack};
 
 /// A row that can be opened: its goroutines are shown with their stacks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,20 +38,40 @@ pub fn picks(rows: &[Row]) -> Vec<Pick> {
     rows.iter().filter_map(|r| r.pick.clone()).collect()
 }
 
-/// A goroutine passes the filter when a function on its stack, its start function or the
-/// function that created it contains the filter.
-pub fn goroutine_passes(g: &Goroutine, filter: &str) -> bool {
-    let on_stack = match &g.stack {
-        Stack::Frames { frames } => frames.iter().any(|f| f.function.contains(filter)),
-        _ => false,
-    };
-    on_stack
-        || g.start_function
-            .as_deref()
-            .is_some_and(|f| f.contains(filter))
-        || g.created_by
-            .as_ref()
-            .is_some_and(|c| c.function.contains(filter))
+/// Whether goroutines pass the filter: a function on the stack, the start function or the
+/// function that created it contains the filter. Goroutines parked at one place share their
+/// stack (`Arc`), so each distinct stack is searched once: a draw stays quick with a million
+/// goroutines in a few places.
+pub struct Matcher<'f> {
+    filter: &'f str,
+    stacks: FastMap<*const StackFrame, bool>,
+}
+
+impl<'f> Matcher<'f> {
+    pub fn new(filter: &'f str) -> Matcher<'f> {
+        Matcher {
+            filter,
+            stacks: FastMap::default(),
+        }
+    }
+
+    pub fn passes(&mut self, g: &Goroutine) -> bool {
+        let filter = self.filter;
+        let on_stack = match &g.stack {
+            Stack::Frames { frames } => *self
+                .stacks
+                .entry(frames.as_ptr())
+                .or_insert_with(|| frames.iter().any(|f| f.function.contains(filter))),
+            _ => false,
+        };
+        on_stack
+            || g.start_function
+                .as_deref()
+                .is_some_and(|f| f.contains(filter))
+            || g.created_by
+                .as_ref()
+                .is_some_and(|c| c.function.contains(filter))
+    }
 }
 
 /// The goroutines panel of the full-screen view. With a filter, the states and waits count the
@@ -62,7 +83,8 @@ pub fn goroutine_rows(
     limits: &Limits,
 ) -> Vec<Row> {
     let filtered = filter.zip(d).map(|(flt, d)| {
-        let counts = goroutine_counts(d.goroutines.iter().filter(|g| goroutine_passes(g, flt)));
+        let mut m = Matcher::new(flt);
+        let counts = goroutine_counts(d.goroutines.iter().filter(|g| m.passes(g)));
         let n: usize = counts.by_state.iter().map(|(_, n)| n).sum();
         (counts, n)
     });
@@ -123,7 +145,8 @@ pub fn site_rows(f: &Frame, sort: SiteSort, filter: Option<&str>, limits: &Limit
 /// The goroutines of `d` that `pick` stands for, as a dump of their own. A state or a wait
 /// counts only the goroutines that pass the filter (as its row does); a site, all of its own.
 pub fn members(d: &Dump, pick: &Pick, filter: Option<&str>) -> Dump {
-    let passes = |g: &Goroutine| filter.is_none_or(|flt| goroutine_passes(g, flt));
+    let mut matcher = filter.map(Matcher::new);
+    let mut passes = |g: &Goroutine| matcher.as_mut().is_none_or(|m| m.passes(g));
     let goroutines: Vec<Goroutine> = d
         .goroutines
         .iter()
@@ -190,7 +213,7 @@ mod tests {
 
     use super::*;
     use crate::commands::top::frame::{Cpu, History};
-    use crate::model::dump::{CreatedBy, Frame as StackFrame};
+    use crate::model::dump::CreatedBy;
 
     fn g(goid: u64, created: &str, frame: &str) -> Goroutine {
         let frames: Arc<[StackFrame]> = vec![StackFrame {
