@@ -10,6 +10,7 @@
 //! - the full-screen view draws the panels in a terminal, redraws on resize, and `q` gives the
 //!   terminal back.
 //! - no terminal, not a Go process, no such pid: a clear error, nothing drawn.
+//! - keys (`/` filter, pick, Enter for stacks) and a launched program's output: top/keys.rs.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,18 +18,25 @@ use std::time::{Duration, Instant};
 use gmp_trace_tests::pid::Target;
 use gmp_trace_tests::{build_sample, gmp_trace_bin, require_bpf, Variant, GO_VERSIONS};
 
+/// The keys of the full-screen view, and a launched program's output.
+#[path = "top/keys.rs"]
+mod keys;
+
 const POOL: usize = 8;
 
 /// Starts leaky and waits for "ready POOL".
 fn start_leaky(spin: bool) -> (Target, u32) {
+    start_leaky_with(if spin { &[("SPIN", "1")] } else { &[] })
+}
+
+/// [`start_leaky`] with more of leaky's settings in its environment.
+fn start_leaky_with(env: &[(&str, &str)]) -> (Target, u32) {
     let bin = build_sample("leaky", GO_VERSIONS[0], Variant::Default);
     let mut cmd = Command::new(&bin);
     cmd.env("POOL", POOL.to_string())
         .env("LEAK_EVERY_MS", "50")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped());
-    if spin {
-        cmd.env("SPIN", "1");
-    }
     let mut target = Target(cmd.spawn().expect("start leaky"));
     let pid = target.0.id();
     let mut line = String::new();
@@ -56,6 +64,14 @@ struct TextFrame {
     /// (site, live, leak?)
     sites: Vec<(String, usize, bool)>,
     panels: Vec<String>,
+    /// What the Ps panel says of the global run queue ("-" when unknown).
+    global_runq: Option<String>,
+    /// The Ps' own run queues, added up.
+    local_runq: u64,
+    runnable: usize,
+    /// Goroutines created and exited per second, from the goroutines panel's first line.
+    created: f64,
+    exited: f64,
 }
 
 impl TextFrame {
@@ -71,6 +87,7 @@ impl TextFrame {
 fn parse_frames(text: &str) -> Vec<TextFrame> {
     let mut frames: Vec<TextFrame> = Vec::new();
     let mut in_sites = false;
+    let mut in_ps = false;
     for line in text.lines() {
         if line.starts_with("gmp-trace top - ") {
             frames.push(TextFrame::default());
@@ -80,6 +97,7 @@ fn parse_frames(text: &str) -> Vec<TextFrame> {
         let Some(f) = frames.last_mut() else {
             panic!("text before the first frame title: {line:?}");
         };
+        let words: Vec<&str> = line.split_whitespace().collect();
         for panel in [
             "Ps:",
             "Ms:",
@@ -92,10 +110,32 @@ fn parse_frames(text: &str) -> Vec<TextFrame> {
                 f.panels.push(panel.to_string());
             }
         }
+        // A P's row, between "Ps:" and the global queue's line: id, status, M, G, runq, ...
+        if line == "Ps:" {
+            in_ps = true;
+        } else if line.starts_with("global run queue:") {
+            in_ps = false;
+        } else if in_ps && words[0].parse::<i32>().is_ok() {
+            f.local_runq += words[4].parse::<u64>().unwrap();
+        }
+        if let Some(states) = line.strip_prefix("  by state: ") {
+            for s in states.split(", ") {
+                if let Some(n) = s.strip_prefix("runnable ") {
+                    f.runnable = n.parse().unwrap();
+                }
+            }
+        }
+        if let Some(rest) = line.strip_prefix("global run queue: ") {
+            f.global_runq = Some(rest.to_string());
+        }
         if let Some(rest) = line.strip_prefix("Goroutines: ") {
             f.goroutines = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let rate = |what: &str| -> f64 {
+                let after = rest.split(what).nth(1).expect(what);
+                after.split("/s").next().unwrap().parse().unwrap()
+            };
+            (f.created, f.exited) = (rate("created "), rate("exited "));
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
         if words.len() >= 3 && words[1] == "chan" && words[2] == "receive" {
             f.chan_receive = words[0].parse().unwrap();
         }
@@ -162,6 +202,9 @@ fn batch_frames_count_the_goroutines_and_flag_the_leak() {
             f.sites
         );
         assert_eq!(f.chan_receive, POOL + leaked, "frame {i}: chan receive");
+        // leaky ends no goroutine and starts one every 50 ms.
+        assert_eq!(f.exited, 0.0, "frame {i}");
+        assert!(f.created > 2.0, "frame {i}: created {}/s", f.created);
     }
     // Three rises in a row (attach, 1, 2, 3) are a leak by the default --leak-frames 3.
     assert!(
@@ -175,6 +218,47 @@ fn batch_frames_count_the_goroutines_and_flag_the_leak() {
             "{flagged:?}"
         );
     }
+}
+
+#[test]
+fn the_ps_panel_counts_the_global_run_queue() {
+    require_bpf!();
+    // 300 spinners on one P: its own queue holds 256 at most, and every preempted spinner goes
+    // to the global queue, so that one always holds many of them.
+    let (_target, pid) = start_leaky_with(&[("RUNNABLE", "300"), ("GOMAXPROCS", "1")]);
+    let o = top(&[
+        "--pid",
+        &pid.to_string(),
+        "--batch",
+        "-n",
+        "2",
+        "--interval",
+        "300ms",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "top failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let frames = parse_frames(&out);
+    assert_eq!(frames.len(), 2, "{out}");
+    for f in &frames {
+        let n: u64 = f
+            .global_runq
+            .as_deref()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no global run queue length:\n{out}"));
+        assert!(
+            (20..=300).contains(&n),
+            "global run queue {n} with 300 spinners on one P:\n{out}"
+        );
+    }
+    // The idle leaky of the other tests: an empty global queue.
+    let (_idle, pid) = start_leaky(false);
+    let o = top(&["--pid", &pid.to_string(), "--batch", "-n", "1"]);
+    let frames = parse_frames(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(frames[0].global_runq.as_deref(), Some("0"));
 }
 
 #[test]
@@ -262,8 +346,11 @@ impl Tmux {
             eprintln!("SKIPPED: tmux is not installed (cargo xtask bootstrap --tests installs it)");
             return None;
         }
+        // One server per test: the tests of this file run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Tmux {
-            socket: format!("gmp-top-test-{}", std::process::id()),
+            socket: format!("gmp-top-test-{}-{n}", std::process::id()),
         };
         t.run(&[
             "new-session",

@@ -2,13 +2,25 @@
 //! interval the runtime's memory is read (process/snapshot.rs: goroutines, Ms, Ps) and the CPU
 //! sampler's samples of that interval (probes/sampler.rs, unwound by source/sampler.rs) are
 //! folded in; `top/frame.rs` turns both into the panels, `top/text.rs` prints them (`--batch`,
-//! like `top -b`) and `top/tui.rs` draws them full screen.
+//! like `top -b`), `top/draw.rs` draws them full screen on `top/tui.rs`'s terminal, with the
+//! keys of `top/view.rs` (filter, pick, open a row's stacks, from `top/pick.rs`).
+//!
+//! A launched program (`-- CMD`) must not write over the full-screen view: its stdout and stderr
+//! go to a file (named at the bottom of the screen and on exit) and its stdin is /dev/null (the
+//! keys are ours). With `--batch`, our stdout carries the frames, so the program's stdout goes
+//! to our stderr, with its stderr: `top --batch -- ./prog > frames.txt` keeps the frames clean.
+mod draw;
 mod frame;
+mod pick;
+mod sched;
 mod text;
 mod tui;
+mod view;
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,18 +32,22 @@ use crate::binary::{names, GoBinary};
 use crate::cli::parse_duration;
 use crate::model::dump::Dump;
 use crate::probes::{self, Sampler};
+use crate::process::launch::{ChildStdio, Launch};
 use crate::process::stacks::Symbols;
 use crate::process::{preflight, snapshot, SignalAction, Target};
 use crate::source::sampler::Unwinder;
+use draw::Screen;
 use frame::{Cpu, Frame, History, Hit, SiteSort};
+use pick::Pick;
 use text::{Limits, Totals};
-use tui::{Key, Tui};
+use tui::{Input, Tui};
+use view::{Action, Stacks, View};
 
 /// A live view of a Go program's goroutines, threads, Ps and CPU, without uprobes.
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace top", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  sudo gmp-trace top --pid 4242                       full screen, every second\n  sudo gmp-trace top -- ./prog args                   launch and watch\n  sudo gmp-trace top --pid 4242 --batch -n 5          plain text frames, like top -b\n  sudo gmp-trace top --pid 4242 --batch -d 10s --summary-json s.json\n\nKeys: q quit, p pause, s sort the creation sites, ? help. Nothing is attached to the\nprogram's code: the state is read from its memory, the CPU from a sampler on each CPU's clock."
+    after_help = "Examples:\n  sudo gmp-trace top --pid 4242                       full screen, every second\n  sudo gmp-trace top -- ./prog args                   launch and watch\n  sudo gmp-trace top --pid 4242 --batch -n 5          plain text frames, like top -b\n  sudo gmp-trace top --pid 4242 --batch -d 10s --summary-json s.json\n\nKeys: q quit, p pause, s sort the creation sites, / filter by function, Tab and Up/Down pick\na row, Enter show its goroutines' stacks (Esc or q back), ? help. A launched program's output\ngoes to a file in full-screen mode (named on exit), to our stderr with --batch. Nothing is\nattached to the program's code: the state is read from its memory, the CPU from a sampler on\neach CPU's clock."
 )]
 pub struct TopArgs {
     /// The running Go process to watch.
@@ -88,6 +104,10 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
         );
     }
     let mut target = Target::resolve(args.pid, &args.command, false)?;
+    let output = match &mut target {
+        Target::Launch(l) => redirect(l, args.batch)?,
+        Target::Attach(_) => None,
+    };
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
     super::require_known_runtime(&bin, "top")?;
@@ -105,14 +125,21 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
             s.history.baseline(&d);
         }
     }
-    let mut tui = if args.batch {
+    let mut ui = if args.batch {
         None
     } else {
-        Some(Tui::start()?)
+        Some(Ui {
+            tui: Tui::start()?,
+            view: View::default(),
+            output: output.clone(),
+        })
     };
-    let exited = drive(&mut target, &mut s, &mut tui, &args, &who).await;
+    let exited = drive(&mut target, &mut s, &mut ui, &args, &who).await;
     // The terminal comes back before anything else is printed.
-    drop(tui);
+    drop(ui);
+    if let Some(p) = &output {
+        eprintln!("gmp-trace top: program output: {}", p.display());
+    }
     let exited = exited?;
     s.sampler.detach();
     let last = s.last.clone().unwrap_or_default();
@@ -138,12 +165,56 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Where a launched program's streams go (see the module comment); the file, if one.
+fn redirect(l: &mut Launch, batch: bool) -> anyhow::Result<Option<PathBuf>> {
+    if batch {
+        let err = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("duplicating stderr for the program's output")?;
+        l.redirect(ChildStdio {
+            stdout: Some(Stdio::from(err)),
+            ..ChildStdio::default()
+        });
+        return Ok(None);
+    }
+    let path = std::env::temp_dir().join(format!(
+        "gmp-trace-top-{}-{}.log",
+        l.process_name(),
+        std::process::id()
+    ));
+    // create_new: never through a link someone left in the shared temporary directory.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {} for the program's output", path.display()))?;
+    let copy = file
+        .try_clone()
+        .context("duplicating the program's output file")?;
+    l.redirect(ChildStdio {
+        stdin: Some(Stdio::null()),
+        stdout: Some(Stdio::from(file)),
+        stderr: Some(Stdio::from(copy)),
+    });
+    Ok(Some(path))
+}
+
+/// The full-screen view: the terminal, what the keys changed, the program's output file.
+struct Ui {
+    tui: Tui,
+    view: View,
+    output: Option<PathBuf>,
+}
+
 /// What the loop keeps between frames.
 struct Session<'b> {
     bin: &'b GoBinary,
     bias: u64,
     pid: u32,
     sampler: Sampler,
+    /// Where the global run queue's length is, if the binary says.
+    global_runq: Option<sched::GlobalRunq>,
     unwinder: Unwinder<'b>,
     sym: Symbols<'b>,
     hits: Vec<Hit>,
@@ -154,8 +225,11 @@ struct Session<'b> {
     history: History,
     totals: Totals,
     last: Option<Frame>,
-    /// The last whole state read, kept for a read that fails (the footer says why).
+    /// The last whole state read, kept for a read that fails (the footer says why); the
+    /// filter and the stacks pane read it.
     last_dump: Option<Dump>,
+    /// The frame `last_dump` was read for.
+    dump_seq: u64,
     sort: SiteSort,
     limits: Limits,
     kernel: Arc<str>,
@@ -175,6 +249,7 @@ impl<'b> Session<'b> {
             bias,
             pid,
             sampler,
+            global_runq: sched::GlobalRunq::locate(bin, bias, pid),
             unwinder: Unwinder::new(bin, bias)?,
             sym: Symbols::new(bin.lines()?, bias, wrapper),
             hits: Vec::new(),
@@ -186,6 +261,7 @@ impl<'b> Session<'b> {
             totals: Totals::default(),
             last: None,
             last_dump: None,
+            dump_seq: 0,
             sort: SiteSort::default(),
             limits: Limits {
                 sites: 12,
@@ -248,7 +324,11 @@ impl<'b> Session<'b> {
             secs: self.interval_start.elapsed().as_secs_f64(),
             rate_hz: self.rate_hz,
         };
-        let f = self.history.frame(&d, &self.hits, cpu, lost);
+        let mut f = self.history.frame(&d, &self.hits, cpu, lost);
+        f.global_runq = self.global_runq.and_then(|r| r.read());
+        if d.incomplete.is_none() {
+            self.dump_seq = f.seq;
+        }
         self.totals.frames += 1;
         self.totals.samples += self.hits.len() as u64;
         for h in self.hits.drain(..) {
@@ -272,6 +352,46 @@ impl<'b> Session<'b> {
         d
     }
 
+    /// The goroutines `pick` stands for in the last whole read, with their stacks.
+    fn stacks(&self, pick: Pick, filter: Option<&str>) -> Stacks {
+        let members = match &self.last_dump {
+            Some(d) => pick::members(d, &pick, filter),
+            None => Dump::default(),
+        };
+        let lines = match &self.last_dump {
+            Some(_) => pick::stacks_text(&members, true),
+            None => vec!["(no whole state read yet: try again at the next frame)".to_string()],
+        };
+        Stacks {
+            pick,
+            seq: self.dump_seq,
+            count: members.goroutines.len(),
+            grouped: true,
+            lines,
+            scroll: 0,
+            members,
+        }
+    }
+
+    fn screen<'a>(
+        &'a self,
+        view: &'a View,
+        output: Option<&'a Path>,
+        who: &'a str,
+        paused: bool,
+    ) -> Screen<'a> {
+        Screen {
+            frame: self.last.as_ref(),
+            dump: self.last_dump.as_ref(),
+            who,
+            sort: self.sort,
+            limits: &self.limits,
+            paused,
+            view,
+            output,
+        }
+    }
+
     /// A pause drops what was sampled meanwhile: the next frame's shares cover its own interval.
     fn skip_interval(&mut self) {
         self.drain();
@@ -284,7 +404,7 @@ impl<'b> Session<'b> {
 async fn drive(
     target: &mut Target,
     s: &mut Session<'_>,
-    tui: &mut Option<Tui>,
+    ui: &mut Option<Ui>,
     args: &TopArgs,
     who: &str,
 ) -> anyhow::Result<bool> {
@@ -297,11 +417,11 @@ async fn drive(
     let mut frames =
         tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut keys = tui.as_ref().map(|_| tui::keys());
+    let mut keys = ui.as_ref().map(|_| tui::keys());
     let mut paused = false;
     let mut out = std::io::stdout();
-    if let Some(t) = tui.as_mut() {
-        t.draw(s.last.as_ref(), who, s.sort, &s.limits, paused)?;
+    if let Some(u) = ui.as_mut() {
+        redraw(s, u, who, paused)?;
     }
     loop {
         let sig = tokio::select! {
@@ -315,8 +435,8 @@ async fn drive(
                     continue;
                 }
                 let f = s.frame();
-                match tui.as_mut() {
-                    Some(t) => t.draw(Some(&f), who, s.sort, &s.limits, paused)?,
+                match ui.as_mut() {
+                    Some(u) => redraw(s, u, who, paused)?,
                     None => text::write_frame(&mut out, &f, who, s.sort, &s.limits)
                         .context("writing a frame")?,
                 }
@@ -330,16 +450,12 @@ async fn drive(
                 return Ok(true);
             }
             _ = &mut deadline, if args.duration.is_some() => return Ok(false),
-            Some(k) = async { match keys.as_mut() { Some(k) => k.recv().await, None => None } } => {
-                match k {
-                    Key::Quit => return Ok(false),
-                    Key::Pause => paused = !paused,
-                    Key::Sort => s.sort = s.sort.next(),
-                    Key::Help => if let Some(t) = tui.as_mut() { t.help = !t.help },
-                    Key::Redraw => {}
-                }
-                if let Some(t) = tui.as_mut() {
-                    t.draw(s.last.as_ref(), who, s.sort, &s.limits, paused)?;
+            Some(input) = async { match keys.as_mut() { Some(k) => k.recv().await, None => None } } => {
+                if let Some(u) = ui.as_mut() {
+                    if on_input(s, u, input, who, &mut paused) {
+                        return Ok(false);
+                    }
+                    redraw(s, u, who, paused)?;
                 }
                 continue;
             }
@@ -351,4 +467,33 @@ async fn drive(
             return Ok(false);
         }
     }
+}
+
+fn redraw(s: &Session, ui: &mut Ui, who: &str, paused: bool) -> std::io::Result<()> {
+    let Ui { tui, view, output } = ui;
+    tui.draw(&s.screen(view, output.as_deref(), who, paused))
+}
+
+/// Applies a key or a resize to the view; true when it asks to quit.
+fn on_input(s: &mut Session, ui: &mut Ui, input: Input, who: &str, paused: &mut bool) -> bool {
+    let Input::Key(k) = input else {
+        return false;
+    };
+    let picks = s
+        .screen(&ui.view, ui.output.as_deref(), who, *paused)
+        .focused_picks();
+    ui.view.page = ui.tui.page();
+    match ui.view.on_key(k, &picks) {
+        Action::Quit => return true,
+        Action::Pause => *paused = !*paused,
+        Action::Sort => s.sort = s.sort.next(),
+        Action::Open(p) => ui.view.stacks = Some(s.stacks(p, ui.view.filter.as_deref())),
+        Action::Rerender => {
+            if let Some(st) = ui.view.stacks.as_mut() {
+                st.lines = pick::stacks_text(&st.members, st.grouped);
+            }
+        }
+        Action::Draw => {}
+    }
+    false
 }

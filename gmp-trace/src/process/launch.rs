@@ -1,7 +1,8 @@
 //! The launch strategy (`-- CMD ARGS`): start the command held before exec, so probes can be
 //! attached to its pid first and the trace begins at the binary's first instruction; then let it
 //! run, follow it to its exit and return its exit code. It shares our terminal, so Ctrl-C reaches
-//! it directly; SIGTERM and SIGHUP are passed on.
+//! it directly; SIGTERM and SIGHUP are passed on. Its standard streams are ours unless a command
+//! that owns the terminal sends them elsewhere ([`ChildStdio`], e.g. `top`'s full-screen view).
 //!
 //! std's `Command::spawn` returns only once the child has exec'd, so the child is spawned from a
 //! helper thread; a `pre_exec` hook (running in the forked child) writes its pid to one pipe and
@@ -11,7 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -31,6 +32,16 @@ pub struct Launch {
     /// The child's wait, from `start` until it has exited.
     wait: Option<tokio::task::JoinHandle<io::Result<ExitStatus>>>,
     status: Option<ExitStatus>,
+    /// Taken by `hold`.
+    stdio: ChildStdio,
+}
+
+/// Where the launched program's standard streams go; a `None` stream is inherited from us.
+#[derive(Debug, Default)]
+pub struct ChildStdio {
+    pub stdin: Option<Stdio>,
+    pub stdout: Option<Stdio>,
+    pub stderr: Option<Stdio>,
 }
 
 impl Launch {
@@ -46,7 +57,13 @@ impl Launch {
             held: None,
             wait: None,
             status: None,
+            stdio: ChildStdio::default(),
         })
+    }
+
+    /// Sends the program's streams elsewhere; must come before `hold`.
+    pub fn redirect(&mut self, stdio: ChildStdio) {
+        self.stdio = stdio;
     }
 
     pub fn exe(&self) -> &Path {
@@ -60,7 +77,8 @@ impl Launch {
     }
 
     pub fn hold(&mut self) -> anyhow::Result<u32> {
-        let h = HeldChild::spawn(&self.program, self.argv0.as_ref(), &self.args)?;
+        let stdio = std::mem::take(&mut self.stdio);
+        let h = HeldChild::spawn(&self.program, self.argv0.as_ref(), &self.args, stdio)?;
         self.pid = h.pid;
         self.held = Some(h);
         Ok(self.pid)
@@ -188,13 +206,27 @@ fn resolve_command(cmd: &str) -> anyhow::Result<PathBuf> {
 
 impl HeldChild {
     /// Forks `program` with `args` and holds it before exec. Returns once its pid is known.
-    fn spawn(program: &Path, argv0: &OsStr, args: &[String]) -> anyhow::Result<HeldChild> {
+    fn spawn(
+        program: &Path,
+        argv0: &OsStr,
+        args: &[String],
+        stdio: ChildStdio,
+    ) -> anyhow::Result<HeldChild> {
         let (pid_r, pid_w) = pipe().context("creating a pipe")?;
         let (go_r, go_w) = pipe().context("creating a pipe")?;
         let (pid_w_fd, go_r_fd) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
         let (pid_r_fd, go_w_fd) = (pid_r.as_raw_fd(), go_w.as_raw_fd());
         let mut cmd = Command::new(program);
         cmd.arg0(argv0).args(args);
+        if let Some(s) = stdio.stdin {
+            cmd.stdin(s);
+        }
+        if let Some(s) = stdio.stdout {
+            cmd.stdout(s);
+        }
+        if let Some(s) = stdio.stderr {
+            cmd.stderr(s);
+        }
         // SAFETY: the hook runs in the forked child before exec and only calls async-signal-safe
         // functions (close, getpid, write, read) on fds that are open in the child.
         unsafe {

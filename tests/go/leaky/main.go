@@ -6,7 +6,12 @@
 //	ready POOL
 //
 // once the pool is parked. Every goroutine it starts stays alive: counts only grow. With SPIN=1
-// one more goroutine (main.spin, created in main.main) burns a CPU for the CPU panel.
+// one more goroutine (main.spin, created in main.main) burns a CPU for the CPU panel. With
+// PRINT_EVERY_MS=N it also writes "out N" on stdout and "err N" on stderr every N ms, for the
+// test that a launched program's output does not land on top's full-screen view. With
+// RUNNABLE=N it starts N more main.spin goroutines after "ready": under GOMAXPROCS=1 most of
+// them wait in the global run queue (a P's own queue holds 256, a preempted goroutine goes
+// to the global one).
 package main
 
 import (
@@ -59,6 +64,15 @@ func leak(every time.Duration) {
 var sink uint64
 
 //go:noinline
+func chatter(every time.Duration) {
+	for i := 0; ; i++ {
+		fmt.Printf("out %d\n", i)
+		fmt.Fprintf(os.Stderr, "err %d\n", i)
+		time.Sleep(every)
+	}
+}
+
+//go:noinline
 func spin() {
 	for i := uint64(0); ; i++ {
 		sink += i * i
@@ -73,6 +87,12 @@ func main() {
 		go spin()
 	}
 	fmt.Printf("ready %d\n", pool)
+	for i := 0; i < env("RUNNABLE", 0); i++ {
+		go spin()
+	}
+	if ms := env("PRINT_EVERY_MS", 0); ms > 0 {
+		go chatter(time.Duration(ms) * time.Millisecond)
+	}
 	go leak(every)
 	select {}
 }

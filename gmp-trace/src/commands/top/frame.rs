@@ -30,6 +30,8 @@ pub struct Frame {
     /// Why the last state read was partial or failed (the footer says it).
     pub read_problem: Option<String>,
     pub procs: Vec<ProcRow>,
+    /// Goroutines in the global run queue (runtime.sched), when the binary says where it is.
+    pub global_runq: Option<u32>,
     pub threads: ThreadCounts,
     pub goroutines: GoroutineCounts,
     pub sites: Vec<SiteRow>,
@@ -73,6 +75,11 @@ pub struct GoroutineCounts {
     pub total: usize,
     /// Since the previous frame.
     pub change: i64,
+    /// Goroutines alive now and not at the previous read (their goid is new), and alive then
+    /// and gone now, per second of the interval. One born and gone between two reads is in
+    /// neither, so both are lower bounds; `created - exited` is always `change`.
+    pub created_per_sec: f64,
+    pub exited_per_sec: f64,
     /// Go's status names, most first.
     pub by_state: Vec<(String, usize)>,
     pub by_wait: Vec<WaitRow>,
@@ -136,18 +143,18 @@ impl SiteSort {
     }
 
     pub fn apply(self, rows: &mut [SiteRow]) {
-        match self {
-            SiteSort::Live => rows.sort_by(|a, b| b.live.cmp(&a.live).then(a.site.cmp(&b.site))),
-            SiteSort::SinceAttach => rows.sort_by(|a, b| {
-                b.since_attach
-                    .cmp(&a.since_attach)
-                    .then(a.site.cmp(&b.site))
-            }),
-            SiteSort::Recent => {
-                rows.sort_by(|a, b| b.recent.cmp(&a.recent).then(a.site.cmp(&b.site)))
-            }
-            SiteSort::Name => rows.sort_by(|a, b| a.site.cmp(&b.site)),
-        }
+        rows.sort_by(|a, b| self.order(a, b));
+    }
+
+    /// The panel's order: the key, then the site's name.
+    pub fn order(self, a: &SiteRow, b: &SiteRow) -> std::cmp::Ordering {
+        let key = match self {
+            SiteSort::Live => b.live.cmp(&a.live),
+            SiteSort::SinceAttach => b.since_attach.cmp(&a.since_attach),
+            SiteSort::Recent => b.recent.cmp(&a.recent),
+            SiteSort::Name => std::cmp::Ordering::Equal,
+        };
+        key.then(a.site.cmp(&b.site))
     }
 }
 
@@ -159,6 +166,8 @@ pub struct History {
     /// Counts per site of the last `leak_frames + 1` reads (attach included), oldest first.
     recent: VecDeque<HashMap<String, usize>>,
     prev_goroutines: Option<usize>,
+    /// The goids of the previous read, ascending.
+    prev_goids: Option<Vec<u64>>,
     prev_threads: Option<usize>,
     seq: u64,
     lost_total: u64,
@@ -180,6 +189,7 @@ impl History {
         self.attach = Some(sites.clone());
         self.recent.push_back(sites);
         self.prev_goroutines = Some(d.goroutines.len());
+        self.prev_goids = Some(goids(d));
         self.prev_threads = Some(d.threads.len());
     }
 
@@ -196,9 +206,24 @@ impl History {
             self.recent.pop_front();
         }
         let total = d.goroutines.len();
+        let now = goids(d);
+        let (created, exited) = match &self.prev_goids {
+            Some(before) => born_and_gone(before, &now),
+            None => (0, 0),
+        };
+        self.prev_goids = Some(now);
+        let per_sec = |n: usize| {
+            if interval.secs > 0.0 {
+                n as f64 / interval.secs
+            } else {
+                0.0
+            }
+        };
         let goroutines = GoroutineCounts {
             total,
             change: diff(total, self.prev_goroutines.replace(total)),
+            created_per_sec: per_sec(created),
+            exited_per_sec: per_sec(exited),
             ..goroutine_counts(&d.goroutines)
         };
         let mut threads = thread_counts(d);
@@ -209,6 +234,7 @@ impl History {
             read_ms: d.duration_ns as f64 / 1e6,
             read_problem: d.incomplete.clone(),
             procs: proc_rows(d, hits, &interval),
+            global_runq: None,
             threads,
             goroutines,
             sites: self.site_rows(&sites),
@@ -285,6 +311,25 @@ pub fn site_of(g: &Goroutine) -> Option<String> {
     Some(format!("{} {}:{}", c.function, file, c.line))
 }
 
+fn goids(d: &Dump) -> Vec<u64> {
+    let mut v: Vec<u64> = d.goroutines.iter().map(|g| g.goid).collect();
+    v.sort_unstable();
+    v
+}
+
+/// How many of `now` are not in `before`, and of `before` not in `now` (both ascending).
+fn born_and_gone(before: &[u64], now: &[u64]) -> (usize, usize) {
+    let (mut i, mut j, mut born, mut gone) = (0, 0, 0, 0);
+    while i < before.len() && j < now.len() {
+        match before[i].cmp(&now[j]) {
+            std::cmp::Ordering::Less => (gone, i) = (gone + 1, i + 1),
+            std::cmp::Ordering::Greater => (born, j) = (born + 1, j + 1),
+            std::cmp::Ordering::Equal => (i, j) = (i + 1, j + 1),
+        }
+    }
+    (born + now.len() - j, gone + before.len() - i)
+}
+
 fn site_counts(gs: &[Goroutine]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for site in gs.iter().filter_map(site_of) {
@@ -293,7 +338,8 @@ fn site_counts(gs: &[Goroutine]) -> HashMap<String, usize> {
     m
 }
 
-fn goroutine_counts(gs: &[Goroutine]) -> GoroutineCounts {
+/// States and wait reasons of `gs` (the filter's view counts a subset).
+pub fn goroutine_counts<'g>(gs: impl IntoIterator<Item = &'g Goroutine>) -> GoroutineCounts {
     let mut states: BTreeMap<&str, usize> = BTreeMap::new();
     let mut waits: BTreeMap<&str, WaitRow> = BTreeMap::new();
     for g in gs {
@@ -517,5 +563,31 @@ mod tests {
             (c.by_wait[0].reason.as_str(), c.by_wait[0].count),
             ("chan receive", 1)
         );
+    }
+
+    #[test]
+    fn created_and_exited_come_from_goids_seen_and_gone() {
+        let mut h = History::new(3);
+        h.baseline(&dump(3));
+        let two = Cpu { secs: 2.0, ..CPU };
+        // Two more leaked goroutines: created 2 in 2 s, none gone.
+        let f = h.frame(&dump(5), &[], two, 0);
+        assert_eq!(f.goroutines.change, 2);
+        assert_eq!(
+            (f.goroutines.created_per_sec, f.goroutines.exited_per_sec),
+            (1.0, 0.0)
+        );
+        // The leaked 100..105 replaced by 200..201: 2 new, 5 gone, and change says -3.
+        let mut d = dump(0);
+        d.goroutines.push(g(200, "waiting", Some(("main.leak", 9))));
+        d.goroutines.push(g(201, "waiting", Some(("main.leak", 9))));
+        let f = h.frame(&d, &[], CPU, 0);
+        assert_eq!(f.goroutines.change, -3);
+        assert_eq!(
+            (f.goroutines.created_per_sec, f.goroutines.exited_per_sec),
+            (2.0, 5.0)
+        );
+        assert_eq!(born_and_gone(&[1, 2, 3], &[]), (0, 3));
+        assert_eq!(born_and_gone(&[], &[4]), (1, 0));
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::frame::{Frame, SiteSort};
+use super::frame::{Frame, SiteRow, SiteSort, WaitRow};
 
 /// How many rows a list panel shows.
 #[derive(Clone, Copy)]
@@ -41,6 +41,7 @@ pub fn procs(f: &Frame) -> Vec<String> {
             p.start_function.as_deref().unwrap_or("-")
         ));
     }
+    out.push(format!("global run queue: {}", opt(f.global_runq)));
     out
 }
 
@@ -62,38 +63,81 @@ pub fn goroutines(f: &Frame, limits: &Limits) -> Vec<String> {
     let g = &f.goroutines;
     let states: Vec<String> = g.by_state.iter().map(|(s, n)| format!("{s} {n}")).collect();
     let mut out = vec![
-        format!("Goroutines: {} ({})", g.total, signed(g.change)),
+        goroutines_head(f),
         format!("  by state: {}", states.join(", ")),
-        format!("  {:>7}  {:<28} oldest waiter", "count", "wait reason"),
+        wait_head(),
     ];
     for w in g.by_wait.iter().take(limits.waits) {
-        let oldest = w.oldest.map_or("-".to_string(), |(goid, ns)| {
-            format!("goroutine {goid}, {}", secs(ns))
-        });
-        out.push(format!("  {:>7}  {:<28} {oldest}", w.count, w.reason));
+        out.push(wait_line(w));
     }
     out
 }
 
-pub fn sites(f: &Frame, sort: SiteSort, limits: &Limits) -> Vec<String> {
-    let mut rows = f.sites.clone();
-    sort.apply(&mut rows);
-    let mut out = vec![
+/// `Goroutines: N (+change), created X/s, exited Y/s`.
+pub fn goroutines_head(f: &Frame) -> String {
+    let g = &f.goroutines;
+    format!(
+        "Goroutines: {} ({}), created {:.1}/s, exited {:.1}/s",
+        g.total,
+        signed(g.change),
+        g.created_per_sec,
+        g.exited_per_sec
+    )
+}
+
+pub fn wait_head() -> String {
+    format!("  {:>7}  {:<28} oldest waiter", "count", "wait reason")
+}
+
+pub fn wait_line(w: &WaitRow) -> String {
+    let oldest = w.oldest.map_or("-".to_string(), |(goid, ns)| {
+        format!("goroutine {goid}, {}", secs(ns))
+    });
+    format!("  {:>7}  {:<28} {oldest}", w.count, w.reason)
+}
+
+/// Whether a function name passes the filter (a plain substring; no filter passes all).
+pub fn passes(name: &str, filter: Option<&str>) -> bool {
+    filter.is_none_or(|f| name.contains(f))
+}
+
+/// The sites in `sort` order whose creating function passes `filter`.
+pub fn sorted_sites<'f>(f: &'f Frame, sort: SiteSort, filter: Option<&str>) -> Vec<&'f SiteRow> {
+    let mut rows: Vec<&SiteRow> = f
+        .sites
+        .iter()
+        .filter(|r| passes(r.site.split(' ').next().unwrap_or(""), filter))
+        .collect();
+    rows.sort_by(|a, b| sort.order(a, b));
+    rows
+}
+
+pub fn sites_head(sort: SiteSort) -> [String; 2] {
+    [
         format!("Creation sites (by {}):", sort.name()),
         format!(
             "  {:>7} {:>7} {:>7}  {:<5}  created by",
             "live", "attach", "recent", "flag"
         ),
-    ];
+    ]
+}
+
+pub fn site_line(s: &SiteRow) -> String {
+    format!(
+        "  {:>7} {:>7} {:>7}  {:<5}  {}",
+        s.live,
+        signed(s.since_attach),
+        signed(s.recent),
+        if s.leak { "leak?" } else { "" },
+        s.site
+    )
+}
+
+pub fn sites(f: &Frame, sort: SiteSort, limits: &Limits) -> Vec<String> {
+    let rows = sorted_sites(f, sort, None);
+    let mut out = sites_head(sort).to_vec();
     for s in rows.iter().take(limits.sites) {
-        out.push(format!(
-            "  {:>7} {:>7} {:>7}  {:<5}  {}",
-            s.live,
-            signed(s.since_attach),
-            signed(s.recent),
-            if s.leak { "leak?" } else { "" },
-            s.site
-        ));
+        out.push(site_line(s));
     }
     if rows.len() > limits.sites {
         out.push(format!("  ... {} more sites", rows.len() - limits.sites));
@@ -101,7 +145,8 @@ pub fn sites(f: &Frame, sort: SiteSort, limits: &Limits) -> Vec<String> {
     out
 }
 
-pub fn cpu(f: &Frame, limits: &Limits) -> Vec<String> {
+/// The CPU panel; with a filter, only the functions that pass it.
+pub fn cpu(f: &Frame, limits: &Limits, filter: Option<&str>) -> Vec<String> {
     let c = &f.cpu;
     let mut out = vec![format!(
         "CPU: {} samples at {} Hz in the interval",
@@ -113,7 +158,8 @@ pub fn cpu(f: &Frame, limits: &Limits) -> Vec<String> {
         ("by function", &c.by_function),
     ] {
         out.push(format!("  {head}:"));
-        for (name, n) in rows.iter().take(limits.cpu) {
+        let shown = rows.iter().filter(|(name, _)| passes(name, filter));
+        for (name, n) in shown.take(limits.cpu) {
             out.push(format!("  {:>6.1}% {:>6}  {name}", share(*n), n));
         }
     }
@@ -146,7 +192,7 @@ pub fn write_frame(
         threads(f),
         goroutines(f, limits),
         sites(f, sort, limits),
-        cpu(f, limits),
+        cpu(f, limits, None),
         vec![footer(f)],
     ];
     for line in sections.iter().flatten() {

@@ -1,36 +1,27 @@
-//! The full-screen view of `gmp-trace top` (ratatui on crossterm): one box per panel, filled from
-//! the same lines the batch mode prints (top/text.rs), so drawing only reads a finished frame.
+//! The terminal of `gmp-trace top`'s full-screen view (ratatui on crossterm): taking it over,
+//! giving it back, and reading keys; what is drawn is top/draw.rs's, what keys do top/view.rs's.
 //! The terminal is put back (raw mode off, main screen, cursor shown) on every way out: the
 //! [`Tui`]'s drop covers q, Ctrl-C, the target's exit and errors; a panic hook covers panics.
 use std::io::{self, Stdout};
 use std::sync::Once;
 
-use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
-use ratatui::layout::{Constraint, Direction, Layout, Rect};
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Terminal;
 use tokio::sync::mpsc;
 
-use super::frame::{Frame, SiteSort};
-use super::text::{self, Limits};
+use super::draw::{self, Screen};
 
-/// What a key (or a resize) asks for.
+/// A key, or a resize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Key {
-    Quit,
-    Pause,
-    Sort,
-    Help,
-    Redraw,
+pub enum Input {
+    Key(KeyEvent),
+    Resize,
 }
 
 pub struct Tui {
     terminal: Terminal<CrosstermBackend<Stdout>>,
-    /// The help box is shown.
-    pub help: bool,
 }
 
 impl Tui {
@@ -41,10 +32,7 @@ impl Tui {
         let t = crossterm::execute!(io::stdout(), EnterAlternateScreen)
             .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
         match t {
-            Ok(terminal) => Ok(Tui {
-                terminal,
-                help: false,
-            }),
+            Ok(terminal) => Ok(Tui { terminal }),
             Err(e) => {
                 restore();
                 Err(e)
@@ -52,111 +40,19 @@ impl Tui {
         }
     }
 
-    pub fn draw(
-        &mut self,
-        f: Option<&Frame>,
-        who: &str,
-        sort: SiteSort,
-        limits: &Limits,
-        paused: bool,
-    ) -> io::Result<()> {
-        let help = self.help;
+    pub fn draw(&mut self, s: &Screen) -> io::Result<()> {
         // A resize between draws: ratatui redraws everything at the new size.
         self.terminal.autoresize()?;
-        self.terminal.draw(|ui| {
-            let area = ui.area();
-            match f {
-                Some(f) => panels(ui, area, f, who, sort, limits, paused),
-                None => ui.render_widget(
-                    Paragraph::new(format!(
-                        "gmp-trace top - {who} - first frame in a moment (q quits, ? help)"
-                    )),
-                    area,
-                ),
-            }
-            if help {
-                let r = centered(area, 52, 9);
-                ui.render_widget(Clear, r);
-                ui.render_widget(
-                    Paragraph::new(vec![
-                        Line::from("q, Ctrl-C  quit"),
-                        Line::from("p          pause / resume"),
-                        Line::from("s          sort creation sites (live, change"),
-                        Line::from("           since attach, recent change, name)"),
-                        Line::from("?          this help"),
-                        Line::from("leak?      a site that rose at each recent frame"),
-                    ])
-                    .block(Block::default().borders(Borders::ALL).title(" help ")),
-                    r,
-                );
-            }
-        })?;
+        self.terminal.draw(|ui| draw::screen(ui, s))?;
         Ok(())
     }
-}
 
-/// Every panel in its box, top to bottom: Ps, Ms, goroutines beside creation sites, CPU, footer.
-fn panels(
-    ui: &mut ratatui::Frame,
-    area: Rect,
-    f: &Frame,
-    who: &str,
-    sort: SiteSort,
-    limits: &Limits,
-    paused: bool,
-) {
-    let ps = text::procs(f);
-    let rows = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints([
-            Constraint::Length(1),
-            Constraint::Length(ps.len().min(18) as u16 + 2),
-            Constraint::Length(3),
-            Constraint::Min(6),
-            Constraint::Length(9),
-            Constraint::Length(1),
-        ])
-        .split(area);
-    ui.render_widget(Paragraph::new(text::title(f, who, paused)), rows[0]);
-    boxed(ui, rows[1], " Ps ", ps);
-    boxed(ui, rows[2], " Ms ", text::threads(f));
-    let mid = Layout::default()
-        .direction(Direction::Horizontal)
-        .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
-        .split(rows[3]);
-    boxed(ui, mid[0], " Goroutines ", text::goroutines(f, limits));
-    boxed(
-        ui,
-        mid[1],
-        " Creation sites (s: sort) ",
-        text::sites(f, sort, limits),
-    );
-    let cpu = text::cpu(f, &Limits { cpu: 3, ..*limits });
-    boxed(ui, rows[4], " CPU ", cpu);
-    ui.render_widget(Paragraph::new(text::footer(f)), rows[5]);
-}
-
-fn boxed(ui: &mut ratatui::Frame, area: Rect, title: &str, lines: Vec<String>) {
-    let lines: Vec<Line> = lines.into_iter().map(Line::from).collect();
-    ui.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(title.to_string()),
-        ),
-        area,
-    );
-}
-
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    )
+    /// Lines of text the stacks pane shows at once (the screen less its title, borders and
+    /// status line).
+    pub fn page(&self) -> usize {
+        let rows = self.terminal.size().map_or(24, |r| r.height);
+        usize::from(rows.saturating_sub(4)).max(1)
+    }
 }
 
 impl Drop for Tui {
@@ -184,8 +80,9 @@ fn install_panic_hook() {
 }
 
 /// Keys and resizes, read on a thread of their own (crossterm's reads block); it ends when the
-/// receiver is dropped.
-pub fn keys() -> mpsc::UnboundedReceiver<Key> {
+/// receiver is dropped. What a key means depends on the view (a `q` typed in the filter is a
+/// letter), so keys go out as they are.
+pub fn keys() -> mpsc::UnboundedReceiver<Input> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || loop {
         if tx.is_closed() {
@@ -196,20 +93,13 @@ pub fn keys() -> mpsc::UnboundedReceiver<Key> {
             Ok(true) => {}
             Err(_) => return,
         }
-        let key = match event::read() {
-            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
-                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Quit,
-                KeyCode::Char('q') | KeyCode::Esc => Key::Quit,
-                KeyCode::Char('p') | KeyCode::Char(' ') => Key::Pause,
-                KeyCode::Char('s') => Key::Sort,
-                KeyCode::Char('?') | KeyCode::Char('h') => Key::Help,
-                _ => continue,
-            },
-            Ok(Event::Resize(..)) => Key::Redraw,
+        let input = match event::read() {
+            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Input::Key(k),
+            Ok(Event::Resize(..)) => Input::Resize,
             Ok(_) => continue,
             Err(_) => return,
         };
-        if tx.send(key).is_err() {
+        if tx.send(input).is_err() {
             return;
         }
     });
