@@ -2,10 +2,13 @@
 //! interval the runtime's memory is read (process/snapshot.rs: goroutines, Ms, Ps) and the CPU
 //! sampler's samples of that interval (probes/sampler.rs, unwound by source/sampler.rs) are
 //! folded in; `top/frame.rs` turns both into the panels, `top/text.rs` prints them (`--batch`,
-//! like `top -b`) and `top/tui.rs` draws them full screen.
+//! like `top -b`) and `top/tui.rs` draws them full screen. GC totals come from memory too
+//! (`top/gc.rs`); `--with` adds a few uprobes, off by default (`top/uprobes.rs`).
 mod frame;
+mod gc;
 mod text;
 mod tui;
+mod uprobes;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -24,8 +27,11 @@ use crate::process::stacks::Symbols;
 use crate::process::{preflight, snapshot, SignalAction, Target};
 use crate::source::sampler::Unwinder;
 use frame::{Cpu, Frame, History, Hit, SiteSort};
+use gc::GcReader;
+use gmp_trace_common::Offsets;
 use text::{Limits, Totals};
 use tui::{Key, Tui};
+use uprobes::{Probes, With};
 
 /// A live view of a Go program's goroutines, threads, Ps and CPU, without uprobes.
 #[derive(Parser, Debug)]
@@ -65,6 +71,12 @@ pub struct TopArgs {
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub leak_frames: u64,
 
+    /// Add probes (off by default; comma-separated): `lifecycle`, goroutine creation and exit
+    /// (exact counts per interval, by creation site and creator); `sched`, the scheduling
+    /// latency histogram. The footer shows what each costs.
+    #[arg(long = "with", value_name = "SET", value_delimiter = ',')]
+    pub with: Vec<With>,
+
     /// At the end, write the last frame and the run's totals to FILE as JSON.
     #[arg(long = "summary-json", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -99,11 +111,24 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     }
     let (pid, sampler, bias) = super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;
     let who = format!("{} (pid {pid})", target.process_name());
-    let mut s = Session::new(&bin, bias, pid, sampler, &args)?;
+    let probes = Probes::start(
+        &args.with,
+        &bin,
+        &exe,
+        &Offsets {
+            target_pid: pid,
+            ..offsets
+        },
+    )
+    .context("attaching the --with probes")?;
+    let mut s = Session::new(&bin, bias, pid, sampler, probes, &args)?;
     if let Ok(d) = snapshot::take(pid, &bin, bias) {
         if d.incomplete.is_none() {
             s.history.baseline(&d);
         }
+    }
+    if let Some(g) = s.gc.as_mut() {
+        g.baseline();
     }
     let mut tui = if args.batch {
         None
@@ -114,6 +139,9 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     // The terminal comes back before anything else is printed.
     drop(tui);
     let exited = exited?;
+    s.totals.probes = s.probes.run_costs();
+    s.totals.latency = s.probes.latency_total();
+    s.probes.detach();
     s.sampler.detach();
     let last = s.last.clone().unwrap_or_default();
     if exited {
@@ -144,6 +172,8 @@ struct Session<'b> {
     bias: u64,
     pid: u32,
     sampler: Sampler,
+    probes: Probes,
+    gc: Option<GcReader>,
     unwinder: Unwinder<'b>,
     sym: Symbols<'b>,
     hits: Vec<Hit>,
@@ -167,6 +197,7 @@ impl<'b> Session<'b> {
         bias: u64,
         pid: u32,
         sampler: Sampler,
+        probes: Probes,
         args: &TopArgs,
     ) -> anyhow::Result<Session<'b>> {
         let wrapper = names::func_id_wrapper(bin.go_version().minor);
@@ -175,6 +206,8 @@ impl<'b> Session<'b> {
             bias,
             pid,
             sampler,
+            probes,
+            gc: GcReader::new(bin, pid, bias),
             unwinder: Unwinder::new(bin, bias)?,
             sym: Symbols::new(bin.lines()?, bias, wrapper),
             hits: Vec::new(),
@@ -248,7 +281,12 @@ impl<'b> Session<'b> {
             secs: self.interval_start.elapsed().as_secs_f64(),
             rate_hz: self.rate_hz,
         };
-        let f = self.history.frame(&d, &self.hits, cpu, lost);
+        let mut f = self.history.frame(&d, &self.hits, cpu, lost);
+        f.gc = self.gc.as_mut().and_then(GcReader::interval);
+        f.lifecycle = self.probes.lifecycle(&mut self.sym, &d);
+        f.latency = self.probes.latency();
+        f.probes = self.probes.costs(cpu.secs);
+        self.totals.add(&f);
         self.totals.frames += 1;
         self.totals.samples += self.hits.len() as u64;
         for h in self.hits.drain(..) {
@@ -276,6 +314,11 @@ impl<'b> Session<'b> {
     fn skip_interval(&mut self) {
         self.drain();
         self.hits.clear();
+        // The probes' counts start over too (what they cost is still measured per frame).
+        let _ = self.probes.lifecycle(&mut self.sym, &Dump::default());
+        let _ = self.probes.latency();
+        let _ = self.probes.costs(0.0);
+        let _ = self.gc.as_mut().and_then(GcReader::interval);
         self.interval_start = Instant::now();
     }
 }
@@ -307,6 +350,7 @@ async fn drive(
         let sig = tokio::select! {
             _ = drain.tick() => {
                 s.drain();
+                s.probes.drain();
                 continue;
             }
             _ = frames.tick() => {

@@ -106,6 +106,10 @@ fn panels(
     paused: bool,
 ) {
     let ps = text::procs(f);
+    let footer: Vec<Line> = std::iter::once(text::footer(f))
+        .chain(text::probes_footer(f))
+        .map(Line::from)
+        .collect();
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
@@ -114,7 +118,7 @@ fn panels(
             Constraint::Length(3),
             Constraint::Min(6),
             Constraint::Length(9),
-            Constraint::Length(1),
+            Constraint::Length(footer.len() as u16),
         ])
         .split(area);
     ui.render_widget(Paragraph::new(text::title(f, who, paused)), rows[0]);
@@ -133,7 +137,7 @@ fn panels(
     );
     let cpu = text::cpu(f, &Limits { cpu: 3, ..*limits });
     boxed(ui, rows[4], " CPU ", cpu);
-    ui.render_widget(Paragraph::new(text::footer(f)), rows[5]);
+    ui.render_widget(Paragraph::new(footer), rows[5]);
 }
 
 fn boxed(ui: &mut ratatui::Frame, area: Rect, title: &str, lines: Vec<String>) {
