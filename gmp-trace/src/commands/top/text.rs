@@ -83,10 +83,9 @@ pub fn goroutines(f: &Frame, limits: &Limits) -> Vec<String> {
 fn probe_lines(f: &Frame) -> Vec<String> {
     let mut out = vec![match &f.gc {
         Some(gc) => format!(
-            "  GC: {} cycles, {:.1} ms STW in the last interval ({} since start)",
+            "  GC: {} cycles, {:.1} ms STW in the last interval",
             gc.cycles,
-            gc.stw_ns as f64 / 1e6,
-            gc.total_cycles
+            gc.stw_ns as f64 / 1e6
         ),
         None => "  GC: n/a (no runtime.memstats symbol: a stripped binary)".to_string(),
     }];
@@ -115,9 +114,9 @@ fn probe_lines(f: &Frame) -> Vec<String> {
         }
     }
     if let Some(l) = &f.latency {
+        out.push(format!("  sched latency, {} runs:", l.samples));
         out.push(format!(
-            "  sched latency: {} runs, p50 {} p90 {} p99 {} max {}",
-            l.samples,
+            "    p50 {} p90 {} p99 {} max {}",
             dur(l.p50_ns),
             dur(l.p90_ns),
             dur(l.p99_ns),
@@ -314,8 +313,10 @@ fn signed(n: i64) -> String {
 fn dur(ns: u64) -> String {
     match ns {
         0..1_000 => format!("{ns}ns"),
-        1_000..1_000_000 => format!("{:.1}µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
+        1_000..100_000 => format!("{:.1}µs", ns as f64 / 1e3),
+        100_000..1_000_000 => format!("{:.0}µs", ns as f64 / 1e3),
+        1_000_000..100_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
+        100_000_000..1_000_000_000 => format!("{:.0}ms", ns as f64 / 1e6),
         _ => format!("{:.1}s", ns as f64 / 1e9),
     }
 }
@@ -333,4 +334,58 @@ fn count(v: f64) -> String {
 
 fn secs(ns: u64) -> String {
     format!("{:.1}s", ns as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_lines_and_footer() {
+        let mut f = Frame {
+            gc: Some(GcInterval {
+                cycles: 2,
+                stw_ns: 350_000,
+                total_cycles: 9,
+            }),
+            latency: Some(Latency {
+                samples: 40,
+                p50_ns: 900,
+                p90_ns: 3_200,
+                p99_ns: 262_144,
+                max_ns: 2_000_000_000,
+            }),
+            ..Frame::default()
+        };
+        let lines = probe_lines(&f);
+        assert_eq!(
+            lines,
+            [
+                "  GC: 2 cycles, 0.3 ms STW in the last interval",
+                "  sched latency, 40 runs:",
+                "    p50 900ns p90 3.2µs p99 262µs max 2.0s",
+            ]
+        );
+        assert_eq!(probes_footer(&f), None);
+        f.gc = None;
+        assert!(probe_lines(&f)[0].starts_with("  GC: n/a"));
+        f.probes = vec![
+            ProbeCost {
+                name: "lifecycle".into(),
+                hits: Some(2_400),
+                hits_per_s: Some(1_200.0),
+                ns_per_hit: Some(900.4),
+                cpu_pct: Some(0.108),
+            },
+            ProbeCost {
+                name: "sched".into(),
+                ..ProbeCost::default()
+            },
+        ];
+        assert_eq!(
+            probes_footer(&f).unwrap(),
+            "probes: lifecycle 1.2k hits/s, 900ns/hit, 0.1% CPU; \
+             sched (cost n/a: no BPF run-time accounting)"
+        );
+    }
 }
