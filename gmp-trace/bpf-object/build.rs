@@ -53,30 +53,22 @@ fn bpf_target() -> Result<(String, String)> {
 /// build settings for the probes alone, applies there), into a target folder under OUT_DIR.
 fn build_probes(nightly: &str, target: &str, arch: &str, target_dir: &Path) -> Result<()> {
     let mut cmd = Command::new("rustup");
-    cmd.args([
-        "run",
-        nightly,
-        "cargo",
-        "build",
-        "--package",
-        "gmp-trace-ebpf",
-        "--bins",
-    ])
-    .args(["--release", "--target", target, "-Z", "build-std=core"])
-    .arg("--target-dir")
-    .arg(target_dir)
-    .current_dir(EBPF_DIR)
-    // BTF for the loader (CO-RE, map definitions) and DWARF for bpf-linker to make it from.
-    .env(
-        "CARGO_ENCODED_RUSTFLAGS",
-        format!("--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf"),
-    )
-    // The outer build's compiler is the pinned stable: the probes need the nightly's.
-    .env_remove("RUSTC")
-    .env_remove("RUSTC_WORKSPACE_WRAPPER")
-    // Our stdout is cargo's directive channel; the inner build's messages go to stderr,
-    // which cargo shows when this script fails.
-    .stdout(Stdio::null());
+    cmd.args(["run", nightly, "cargo", "build", "--package", "gmp-trace-ebpf", "--bins"])
+        .args(["--release", "--target", target, "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(EBPF_DIR)
+        // BTF for the loader (CO-RE, map definitions) and DWARF for bpf-linker to make it from.
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            format!("--cfg=bpf_target_arch=\"{arch}\"\x1f-Cdebuginfo=2\x1f-Clink-arg=--btf"),
+        )
+        // The outer build's compiler is the pinned stable: the probes need the nightly's.
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // Our stdout is cargo's directive channel; the inner build's messages go to stderr,
+        // which cargo shows when this script fails.
+        .stdout(Stdio::null());
     let status = cmd.status().map_err(|e| format!("running rustup: {e}"))?;
     if status.success() {
         Ok(())
