@@ -22,6 +22,7 @@ mod dwarf;
 pub mod fuzz;
 mod globals;
 mod lines;
+mod memstats;
 pub mod names;
 mod pclntab;
 mod placement;
@@ -41,6 +42,7 @@ use object::{Endianness, FileKind, Object, ObjectSection, ObjectSegment, Section
 pub use buildinfo::GoVersion;
 pub use globals::{BootGlobals, GlobalsSource, RuntimeGlobals};
 pub use lines::{Lines, SourceFrame};
+pub use memstats::MemStatsLayout;
 pub use pclntab::{PclntabInfo, TextBaseSource};
 pub use placement::{ProbeSite, ResultLoc, ReturnSite};
 pub use stack_layout::StackLayout;

@@ -3,7 +3,9 @@
 //! sampler's samples of that interval (probes/sampler.rs, unwound by source/sampler.rs) are
 //! folded in; `top/frame.rs` turns both into the panels, `top/text.rs` prints them (`--batch`,
 //! like `top -b`), `top/draw.rs` draws them full screen on `top/tui.rs`'s terminal, with the
-//! keys of `top/view.rs` (filter, pick, open a row's stacks, from `top/pick.rs`).
+//! keys of `top/view.rs` (filter, pick, open a row's stacks, from `top/pick.rs`). GC totals
+//! come from memory too (`top/gc.rs`); `--with` adds a few uprobes, off by default
+//! (`top/uprobes.rs`).
 //!
 //! A launched program (`-- CMD`) must not write over the full-screen view: its stdout and stderr
 //! go to a file (named at the bottom of the screen and on exit) and its stdin is /dev/null (the
@@ -11,10 +13,12 @@
 //! to our stderr, with its stderr: `top --batch -- ./prog > frames.txt` keeps the frames clean.
 mod draw;
 mod frame;
+mod gc;
 mod pick;
 mod sched;
 mod text;
 mod tui;
+mod uprobes;
 mod view;
 
 use std::io::IsTerminal as _;
@@ -38,9 +42,12 @@ use crate::process::{preflight, snapshot, SignalAction, Target};
 use crate::source::sampler::Unwinder;
 use draw::Screen;
 use frame::{Cpu, Frame, History, Hit, SiteSort};
+use gc::GcReader;
+use gmp_trace_common::Offsets;
 use pick::Pick;
 use text::{Limits, Totals};
 use tui::{Input, Tui};
+use uprobes::{Probes, With};
 use view::{Action, Stacks, View};
 
 /// A live view of a Go program's goroutines, threads, Ps and CPU, without uprobes.
@@ -81,6 +88,12 @@ pub struct TopArgs {
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub leak_frames: u64,
 
+    /// Add probes (off by default; comma-separated): `lifecycle`, goroutine creation and exit
+    /// (exact counts per interval, by creation site and creator); `sched`, the scheduling
+    /// latency histogram. The footer shows what each costs.
+    #[arg(long = "with", value_name = "SET", value_delimiter = ',')]
+    pub with: Vec<With>,
+
     /// At the end, write the last frame and the run's totals to FILE as JSON.
     #[arg(long = "summary-json", value_name = "FILE")]
     pub summary_json: Option<PathBuf>,
@@ -119,11 +132,24 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     }
     let (pid, sampler, bias) = super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;
     let who = format!("{} (pid {pid})", target.process_name());
-    let mut s = Session::new(&bin, bias, pid, sampler, &args)?;
+    let probes = Probes::start(
+        &args.with,
+        &bin,
+        &exe,
+        &Offsets {
+            target_pid: pid,
+            ..offsets
+        },
+    )
+    .context("attaching the --with probes")?;
+    let mut s = Session::new(&bin, bias, pid, sampler, probes, &args)?;
     if let Ok(d) = snapshot::take(pid, &bin, bias) {
         if d.incomplete.is_none() {
             s.history.baseline(&d);
         }
+    }
+    if let Some(g) = s.gc.as_mut() {
+        g.baseline();
     }
     let mut ui = if args.batch {
         None
@@ -141,6 +167,9 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
         eprintln!("gmp-trace top: program output: {}", p.display());
     }
     let exited = exited?;
+    s.totals.probes = s.probes.run_costs();
+    s.totals.latency = s.probes.latency_total();
+    s.probes.detach();
     s.sampler.detach();
     let last = s.last.clone().unwrap_or_default();
     if exited {
@@ -215,6 +244,8 @@ struct Session<'b> {
     sampler: Sampler,
     /// Where the global run queue's length is, if the binary says.
     global_runq: Option<sched::GlobalRunq>,
+    probes: Probes,
+    gc: Option<GcReader>,
     unwinder: Unwinder<'b>,
     sym: Symbols<'b>,
     hits: Vec<Hit>,
@@ -241,6 +272,7 @@ impl<'b> Session<'b> {
         bias: u64,
         pid: u32,
         sampler: Sampler,
+        probes: Probes,
         args: &TopArgs,
     ) -> anyhow::Result<Session<'b>> {
         let wrapper = names::func_id_wrapper(bin.go_version().minor);
@@ -250,6 +282,8 @@ impl<'b> Session<'b> {
             pid,
             sampler,
             global_runq: sched::GlobalRunq::locate(bin, bias, pid),
+            probes,
+            gc: GcReader::new(bin, pid, bias),
             unwinder: Unwinder::new(bin, bias)?,
             sym: Symbols::new(bin.lines()?, bias, wrapper),
             hits: Vec::new(),
@@ -329,6 +363,11 @@ impl<'b> Session<'b> {
         if d.incomplete.is_none() {
             self.dump_seq = f.seq;
         }
+        f.gc = self.gc.as_mut().and_then(GcReader::interval);
+        f.lifecycle = self.probes.lifecycle(&mut self.sym, &d);
+        f.latency = self.probes.latency();
+        f.probes = self.probes.costs(cpu.secs);
+        self.totals.add(&f);
         self.totals.frames += 1;
         self.totals.samples += self.hits.len() as u64;
         for h in self.hits.drain(..) {
@@ -396,6 +435,11 @@ impl<'b> Session<'b> {
     fn skip_interval(&mut self) {
         self.drain();
         self.hits.clear();
+        // The probes' counts start over too (what they cost is still measured per frame).
+        let _ = self.probes.lifecycle(&mut self.sym, &Dump::default());
+        let _ = self.probes.latency();
+        let _ = self.probes.costs(0.0);
+        let _ = self.gc.as_mut().and_then(GcReader::interval);
         self.interval_start = Instant::now();
     }
 }
@@ -427,6 +471,7 @@ async fn drive(
         let sig = tokio::select! {
             _ = drain.tick() => {
                 s.drain();
+                s.probes.drain();
                 continue;
             }
             _ = frames.tick() => {

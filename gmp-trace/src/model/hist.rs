@@ -58,6 +58,31 @@ impl Histogram {
         h
     }
 
+    /// What was recorded after `earlier` (a reading of the same, growing histogram): the
+    /// interval between two reads of the probes' maps. The interval's max is exact when it set
+    /// a new overall max, else the top of its highest bucket (within the bucket's ~3%).
+    pub fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut h = Histogram::default();
+        for ((d, a), b) in h
+            .counts
+            .iter_mut()
+            .zip(self.counts.iter())
+            .zip(earlier.counts.iter())
+        {
+            *d = a.saturating_sub(*b);
+        }
+        h.count = h.counts.iter().sum();
+        h.sum = self.sum.saturating_sub(earlier.sum);
+        let top = h.counts.iter().rposition(|&c| c > 0);
+        h.max = match top {
+            None => 0,
+            Some(_) if self.max > earlier.max => self.max,
+            Some(b) if b + 1 < BUCKETS => (lower(b + 1) - 1).min(self.max),
+            Some(_) => self.max,
+        };
+        h
+    }
+
     pub fn merge(&mut self, o: &Histogram) {
         for (a, b) in self.counts.iter_mut().zip(o.counts.iter()) {
             *a += b;
@@ -87,5 +112,30 @@ mod tests {
         for v in [0u64, 1, 31, 32, 33, 1000, 1 << 40, u64::MAX] {
             assert!(lower(bucket(v).min(BUCKETS - 1)) <= v, "{v}");
         }
+    }
+
+    #[test]
+    fn since_is_the_interval_between_two_reads() {
+        let mut h = Histogram::default();
+        for v in [100u64, 200, 5_000] {
+            h.record(v);
+        }
+        let before = h.clone();
+        for v in [300u64, 400] {
+            h.record(v);
+        }
+        let d = h.since(&before);
+        assert_eq!((d.count, d.sum), (2, 700));
+        // No new overall max: the top of the highest bucket (400's), not the old 5000.
+        assert!((400..=420).contains(&d.max), "{}", d.max);
+        assert!(
+            (290..=300).contains(&d.quantile(0.5)),
+            "{}",
+            d.quantile(0.5)
+        );
+        h.record(9_000);
+        assert_eq!(h.since(&before).max, 9_000);
+        assert_eq!(h.since(&h).count, 0);
+        assert_eq!(h.since(&h).max, 0);
     }
 }

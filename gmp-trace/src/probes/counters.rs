@@ -59,3 +59,28 @@ impl Tracer {
         ))
     }
 }
+
+/// A BPF program's own run time as the kernel accounts it (bpf_stats: counted only while
+/// someone holds `BPF_ENABLE_STATS` or kernel.bpf_stats_enabled is set), summed over the
+/// programs of one probe name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+impl Tracer {
+    /// The run time and run count of every loaded program, summed: what the probes cost the
+    /// traced program beyond their traps.
+    pub fn program_stats(&self) -> ProgramStats {
+        let mut s = ProgramStats::default();
+        for (_, prog) in self.ebpf.programs() {
+            // Programs of the object that were never loaded have no info: they never ran.
+            if let Ok(info) = prog.info() {
+                s.run_time_ns += info.run_time().as_nanos() as u64;
+                s.run_cnt += info.run_count();
+            }
+        }
+        s
+    }
+}

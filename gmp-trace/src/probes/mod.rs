@@ -11,6 +11,7 @@ mod registry;
 mod ring;
 mod sampler;
 
+pub use counters::ProgramStats;
 pub use loader::{Links, Tracer};
 pub use plan::{offsets, plan, without_derived, Attachment};
 pub use registry::{in_aggregate, Level};

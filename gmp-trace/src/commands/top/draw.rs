@@ -83,6 +83,11 @@ pub fn screen(ui: &mut ratatui::Frame, s: &Screen) {
 /// and the status line (the filter, the program's output file, the keys).
 fn panels(ui: &mut ratatui::Frame, area: Rect, f: &Frame, s: &Screen) {
     let ps = text::procs(f);
+    // The footer, and a second line for the probes of `--with` when there are any.
+    let footer: Vec<Line> = std::iter::once(text::footer(f))
+        .chain(text::probes_footer(f))
+        .map(Line::from)
+        .collect();
     let rows = Layout::default()
         .direction(Direction::Vertical)
         .constraints([
@@ -91,7 +96,7 @@ fn panels(ui: &mut ratatui::Frame, area: Rect, f: &Frame, s: &Screen) {
             Constraint::Length(3),
             Constraint::Min(6),
             Constraint::Length(9),
-            Constraint::Length(1),
+            Constraint::Length(footer.len() as u16),
             Constraint::Length(1),
         ])
         .split(area);
@@ -118,7 +123,7 @@ fn panels(ui: &mut ratatui::Frame, area: Rect, f: &Frame, s: &Screen) {
     };
     let cpu = text::cpu(f, &limits, s.filter());
     boxed(ui, rows[4], " CPU ", plain(cpu), false);
-    ui.render_widget(Paragraph::new(text::footer(f)), rows[5]);
+    ui.render_widget(Paragraph::new(footer), rows[5]);
     ui.render_widget(Paragraph::new(status(s)), rows[6]);
 }
 

@@ -39,6 +39,59 @@ pub struct Frame {
     /// Samples lost to a full ring: in this interval, and since attach.
     pub lost_samples: u64,
     pub lost_samples_total: u64,
+    /// GC cycles completed and stop-the-world time in the interval, from the runtime's own
+    /// totals; `None` when they cannot be read (a stripped binary).
+    pub gc: Option<GcInterval>,
+    /// `--with lifecycle`: goroutines created and exited in the interval, as the probes saw.
+    pub lifecycle: Option<Lifecycle>,
+    /// `--with sched`: runnable -> running latency of the interval.
+    pub latency: Option<Latency>,
+    /// The probes attached (`--with`), with what they cost in the interval.
+    pub probes: Vec<ProbeCost>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcInterval {
+    pub cycles: u64,
+    /// Stop-the-world pauses of the GC (mstats.pause_total_ns's growth).
+    pub stw_ns: u64,
+    /// Completed cycles since the program started (mstats.numgc).
+    pub total_cycles: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Lifecycle {
+    pub created: u64,
+    pub exited: u64,
+    /// Probe events lost in the interval (a full ring): the counts above miss that many.
+    pub lost: u64,
+    /// Creations by site (`function file:line` of the go statement), most first.
+    pub created_by_site: Vec<(String, u64)>,
+    /// Creations by the creating goroutine's start function, most first.
+    pub created_by_parent: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    /// Goroutines that went from runnable to running in the interval.
+    pub samples: u64,
+    pub p50_ns: u64,
+    pub p90_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// One `--with` probe set's cost, from the kernel's accounting of its BPF programs' run time
+/// (bpf_stats): the programs' bodies, not the uprobe trap around each (about a microsecond).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProbeCost {
+    pub name: String,
+    /// Program runs. Each `None` where the kernel keeps no accounting (kernels before 5.8).
+    pub hits: Option<u64>,
+    pub hits_per_s: Option<f64>,
+    pub ns_per_hit: Option<f64>,
+    /// Percent of one CPU.
+    pub cpu_pct: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -241,6 +294,7 @@ impl History {
             cpu: cpu_panel(hits, interval.rate_hz),
             lost_samples: lost,
             lost_samples_total: self.lost_total,
+            ..Frame::default()
         }
     }
 
@@ -307,8 +361,13 @@ fn diff(now: usize, before: Option<usize>) -> i64 {
 /// `function file:line` of where the goroutine was created; the main goroutine has none.
 pub fn site_of(g: &Goroutine) -> Option<String> {
     let c = g.created_by.as_ref()?;
-    let file = c.file.rsplit('/').next().unwrap_or(&c.file);
-    Some(format!("{} {}:{}", c.function, file, c.line))
+    Some(site_name(&c.function, &c.file, c.line))
+}
+
+/// A creation site as the panels name it: the function, the file's base name and the line.
+pub fn site_name(function: &str, file: &str, line: u32) -> String {
+    let file = file.rsplit('/').next().unwrap_or(file);
+    format!("{function} {file}:{line}")
 }
 
 fn goids(d: &Dump) -> Vec<u64> {

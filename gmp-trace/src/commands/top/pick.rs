@@ -102,10 +102,10 @@ pub fn goroutine_rows(
         ),
         _ => (&f.goroutines, text::goroutines_head(f)),
     };
-    let mut rows = vec![
-        Row::plain(head),
-        Row::plain(format!("  {:>7}  state", "count")),
-    ];
+    let mut rows = vec![Row::plain(head)];
+    // GC from memory, and what the probes of `--with` counted.
+    rows.extend(text::probe_lines(f).into_iter().map(Row::plain));
+    rows.push(Row::plain(format!("  {:>7}  state", "count")));
     for (state, n) in &counts.by_state {
         rows.push(Row {
             text: format!("  {n:>7}  {state}"),

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use super::frame::{Frame, SiteRow, SiteSort, WaitRow};
+use super::frame::{Frame, GcInterval, Latency, ProbeCost, SiteRow, SiteSort, WaitRow};
 
 /// How many rows a list panel shows.
 #[derive(Clone, Copy)]
@@ -65,10 +65,58 @@ pub fn goroutines(f: &Frame, limits: &Limits) -> Vec<String> {
     let mut out = vec![
         goroutines_head(f),
         format!("  by state: {}", states.join(", ")),
-        wait_head(),
     ];
+    out.extend(probe_lines(f));
+    out.push(wait_head());
     for w in g.by_wait.iter().take(limits.waits) {
         out.push(wait_line(w));
+    }
+    out
+}
+
+/// GC from memory, and what `--with` probes counted: creations and exits, scheduling latency.
+pub fn probe_lines(f: &Frame) -> Vec<String> {
+    let mut out = vec![match &f.gc {
+        Some(gc) => format!(
+            "  GC: {} cycles, {:.1} ms STW in the last interval",
+            gc.cycles,
+            gc.stw_ns as f64 / 1e6
+        ),
+        None => "  GC: n/a (no runtime.memstats symbol: a stripped binary)".to_string(),
+    }];
+    if let Some(l) = &f.lifecycle {
+        let lost = if l.lost > 0 {
+            format!(", {} probe events lost", l.lost)
+        } else {
+            String::new()
+        };
+        out.push(format!(
+            "  created {}, exited {} in the interval{lost}",
+            l.created, l.exited
+        ));
+        for (head, rows) in [
+            ("created at", &l.created_by_site),
+            ("created by", &l.created_by_parent),
+        ] {
+            let top: Vec<String> = rows
+                .iter()
+                .take(3)
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect();
+            if !top.is_empty() {
+                out.push(format!("    {head}: {}", top.join(", ")));
+            }
+        }
+    }
+    if let Some(l) = &f.latency {
+        out.push(format!("  sched latency, {} runs:", l.samples));
+        out.push(format!(
+            "    p50 {} p90 {} p99 {} max {}",
+            dur(l.p50_ns),
+            dur(l.p90_ns),
+            dur(l.p99_ns),
+            dur(l.max_ns)
+        ));
     }
     out
 }
@@ -177,6 +225,27 @@ pub fn footer(f: &Frame) -> String {
     )
 }
 
+/// The probes attached and their cost in the interval; `None` without `--with`.
+pub fn probes_footer(f: &Frame) -> Option<String> {
+    if f.probes.is_empty() {
+        return None;
+    }
+    let sets: Vec<String> = f
+        .probes
+        .iter()
+        .map(|p| match (p.hits_per_s, p.ns_per_hit, p.cpu_pct) {
+            (Some(rate), per, Some(cpu)) => format!(
+                "{} {} hits/s, {}/hit, {cpu:.1}% CPU",
+                p.name,
+                count(rate),
+                per.map_or("-".to_string(), |ns| dur(ns.round() as u64))
+            ),
+            _ => format!("{} (cost n/a: no BPF run-time accounting)", p.name),
+        })
+        .collect();
+    Some(format!("probes: {}", sets.join("; ")))
+}
+
 /// A whole frame, as `--batch` prints it.
 pub fn write_frame(
     out: &mut dyn Write,
@@ -193,7 +262,7 @@ pub fn write_frame(
         goroutines(f, limits),
         sites(f, sort, limits),
         cpu(f, limits, None),
-        vec![footer(f)],
+        std::iter::once(footer(f)).chain(probes_footer(f)).collect(),
     ];
     for line in sections.iter().flatten() {
         writeln!(out, "{line}")?;
@@ -209,6 +278,31 @@ pub struct Totals {
     pub samples: u64,
     pub cpu_by_function: std::collections::HashMap<String, u64>,
     pub cpu_by_start_function: std::collections::HashMap<String, u64>,
+    /// GC cycles and STW ns over the frames; `None` when the GC totals cannot be read.
+    pub gc: Option<GcInterval>,
+    /// `--with lifecycle`: over the frames.
+    pub created: Option<u64>,
+    pub exited: Option<u64>,
+    /// `--with sched`: the whole run's histogram.
+    pub latency: Option<Latency>,
+    /// Each `--with` set's cost since attach.
+    pub probes: Vec<ProbeCost>,
+}
+
+impl Totals {
+    /// Adds a frame's GC and lifecycle counts.
+    pub fn add(&mut self, f: &Frame) {
+        if let Some(g) = &f.gc {
+            let t = self.gc.get_or_insert_with(GcInterval::default);
+            t.cycles += g.cycles;
+            t.stw_ns += g.stw_ns;
+            t.total_cycles = g.total_cycles;
+        }
+        if let Some(l) = &f.lifecycle {
+            *self.created.get_or_insert(0) += l.created;
+            *self.exited.get_or_insert(0) += l.exited;
+        }
+    }
 }
 
 pub fn summary(last: &Frame, totals: &Totals, exited: bool) -> Value {
@@ -237,6 +331,15 @@ pub fn summary(last: &Frame, totals: &Totals, exited: bool) -> Value {
         "cpu_by_start_function": ranked(&totals.cpu_by_start_function),
         "procs": last.procs,
         "threads": last.threads,
+        "gc": totals.gc.map(|g| json!({
+            "cycles": g.cycles,
+            "stw_ms": g.stw_ns as f64 / 1e6,
+            "total_cycles": g.total_cycles,
+        })),
+        "goroutines_created": totals.created,
+        "goroutines_exited": totals.exited,
+        "sched_latency": totals.latency,
+        "probes": totals.probes,
         "last_frame": last,
     })
 }
@@ -249,6 +352,83 @@ fn signed(n: i64) -> String {
     format!("{n:+}")
 }
 
+/// A duration in ns the way a latency is read: 850ns, 3.2µs, 1.2ms, 1.5s.
+fn dur(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns}ns"),
+        1_000..100_000 => format!("{:.1}µs", ns as f64 / 1e3),
+        100_000..1_000_000 => format!("{:.0}µs", ns as f64 / 1e3),
+        1_000_000..100_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
+        100_000_000..1_000_000_000 => format!("{:.0}ms", ns as f64 / 1e6),
+        _ => format!("{:.1}s", ns as f64 / 1e9),
+    }
+}
+
+/// A rate with a k/M suffix: 950, 1.2k, 3.4M.
+fn count(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn secs(ns: u64) -> String {
     format!("{:.1}s", ns as f64 / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_lines_and_footer() {
+        let mut f = Frame {
+            gc: Some(GcInterval {
+                cycles: 2,
+                stw_ns: 350_000,
+                total_cycles: 9,
+            }),
+            latency: Some(Latency {
+                samples: 40,
+                p50_ns: 900,
+                p90_ns: 3_200,
+                p99_ns: 262_144,
+                max_ns: 2_000_000_000,
+            }),
+            ..Frame::default()
+        };
+        let lines = probe_lines(&f);
+        assert_eq!(
+            lines,
+            [
+                "  GC: 2 cycles, 0.3 ms STW in the last interval",
+                "  sched latency, 40 runs:",
+                "    p50 900ns p90 3.2µs p99 262µs max 2.0s",
+            ]
+        );
+        assert_eq!(probes_footer(&f), None);
+        f.gc = None;
+        assert!(probe_lines(&f)[0].starts_with("  GC: n/a"));
+        f.probes = vec![
+            ProbeCost {
+                name: "lifecycle".into(),
+                hits: Some(2_400),
+                hits_per_s: Some(1_200.0),
+                ns_per_hit: Some(900.4),
+                cpu_pct: Some(0.108),
+            },
+            ProbeCost {
+                name: "sched".into(),
+                ..ProbeCost::default()
+            },
+        ];
+        assert_eq!(
+            probes_footer(&f).unwrap(),
+            "probes: lifecycle 1.2k hits/s, 900ns/hit, 0.1% CPU; \
+             sched (cost n/a: no BPF run-time accounting)"
+        );
+    }
 }
