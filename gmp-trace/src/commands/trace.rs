@@ -377,10 +377,9 @@ fn stop(
     pid: u32,
     args: &Args,
 ) -> anyhow::Result<Stopped> {
-    // Whatever the probes wrote before the end is still in the ring buffer.
-    source.drain(pipeline);
+    // Whatever the probes wrote before the end is read by now or still in the ring buffer.
+    source.finish(pipeline);
     source.check_losses(&tracer, pipeline)?;
-    source.drain(pipeline);
     let read_failures = source.read_failures();
     let probes = std::mem::take(&mut tracer.probes);
     let aggregate = if args.aggregate {
