@@ -6,17 +6,17 @@
 //	ready POOL
 //
 // once the pool is parked. Every goroutine it starts stays alive: counts only grow. With SPIN=1
-// one more goroutine (main.spin, created in main.main) burns a CPU for the CPU panel, and
-// the next line is
+// one more goroutine (main.spin, created in main.main) burns a CPU for the CPU panel.
 //
-//	spin GOID
+// With LEAK_EVERY_MS=0 the count is steady from then on, and two more lines follow:
 //
-// With LEAK_EVERY_MS=0 the count is steady from then on, and the last line is
-//
+//	spin GOID       (with SPIN=1 only: the spinner's goroutine id)
 //	goroutines N
 //
 // N being runtime.NumGoroutine(): every goroutine but the runtime's own (main, the pool, the
-// spinner), which stay as they are until the process is killed.
+// spinner), which stay as they are until the process is killed. (With the leak on, "ready" is
+// the only line: a reader may stop reading after it, and a write to the closed pipe would end
+// the program.)
 package main
 
 import (
@@ -109,12 +109,12 @@ func main() {
 		go spin()
 	}
 	fmt.Printf("ready %d\n", pool)
-	if spinning {
-		fmt.Printf("spin %d\n", <-spinGoid)
-	}
 	if every > 0 {
 		go leak(every)
 		select {}
+	}
+	if spinning {
+		fmt.Printf("spin %d\n", <-spinGoid)
 	}
 	fmt.Printf("goroutines %d\n", runtime.NumGoroutine())
 	// A sleep, not select{}: with every other goroutine parked for good, the runtime would
