@@ -67,6 +67,11 @@ pub enum Variant {
     Stripped,
     Pie,
     Cgo,
+    /// cgo and PIE, externally linked (what `-buildmode=pie` gives a cgo program): before Go
+    /// 1.26 the C linker merges `.gopclntab` into `.data.rel.ro`. Not in [`Variant::ALL`].
+    CgoPie,
+    /// [`Variant::CgoPie`] built with `-s -w`. Not in [`Variant::ALL`].
+    CgoPieStripped,
 }
 
 impl Variant {
@@ -84,6 +89,8 @@ impl Variant {
             Variant::Stripped => "stripped",
             Variant::Pie => "pie",
             Variant::Cgo => "cgo",
+            Variant::CgoPie => "cgo-pie",
+            Variant::CgoPieStripped => "cgo-pie-stripped",
         }
     }
 }
@@ -190,6 +197,16 @@ fn go_build_command(
         Variant::Cgo => {
             cmd.env("CGO_ENABLED", "1")
                 .arg("-ldflags=-linkmode=external");
+        }
+        Variant::CgoPie => {
+            cmd.env("CGO_ENABLED", "1")
+                .arg("-buildmode=pie")
+                .arg("-ldflags=-linkmode=external");
+        }
+        Variant::CgoPieStripped => {
+            cmd.env("CGO_ENABLED", "1")
+                .arg("-buildmode=pie")
+                .arg("-ldflags=-linkmode=external -s -w");
         }
     }
     cmd.arg(".");

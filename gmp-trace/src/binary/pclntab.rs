@@ -1,6 +1,8 @@
 //! The function table in `.gopclntab`, for binaries without `.symtab` (`-ldflags=-s`).
 //!
-//! The runtime needs this table for stack unwinding, so it survives every strip. Layout (Go 1.18+,
+//! The runtime needs this table for stack unwinding, so it survives every strip. It usually has
+//! a section of its own; in cgo PIE builds of Go 1.25 and older the external linker merges it
+//! into `.data.rel.ro`, where it is found by its header and the moduledata pointing at it. Layout (Go 1.18+,
 //! runtime/symtab.go pcHeader, read the same way as debug/gosym): magic 0xfffffff0 (1.18-1.19) or
 //! 0xfffffff1 (1.20+), two zero pad bytes, minLC (1 on amd64, 4 on arm64), ptrSize, then 8 words:
 //! nfunc, nfiles, textStart, funcnameOffset, cuOffset, filetabOffset, pctabOffset, pclnOffset.
@@ -57,7 +59,8 @@ pub struct PclntabInfo {
     /// The runtime.text address used.
     pub text_base: u64,
     pub text_base_source: TextBaseSource,
-    /// The `.gopclntab` (or `.data.rel.ro.gopclntab` in older PIE builds) address.
+    /// The table's address (`.gopclntab`, `.data.rel.ro.gopclntab` in older PIE builds, or
+    /// inside `.data.rel.ro` in older cgo PIE builds).
     pub addr: u64,
 }
 
@@ -176,15 +179,8 @@ pub fn parse(
     code: &[(u64, u64)],
     go_minor: u32,
 ) -> Result<Pclntab, String> {
-    let section = file
-        .section_by_name(".gopclntab")
-        .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))
-        .ok_or("no .gopclntab section")?;
-    let tab = section.data().map_err(|e| format!(".gopclntab: {e}"))?;
-    let addr = section.address();
-    let h = parse_header(tab)?;
-
-    let md = moduledata(file, addr, &h, go_minor);
+    let found = locate(file, go_minor)?;
+    let (tab, addr, h, md) = (found.tab, found.addr, found.header, found.md);
     let (text_base, text_base_source) = match md.map(|m| m.text) {
         Some(t) => (t, TextBaseSource::ModuleData),
         None if h.text_start != 0 => (h.text_start, TextBaseSource::Header),
@@ -204,10 +200,7 @@ pub fn parse(
 
     let funcs = functions(tab, &h, text_base)?;
     let layout = Layout {
-        file_offset: section
-            .file_range()
-            .and_then(|(o, _)| usize::try_from(o).ok())
-            .ok_or(".gopclntab has no file range")?,
+        file_offset: found.file_offset,
         len: tab.len(),
         funcname_off: h.funcname_off,
         cu_off: h.cu_off,
@@ -233,6 +226,85 @@ pub fn parse(
         },
         table: SymbolTable::new(funcs),
     })
+}
+
+/// The table as found: its bytes (to the end of the section holding it), address and file
+/// offset, its header, and the moduledata pointing at it when there is one.
+struct Found<'d> {
+    tab: &'d [u8],
+    addr: u64,
+    file_offset: usize,
+    header: Header,
+    md: Option<ModuleData>,
+}
+
+/// Sections an external linker merges the table into when the Go linker did not give it one
+/// of its own: `.data.rel.ro` in cgo PIE builds of Go 1.25 and older (the header's textStart
+/// needs a relocation there), `.rodata` for good measure.
+const MERGED_INTO: [&str; 2] = [".data.rel.ro", ".rodata"];
+
+/// The table: its own section (`.gopclntab`; `.data.rel.ro.gopclntab` in internally linked
+/// PIE builds before Go 1.26), else a header inside a section an external linker merged it
+/// into, taken only when a moduledata points at it (a stray magic number is not enough).
+fn locate<'d>(file: &ElfFile64<'d, Endianness>, go_minor: u32) -> Result<Found<'d>, String> {
+    let own = file
+        .section_by_name(".gopclntab")
+        .or_else(|| file.section_by_name(".data.rel.ro.gopclntab"));
+    if let Some(section) = own {
+        let tab = section.data().map_err(|e| format!(".gopclntab: {e}"))?;
+        let addr = section.address();
+        let header = parse_header(tab)?;
+        let md = moduledata(file, addr, &header, go_minor);
+        let file_offset = section
+            .file_range()
+            .and_then(|(o, _)| usize::try_from(o).ok())
+            .ok_or(".gopclntab has no file range")?;
+        return Ok(Found {
+            tab,
+            addr,
+            file_offset,
+            header,
+            md,
+        });
+    }
+    for name in MERGED_INTO {
+        let Some(section) = file.section_by_name(name) else {
+            continue;
+        };
+        let (Ok(data), Some((start, _))) = (section.data(), section.file_range()) else {
+            continue;
+        };
+        let Ok(start) = usize::try_from(start) else {
+            continue;
+        };
+        // The linker aligns the table to 8 bytes; the magic's first byte rules out nearly
+        // every offset before a header is parsed.
+        for off in (0..data.len()).step_by(8) {
+            if !matches!(u32_at(data, off), Some(MAGIC_118 | MAGIC_120)) {
+                continue;
+            }
+            let tab = &data[off..];
+            let Ok(header) = parse_header(tab) else {
+                continue;
+            };
+            let (Some(addr), Some(file_offset)) = (
+                section.address().checked_add(off as u64),
+                start.checked_add(off),
+            ) else {
+                continue;
+            };
+            if let Some(md) = moduledata(file, addr, &header, go_minor) {
+                return Ok(Found {
+                    tab,
+                    addr,
+                    file_offset,
+                    header,
+                    md: Some(md),
+                });
+            }
+        }
+    }
+    Err("no .gopclntab section, and no function table in .data.rel.ro or .rodata".into())
 }
 
 /// The functions of the table, sized by the distance to the next entry (the last one by the

@@ -95,6 +95,36 @@ fn stripped_base_from_moduledata() {
     }
 }
 
+/// cgo PIE builds (externally linked): before Go 1.26 the C linker merges the table into
+/// `.data.rel.ro`, so it has no section of its own, stripped or not. Found there, it gives the
+/// symtab's functions and source lines, and the stripped build the same ones.
+#[test]
+fn cgo_pie_table_inside_data_rel_ro() {
+    for v in all_versions() {
+        let minor: u32 = v.split('.').nth(1).unwrap().parse().unwrap();
+        let full = GoBinary::open(&named("cgofan", v, Variant::CgoPie)).unwrap();
+        let stripped = GoBinary::open(&named("cgofan", v, Variant::CgoPieStripped)).unwrap();
+        assert!(stripped.symbols.is_none(), "go{v}: -s -w kept a symtab");
+        let file = ElfFile64::<Endianness>::parse(&full.data[..]).unwrap();
+        let own_section = file.section_by_name(".gopclntab").is_some();
+        assert_eq!(own_section, minor >= 26, "go{v}: a .gopclntab section");
+        let rel_ro = file.section_by_name(".data.rel.ro").unwrap();
+        let info = full.pclntab_info().unwrap();
+        let inside = (rel_ro.address()..rel_ro.address() + rel_ro.size()).contains(&info.addr);
+        assert_eq!(inside, minor < 26, "go{v}: table at {:#x}", info.addr);
+        assert_eq!(info.text_base_source, TextBaseSource::ModuleData);
+        let (a, b) = (symtab_runtime(&full), pclntab_runtime(&full));
+        assert!(a.len() > 900, "go{v}: {} runtime functions", a.len());
+        assert_eq!(a, b, "go{v}: symtab vs the table found");
+        assert_eq!(stripped.pclntab_info().unwrap(), info, "go{v}: stripped");
+        assert_eq!(pclntab_runtime(&stripped), b, "go{v}: stripped");
+        let f = stripped.function("runtime.schedule").unwrap();
+        assert_eq!(f.addr, full.function("runtime.schedule").unwrap().addr);
+        full.lines().unwrap();
+        stripped.lines().unwrap();
+    }
+}
+
 #[test]
 fn header_checks() {
     let mut h = vec![0u8; HEADER_LEN + 64];
