@@ -141,11 +141,19 @@ fn no_privilege() {
         return;
     }
     let bin = build_sample("fanout", GO_VERSIONS[0], Variant::Default);
-    let o = Command::new(gmp_trace_bin())
-        .args(["--", bin.to_str().unwrap()])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run gmp-trace as nobody");
-    assert_fails_with(&o, &["root", "CAP_BPF", "CAP_PERFMON", "sudo"]);
+    let bin = bin.to_str().unwrap();
+    // The trace, and the sampled commands (top's view needs no terminal to fail this way).
+    for args in [
+        vec!["--", bin],
+        vec!["top", "--batch", "-n", "1", "--", bin],
+        vec!["profile", "-d", "1s", "-o", "/tmp/never.pb.gz", "--", bin],
+    ] {
+        let o = Command::new(gmp_trace_bin())
+            .args(&args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run gmp-trace as nobody");
+        assert_fails_with(&o, &["root", "CAP_BPF", "CAP_PERFMON", "sudo"]);
+    }
 }
