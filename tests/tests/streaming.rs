@@ -8,6 +8,10 @@ use gmp_trace_tests::{of_kind, require_bpf, Sample, TraceRun, Variant};
 
 const GO: &str = "1.27.3";
 
+/// The tests here each load both CPUs on purpose: one at a time, or each would be the other's
+/// noise.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn flood(name: &str, extra: &[&str]) -> (TraceRun, f64) {
     let run = Sample::build("flood", GO, Variant::Default)
         .trace(name)
@@ -41,6 +45,7 @@ fn jsonl_loss(run: &TraceRun) -> (f64, f64) {
 #[test]
 fn no_loss_at_full_rate_and_tiny_buffer_loss_is_exact() {
     require_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // The default ring buffer (8 MiB, sized for 1M events/s), at the highest rate we produce.
     let (full, trips_full) = flood("streaming-default", &[]);
     let s = &full.summary;
@@ -97,4 +102,43 @@ fn no_loss_at_full_rate_and_tiny_buffer_loss_is_exact() {
         (per_trip_tiny / per_trip - 1.0).abs() < 0.2,
         "received + lost = {per_trip_tiny:.2} events per round trip, lossless run {per_trip:.2}"
     );
+}
+
+/// A burst (issue #18): a million goroutines parked on one channel, then released at once, on a
+/// target that keeps both CPUs busy. At the default level and settings nothing may be lost:
+/// every creation and every exit is counted.
+#[test]
+fn a_million_goroutines_released_at_once_lose_nothing() {
+    require_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = gmp_trace_tests::build_sample("flood", GO, Variant::Default);
+    let dir = gmp_trace_tests::scratch_dir("streaming-burst");
+    let summary = dir.join("summary.json");
+    let o = std::process::Command::new(gmp_trace_tests::gmp_trace_bin())
+        .arg("-q")
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--")
+        .arg(&bin)
+        .args(["-hold", "1000000", "-for", "200ms"])
+        .output()
+        .expect("run gmp-trace");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("held=1000000"),
+        "gmp-trace failed ({}): {stdout}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    eprintln!(
+        "burst: {} events, {} lost, {} created, {} exited",
+        s["events"], s["lost_events"], s["goroutines_created"], s["goroutines_exited"]
+    );
+    assert_eq!(n(&s["lost_events"]), 0.0, "{s:#}");
+    // The million, plus main and the runtime's own (which do not exit).
+    assert!(n(&s["goroutines_created"]) >= 1_000_000.0, "{s:#}");
+    assert!(n(&s["goroutines_exited"]) >= 1_000_000.0, "{s:#}");
+    assert_eq!(s["counts_are_lower_bounds"], false);
 }
