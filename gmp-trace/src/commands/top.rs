@@ -104,18 +104,7 @@ pub struct TopArgs {
 }
 
 pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
-    if args.pid.is_none() && args.command.is_empty() {
-        bail!("what to watch? pass --pid N, or a program after `--` (gmp-trace top -- ./prog)");
-    }
-    if args.interval < Duration::from_millis(10) {
-        bail!("--interval must be at least 10ms");
-    }
-    if !args.batch && !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
-        bail!(
-            "the full-screen view needs a terminal; use --batch for plain-text frames \
-             (gmp-trace top --batch -n 5 ...)"
-        );
-    }
+    check_args(&args)?;
     let mut target = Target::resolve(args.pid, &args.command, false)?;
     let output = match &mut target {
         Target::Launch(l) => redirect(l, args.batch)?,
@@ -167,31 +156,29 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
         eprintln!("gmp-trace top: program output: {}", p.display());
     }
     let exited = exited?;
-    s.totals.probes = s.probes.run_costs();
-    s.totals.latency = s.probes.latency_total();
-    s.probes.detach();
-    s.sampler.detach();
-    let last = s.last.clone().unwrap_or_default();
-    if exited {
-        if s.last.is_some() && !args.batch {
-            // The full-screen view is gone with the terminal's alternate screen: leave the
-            // last frame where the user can read it.
-            let mut out = std::io::stdout().lock();
-            text::write_frame(&mut out, &last, &who, s.sort, &s.limits)
-                .context("writing the last frame")?;
-        }
-        eprintln!("gmp-trace top: {who} exited");
-    }
-    if let Some(p) = &args.summary_json {
-        let doc = text::summary(&last, &s.totals, exited);
-        std::fs::write(p, format!("{doc:#}\n"))
-            .with_context(|| format!("writing {}", p.display()))?;
-    }
+    s.stop(exited, &args, &who)?;
     if !exited && matches!(target, Target::Launch(_)) {
         eprintln!("gmp-trace top: waiting for {who} to exit (Ctrl-C stops it)");
     }
     target.finish().await?;
     Ok(0)
+}
+
+/// What can be refused before anything starts.
+fn check_args(args: &TopArgs) -> anyhow::Result<()> {
+    if args.pid.is_none() && args.command.is_empty() {
+        bail!("what to watch? pass --pid N, or a program after `--` (gmp-trace top -- ./prog)");
+    }
+    if args.interval < Duration::from_millis(10) {
+        bail!("--interval must be at least 10ms");
+    }
+    if !args.batch && !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
+        bail!(
+            "the full-screen view needs a terminal; use --batch for plain-text frames \
+             (gmp-trace top --batch -n 5 ...)"
+        );
+    }
+    Ok(())
 }
 
 /// Where a launched program's streams go (see the module comment); the file, if one.
@@ -429,6 +416,32 @@ impl<'b> Session<'b> {
             view,
             output,
         }
+    }
+
+    /// Detaches the sampler and the probes, leaves the last frame on the terminal when the
+    /// program exited under the full-screen view, and writes `--summary-json`.
+    fn stop(&mut self, exited: bool, args: &TopArgs, who: &str) -> anyhow::Result<()> {
+        self.totals.probes = self.probes.run_costs();
+        self.totals.latency = self.probes.latency_total();
+        self.probes.detach();
+        self.sampler.detach();
+        let last = self.last.clone().unwrap_or_default();
+        if exited {
+            if self.last.is_some() && !args.batch {
+                // The full-screen view is gone with the terminal's alternate screen: leave the
+                // last frame where the user can read it.
+                let mut out = std::io::stdout().lock();
+                text::write_frame(&mut out, &last, who, self.sort, &self.limits)
+                    .context("writing the last frame")?;
+            }
+            eprintln!("gmp-trace top: {who} exited");
+        }
+        if let Some(p) = &args.summary_json {
+            let doc = text::summary(&last, &self.totals, exited);
+            std::fs::write(p, format!("{doc:#}\n"))
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        Ok(())
     }
 
     /// A pause drops what was sampled meanwhile: the next frame's shares cover its own interval.
