@@ -724,8 +724,11 @@ fn trace_pid_summary_ends_with_the_goroutines_still_alive() {
         gs.iter().any(|(n, _)| *n >= 50),
         "the 50 identical goroutines are not one group: {gs:?}\n{tail}"
     );
-    assert!(tail.contains("main.parkSleep(...)"), "{tail}");
-    assert!(tail.contains("created by main."), "{tail}");
+    // Real stacks, read from the process. (Only the 10 largest groups are shown, ties in goid
+    // order, and goids follow the Ps the creator ran on: which single goroutines make the cut
+    // varies from run to run, so the check is on the big group's own frames.)
+    assert!(tail.contains("main.extraWaiter(...)"), "{tail}");
+    assert!(tail.contains("created by main.startAll"), "{tail}");
 }
 
 /// A copy of parked's binary with every `go1.X.Y` of its build info and runtime replaced by a

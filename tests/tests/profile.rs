@@ -82,6 +82,20 @@ fn profile(args: &[&str]) -> Output {
     out
 }
 
+/// `gmp-trace profile -d D -o FILE -- PROG ARGS` (launch mode), which must succeed.
+fn profile_launch(d: &str, file: &Path, prog: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "-d",
+        d,
+        "-o",
+        file.to_str().unwrap(),
+        "--",
+        prog.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    profile(&all)
+}
+
 fn assert_share(what: &str, got: f64, want: f64, report: &str) {
     assert!(
         (got - want).abs() <= SLACK,
@@ -217,16 +231,7 @@ fn profile_launch_ends_with_the_program() {
     let file = dir.join("cpu.pb.gz");
     let burn = burn();
     let t0 = Instant::now();
-    let out = profile(&[
-        "-d",
-        "30s",
-        "-o",
-        file.to_str().unwrap(),
-        "--",
-        burn.to_str().unwrap(),
-        "-d",
-        "2s",
-    ]);
+    let out = profile_launch("30s", &file, &burn, &["-d", "2s"]);
     let took = t0.elapsed();
     assert!(
         took < Duration::from_secs(15),
@@ -243,16 +248,7 @@ fn profile_launch_ends_with_the_duration() {
     let dir = scratch_dir("profile-launch-duration");
     let file = dir.join("cpu.pb.gz");
     let burn = burn();
-    let out = profile(&[
-        "-d",
-        "2s",
-        "-o",
-        file.to_str().unwrap(),
-        "--",
-        burn.to_str().unwrap(),
-        "-d",
-        "4s",
-    ]);
+    let out = profile_launch("2s", &file, &burn, &["-d", "4s"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let goids = read_goids(&mut stdout.lines().map(str::to_string));
     // The profile covers the 2 s asked for, not the program's 4 s.
@@ -348,16 +344,7 @@ fn profile_charges_system_calls_to_the_go_code_that_made_them() {
     let dir = scratch_dir("profile-sysread");
     let file = dir.join("cpu.pb.gz");
     let prog = build_sample("sysread", GO_VERSIONS[0], Variant::Default);
-    let out = profile(&[
-        "-d",
-        "30s",
-        "-o",
-        file.to_str().unwrap(),
-        "--",
-        prog.to_str().unwrap(),
-        "-d",
-        "2s",
-    ]);
+    let out = profile_launch("30s", &file, &prog, &["-d", "2s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("in the kernel") && !stderr.contains("without a user stack"),
@@ -406,18 +393,12 @@ fn profile_follows_systemstack_calls_to_their_goroutine_like_go() {
     let ours = dir.join("cpu.pb.gz");
     let theirs = dir.join("go.pb.gz");
     let prog = build_sample("stacker", GO_VERSIONS[0], Variant::Default);
-    profile(&[
-        "-d",
+    profile_launch(
         "30s",
-        "-o",
-        ours.to_str().unwrap(),
-        "--",
-        prog.to_str().unwrap(),
-        "-d",
-        "2s",
-        "-cpuprofile",
-        theirs.to_str().unwrap(),
-    ]);
+        &ours,
+        &prog,
+        &["-d", "2s", "-cpuprofile", theirs.to_str().unwrap()],
+    );
     let cum = |file: &Path, f: &str| {
         let run = go_pprof(&["-top", "-cum"], file);
         let top = parse_top(&run.stdout);

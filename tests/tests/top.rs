@@ -341,6 +341,17 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A 120x40 terminal running `gmp-trace top --pid PID --interval 300ms`, and that command.
+    fn with_top(pid: u32) -> Option<(Tmux, String)> {
+        let tmux = Tmux::start(120, 40)?;
+        let cmd = format!(
+            "{} top --pid {pid} --interval 300ms",
+            gmp_trace_bin().display()
+        );
+        tmux.run(&["send-keys", "-t", "top", &cmd, "Enter"]);
+        Some((tmux, cmd))
+    }
+
     fn start(cols: u16, rows: u16) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             eprintln!("SKIPPED: tmux is not installed (cargo xtask bootstrap --tests installs it)");
@@ -413,14 +424,9 @@ impl Drop for Tmux {
 fn the_full_screen_view_draws_resizes_and_gives_the_terminal_back() {
     require_bpf!();
     let (_target, pid) = start_leaky(false);
-    let Some(tmux) = Tmux::start(120, 40) else {
+    let Some((tmux, cmd)) = Tmux::with_top(pid) else {
         return;
     };
-    let cmd = format!(
-        "{} top --pid {pid} --interval 300ms",
-        gmp_trace_bin().display()
-    );
-    tmux.run(&["send-keys", "-t", "top", &cmd, "Enter"]);
     let s = tmux.wait_for("panels with leaky's goroutines", |s| {
         s.contains("main.startPool") && s.contains("main.leak")
     });

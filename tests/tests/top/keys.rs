@@ -31,14 +31,9 @@ fn key(tmux: &Tmux, k: &str) {
 fn slash_filters_the_panels_and_enter_shows_the_picked_rows_stacks() {
     require_bpf!();
     let (_target, pid) = start_leaky(false);
-    let Some(tmux) = Tmux::start(120, 40) else {
+    let Some((tmux, _)) = Tmux::with_top(pid) else {
         return;
     };
-    let cmd = format!(
-        "{} top --pid {pid} --interval 300ms",
-        gmp_trace_bin().display()
-    );
-    tmux.run(&["send-keys", "-t", "top", &cmd, "Enter"]);
     tmux.wait_for("both sites", |s| {
         s.contains("main.startPool") && s.contains("main.leak ")
     });
