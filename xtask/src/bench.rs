@@ -24,6 +24,9 @@ pub(crate) enum Mode {
     Aggregate,
     /// `gmp-trace profile --sample-rate HZ` (the CPU sampler, no uprobe).
     Profile(u64),
+    /// `gmp-trace top --batch` (the sampler at 99 Hz and a read of the runtime's state every
+    /// second).
+    Top,
 }
 
 impl Mode {
@@ -36,6 +39,7 @@ impl Mode {
             Mode::Empty => "empty probes",
             Mode::Aggregate => "aggregate",
             Mode::Profile(_) => "profile",
+            Mode::Top => "top",
         }
     }
 }
@@ -78,6 +82,12 @@ pub(crate) fn run_once(
                 .arg("--")
                 .args(cmd);
         }
+        Mode::Top => {
+            // The program's stdout (its figures) comes out on top's stderr in batch mode.
+            c = Command::new(gmp);
+            c.args(["top", "--batch", "--interval", "1s", "--"])
+                .args(cmd);
+        }
         Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate => {
             c = Command::new(gmp);
             c.arg("-q").arg("--summary-json").arg(&summary);
@@ -100,7 +110,10 @@ pub(crate) fn run_once(
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let out = String::from_utf8_lossy(&o.stdout);
+    let mut out = String::from_utf8_lossy(&o.stdout).into_owned();
+    if mode == Mode::Top {
+        out = String::from_utf8_lossy(&o.stderr).into_owned();
+    }
     let field = |k: &str| -> Option<f64> {
         out.split_whitespace()
             .find_map(|w| w.strip_prefix(k)?.strip_prefix('=')?.parse().ok())

@@ -25,11 +25,12 @@ const RATES: [u64; 3] = [99, 999, 9_999];
 /// Interleaved in this order each round. The profiler runs right after the untraced run, not
 /// after runtime/trace's, whose trace file is still being written back while the next run
 /// starts.
-const MODES: [Mode; 5] = [
+const MODES: [Mode; 6] = [
     Mode::Untraced,
     Mode::Profile(RATES[0]),
     Mode::Profile(RATES[1]),
     Mode::Profile(RATES[2]),
+    Mode::Top,
     Mode::GoTrace,
 ];
 
@@ -159,8 +160,10 @@ pub fn profile_overhead(
          at 9,999 Hz gmp-trace's own unwinding of ~20k samples/s shares the two CPUs with the \
          program, which costs it more than the samples alone would. Target: <= 1% slower, \
          <= 1% more CPU.\n\n\
-         | workload | untraced (min..max wall) | {} Hz | {} Hz | {} Hz | runtime/trace | per sample (fit) | at 99 Hz (fit) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         `top` = `gmp-trace top --batch --interval 1s -- CMD`: the sampler at 99 Hz and a read \
+         of the runtime's state every second.\n\n\
+         | workload | untraced (min..max wall) | {} Hz | {} Hz | {} Hz | top | runtime/trace | per sample (fit) | at 99 Hz (fit) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         RATES[0], RATES[1], RATES[2]
     );
     let mut fits = Vec::new();

@@ -119,6 +119,12 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
         std::fs::File::create(p)
             .with_context(|| format!("cannot write {}; pick a writable path", p.display()))?;
     }
+    // The binary's tables (pclntab, the DWARF of mstats and schedt) are parsed now, while a
+    // launched program is still held: once it runs, tens of ms of our CPU would be taken from
+    // it, on a machine it may saturate.
+    let _ = bin.lines();
+    let _ = bin.memstats_layout();
+    let _ = sched::GlobalRunq::locate(&bin, 0, 0);
     let (pid, sampler, bias) = super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;
     let who = format!("{} (pid {pid})", target.process_name());
     let probes = Probes::start(
@@ -132,9 +138,17 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     )
     .context("attaching the --with probes")?;
     let mut s = Session::new(&bin, bias, pid, sampler, probes, &args)?;
-    if let Ok(d) = snapshot::take(pid, &bin, bias) {
-        if d.incomplete.is_none() {
-            s.history.baseline(&d);
+    match &target {
+        // "Since attach" is since the program started: nothing, and no read of a runtime that
+        // is only starting (a read then races a program that may already be creating
+        // goroutines by the thousand).
+        Target::Launch(_) => s.history.baseline(&Dump::default()),
+        Target::Attach(_) => {
+            if let Ok(d) = snapshot::take(pid, &bin, bias) {
+                if d.incomplete.is_none() {
+                    s.history.baseline(&d);
+                }
+            }
         }
     }
     if let Some(g) = s.gc.as_mut() {
