@@ -22,15 +22,15 @@ use crate::measure::median;
 /// The sampling rates measured; the first is the default.
 const RATES: [u64; 3] = [99, 999, 9_999];
 
-/// Interleaved in this order each round. The profiler runs right after the untraced run, not
-/// after runtime/trace's, whose trace file is still being written back while the next run
-/// starts.
+/// Interleaved in this order each round. The runs at the default rate come right after the
+/// untraced run, before the 9,999 Hz run (whose large profile and ring are still being written
+/// back and freed while the next run starts) and runtime/trace's (its trace file, the same).
 const MODES: [Mode; 6] = [
     Mode::Untraced,
+    Mode::Top,
     Mode::Profile(RATES[0]),
     Mode::Profile(RATES[1]),
     Mode::Profile(RATES[2]),
-    Mode::Top,
     Mode::GoTrace,
 ];
 
@@ -89,7 +89,7 @@ fn measure(
     }
     let points: Vec<(f64, f64)> = RATES
         .iter()
-        .zip(&samples[1..=RATES.len()])
+        .zip(&samples[2..2 + RATES.len()])
         .map(|(r, s)| (*r as f64, cpu_change(base_cpu, s)))
         .collect();
     let per_sample = slope(&points);
@@ -162,7 +162,7 @@ pub fn profile_overhead(
          <= 1% more CPU.\n\n\
          `top` = `gmp-trace top --batch --interval 1s -- CMD`: the sampler at 99 Hz and a read \
          of the runtime's state every second.\n\n\
-         | workload | untraced (min..max wall) | {} Hz | {} Hz | {} Hz | top | runtime/trace | per sample (fit) | at 99 Hz (fit) |\n\
+         | workload | untraced (min..max wall) | top | {} Hz | {} Hz | {} Hz | runtime/trace | per sample (fit) | at 99 Hz (fit) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         RATES[0], RATES[1], RATES[2]
     );
