@@ -54,15 +54,8 @@ pub(crate) struct Sample {
     p99_us: Option<f64>,
 }
 
-/// One run: `cmd` is the workload's command line; returns its self-reported times.
-pub(crate) fn run_once(
-    gmp: &Path,
-    mode: Mode,
-    cmd: &[String],
-    scratch: &Path,
-) -> anyhow::Result<Sample> {
-    let summary = scratch.join("summary.json");
-    let _ = std::fs::remove_file(&summary);
+/// The command line of one run of `cmd` in `mode`.
+fn command(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path, summary: &Path) -> Command {
     let mut c;
     match mode {
         Mode::Untraced => {
@@ -90,7 +83,7 @@ pub(crate) fn run_once(
         }
         Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate => {
             c = Command::new(gmp);
-            c.arg("-q").arg("--summary-json").arg(&summary);
+            c.arg("-q").arg("--summary-json").arg(summary);
             match mode {
                 Mode::Level(l) => c.args(["--level", l]),
                 Mode::Entry => c.arg("--entry-probes"),
@@ -100,6 +93,19 @@ pub(crate) fn run_once(
             c.arg("--").args(cmd);
         }
     }
+    c
+}
+
+/// One run: `cmd` is the workload's command line; returns its self-reported times.
+pub(crate) fn run_once(
+    gmp: &Path,
+    mode: Mode,
+    cmd: &[String],
+    scratch: &Path,
+) -> anyhow::Result<Sample> {
+    let summary = scratch.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let mut c = command(gmp, mode, cmd, scratch, &summary);
     let o = c
         .output()
         .with_context(|| format!("running {}", crate::show(&c)))?;

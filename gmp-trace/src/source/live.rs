@@ -206,6 +206,12 @@ fn read_ring(
     raise_priority();
     let fd = ring.as_fd().as_raw_fd();
     while !shared.stop.load(Ordering::Relaxed) {
+        if shared.queued.load(Ordering::Relaxed) >= QUEUE_LIMIT {
+            // The pipeline is far behind. Waiting on the ring would return at once (it holds
+            // data), a busy loop at real-time priority: sleep instead, and let the ring fill.
+            std::thread::sleep(std::time::Duration::from_millis(POLL_MS as u64));
+            continue;
+        }
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -224,7 +230,8 @@ fn read_ring(
 fn read_batches(ring: &mut RingBuf<MapData>, tx: &UnboundedSender<Batch>, shared: &Shared) -> bool {
     loop {
         if shared.queued.load(Ordering::Relaxed) >= QUEUE_LIMIT {
-            // The pipeline is far behind: leave the rest to the ring (and its loss counters).
+            // The pipeline is far behind: leave the rest to the ring (and its loss counters);
+            // `read_ring` sleeps until it catches up.
             return true;
         }
         let mut b = Batch {
