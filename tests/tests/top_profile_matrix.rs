@@ -324,10 +324,15 @@ fn check_spin_profile(file: &Path, spin_goid: u64) -> String {
         .max_by(|a, b| a.1.flat_ns.total_cmp(&b.1.flat_ns))
         .unwrap_or_else(|| panic!("an empty profile:\n{}", run.stdout));
     assert_eq!(hot, "main.spin", "the hottest function:\n{}", run.stdout);
+    // Of the samples in user code. Samples in the kernel are ones Go's own SIGPROF profiler
+    // never takes (it is charged on the way back to user mode), and on a loaded machine there
+    // are more of them, most with no user stack under them (13% of one CI run, with sysmon
+    // preempting the spinner; 0-3% on a quiet machine).
+    let kernel_ns = top.rows.get("[kernel]").map_or(0.0, |r| r.flat_ns);
+    let flat_pct = 100.0 * row.flat_ns / (top.total_ns - kernel_ns);
     assert!(
-        row.flat_pct >= 80.0,
-        "main.spin has {}% flat:\n{}",
-        row.flat_pct,
+        flat_pct >= 80.0,
+        "main.spin has {flat_pct:.1}% of the samples in user code:\n{}",
         run.stdout
     );
     let run = go_pprof(&["-tags"], file);
@@ -352,8 +357,7 @@ fn check_spin_profile(file: &Path, spin_goid: u64) -> String {
         run.stdout
     );
     format!(
-        "main.spin {:.0}% flat, goid {spin_goid} {goid:.0}%, start_function main.spin {start:.0}%",
-        row.flat_pct
+        "main.spin {flat_pct:.0}% flat in user code, goid {spin_goid} {goid:.0}%, start_function main.spin {start:.0}%"
     )
 }
 
