@@ -13,6 +13,7 @@ mod bench_profile;
 mod bootstrap;
 mod matrix;
 mod measure;
+mod reliability;
 mod toolchain;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,19 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Bootstrap, build, then run the reliability suite (Go's std test suites traced, faults,
+    /// fuzzing, a soak); docs/reliability.md records its results.
+    Reliability {
+        /// Only these parts (comma-separated: std, faults, fuzz, soak).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// How long the soak runs, in minutes.
+        #[arg(long, default_value_t = 10)]
+        soak_minutes: u64,
+        /// How long each fuzz target runs, in seconds.
+        #[arg(long, default_value_t = 120)]
+        fuzz_seconds: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +120,15 @@ fn main() -> anyhow::Result<()> {
             bootstrap::install(Needs::Tests)?;
             build()?;
             bench::bench(runs, &only)
+        }
+        Cmd::Reliability {
+            only,
+            soak_minutes,
+            fuzz_seconds,
+        } => {
+            bootstrap::install(Needs::Tests)?;
+            build()?;
+            reliability::reliability(&only, soak_minutes, fuzz_seconds)
         }
     }
 }
