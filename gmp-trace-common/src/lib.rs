@@ -113,7 +113,15 @@ pub enum EventKind {
     /// this M finds its P gone after all (sysmon's retake or a stop-the-world took it after
     /// `exitsyscall` began) and looks for another; the tracer's GoSyscallEndBlocked.
     SyscallLostP = 27,
+    /// A piece of the path a [`phase::EXEC`] exec'd (as the program passed it to execve), so
+    /// an exec that replaces the traced image names the new one. `ts`/`tid`/`pid` are the exec's,
+    /// `p` = the path's length in bytes (0: unknown), `goid` = this piece's byte offset, `m`
+    /// and `arg0..arg2` = up to [`EXEC_PATH_CHUNK`] bytes of the path, little endian.
+    ExecPath = 28,
 }
+
+/// Path bytes one [`EventKind::ExecPath`] event carries.
+pub const EXEC_PATH_CHUNK: usize = 32;
 
 // `from_u32` indexes `ALL` by number: kind N must be `ALL[N - 1]`, with no gaps.
 const _: () = {
@@ -125,7 +133,7 @@ const _: () = {
 };
 
 impl EventKind {
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -153,6 +161,7 @@ impl EventKind {
         EventKind::Steal,
         EventKind::StealFailed,
         EventKind::SyscallLostP,
+        EventKind::ExecPath,
     ];
 
     /// Runs for every event (model, exporters): an index into [`EventKind::ALL`], whose kinds
@@ -192,6 +201,7 @@ impl EventKind {
             EventKind::Steal => "steal",
             EventKind::StealFailed => "steal_failed",
             EventKind::SyscallLostP => "syscall_lost_p",
+            EventKind::ExecPath => "exec_path",
         }
     }
 }
@@ -294,9 +304,15 @@ pub struct Offsets {
     /// stack. [`NO_FIELD`] when unknown.
     pub g_sched_sp: u32,
     pub g_sched_pc: u32,
+    /// `linux_binprm.filename` (kernel BTF; 0 when unknown): the exec event sends the path
+    /// the new image was exec'd by, as [`EventKind::ExecPath`] pieces.
+    pub binprm_filename: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 120;
+pub const OFFSETS_SIZE: usize = 124;
+
+/// The longest exec path the probes send (longer ones are cut, and say so by their length).
+pub const EXEC_PATH_MAX: usize = 256;
 
 /// An offset meaning "unknown" for the fields whose real offset is 0.
 pub const NO_FIELD: u32 = u32::MAX;
@@ -347,6 +363,7 @@ impl Offsets {
         m_g0: NO_FIELD,
         g_sched_sp: NO_FIELD,
         g_sched_pc: NO_FIELD,
+        binprm_filename: 0,
     };
 
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded

@@ -30,6 +30,11 @@ pub(crate) static AGGREGATE: u32 = 0;
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+/// The exec probe's copy of the path being exec'd (too big for the BPF stack).
+#[map]
+pub(crate) static EXEC_PATH: PerCpuArray<[u8; gmp_trace_common::EXEC_PATH_MAX]> =
+    PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
 pub(crate) fn bump(idx: u32) {
     if let Some(p) = COUNTERS.get_ptr_mut(idx) {

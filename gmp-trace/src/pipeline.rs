@@ -17,6 +17,7 @@ use crate::export::summary::Summary;
 use crate::export::{Biased, Symbolize};
 use crate::model::Model;
 use crate::run::RunInfo;
+use crate::source::exec::{self, ExecWatch, Seen};
 use crate::source::recording::{Footer, Recorder};
 use crate::source::{Derive, Sink};
 
@@ -39,10 +40,29 @@ pub struct Pipeline<'a> {
     pub bias_from_exec: Option<u64>,
     /// Printed after the human summary (`--pid` mode: the goroutines still alive, with stacks).
     pub epilogue: Option<String>,
+    /// Whether the traced image is still the one running (an exec replaces it).
+    pub exec: ExecWatch,
 }
 
 impl Sink for Pipeline<'_> {
     fn event(&mut self, e: &Event) {
+        match self.exec.see(e) {
+            Seen::Pass | Seen::Launched => {}
+            Seen::Ignore => {
+                self.record(e);
+                self.model.events_after_exec += 1;
+                return;
+            }
+            Seen::ImageReplaced | Seen::Piece => {
+                self.record(e);
+                return;
+            }
+            Seen::PathComplete(r) => {
+                self.record(e);
+                self.image_replaced(r);
+                return;
+            }
+        }
         if e.kind == EventKind::Phase as u32 && e.arg0 == phase::EXEC && e.arg1 != 0 {
             // Launch mode: the exec event carries where the text was mapped; announce the load
             // bias before anything that needs it (every later event).
@@ -50,16 +70,7 @@ impl Sink for Pipeline<'_> {
                 self.set_bias(e.arg1.wrapping_sub(text_vaddr), e.ts, e.pid);
             }
         }
-        // The recording keeps what the probes sent: replay derives the same events again.
-        if let Some(r) = &mut self.recorder {
-            if let Err(err) = r.event(e) {
-                self.write_error.get_or_insert(anyhow!(
-                    "writing the recording {} failed part-way: {err}",
-                    r.path().display()
-                ));
-                self.recorder = None;
-            }
-        }
+        self.record(e);
         if let Some(d) = self.derive.before(e) {
             self.deliver(&d);
         }
@@ -72,6 +83,44 @@ impl Sink for Pipeline<'_> {
 }
 
 impl<'a> Pipeline<'a> {
+    /// The recording keeps what the probes sent: replay derives the same events again.
+    fn record(&mut self, e: &Event) {
+        if let Some(r) = &mut self.recorder {
+            if let Err(err) = r.event(e) {
+                self.write_error.get_or_insert(anyhow!(
+                    "writing the recording {} failed part-way: {err}",
+                    r.path().display()
+                ));
+                self.recorder = None;
+            }
+        }
+    }
+
+    /// The traced image is gone (an exec): the model and the event writers say so; nothing
+    /// after this is the traced image's.
+    fn image_replaced(&mut self, r: exec::Replacement) {
+        if let Some(w) = &mut self.jsonl {
+            if let Err(err) = w.exec(&r) {
+                self.write_error
+                    .get_or_insert(anyhow!("writing events failed part-way: {err}"));
+                self.jsonl = None;
+            }
+        }
+        if let Some(w) = &mut self.perfetto {
+            if let Err(err) = w.image_replaced(&r) {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Perfetto trace failed part-way: {err}"));
+                self.perfetto = None;
+            }
+        }
+        self.model.image_replaced = Some(r);
+    }
+
+    /// Whether an exec replaced the traced image (tracing it is over).
+    pub fn image_replaced_now(&self) -> bool {
+        self.exec.replaced()
+    }
+
     /// One event, probed or derived, to the model and the event writers.
     fn deliver(&mut self, e: &Event) {
         if e.kind == EventKind::LoadBias as u32 {
@@ -140,6 +189,7 @@ impl<'a> Pipeline<'a> {
             quiet: out.quiet,
             bias_from_exec: None,
             epilogue: None,
+            exec: ExecWatch::default(),
         })
     }
 

@@ -3,19 +3,19 @@
 //! runtime.main.
 use aya_ebpf::{
     helpers::{
-        bpf_probe_read_kernel,
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
         generated::{bpf_get_attach_cookie, bpf_get_current_task},
     },
     macros::raw_tracepoint,
     programs::{ProbeContext, RawTracePointContext},
     EbpfContext as _,
 };
-use gmp_trace_common::{phase, EventKind};
+use gmp_trace_common::{phase, Event, EventKind, EXEC_PATH_CHUNK, EXEC_PATH_MAX};
 
 use crate::{
     emit::emit,
     event::{bare_event, base_event_g, fill_m_p, NEED_P},
-    maps::offsets,
+    maps::{offsets, EXEC_PATH},
     read::{read, regs, tls_g},
 };
 
@@ -100,8 +100,9 @@ pub(crate) fn on_init_task(ctx: ProbeContext) -> u32 {
 }
 
 /// sched_process_exec: the traced pid has exec'd its new image (before its first instruction).
+/// The phase event, then the exec'd path in [`EventKind::ExecPath`] pieces.
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn exec(_ctx: RawTracePointContext) -> i32 {
+pub fn exec(ctx: RawTracePointContext) -> i32 {
     let o = offsets();
     if let Some(mut e) = bare_event(EventKind::Phase, o) {
         e.arg0 = phase::EXEC;
@@ -120,6 +121,60 @@ pub fn exec(_ctx: RawTracePointContext) -> i32 {
             }
         }
         emit(&e);
+        // TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+        exec_path(&e, ctx.arg::<u64>(2), o.binprm_filename);
     }
     0
+}
+
+/// Sends the path `bprm->filename` in pieces after the exec event `at`; one empty piece when
+/// it cannot be read.
+#[inline(always)]
+fn exec_path(at: &Event, bprm: u64, filename_off: u32) {
+    let mut piece = Event {
+        kind: EventKind::ExecPath as u32,
+        p: 0,
+        goid: 0,
+        m: 0,
+        arg0: 0,
+        arg1: 0,
+        arg2: 0,
+        ..*at
+    };
+    let Some(buf) = EXEC_PATH.get_ptr_mut(0) else {
+        emit(&piece);
+        return;
+    };
+    // SAFETY: this CPU's slot from the lookup, not shared while this program runs.
+    let buf = unsafe { &mut *buf };
+    let mut len = 0usize;
+    if filename_off != 0 && bprm != 0 {
+        // SAFETY: kernel addresses read through bpf_probe_read_kernel(_str), which handle
+        // faults.
+        if let Ok(name) =
+            unsafe { bpf_probe_read_kernel((bprm + filename_off as u64) as *const u64) }
+        {
+            if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, buf) } {
+                len = s.len();
+            }
+        }
+    }
+    piece.p = len as i32;
+    for i in 0..EXEC_PATH_MAX / EXEC_PATH_CHUNK {
+        let at = i * EXEC_PATH_CHUNK;
+        if i > 0 && at >= len {
+            break;
+        }
+        let word = |k: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&buf[at + k * 8..at + k * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        piece.goid = at as u64;
+        piece.m = word(0) as i64;
+        piece.arg0 = word(1);
+        piece.arg1 = word(2);
+        piece.arg2 = word(3);
+        emit(&piece);
+    }
 }

@@ -37,6 +37,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         .file_name()
         .map_or(h.binary.clone(), |n| n.to_string_lossy().into_owned());
     pipeline.start(h.pid, &h.go_version, &name)?;
+    pipeline.exec = crate::source::exec::ExecWatch::new(h.mode == "launch");
     let end = rec.run(&mut pipeline)?;
     if end.truncated_bytes > 0 || end.footer.is_none() {
         log::warn!(

@@ -23,6 +23,7 @@ use crate::process::runtime::LiveReport;
 use crate::process::snapshot;
 use crate::process::{preflight, Bias, SignalAction, Target};
 use crate::run::{Aggregates, ProbeInfo, RunInfo};
+use crate::source::exec::ExecWatch;
 use crate::source::live::{monotonic_ns, LiveSource};
 use crate::source::recording::{Header, Recorder};
 
@@ -74,7 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         args.out.quiet,
     )?;
 
-    let target_exited = drive(
+    let end = drive(
         &mut target,
         &mut source,
         &tracer,
@@ -82,6 +83,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         args.duration,
     )
     .await?;
+    let target_exited = end == End::Exited;
+    if end == End::ImageReplaced && !args.out.quiet {
+        eprintln!(
+            "gmp-trace: pid {pid} exec'd a new image ({}); tracing of it stops here (the new \
+             image is not traced)",
+            exec_path(&pipeline)
+        );
+    }
 
     let mode = target.mode();
     let stopped = stop(
@@ -95,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     )?;
     // --pid: the process runs on; what it still holds, with stacks read from its memory, ends
     // the summary (the probes are gone, so this costs the target nothing).
-    if !target_exited && matches!(target, Target::Attach(_)) && !args.out.quiet {
+    if end == End::Stopped && matches!(target, Target::Attach(_)) && !args.out.quiet {
         pipeline.epilogue = Some(alive_at_end(pid, &bin));
     }
     let exit_code = target.finish().await?;
@@ -201,8 +210,12 @@ fn attach(
         let links = args.uprobe_links.unwrap_or_else(Links::detect);
         let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links)?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
-        if execs {
-            t.attach_exec()?;
+        // Launch mode waits for the exec; in both modes a later one (the program exec'ing a
+        // new image) ends the trace of this image.
+        match t.attach_exec() {
+            Ok(()) => {}
+            Err(e) if execs => return Err(e),
+            Err(e) => log::warn!("an exec of a new image by the target will go unnoticed: {e:#}"),
         }
         t.attach(plan, &exe, offsets.target_pid)?;
         Ok(t)
@@ -235,6 +248,7 @@ fn open_stream(
     let go = (bin.go_version().major, bin.go_version().minor);
     pipeline.model = Model::for_target(pid, go);
     pipeline.start(pid, &bin.go_version().to_string(), &target.process_name())?;
+    pipeline.exec = ExecWatch::new(target.execs());
     // Without casgstatus, goexit1 is the last word on a goroutine.
     pipeline.model.retire_on_exit = level == Level::Lifecycle;
     if let Some((f, path)) = record_file {
@@ -314,21 +328,47 @@ fn seed(model: &mut Model, report: &LiveReport) {
     }
 }
 
-/// Streams events from the ring buffer into the pipeline until the target exits, a signal
-/// stops tracing, or `duration` passes. Returns whether the target has exited (rather than
-/// tracing stopping while it runs on).
+/// Why tracing ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum End {
+    /// The target exited.
+    Exited,
+    /// A signal or `--duration`: the target runs on.
+    Stopped,
+    /// The target exec'd a new image, which runs on untraced.
+    ImageReplaced,
+}
+
+/// The new image's path for messages.
+fn exec_path(pipeline: &Pipeline<'_>) -> String {
+    match pipeline
+        .model
+        .image_replaced
+        .as_ref()
+        .and_then(|r| r.path.as_deref())
+    {
+        Some(p) => p.to_string(),
+        None => "path unknown".into(),
+    }
+}
+
+/// Streams events from the ring buffer into the pipeline until the target exits or replaces
+/// its image, a signal stops tracing, or `duration` passes.
 async fn drive(
     target: &mut Target,
     source: &mut LiveSource,
     tracer: &Tracer,
     pipeline: &mut Pipeline<'_>,
     duration: Option<Duration>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<End> {
     let mut signals = super::StopSignals::new()?;
     let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
     loop {
+        if pipeline.image_replaced_now() {
+            return Ok(End::ImageReplaced);
+        }
         let sig = tokio::select! {
             r = source.readable(pipeline) => {
                 r?;
@@ -344,13 +384,13 @@ async fn drive(
             }
             r = target.exited() => {
                 r?;
-                return Ok(true);
+                return Ok(End::Exited);
             }
-            _ = &mut deadline, if duration.is_some() => return Ok(false),
+            _ = &mut deadline, if duration.is_some() => return Ok(End::Stopped),
             sig = signals.recv() => sig,
         };
         if target.on_signal(sig) == SignalAction::Stop {
-            return Ok(false);
+            return Ok(End::Stopped);
         }
     }
 }

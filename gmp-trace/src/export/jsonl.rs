@@ -254,7 +254,8 @@ impl<W: Write> JsonlWriter<W> {
             | Some(EventKind::Schedule)
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)
-            | Some(EventKind::RuntimeMain) => {}
+            | Some(EventKind::RuntimeMain)
+            | Some(EventKind::ExecPath) => {}
             None => l.u(key!("raw_kind"), u64::from(e.kind)),
         }
         l.buf.extend_from_slice(b"}\n");
@@ -262,6 +263,28 @@ impl<W: Write> JsonlWriter<W> {
     }
 
     /// Writes out the buffered lines and flushes the output.
+    /// The traced program exec'd a new image: `{"ts", "kind": "exec", "tid", "pid", "goid": 0,
+    /// "m": -1, "p": -1, "path": new executable or null}`, the stream's last event.
+    pub fn exec(&mut self, r: &crate::source::exec::Replacement) -> io::Result<()> {
+        let buf = &mut self.buf;
+        buf.extend_from_slice(b"{\"ts\":");
+        push_u64(buf, r.ts);
+        let mut l = Line {
+            buf,
+            sym: &crate::binary::NoSymbols,
+        };
+        l.name(key!("kind"), "exec");
+        l.u(key!("tid"), u64::from(r.tid));
+        l.u(key!("pid"), u64::from(r.pid));
+        l.u(key!("goid"), 0);
+        l.i(key!("m"), -1);
+        l.i(key!("p"), -1);
+        l.buf.extend_from_slice(key!("path").as_bytes());
+        serde_json::to_writer(&mut *l.buf, &r.path).map_err(io::Error::from)?;
+        l.buf.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.write_buffered()?;
         self.out.flush()

@@ -95,6 +95,24 @@ pub struct Summary {
     /// goroutines, per-site latency, utilization) are empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<AggregateInfo>,
+    /// Present when the traced program exec'd a new image: tracing of it ended there, the
+    /// new image is not traced, and everything else here is the first image's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecInfo {
+    /// The new executable (null: the process was gone before it could be read).
+    pub path: Option<String>,
+    /// CLOCK_MONOTONIC ns of the exec, as the events' `ts`.
+    pub ts: u64,
+    /// ns from the trace's first event to the exec.
+    pub since_start_ns: u64,
+    /// The thread that exec'd (the process's only thread from then on).
+    pub tid: u32,
+    /// Events after the exec (the new image's, while the probes came out): not applied.
+    pub events_ignored: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -196,6 +214,13 @@ impl Summary {
             attach_ms: run.attach_ms,
             ring_buffer_bytes: run.ring_buffer_bytes,
             aggregate: None,
+            exec: model.image_replaced.as_ref().map(|r| ExecInfo {
+                path: r.path.clone(),
+                ts: r.ts,
+                since_start_ns: r.ts.saturating_sub(model.first_ts.unwrap_or(r.ts)),
+                tid: r.tid,
+                events_ignored: model.events_after_exec,
+            }),
         };
         if let Some(a) = aggregates {
             summary.add_aggregates(&a, model);
@@ -505,6 +530,16 @@ impl Summary {
                 s,
                 "  aggregate  {} events counted in BPF maps, not streamed (--aggregate)",
                 a.counted_events
+            );
+        }
+        if let Some(x) = &self.exec {
+            let _ = writeln!(
+                s,
+                "  exec       tid {} exec'd {} at {:.3} ms: tracing ended there (the new image is \
+                 not traced); everything here is the first image's",
+                x.tid,
+                x.path.as_deref().unwrap_or("a new image (path unknown)"),
+                x.since_start_ns as f64 / 1e6
             );
         }
         let unseen = match self.goroutines_exited_creation_lost {

@@ -78,6 +78,11 @@ pub struct Model {
     /// Exits of goroutines neither seen created nor present at attach: their creation event
     /// was lost (counted in `exited`, not in `created`).
     pub exited_unseen: u64,
+    /// The traced program exec'd a new image: tracing ended there, and everything here is the
+    /// first image's.
+    pub image_replaced: Option<crate::source::exec::Replacement>,
+    /// Events that came after that exec (the new image's, or ones racing it): not applied.
+    pub events_after_exec: u64,
     pub first_ts: Option<u64>,
     pub last_ts: Option<u64>,
     pub runtime_main: Vec<MainStart>,
@@ -197,7 +202,8 @@ impl Model {
             | EventKind::Lost
             | EventKind::Phase
             | EventKind::LoadBias
-            | EventKind::StealFailed => {}
+            | EventKind::StealFailed
+            | EventKind::ExecPath => {}
         }
     }
 

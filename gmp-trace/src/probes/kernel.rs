@@ -16,6 +16,8 @@ pub struct KernelOffsets {
     /// `mm_struct.start_code`: the start of the executable's text as mapped (its lowest
     /// executable PT_LOAD plus the load bias).
     pub mm_start_code: u32,
+    /// `linux_binprm.filename`: the path an exec was called with (0 when the BTF lacks it).
+    pub binprm_filename: u32,
 }
 
 /// Reads the offsets from the running kernel's BTF (mapped, not parsed whole: ~2 ms).
@@ -30,6 +32,7 @@ pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
         task_fsbase: (thread + fsbase) / 8,
         task_mm: member_offset(&btf, "task_struct", "mm")? / 8,
         mm_start_code: member_offset(&btf, "mm_struct", "start_code")? / 8,
+        binprm_filename: member_offset(&btf, "linux_binprm", "filename").map_or(0, |b| b / 8),
     })
 }
 

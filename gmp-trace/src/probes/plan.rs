@@ -101,6 +101,7 @@ pub fn offsets(bin: &GoBinary) -> anyhow::Result<Offsets> {
         Ok(k) => {
             offsets.task_mm = k.task_mm;
             offsets.mm_start_code = k.mm_start_code;
+            offsets.binprm_filename = k.binprm_filename;
             match bin.tls_g_offset() {
                 Ok(slot) => {
                     offsets.tls_g = slot;

@@ -56,6 +56,18 @@ impl<W: Write> PerfettoWriter<W> {
         self.em.end(ts, track)
     }
 
+    /// The traced program exec'd a new image: the trace of this image ends with an instant
+    /// "exec PATH" on the startup lane (the process's own track group).
+    pub fn image_replaced(&mut self, r: &crate::source::exec::Replacement) -> io::Result<()> {
+        self.lane_end(Lanes::Startup, r.ts)?;
+        let path = r.path.as_deref().unwrap_or("(new image's path unknown)");
+        let name = self.em.intern_name(format!("exec {path}"));
+        let lane = &mut self.startup;
+        let ts = clamp(&mut lane.last_ts, r.ts, &mut self.stats.clamped_timestamps);
+        self.stats.instants += 1;
+        self.em.instant(ts, lane.track, name, Vec::new(), &[], &[])
+    }
+
     pub(super) fn on_phase(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
         let name = match e.arg0 {
             phase::EXEC => Name::Exec.iid(),

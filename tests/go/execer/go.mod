@@ -1,0 +1,3 @@
+module example.com/execer
+
+go 1.19
