@@ -142,3 +142,50 @@ fn a_million_goroutines_released_at_once_lose_nothing() {
     assert!(n(&s["goroutines_exited"]) >= 1_000_000.0, "{s:#}");
     assert_eq!(s["counts_are_lower_bounds"], false);
 }
+
+/// The bench's spawn storm (50k goroutines) and channel ping-pong (50k round trips), at every
+/// level and in aggregate mode, with the default settings and a Perfetto output: nothing lost,
+/// and every one of the storm's goroutines seen created and exited.
+#[test]
+fn spawn_storm_and_ping_pong_lose_nothing_at_any_level() {
+    require_bpf!();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bench = Sample::build("bench", GO, Variant::Default);
+    let modes: [&[&str]; 4] = [
+        &["--level", "lifecycle"],
+        &["--level", "sched"],
+        &["--level", "full"],
+        &["--aggregate"],
+    ];
+    for work in ["spawn", "pingpong"] {
+        for mode in modes {
+            let name = format!("streaming-{work}-{}", mode.join("").trim_start_matches('-'));
+            let trace = bench.trace(&name).opts(["-q"]).opts(mode);
+            // Aggregate mode streams only the rare events: no event output.
+            let trace = if mode[0] == "--aggregate" {
+                trace.no_output()
+            } else {
+                trace.output("trace.pftrace")
+            };
+            let run = trace.args(["-work", work, "-n", "50000"]).run();
+            assert!(run.status.success(), "{work} {mode:?}: {}", run.stderr);
+            let s = &run.summary;
+            eprintln!(
+                "{work} {mode:?}: {} events, {} lost, {} created, {} exited",
+                s["events"], s["lost_events"], s["goroutines_created"], s["goroutines_exited"]
+            );
+            assert_eq!(n(&s["lost_events"]), 0.0, "{work} {mode:?}");
+            assert_eq!(s["counts_are_lower_bounds"], false);
+            if work == "spawn" {
+                assert!(
+                    n(&s["goroutines_created"]) >= 50_000.0,
+                    "{work} {mode:?}: {s:#}"
+                );
+                assert!(
+                    n(&s["goroutines_exited"]) >= 50_000.0,
+                    "{work} {mode:?}: {s:#}"
+                );
+            }
+        }
+    }
+}
