@@ -432,9 +432,11 @@ pub mod agg {
     }
 
     /// Kinds still streamed in aggregate mode: rare ones (a few per second at most) that carry
-    /// structure the counters cannot: startup, threads, GOMAXPROCS, GC and stop-the-world.
+    /// structure the counters cannot: startup (an exec's path too), threads, GOMAXPROCS, GC
+    /// and stop-the-world.
     pub fn streamed(kind: u32) -> bool {
         kind == EventKind::Phase as u32
+            || kind == EventKind::ExecPath as u32
             || kind == EventKind::MStart as u32
             || kind == EventKind::NewM as u32
             || kind == EventKind::ProcResize as u32

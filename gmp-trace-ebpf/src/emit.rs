@@ -5,7 +5,7 @@ use gmp_trace_common::{agg, counter, Event};
 
 use crate::{
     aggregate::aggregate,
-    maps::{bump, AGGREGATE, EMITTED, EVENTS},
+    maps::{bump, image_gone, AGGREGATE, EMITTED, EVENTS},
 };
 
 /// Wake the reader only once this much is waiting (or on its own timer): a wakeup per event
@@ -17,6 +17,9 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 pub(crate) fn emit(e: &Event) {
+    if image_gone() {
+        return;
+    }
     // SAFETY: a plain global in .rodata; volatile for the same reason as OFFSETS.
     if unsafe { core::ptr::read_volatile(&AGGREGATE) } != 0 && !agg::streamed(e.kind) {
         aggregate(e);

@@ -26,6 +26,38 @@ pub(crate) fn offsets() -> &'static Offsets {
 #[no_mangle]
 pub(crate) static AGGREGATE: u32 = 0;
 
+/// Execs of the target that start the traced image (1 in launch mode: the launch's own; 0 with
+/// `--pid`), set by the loader. An exec beyond them replaces the image.
+#[no_mangle]
+pub(crate) static LAUNCH_EXECS: u32 = 0;
+
+/// `[execs seen, image gone]`, written by the exec probe: once the traced image is replaced,
+/// every probe goes quiet (the same file's probe sites exist in a new image of it, and the
+/// aggregate counters must hold the first image's events only).
+#[no_mangle]
+static mut IMAGE_STATE: [u32; 2] = [0, 0];
+
+/// Whether an exec replaced the traced image.
+#[inline(always)]
+pub(crate) fn image_gone() -> bool {
+    // SAFETY: a plain global (.bss); a volatile read of one aligned word races with nothing
+    // worse than seeing the flag one event late.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(IMAGE_STATE[1])) != 0 }
+}
+
+/// Counts an exec of the target; the one past [`LAUNCH_EXECS`] marks the image gone.
+#[inline(always)]
+pub(crate) fn saw_exec() {
+    // SAFETY: as in `image_gone`; execs of one process are serialised by the kernel.
+    unsafe {
+        let seen = core::ptr::read_volatile(core::ptr::addr_of!(IMAGE_STATE[0])) + 1;
+        core::ptr::write_volatile(core::ptr::addr_of_mut!(IMAGE_STATE[0]), seen);
+        if seen > core::ptr::read_volatile(&LAUNCH_EXECS) {
+            core::ptr::write_volatile(core::ptr::addr_of_mut!(IMAGE_STATE[1]), 1);
+        }
+    }
+}
+
 /// Failure counters, indexed by `gmp_trace_common::counter`.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -15,7 +15,7 @@ use gmp_trace_common::{phase, Event, EventKind, EXEC_PATH_CHUNK, EXEC_PATH_MAX};
 use crate::{
     emit::emit,
     event::{bare_event, base_event_g, fill_m_p, NEED_P},
-    maps::{offsets, EXEC_PATH},
+    maps::{offsets, saw_exec, EXEC_PATH},
     read::{read, regs, tls_g},
 };
 
@@ -123,6 +123,7 @@ pub fn exec(ctx: RawTracePointContext) -> i32 {
         emit(&e);
         // TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
         exec_path(&e, ctx.arg::<u64>(2), o.binprm_filename);
+        saw_exec();
     }
     0
 }

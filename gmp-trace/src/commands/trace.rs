@@ -208,7 +208,7 @@ fn attach(
             );
         }
         let links = args.uprobe_links.unwrap_or_else(Links::detect);
-        let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links)?;
+        let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links, u32::from(execs))?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
         // Launch mode waits for the exec; in both modes a later one (the program exec'ing a
         // new image) ends the trace of this image.

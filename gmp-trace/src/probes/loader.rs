@@ -75,11 +75,14 @@ impl Tracer {
     /// Loads the BPF object with the target's struct offsets and a ring buffer of `ring_bytes`
     /// (a power of two, see [`ring_bytes`]); its uprobes will be linked as `links` says.
     /// In aggregate mode the frequent events only update the probes' counter maps.
+    /// `launch_execs`: execs of the target that start the traced image (1 in launch mode); the
+    /// probes go quiet at the next one (see [`Tracer::attach_exec`]).
     pub fn load(
         offsets: &Offsets,
         ring_bytes: u32,
         aggregate: bool,
         links: Links,
+        launch_execs: u32,
     ) -> anyhow::Result<Tracer> {
         let size = ring_bytes;
         // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so aya
@@ -87,6 +90,7 @@ impl Tracer {
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
+            .override_global("LAUNCH_EXECS", &launch_execs, true)
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
             .map_max_entries("RUNNABLE_SINCE", if aggregate { 1 << 16 } else { 1 })
             .map_max_entries("EVENTS", size)

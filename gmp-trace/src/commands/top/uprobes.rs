@@ -103,7 +103,7 @@ impl Probes {
                 .filter(|a| names.contains(&a.program))
                 .cloned()
                 .collect();
-            let mut t = Tracer::load(offsets, ring, aggregate, links)?;
+            let mut t = Tracer::load(offsets, ring, aggregate, links, 0)?;
             t.attach(&mine, exe, offsets.target_pid)?;
             Ok(t)
         };
