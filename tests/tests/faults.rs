@@ -5,237 +5,31 @@
 //! ours gone, outputs written, nothing lost) and prints its figures on lines starting `faults:`
 //! (`cargo xtask reliability --only faults` runs these with the full loop count and collects
 //! them; docs/reliability.md keeps them). Needs root and BPF (skips with the reason otherwise).
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use gmp_trace_tests::pid::{attach, wait_attached, Attached, Target};
+use gmp_trace_tests::pid::{attach, Attached};
 use gmp_trace_tests::{
-    build_sample, gmp_trace_bin, require_bpf, require_perfetto_tools, scratch_dir, trace_processor,
-    Variant, GO_VERSIONS, PERFETTO_IMPORT_PROBLEMS_SQL,
+    require_bpf, require_perfetto_tools, scratch_dir, trace_processor, PERFETTO_IMPORT_PROBLEMS_SQL,
 };
 use serde_json::Value;
 
+#[path = "faults/attach_loop.rs"]
+mod attach_loop;
 #[path = "faults/kernel.rs"]
 mod kernel;
-use kernel::{held_by, median, still_alive, text_vs_file, usage, wait_gone, BpfIds};
+#[path = "faults/procs.rs"]
+mod procs;
+use kernel::{held_by, still_alive, text_vs_file, wait_gone, BpfIds};
+use procs::*;
 
 /// How long the kernel may take to drop a dead tracer's probes and objects. Measured: ~1.3 s for
 /// the default uprobe_multi links (one RCU tasks-trace grace period per link, released one
 /// after another as the dead process's fds close); the bound leaves room for a loaded machine.
 const GRACE: Duration = Duration::from_secs(15);
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(pid as i32, sig) };
-}
-
-/// Makes this test process the reaper of its orphaned descendants, so a target launched by a
-/// tracer that was then killed is reparented to us and its exit status can be read.
-fn become_subreaper() {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
-}
-
-/// Waits for a child (or a reparented orphan) by pid, up to `timeout`.
-fn wait_pid(pid: u32, timeout: Duration) -> Option<ExitStatus> {
-    let t0 = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes the status into a valid int.
-        let r = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
-        if r == pid as i32 {
-            return Some(ExitStatus::from_raw(status));
-        }
-        assert!(
-            r == 0,
-            "waitpid({pid}): {}",
-            std::io::Error::last_os_error()
-        );
-        if t0.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return Some(st);
-        }
-        if t0.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// What checksum has printed so far.
-#[derive(Debug, Default)]
-struct Rounds {
-    ok: u64,
-    bad: Vec<String>,
-    done: Option<u64>,
-}
-
-fn rounds(out: &Path) -> Rounds {
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    let mut r = Rounds::default();
-    for l in text.lines() {
-        if l.starts_with("round ") && l.ends_with(" OK") {
-            r.ok += 1;
-        } else if let Some(n) = l.strip_prefix("checksum done ") {
-            r.done = n.parse().ok();
-        } else if !l.starts_with("checksum pid ") {
-            r.bad.push(l.to_string());
-        }
-    }
-    r
-}
-
-/// Waits for checksum's first line in `out` and returns its pid.
-fn wait_pid_line(out: &Path) -> u32 {
-    let t0 = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        if let Some(pid) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("checksum pid "))
-            .and_then(|p| p.trim().parse().ok())
-        {
-            return pid;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "checksum never started: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn checksum_bin() -> PathBuf {
-    build_sample("checksum", GO_VERSIONS[0], Variant::Default)
-}
-
-/// tests/go/checksum started by the test (for --pid runs), its stdout in a file.
-struct Checksum {
-    target: Target,
-    pid: u32,
-    out: PathBuf,
-    stdin: Option<ChildStdin>,
-}
-
-fn start_checksum(dir: &Path, args: &[&str]) -> Checksum {
-    let out = dir.join("target-stdout.txt");
-    let mut child = Command::new(checksum_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&out).expect("create"))
-        .spawn()
-        .expect("start checksum");
-    let stdin = child.stdin.take();
-    let pid = wait_pid_line(&out);
-    assert_eq!(pid, child.id());
-    Checksum {
-        target: Target(child),
-        pid,
-        out,
-        stdin,
-    }
-}
-
-impl Checksum {
-    /// Sends the line that starts (-wait) or ends (-until-stdin) the rounds.
-    fn go(&mut self) {
-        let stdin = self.stdin.as_mut().expect("stdin piped");
-        stdin.write_all(b"go\n").expect("write to checksum");
-        stdin.flush().expect("flush");
-    }
-
-    /// Ends an -until-stdin run: it must finish with every round right; returns the rounds.
-    fn finish_ok(mut self) -> u64 {
-        self.go();
-        let st = wait_child(&mut self.target.0, Duration::from_secs(30)).expect("checksum ended");
-        assert_target_finished_ok(st, &self.out)
-    }
-}
-
-fn assert_target_finished_ok(st: ExitStatus, out: &Path) -> u64 {
-    let r = rounds(out);
-    assert!(st.success(), "checksum ended with {st}: {r:?}");
-    assert!(r.bad.is_empty(), "checksum printed: {:?}", r.bad);
-    assert_eq!(r.done, Some(r.ok), "every round OK then done: {r:?}");
-    r.ok
-}
-
-/// The target runs on: alive, and more rounds OK after `ms` ms.
-fn assert_still_running(pid: u32, out: &Path, ms: u64) {
-    let before = rounds(out).ok;
-    std::thread::sleep(Duration::from_millis(ms));
-    assert!(
-        Path::new(&format!("/proc/{pid}/status")).exists(),
-        "pid {pid} is gone"
-    );
-    let r = rounds(out);
-    assert!(r.bad.is_empty(), "checksum printed: {:?}", r.bad);
-    assert!(r.ok > before, "no round in {ms} ms: {r:?}");
-}
-
-/// gmp-trace launching checksum (`gmp-trace OPTS -- checksum ARGS`): its stdout (which checksum
-/// inherits) and stderr in files, its stdin (checksum's too) a pipe.
-struct Launched {
-    tracer: Child,
-    target: u32,
-    out: PathBuf,
-    err: PathBuf,
-    stdin: Option<ChildStdin>,
-}
-
-fn launch(dir: &Path, opts: &[&str], args: &[&str]) -> Launched {
-    let (out, err) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
-    let file = |p: &Path| std::fs::File::create(p).expect("create");
-    let mut tracer = Command::new(gmp_trace_bin())
-        .args(opts)
-        .arg("--")
-        .arg(checksum_bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(file(&out))
-        .stderr(file(&err))
-        .spawn()
-        .expect("start gmp-trace");
-    let stdin = tracer.stdin.take();
-    // The command is held until every probe is in: its first line means attached.
-    let target = wait_pid_line(&out);
-    Launched {
-        tracer,
-        target,
-        out,
-        err,
-        stdin,
-    }
-}
-
-impl Launched {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-}
-
-fn summary(path: &Path, stderr: &str) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("no summary JSON at {} ({e}): {stderr}", path.display()));
-    serde_json::from_str(&text).expect("the summary is JSON")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// SIGKILLs a tracer that has been tracing `pid` for a while, then measures how long the kernel
 /// takes to restore the target's text and drop every BPF object the tracer held.
@@ -369,7 +163,7 @@ fn after_target_killed(
     dir: &Path,
     want_code: i32,
     mut stderr: impl FnMut() -> String,
-) {
+) -> String {
     let killed = Instant::now();
     let st = wait_child(tracer, Duration::from_secs(30))
         .unwrap_or_else(|| panic!("the tracer did not end after its target was killed"));
@@ -377,11 +171,11 @@ fn after_target_killed(
     let err = stderr();
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(st.code(), Some(want_code), "tracer ended with {st}: {err}");
+    let gone = wait_gone(held, killed, GRACE).unwrap_or_else(|left| panic!("left: {left:?}"));
     let sum = summary(&dir.join("summary.json"), &err);
     assert_eq!(sum["lost_events"], 0, "{err}");
     assert!(sum["goroutines_created"].as_u64() > Some(10), "{sum}");
     assert_pftrace_valid(&dir.join("trace.pftrace"), &sum);
-    let gone = wait_gone(held, killed, GRACE).unwrap_or_else(|left| panic!("left: {left:?}"));
     println!(
         "faults: SIGKILL of the target ({mode}): tracer ended {:.0} ms later with status \
          {want_code}, summary ({} goroutines created, 0 lost) and Perfetto trace valid, every \
@@ -390,6 +184,7 @@ fn after_target_killed(
         sum["goroutines_created"],
         gone.as_secs_f64() * 1e3
     );
+    err
 }
 
 fn outputs(dir: &Path) -> [String; 4] {
@@ -421,10 +216,14 @@ fn sigkill_of_the_target_in_pid_mode_ends_the_trace_with_outputs() {
         let _ = { stderr }.read_to_string(&mut said);
         said
     }));
-    after_target_killed("--pid", &mut child, &held, &dir, 0, || {
+    let err = after_target_killed("--pid", &mut child, &held, &dir, 0, || {
         rest.take().and_then(|h| h.join().ok()).unwrap_or_default()
     });
-    let sum = summary(&dir.join("summary.json"), "");
+    // Said, as strace says it: the trace ended with the process, not cut short.
+    let said = format!("gmp-trace: pid {} exited; tracing stopped", target.pid);
+    assert!(err.contains(&said), "no {said:?} in: {err}");
+    assert!(!err.contains("goroutines still alive"), "{err}");
+    let sum = summary(&dir.join("summary.json"), &err);
     assert_eq!(sum["mode"], "pid");
     assert!(sum["exit_code"].is_null());
 }
@@ -455,58 +254,6 @@ fn sigkill_of_the_target_in_launch_mode_ends_the_trace_with_outputs() {
     let sum = summary(&dir.join("summary.json"), &l.stderr());
     assert_eq!(sum["mode"], "launch");
     assert_eq!(sum["exit_code"], 128 + libc::SIGKILL);
-}
-
-/// Waits for an attached tracer to end (reading its stderr), up to `timeout`: a hang is a
-/// failure, not a stuck test.
-fn finish_within(tracer: Attached, timeout: Duration) -> (ExitStatus, String) {
-    let id = tracer.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(tracer.finish());
-    });
-    rx.recv_timeout(timeout).unwrap_or_else(|_| {
-        signal(id, libc::SIGKILL);
-        panic!("gmp-trace (pid {id}) did not end within {timeout:?}")
-    })
-}
-
-/// Events written so far (complete JSONL lines) and how many of them are goroutine creations.
-fn events_so_far(path: &Path) -> (usize, usize) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .split_inclusive('\n')
-        .filter(|l| l.ends_with('\n'))
-        .collect();
-    let creates = lines.iter().filter(|l| l.contains("\"go_create\"")).count();
-    (lines.len(), creates)
-}
-
-/// A process's state letter (/proc/PID/stat): `T` when stopped.
-fn state(pid: u32) -> char {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|t| {
-            t.rsplit(')')
-                .next()?
-                .split_whitespace()
-                .next()?
-                .chars()
-                .next()
-        })
-        .unwrap_or('?')
-}
-
-fn stop(pid: u32) {
-    signal(pid, libc::SIGSTOP);
-    let t0 = Instant::now();
-    while state(pid) != 'T' {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "pid {pid} did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// A stopped target is not an exited one: the trace runs its full `-d`, nothing is lost, and the
@@ -765,153 +512,5 @@ fn two_tracers_on_one_target_detaching_one_leaves_the_other_working() {
         after.1 - before.1,
         b_gone.as_secs_f64() * 1e3,
         a_gone.as_secs_f64() * 1e3
-    );
-}
-
-/// How many attach/detach rounds: `GMP_TRACE_FAULTS_ROUNDS` (`cargo xtask reliability` sets
-/// 200), else a CI-sized 50.
-fn loop_rounds() -> usize {
-    std::env::var("GMP_TRACE_FAULTS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
-}
-
-/// One tracer run of the loop: its times, peak RSS and fds, and what it held.
-struct LoopRun {
-    attach: Duration,
-    total: Duration,
-    max_rss_kb: i64,
-    fds: usize,
-    held: BpfIds,
-}
-
-fn attach_detach_once(pid: u32, sj: &Path) -> LoopRun {
-    let t0 = Instant::now();
-    let mut child = Command::new(gmp_trace_bin())
-        .args([
-            "--pid",
-            &pid.to_string(),
-            "-d",
-            "100ms",
-            "--format",
-            "jsonl",
-            "-o",
-            "/dev/null",
-        ])
-        .arg("--summary-json")
-        .arg(sj)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start gmp-trace");
-    let mut err = BufReader::new(child.stderr.take().expect("piped"));
-    wait_attached(&mut err);
-    let attach = t0.elapsed();
-    let held = held_by(child.id());
-    let fds = std::fs::read_dir(format!("/proc/{}/fd", child.id())).map_or(0, |d| d.count());
-    let mut rest = String::new();
-    err.read_to_string(&mut rest).expect("read stderr");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it and the status int.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live locals of the right types.
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(r, child.id() as i32, "wait4");
-    let total = t0.elapsed();
-    let st = ExitStatus::from_raw(status);
-    assert!(st.success() && !rest.contains("panicked"), "{st}: {rest}");
-    assert!(!held.links.is_empty(), "no link held while attached");
-    let sum = summary(sj, &rest);
-    assert_eq!(sum["lost_events"], 0, "{rest}");
-    LoopRun {
-        attach,
-        total,
-        max_rss_kb: ru.ru_maxrss,
-        fds,
-        held,
-    }
-}
-
-/// Attach and detach many times in a row on one running program that checks its own results:
-/// no crash, no wrong result, no leftover BPF object, nothing growing in the target.
-#[test]
-fn attach_and_detach_in_a_loop_leaks_nothing() {
-    require_bpf!();
-    let n = loop_rounds();
-    let dir = scratch_dir("faults-loop");
-    let target = start_checksum(&dir, &["-until-stdin"]);
-    let sj = dir.join("summary.json");
-    let uprobe_events = kernel::uprobe_events();
-    let started = Instant::now();
-    let mut runs = Vec::with_capacity(n);
-    let mut first = None;
-    for i in 0..n {
-        runs.push(attach_detach_once(target.pid, &sj));
-        let r = rounds(&target.out);
-        assert!(r.bad.is_empty(), "round {i}: checksum printed {:?}", r.bad);
-        assert!(
-            state(target.pid) != 'Z' && state(target.pid) != '?',
-            "round {i}: target died"
-        );
-        if i == 0 {
-            first = Some(usage(target.pid));
-        }
-    }
-    let wall = started.elapsed();
-    let (first, last) = (first.expect("a round ran"), usage(target.pid));
-    let mut all = BpfIds::default();
-    runs.iter().for_each(|r| all.extend(&r.held));
-    let gone = wait_gone(&all, Instant::now(), GRACE).unwrap_or_else(|l| panic!("left: {l:?}"));
-    let text = text_vs_file(target.pid);
-    assert!(
-        text.differing.is_empty(),
-        "text differs at {:x?}",
-        text.differing
-    );
-    assert_eq!(
-        kernel::uprobe_events(),
-        uprobe_events,
-        "tracefs uprobe_events changed"
-    );
-    assert_eq!(last.fds, first.fds, "the target's fds grew");
-    assert!(
-        last.mappings <= first.mappings + 2,
-        "mappings {first:?} -> {last:?}"
-    );
-    assert!(
-        last.rss_kb <= first.rss_kb + 4096,
-        "RSS {first:?} -> {last:?}"
-    );
-    let fds: std::collections::BTreeSet<usize> = runs.iter().map(|r| r.fds).collect();
-    let mut rss: Vec<i64> = runs.iter().map(|r| r.max_rss_kb).collect();
-    rss.sort();
-    let mut totals: Vec<Duration> = runs.iter().map(|r| r.total).collect();
-    let mut attaches: Vec<Duration> = runs.iter().map(|r| r.attach).collect();
-    let done = target.finish_ok();
-    println!(
-        "faults: attach/detach x{n} (--pid, -d 100ms): {:.1} s in all, per round median {:.0} ms \
-         (attach {:.0} ms, then 100 ms traced and detach); 0 lost, 0 wrong results ({done} \
-         rounds OK), target exit 0; BPF objects used in all: {}, none left ({:.0} ms after the \
-         last); target RSS {} -> {} kB, fds {} -> {}, mappings {} -> {}; tracer peak RSS \
-         median {} kB (max {}), fds while attached {:?}; text identical to the file; tracefs \
-         uprobe_events {}",
-        wall.as_secs_f64(),
-        median(&mut totals).as_secs_f64() * 1e3,
-        median(&mut attaches).as_secs_f64() * 1e3,
-        all.describe(),
-        gone.as_secs_f64() * 1e3,
-        first.rss_kb,
-        last.rss_kb,
-        first.fds,
-        last.fds,
-        first.mappings,
-        last.mappings,
-        rss[rss.len() / 2],
-        rss[rss.len() - 1],
-        fds,
-        uprobe_events.map_or("not mounted".to_string(), |c| format!(
-            "{c} lines before and after"
-        )),
     );
 }
