@@ -150,21 +150,25 @@ pub fn text_vs_file(pid: u32) -> TextCheck {
     }
 }
 
-/// What a target holds that attaching could leak: resident memory (kB), open fds, mappings.
+/// What a target holds that attaching could leak: resident memory (kB), open fds, mappings,
+/// threads.
 #[derive(Clone, Copy, Debug)]
 pub struct Usage {
     pub rss_kb: u64,
     pub fds: usize,
     pub mappings: usize,
+    pub threads: usize,
 }
 
 pub fn usage(pid: u32) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
+    let field = |k: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {status}"))
+    };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fd dir")
         .count();
@@ -173,9 +177,10 @@ pub fn usage(pid: u32) -> Usage {
         .lines()
         .count();
     Usage {
-        rss_kb,
+        rss_kb: field("VmRSS:"),
         fds,
         mappings,
+        threads: field("Threads:") as usize,
     }
 }
 
