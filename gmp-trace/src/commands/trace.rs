@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let pid = target.hold()?;
     offsets.target_pid = pid;
     let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
-    let (mut tracer, attach_ms) = attach(
+    let (tracer, mut source, attach_ms) = attach(
         &mut target,
         identity,
         &offsets,
@@ -64,7 +64,6 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &args,
         started,
     )?;
-    let mut source = LiveSource::new(&mut tracer, pid, ring_bytes)?;
     open_stream(&mut pipeline, &target, &bin, pid, record_file, args.level)?;
     begin(
         &mut target,
@@ -186,8 +185,8 @@ fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
     Ok(plan)
 }
 
-/// Loads the probes and attaches them to the held target; returns the tracer and the ms since
-/// `started`. On any failure the target is let go without having run further (a held command
+/// Loads the probes and attaches them to the held target; returns the tracer, the source
+/// already reading its ring buffer, and the ms since `started`. On any failure the target is let go without having run further (a held command
 /// exits before exec).
 fn attach(
     target: &mut Target,
@@ -197,7 +196,7 @@ fn attach(
     ring_bytes: u32,
     args: &Args,
     started: Instant,
-) -> anyhow::Result<(Tracer, f64)> {
+) -> anyhow::Result<(Tracer, LiveSource, f64)> {
     let exe = target.exe().to_path_buf();
     let execs = target.execs();
     let attached = (|| {
@@ -210,6 +209,10 @@ fn attach(
         let links = args.uprobe_links.unwrap_or_else(Links::detect);
         let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links, u32::from(execs))?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
+        // The ring is read from before the first probe goes in: a running target (--pid) fires
+        // the first probes while the rest attach, which on a loaded machine has taken seconds,
+        // and an unread ring fills in a fraction of that.
+        let source = LiveSource::new(&mut t, offsets.target_pid, ring_bytes)?;
         // Launch mode waits for the exec; in both modes a later one (the program exec'ing a
         // new image) ends the trace of this image.
         match t.attach_exec() {
@@ -218,9 +221,9 @@ fn attach(
             Err(e) => log::warn!("an exec of a new image by the target will go unnoticed: {e:#}"),
         }
         t.attach(plan, &exe, offsets.target_pid)?;
-        Ok(t)
+        Ok((t, source))
     })();
-    let tracer = match attached {
+    let (tracer, source) = match attached {
         Ok(t) => t,
         Err(e) => {
             target.abort();
@@ -232,7 +235,7 @@ fn attach(
         "attached {} probes in {attach_ms:.1} ms (ring buffer {ring_bytes} bytes)",
         tracer.probes.len()
     );
-    Ok((tracer, attach_ms))
+    Ok((tracer, source, attach_ms))
 }
 
 /// Points the pipeline at the process: the model for its pid and Go version, the writers that
@@ -429,6 +432,12 @@ fn stop(
     };
     drop(source);
     let tracer = if target_exited {
+        if target.announces() && !args.out.quiet {
+            // Like strace's "+++ exited +++": nothing else tells a trace that ended with the
+            // process from one cut short by --duration (its exit status is its parent's, not
+            // ours to read).
+            eprintln!("gmp-trace: pid {pid} exited; tracing stopped");
+        }
         Some(tracer)
     } else {
         if target.announces() && !args.out.quiet {
