@@ -413,3 +413,62 @@ pub fn fidelity(version: &str, pkg: &str, dir: &Path) -> Fidelity {
         report,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: Mode, exit: i32, out: &str) -> SuiteRun {
+        SuiteRun {
+            mode,
+            exit_code: Some(exit),
+            tests: parse_test_v(out),
+            wall: Duration::ZERO,
+            events: 0,
+            lost: 0,
+            dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn parses_tests_and_subtests() {
+        let t = parse_test_v(
+            "=== RUN   TestA\n--- PASS: TestA (0.00s)\n=== CONT  TestB/x\n    --- FAIL: TestB/x (0.02s)\n\
+             --- FAIL: TestB (0.02s)\n--- SKIP: TestC (0.00s)\n    x_test.go:3: --- PASS: not a result\nPASS\n",
+        );
+        assert_eq!(t.len(), 4, "{t:?}");
+        assert_eq!(t["TestA"], Outcome::Pass);
+        assert_eq!(t["TestB/x"], Outcome::Fail);
+        assert_eq!(t["TestB"], Outcome::Fail);
+        assert_eq!(t["TestC"], Outcome::Skip);
+    }
+
+    #[test]
+    fn a_changed_or_missing_test_is_a_difference() {
+        let u = run(
+            Mode::Untraced,
+            0,
+            "--- PASS: TestA (0s)\n--- PASS: TestB (0s)\n",
+        );
+        let same = run(
+            Mode::Full,
+            0,
+            "--- PASS: TestB (0s)\n--- PASS: TestA (1s)\n",
+        );
+        assert!(difference("sync", &u, &same).is_same());
+        let failed = run(
+            Mode::Full,
+            1,
+            "--- PASS: TestA (0s)\n--- FAIL: TestB (0s)\n",
+        );
+        let d = difference("sync", &u, &failed);
+        assert!(!d.is_same());
+        assert_eq!(describe(&d.unexplained), "TestB: pass -> FAIL");
+        assert_eq!(d.exit_codes, Some((Some(0), Some(1))));
+        let missing = run(Mode::Full, 0, "--- PASS: TestA (0s)\n");
+        assert_eq!(
+            describe(&difference("sync", &u, &missing).unexplained),
+            "TestB: pass -> absent"
+        );
+    }
+}
