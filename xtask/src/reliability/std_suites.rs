@@ -169,9 +169,14 @@ fn fidelity_check(
     eprintln!("{}", f.table);
     let rows = f.report["rows"].as_array().cloned().unwrap_or_default();
     let mut line = format!(
-        "Fidelity, Go {version} `{pkg}` tests at level full with `-test.trace`: compare exit {:?}, \
-         {} of our events lost; per row matched/Go's:",
-        f.compare_code, f.report["ours_lost"]
+        "Fidelity, Go {version} `{pkg}` tests at level full with `-test.trace`: `compare \
+         --min-match 99.9` {}, {} of our events lost; per row matched/Go's:",
+        if f.compare_code == Some(0) {
+            "passed"
+        } else {
+            "FAILED"
+        },
+        f.report["ours_lost"]
     );
     for r in &rows {
         let _ = write!(
