@@ -10,6 +10,7 @@
 //!   compared.
 //! - [`perfetto`]: reading `.pftrace` output back with Perfetto's own trace processor.
 //! - [`pprof`]: reading pprof profiles back with `go tool pprof` (`-top`, `-tags` parsed).
+//! - [`std_suites`]: Go's own std test suites run untraced and traced, test by test compared.
 //!
 //! Everything is re-exported at the crate root, where the tests (and gmp-trace's unit tests)
 //! import it from.
@@ -25,6 +26,7 @@ pub mod perfetto;
 pub mod pid;
 pub mod pprof;
 pub mod run;
+pub mod std_suites;
 
 pub use go::*;
 pub use perfetto::*;
