@@ -56,6 +56,7 @@ uprobe_programs! {
     lifecycle::on_newproc1_ret => newproc1_ret, newproc1_ret_pe;
     lifecycle::on_goexit1 => goexit1, goexit1_pe;
     lifecycle::on_casgstatus => casgstatus, casgstatus_pe;
+    lifecycle::on_preempt_park => preempt_park, preempt_park_pe;
     scheduler::on_schedule => schedule, schedule_pe;
     scheduler::on_acquirep => acquirep, acquirep_pe;
     scheduler::on_releasep => releasep, releasep_pe;

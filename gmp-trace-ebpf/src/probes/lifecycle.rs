@@ -1,13 +1,15 @@
 //! A goroutine's life: created (newproc, then newproc1's result), its status changes
 //! (casgstatus: runnable, running, waiting with a reason, and who caused it) and its exit. They
 //! keep the goid cache current, since casgstatus sees every g reborn with a new goid.
-use aya_ebpf::programs::ProbeContext;
+use aya_ebpf::{
+    helpers::generated::bpf_get_attach_cookie, programs::ProbeContext, EbpfContext as _,
+};
 use gmp_trace_common::{gstatus, EventKind};
 
 use crate::{
     cache::{forget_goid, goid_of, remember_goid},
     emit::emit,
-    event::{base_event_g, base_event_m, lean, NEED_CURG},
+    event::{base_event_g, base_event_m, lean, NEED_CURG, NEED_P},
     maps::offsets,
     read::{fetch, read, regs, result, Block},
 };
@@ -116,6 +118,27 @@ pub(crate) fn on_casgstatus(ctx: ProbeContext) -> u32 {
             goid_of(curg, o)
         };
         e.arg2 = reason | (by << 8);
+        emit(&e);
+    }
+    0
+}
+
+/// runtime.preemptPark(gp), on g0 (via mcall): gp, running until now, parks for a GC stack scan
+/// without a casgstatus; reported as the status change Go's tracer records (running to waiting,
+/// reason `waitReasonPreempted`: the attach cookie). The scan's resumeG readies it with a
+/// casgstatus from waiting, seen as usual.
+#[inline(always)]
+pub(crate) fn on_preempt_park(ctx: ProbeContext) -> u32 {
+    // SAFETY: ctx is the program's context pointer, as the helper requires.
+    let reason = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } & 0xff;
+    let o = offsets();
+    if let Some((mut e, _)) = base_event_m(&ctx, EventKind::GoStatus, o, NEED_P) {
+        let gp = regs(&ctx).rax;
+        e.goid = goid_of(gp, o);
+        e.arg0 = gstatus::RUNNING;
+        e.arg1 = gstatus::WAITING;
+        // gp parks itself (the M's curg until the dropg that follows).
+        e.arg2 = reason | (e.goid << 8);
         emit(&e);
     }
     0

@@ -27,11 +27,14 @@ impl GoState {
     pub fn from_runtime(status: u64) -> GoState {
         match status & !0x1000 {
             0 | 6 | 11 => GoState::NotExist, // _Gidle, _Gdead, _Gdeadextra (1.26+)
-            1 | 9 => GoState::Runnable,      // _Grunnable, _Gpreempted (resumes as runnable)
+            1 => GoState::Runnable,          // _Grunnable
             2 => GoState::Running,
             3 => GoState::Syscall,
-            4 | 10 => GoState::Waiting, // _Gwaiting, _Gleaked (1.26+)
-            _ => GoState::Unknown,      // _Gcopystack and anything new: do not guess
+            // _Gwaiting, _Gpreempted (parked for a GC stack scan until resumeG readies it: Go's
+            // tracer says waiting too, and the preempt_park probe reports the block), _Gleaked
+            // (1.26+).
+            4 | 9 | 10 => GoState::Waiting,
+            _ => GoState::Unknown, // _Gcopystack and anything new: do not guess
         }
     }
 

@@ -54,7 +54,10 @@ pub fn plan(
         match sites {
             Ok(sites) => out.extend(sites.into_iter().map(|(site, cookie)| Attachment {
                 program: spec.program,
-                cookie,
+                cookie: match spec.program {
+                    "preempt_park" => super::registry::wait_reason_preempted(ver),
+                    _ => cookie,
+                },
                 site,
             })),
             Err(e) if spec.required => {

@@ -75,6 +75,10 @@ pub const PROBES: &[ProbeSpec] = &[
     // runtime.execute is not probed: its casgstatus(_Grunnable -> _Grunning) stands for it
     // (source::Derive), one trap fewer per goroutine switch.
     probe("casgstatus", "runtime.casgstatus", Body),
+    // A goroutine parked for a GC stack scan (preemptStop) changes status without casgstatus
+    // (casGToPreemptScan, then casGFromPreempted to waiting): its block, Go's tracer's
+    // GoBlock "preempted", is seen here. The cookie is the release's waitReasonPreempted.
+    optional(probe("preempt_park", "runtime.preemptPark", Body), 0),
     probe("goexit1", "runtime.goexit1", Body),
     probe("schedule", "runtime.schedule", Body),
     probe("runtime_main", "runtime.main", Body),
@@ -167,7 +171,7 @@ pub enum Level {
 /// The least level at which a program is attached.
 pub fn level_of(program: &str) -> Level {
     match program {
-        "casgstatus" | "acquirep" | "releasep" | "stopm" => Level::Sched,
+        "casgstatus" | "preempt_park" | "acquirep" | "releasep" | "stopm" => Level::Sched,
         "schedule" | "syscall_enter" | "syscall_exit" | "syscall_lost_p" => Level::Full,
         // newproc's entry tells nothing go_create (newproc1's return) does not: the creator
         // (m.curg there) and the function (startpc). Below full it would be one trap more per
@@ -204,4 +208,14 @@ pub fn in_aggregate(program: &str) -> bool {
             | "steal_work"
             | "resetspinning"
     )
+}
+
+/// `waitReasonPreempted` in Go `(major, minor)`'s runtime (runtime2.go), the wait reason the
+/// `preempt_park` probe reports; 0 (no reason) where gmp-trace has not read that release.
+pub fn wait_reason_preempted(go: (u32, u32)) -> u64 {
+    match go {
+        (1, 19) => 25,
+        (1, 21..=27) => 28,
+        _ => 0,
+    }
 }
