@@ -217,10 +217,83 @@ impl Replay {
     /// and, for a damaged version 2 recording, where replay stopped.
     pub fn run(self, sink: &mut dyn Sink) -> Result<ReplayEnd, RecordingError> {
         match (self.input, self.version) {
-            (Input::Mapped(map, start), 1) => v1::run_mapped(&map, start, sink, &self.path),
+            (Input::Mapped(map, start), 1) => {
+                v1::run_mapped(&map, Some(&map), start, sink, &self.path)
+            }
             (Input::Stream(input, _), 1) => v1::run_stream(input, sink, &self.path),
-            (Input::Mapped(map, start), _) => Ok(v2::run_mapped(&map, start, sink, &self.path)),
+            (Input::Mapped(map, start), _) => {
+                Ok(v2::run_mapped(&map, Some(&map), start, sink, &self.path))
+            }
             (Input::Stream(input, start), _) => v2::run_stream(input, start, sink, &self.path),
+        }
+    }
+}
+
+/// A whole recording in memory, through both readers (the mapped one and the read() one),
+/// which must agree: the fuzz target's entry (fuzz/fuzz_targets/recording.rs), and the tests'.
+#[allow(
+    dead_code,
+    reason = "called by the fuzz target and the tests; the tracer itself replays files"
+)]
+pub fn replay_bytes(
+    bytes: &[u8],
+    sink: &mut dyn Sink,
+) -> Result<(Header, ReplayEnd), RecordingError> {
+    let path = Path::new("<memory>");
+    let mut rest = bytes;
+    let (header, version) = read_header(&mut rest, path)?;
+    let start = bytes.len() - rest.len();
+    let mut mapped = Keep(Vec::new(), Some(sink));
+    let end = match version {
+        1 => v1::run_mapped(bytes, None, start, &mut mapped, path)?,
+        _ => v2::run_mapped(bytes, None, start, &mut mapped, path),
+    };
+    // The read() path, from a reader that hands out a few bytes at a time (short reads).
+    let input = BufReader::with_capacity(7, Trickle(rest));
+    let mut streamed = Keep(Vec::new(), None);
+    let stream = match version {
+        1 => v1::run_stream(input, &mut streamed, path)?,
+        _ => v2::run_stream(input, start, &mut streamed, path)?,
+    };
+    let same = mapped.0 == streamed.0
+        && stream.events == end.events
+        && mapped.0.len() as u64 == end.events
+        && stream.footer == end.footer
+        && stream.truncated_bytes == end.truncated_bytes
+        && stream.corrupt.as_ref().map(ToString::to_string)
+            == end.corrupt.as_ref().map(ToString::to_string);
+    assert!(
+        same,
+        "the two readers disagree: mapped {end:?}, read() {stream:?}"
+    );
+    Ok((header, end))
+}
+
+/// A reader that returns at most 5 bytes per read.
+struct Trickle<'a>(&'a [u8]);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(5).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Keeps the events, passing them on to a sink if given.
+struct Keep<'a>(Vec<Event>, Option<&'a mut dyn Sink>);
+
+impl Sink for Keep<'_> {
+    fn event(&mut self, e: &Event) {
+        self.0.push(*e);
+        if let Some(s) = &mut self.1 {
+            s.event(e);
+        }
+    }
+    fn malformed(&mut self, len: usize) {
+        if let Some(s) = &mut self.1 {
+            s.malformed(len);
         }
     }
 }
@@ -278,7 +351,8 @@ const RELEASE_BYTES: usize = 4 << 20;
 
 /// Hands back the pages of `map[from..to]`, already read: a replay's memory does not grow with
 /// the recording (the kernel keeps them in its page cache either way).
-fn release(map: &memmap2::Mmap, from: usize, to: usize) {
+fn release(map: Option<&memmap2::Mmap>, from: usize, to: usize) {
+    let Some(map) = map else { return };
     // SAFETY: the mapping is a read-only view of a file: dropped pages read the file again if
     // touched, so no data is lost (DONTNEED only discards private changes, and there are none).
     // Nothing holds a reference into the range: readers are past it.

@@ -2,7 +2,7 @@
 //! read (the golden recordings under tests/data are version 1, and so is every recording made
 //! before version 2); no longer written. A flipped byte inside an event cannot be told from a
 //! real event here: that is what version 2's blocks are for.
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use gmp_trace_common::{Event, EVENT_SIZE};
@@ -16,7 +16,8 @@ pub const END: &[u8; 8] = b"GMPTEND1";
 /// already read are dropped from the mapping as it goes, so a replay's memory does not grow
 /// with the recording (the kernel keeps them in its page cache either way).
 pub fn run_mapped(
-    map: &memmap2::Mmap,
+    map: &[u8],
+    mapping: Option<&memmap2::Mmap>,
     start: usize,
     sink: &mut dyn Sink,
     path: &Path,
@@ -27,7 +28,7 @@ pub fn run_mapped(
     loop {
         let pos = map.len() - rest.len();
         if pos - released >= RELEASE_BYTES {
-            super::release(map, released, pos);
+            super::release(mapping, released, pos);
             released = pos;
         }
         if rest.starts_with(END) {
@@ -55,7 +56,7 @@ pub fn run_mapped(
 
 /// The same through read(), for files that cannot be mapped.
 pub fn run_stream(
-    mut input: BufReader<impl Read>,
+    mut input: impl Read,
     sink: &mut dyn Sink,
     path: &Path,
 ) -> Result<ReplayEnd, RecordingError> {

@@ -8,7 +8,7 @@
 //! block whose data runs past the end of the file is a recording cut short, not a guess), and
 //! the index in it catches a block lost or repeated. CRC32 (crc32fast: SSE4.2/PCLMUL) costs a
 //! replay a few ms per 100 MB.
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use gmp_trace_common::{Event, EVENT_SIZE};
@@ -172,7 +172,8 @@ impl Walk {
 /// The blocks and footer of a mapped recording, from the first block (at `start`) on; pages
 /// already read are handed back as in version 1.
 pub fn run_mapped(
-    map: &memmap2::Mmap,
+    map: &[u8],
+    mapping: Option<&memmap2::Mmap>,
     start: usize,
     sink: &mut dyn Sink,
     path: &Path,
@@ -186,7 +187,7 @@ pub fn run_mapped(
     loop {
         let pos = w.offset as usize;
         if pos - released >= RELEASE_BYTES {
-            super::release(map, released, pos);
+            super::release(mapping, released, pos);
             released = pos;
         }
         let rest = &map[pos..];
@@ -211,7 +212,7 @@ pub fn run_mapped(
 
 /// The same through read(), for files that cannot be mapped; `start` is where the blocks begin.
 pub fn run_stream(
-    mut input: BufReader<impl Read>,
+    mut input: impl Read,
     start: usize,
     sink: &mut dyn Sink,
     path: &Path,
