@@ -5,7 +5,7 @@ tests/data (stdlib only; zlib.crc32 is the CRC32 the recording format uses).
     python3 fuzz/seeds_events.py      # rewrites corpus/{recording,events,model}/small-*
 
 Recordings: version 1 and version 2 (blocks of 64 events, so a small seed has several), whole
-and cut short; the first 300 events of each golden recording. Events: the same events, raw.
+and cut short; the first 150 events of each golden recording. Events: the same events, raw.
 Model: the same events in the model target's 8-byte shape (fuzz/src/events.rs `shaped`).
 """
 import json
@@ -15,7 +15,7 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, '..', 'tests', 'data')
-N = 300
+N = 150
 
 
 def read_v1(path):
@@ -81,4 +81,4 @@ for golden in ('fanout-go1.27.3', 'traced-go1.21.13'):
     write('recording', f'small-v2-cut-{golden}', whole[:len(whole) * 2 // 3])
     write('recording', f'small-v1-{golden}', v1(header, ev, footer))
     write('events', f'small-{golden}', b''.join(ev))
-    write('model', f'small-{golden}', shaped(events[:2000]))
+    write('model', f'small-{golden}', shaped(events[:1000]))

@@ -37,7 +37,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     let (nightly, _) = bpf_nightly()?;
     let fuzz_dir = workspace_root().join("fuzz");
     ensure_cargo_fuzz(&nightly, &fuzz_dir)?;
-    let list = output(&mut cargo_fuzz(&nightly, &fuzz_dir).arg("list"))
+    let list = output(cargo_fuzz(&nightly, &fuzz_dir).arg("list"))
         .context("listing the fuzz targets (cargo fuzz list)")?;
     let targets: Vec<String> = list.split_whitespace().map(str::to_string).collect();
     if targets.is_empty() {

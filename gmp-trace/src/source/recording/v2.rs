@@ -137,7 +137,7 @@ impl Walk {
                 "event checksum mismatch".into(),
             )));
         }
-        for bytes in data.chunks_exact(EVENT_SIZE) {
+        for bytes in data.as_chunks::<EVENT_SIZE>().0 {
             match Event::from_bytes(bytes) {
                 Some(e) => sink.event(&e),
                 None => sink.malformed(EVENT_SIZE),
