@@ -73,10 +73,9 @@ pub fn run(args: DumpArgs) -> anyhow::Result<i32> {
     super::require_known_runtime(&bin, "dump")?;
     // The output is opened before anything is read: a bad path fails first.
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p)
-                .with_context(|| format!("cannot write {}; pick a writable path", p.display()))?,
-        )),
+        Some(p) => Box::new(std::io::BufWriter::new(crate::export::files::open_file(
+            p, "dump",
+        )?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let bias = load_bias(pid, &bin)?;

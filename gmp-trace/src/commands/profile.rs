@@ -69,12 +69,7 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<i32> {
     let offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     // The output is created before anything starts: a bad path fails here.
-    let out = std::fs::File::create(&args.output).with_context(|| {
-        format!(
-            "cannot write {}; pick a writable path",
-            args.output.display()
-        )
-    })?;
+    let out = crate::export::files::open_file(&args.output, "profile")?;
 
     let (_, mut sampler, bias) =
         super::start_sampled(&mut target, &bin, offsets, args.sample_rate)?;

@@ -38,12 +38,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         .map_or(h.binary.clone(), |n| n.to_string_lossy().into_owned());
     pipeline.start(h.pid, &h.go_version, &name)?;
     pipeline.exec = crate::source::exec::ExecWatch::new(h.mode == "launch");
-    let end = rec.run(&mut pipeline)?;
-    if end.truncated_bytes > 0 || end.footer.is_none() {
+    let blocks = rec.version() >= 2;
+    let mut end = rec.run(&mut pipeline)?;
+    let corrupt = end.corrupt.take();
+    if corrupt.is_none() && (end.truncated_bytes > 0 || end.footer.is_none()) {
         log::warn!(
-            "{} was cut short ({} stray bytes, no footer): replayed every whole event",
+            "{} was cut short ({} stray bytes, no footer): replayed its {} events, every whole {}",
             args.recording.display(),
-            end.truncated_bytes
+            end.truncated_bytes,
+            end.events,
+            if blocks { "verified block" } else { "event" }
         );
     }
     let footer = end.footer.unwrap_or_default();
@@ -64,5 +68,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         aggregate: None,
     };
     pipeline.finish(run)?;
+    // Damage ends the replay where it was found: the outputs above cover the verified events
+    // before it (useful, and said so), and the exit status says the recording is not whole.
+    if let Some(e) = corrupt {
+        anyhow::bail!("{e} (the outputs written cover only those)");
+    }
     Ok(0)
 }

@@ -21,7 +21,7 @@ mod tui;
 mod uprobes;
 mod view;
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -116,8 +116,7 @@ pub async fn run(args: TopArgs) -> anyhow::Result<i32> {
     let offsets = probes::offsets(&bin)?;
     preflight::check_privileges()?;
     if let Some(p) = &args.summary_json {
-        std::fs::File::create(p)
-            .with_context(|| format!("cannot write {}; pick a writable path", p.display()))?;
+        crate::export::files::open_file(p, "summary")?;
     }
     // The binary's tables (pclntab, the DWARF of mstats and schedt) are parsed now, while a
     // launched program is still held: once it runs, tens of ms of our CPU would be taken from
@@ -452,7 +451,9 @@ impl<'b> Session<'b> {
         }
         if let Some(p) = &args.summary_json {
             let doc = text::summary(&last, &self.totals, exited);
-            std::fs::write(p, format!("{doc:#}\n"))
+            // Opened again through the same checks: the path was only tried at start.
+            crate::export::files::open_file(p, "summary")?
+                .write_all(format!("{doc:#}\n").as_bytes())
                 .with_context(|| format!("writing {}", p.display()))?;
         }
         Ok(())

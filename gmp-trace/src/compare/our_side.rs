@@ -70,7 +70,11 @@ pub fn replay(recording: &Path) -> anyhow::Result<Ours> {
         derive: Derive::default(),
         malformed: 0,
     };
-    let end = rec.run(&mut sink)?;
+    let mut end = rec.run(&mut sink)?;
+    // A comparison of a damaged recording would report the damage as disagreement.
+    if let Some(e) = end.corrupt.take() {
+        return Err(e.into());
+    }
     let probes_missing = match &end.footer {
         None => {
             // The command's log target, as before the split (RUST_LOG filters name it).
