@@ -10,6 +10,8 @@
 //!   compared.
 //! - [`perfetto`]: reading `.pftrace` output back with Perfetto's own trace processor.
 //! - [`pprof`]: reading pprof profiles back with `go tool pprof` (`-top`, `-tags` parsed).
+//! - [`soak`]: a steady server load traced in `--pid` mode, the tracer's RSS sampled (the CI
+//!   test and `cargo xtask reliability --only soak`).
 //!
 //! Everything is re-exported at the crate root, where the tests (and gmp-trace's unit tests)
 //! import it from.
@@ -25,6 +27,7 @@ pub mod perfetto;
 pub mod pid;
 pub mod pprof;
 pub mod run;
+pub mod soak;
 
 pub use go::*;
 pub use perfetto::*;

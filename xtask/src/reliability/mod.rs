@@ -17,7 +17,10 @@ pub const PARTS: &[&str] = &["std", "faults", "fuzz", "soak"];
 pub fn reliability(only: &[String], soak_minutes: u64, fuzz_seconds: u64) -> anyhow::Result<()> {
     for o in only {
         if !PARTS.contains(&o.as_str()) {
-            bail!("no reliability part {o:?}; the parts are {}", PARTS.join(", "));
+            bail!(
+                "no reliability part {o:?}; the parts are {}",
+                PARTS.join(", ")
+            );
         }
     }
     let wanted = |p: &str| only.is_empty() || only.iter().any(|o| o == p);
