@@ -116,17 +116,33 @@ fn vm_rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Reads JSONL from `r` to its end, parsing every line; returns the lines counted by kind.
+/// Reads JSONL from `r` to its end, checking that every line is one JSON value; returns the
+/// lines counted by kind. Cheap per line (no tree built, no allocation once every kind was
+/// seen): the tracer blocks on the pipe when this falls behind.
 fn count_jsonl(r: impl std::io::Read) -> (u64, BTreeMap<String, u64>) {
-    let mut kinds = BTreeMap::new();
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut n = 0;
-    for line in BufReader::with_capacity(1 << 20, r).lines() {
-        let line = line.expect("JSONL is UTF-8 text");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("JSONL line {} does not parse ({e}): {line}", n + 1));
-        let kind = v["kind"].as_str().unwrap_or("<no kind>").to_string();
-        *kinds.entry(kind).or_insert(0) += 1;
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).expect("JSONL is UTF-8 text") == 0 {
+            break;
+        }
         n += 1;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&line) {
+            panic!("JSONL line {n} does not parse ({e}): {line}");
+        }
+        let kind = line
+            .split_once("\"kind\":\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or("<no kind>", |(k, _)| k);
+        match kinds.get_mut(kind) {
+            Some(c) => *c += 1,
+            None => {
+                kinds.insert(kind.to_string(), 1);
+            }
+        }
     }
     (n, kinds)
 }

@@ -15,8 +15,8 @@ use gmp_trace_tests::scratch_dir;
 use gmp_trace_tests::soak::{run_soak, SoakConfig};
 
 /// Requests a second: about five goroutines each (the server's connection, the client's dial,
-/// read and write loops), so some 5,000 goroutines created and ended a second.
-const RATE: u32 = 1000;
+/// read and write loops), so some 2,500 goroutines created and ended a second.
+const RATE: u32 = 500;
 
 pub fn run(minutes: u64) -> anyhow::Result<()> {
     if let Some(reason) = gmp_trace_tests::bpf_unavailable_reason() {
