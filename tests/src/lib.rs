@@ -11,6 +11,8 @@
 //! - [`perfetto`]: reading `.pftrace` output back with Perfetto's own trace processor.
 //! - [`pprof`]: reading pprof profiles back with `go tool pprof` (`-top`, `-tags` parsed).
 //! - [`std_suites`]: Go's own std test suites run untraced and traced, test by test compared.
+//! - [`soak`]: a steady server load traced in `--pid` mode, the tracer's RSS sampled (the CI
+//!   test and `cargo xtask reliability --only soak`).
 //!
 //! Everything is re-exported at the crate root, where the tests (and gmp-trace's unit tests)
 //! import it from.
@@ -26,6 +28,7 @@ pub mod perfetto;
 pub mod pid;
 pub mod pprof;
 pub mod run;
+pub mod soak;
 pub mod std_suites;
 
 pub use go::*;

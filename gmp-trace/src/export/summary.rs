@@ -204,8 +204,8 @@ impl Summary {
                 .map(|((a, b), n)| (format!("{}->{}", a.name(), b.name()), n))
                 .collect(),
             thread_list: views::threads(model),
-            gc_cycles: model.gc.len(),
-            stw_pauses: model.stw.len(),
+            gc_cycles: model.gc.begun(),
+            stw_pauses: model.stw.begun(),
             startup_observed: model.startup.observed(),
             startup: model.startup.timeline(sym),
             init_order: model.startup.init_packages(sym),
@@ -323,14 +323,18 @@ impl Summary {
         if let Some(at) = &self.at_main {
             let _ = writeln!(
                 s,
-                "  at main.main: {} goroutines ({}), {} threads started",
-                at.goroutines.len(),
+                "  at main.main: {} goroutines ({}{}), {} threads started",
+                at.goroutines.len() as u64 + at.more_goroutines,
                 at.goroutines
                     .iter()
                     .map(|g| format!("g{} {}", g.goid, g.start_fn))
                     .collect::<Vec<_>>()
                     .join(", "),
-                at.threads.len()
+                match at.more_goroutines {
+                    0 => String::new(),
+                    n => format!(", and {n} more"),
+                },
+                at.threads.len() as u64 + at.more_threads
             );
         }
         s

@@ -44,14 +44,47 @@ pub struct MainStart {
     pub m: i64,
 }
 
-/// A stop-the-world or GC range.
+/// A stop-the-world or GC range that has begun and not ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Range {
     pub start: u64,
-    pub end: Option<u64>,
     /// stwReason / gcTriggerKind as the runtime numbers it.
     pub reason: u64,
     pub tid: u32,
+}
+
+/// Stop-the-world or GC ranges: how many began, and those still open. Ended ranges are only
+/// counted: the outputs need no more, and a long trace has one per GC cycle (a busy server:
+/// tens a second, for as long as it is traced).
+#[derive(Clone, Debug, Default)]
+pub struct Ranges {
+    begun: usize,
+    /// Oldest first, at most `OPEN_KEPT`: a start whose end was lost would stay open for good.
+    pub open: Vec<Range>,
+}
+
+/// Open ranges kept (the runtime nests none: one STW or GC at a time).
+const OPEN_KEPT: usize = 16;
+
+impl Ranges {
+    /// Ranges begun, ended or not.
+    pub fn begun(&self) -> usize {
+        self.begun
+    }
+
+    pub(crate) fn begin(&mut self, r: Range) {
+        self.begun += 1;
+        if self.open.len() == OPEN_KEPT {
+            self.open.remove(0);
+        }
+        self.open.push(r);
+    }
+
+    /// Ends the latest range still open; an end with none open (its start was not seen) is
+    /// ignored.
+    pub(crate) fn end(&mut self) -> Option<Range> {
+        self.open.pop()
+    }
 }
 
 /// Per creation-site or per-start-function aggregates.
@@ -98,8 +131,8 @@ pub struct Model {
     pub transitions: TransitionCounts,
     /// Every transition in order, when asked for (comparison with Go's tracer).
     pub transition_log: Option<Vec<Transition>>,
-    pub stw: Vec<Range>,
-    pub gc: Vec<Range>,
+    pub stw: Ranges,
+    pub gc: Ranges,
     /// Goroutines with the worst single scheduling latency: (latency, goid, start pc), bounded.
     pub worst_latency: Vec<(u64, u64, u64)>,
     /// Go >= 1.26 leaves syscalls out of casgstatus on the fast path: take them from the
@@ -194,9 +227,9 @@ impl Model {
             // The runtime as a whole (apply/runtime.rs); startup phases went to `observe`.
             EventKind::ProcResize => self.on_proc_resize(e),
             EventKind::StwStart => self.on_stw_start(e),
-            EventKind::StwDone => self.on_stw_done(e),
+            EventKind::StwDone => self.on_stw_done(),
             EventKind::GcStart => self.on_gc_start(e),
-            EventKind::GcDone => self.on_gc_done(e),
+            EventKind::GcDone => self.on_gc_done(),
             EventKind::RuntimeMain => self.on_runtime_main(e),
             EventKind::NewProc
             | EventKind::Lost

@@ -13,6 +13,12 @@ use serde::Serialize;
 
 use crate::binary::Symbolize;
 
+/// Goroutines (and threads) created before main.main listed in `AtMain`, at most; past it they
+/// are only counted. A process joined after main.main began (`--pid`) never shows main.main, so
+/// every creation counts as "before main.main": unbounded, that list was one entry per goroutine
+/// the process ever created (a server making thousands a second grew without end).
+pub const AT_MAIN_KEPT: usize = 10_000;
+
 /// One milestone as observed.
 #[derive(Clone, Copy, Debug)]
 struct Mark {
@@ -136,9 +142,12 @@ pub struct Startup {
     /// functions ran (the order GODEBUG=inittrace=1 prints), each with its own time only.
     init_stack: InitStack<Mark>,
     done_inits: Vec<InitTask>,
-    /// Goroutines created and threads started before main.main, as (goid, ts) / (tid, ts).
+    /// Goroutines created and threads started before main.main, as (goid, ts, start pc) /
+    /// (tid, ts): the first `AT_MAIN_KEPT` of each, the rest only counted.
     goroutines: Vec<(u64, u64, u64)>,
     threads: Vec<(u32, u64)>,
+    more_goroutines: u64,
+    more_threads: u64,
     pid: u32,
     /// Go 1.21+ init tasks carry their functions inline (first fn at task+8).
     pub inline_init_fns: bool,
@@ -165,6 +174,15 @@ pub struct Phase {
 pub struct AtMain {
     pub goroutines: Vec<GoAtMain>,
     pub threads: Vec<u32>,
+    /// Goroutines and threads past the first `AT_MAIN_KEPT` of each, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_goroutines: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_threads: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -196,9 +214,19 @@ impl Startup {
                 if e.goid == 1 && self.newproc_main.is_none() {
                     self.newproc_main = Some(Mark::of(e));
                 }
-                self.goroutines.push((e.goid, e.ts, e.arg1));
+                if self.goroutines.len() < AT_MAIN_KEPT {
+                    self.goroutines.push((e.goid, e.ts, e.arg1));
+                } else {
+                    self.more_goroutines += 1;
+                }
             }
-            EventKind::MStart if before_main => self.threads.push((e.tid, e.ts)),
+            EventKind::MStart if before_main => {
+                if self.threads.len() < AT_MAIN_KEPT {
+                    self.threads.push((e.tid, e.ts));
+                } else {
+                    self.more_threads += 1;
+                }
+            }
             EventKind::RuntimeMain if self.runtime_main.is_none() => {
                 self.runtime_main = Some(Mark::of(e));
             }
@@ -383,6 +411,8 @@ impl Startup {
                 })
                 .collect(),
             threads: self.threads.iter().map(|&(tid, _)| tid).collect(),
+            more_goroutines: self.more_goroutines,
+            more_threads: self.more_threads,
         })
     }
 
@@ -574,6 +604,35 @@ mod tests {
         assert_eq!(get("package inits").start_ns, 800);
         assert_eq!(get("gcenable").dur_ns, 100);
         assert!(!t.iter().any(|p| p.phase.starts_with("init task")), "{t:?}");
+    }
+
+    /// Joined after main.main (--pid), every creation is "before main.main" for ever: the list
+    /// keeps the first `AT_MAIN_KEPT` and counts the rest, which main.main (were it to come
+    /// after all) reports as not listed.
+    #[test]
+    fn goroutines_before_main_are_kept_bounded() {
+        let mut s = Startup::new(7, true);
+        let extra = 25;
+        for i in 0..AT_MAIN_KEPT as u64 + extra {
+            s.apply(&Event {
+                ts: 1000 + i,
+                kind: EventKind::GoCreate as u32,
+                goid: 100 + i,
+                arg1: 0x40,
+                ..ph(0, 0, 7, 0)
+            });
+        }
+        assert_eq!(s.goroutines.len(), AT_MAIN_KEPT);
+        assert_eq!(s.more_goroutines, extra);
+        assert!(s.at_main(&Syms).is_none());
+        s.apply(&ph(1_000_000, phase::MAIN_MAIN, 7, 1));
+        let at = s.at_main(&Syms).unwrap();
+        assert_eq!(at.goroutines.len(), AT_MAIN_KEPT);
+        assert_eq!(at.goroutines[0].goid, 100);
+        assert_eq!(at.more_goroutines, extra);
+        let json = serde_json::to_value(&at).unwrap();
+        assert_eq!(json["more_goroutines"], extra);
+        assert!(json.get("more_threads").is_none(), "0 is left out: {json}");
     }
 
     #[test]

@@ -18,22 +18,22 @@ impl Model {
 
     #[inline(always)]
     pub(in crate::model) fn on_stw_start(&mut self, e: &Event) {
-        self.stw.push(Range::open(e));
+        self.stw.begin(Range::open(e));
     }
 
     #[inline(always)]
-    pub(in crate::model) fn on_stw_done(&mut self, e: &Event) {
-        close_range(&mut self.stw, e.ts);
+    pub(in crate::model) fn on_stw_done(&mut self) {
+        self.stw.end();
     }
 
     #[inline(always)]
     pub(in crate::model) fn on_gc_start(&mut self, e: &Event) {
-        self.gc.push(Range::open(e));
+        self.gc.begin(Range::open(e));
     }
 
     #[inline(always)]
-    pub(in crate::model) fn on_gc_done(&mut self, e: &Event) {
-        close_range(&mut self.gc, e.ts);
+    pub(in crate::model) fn on_gc_done(&mut self) {
+        self.gc.end();
     }
 
     #[inline(always)]
@@ -52,16 +52,8 @@ impl Range {
     fn open(e: &Event) -> Range {
         Range {
             start: e.ts,
-            end: None,
             reason: e.arg0,
             tid: e.tid,
         }
-    }
-}
-
-/// Ends the latest range still open; an end with none open (its start was not seen) is ignored.
-fn close_range(v: &mut [Range], ts: u64) {
-    if let Some(r) = v.iter_mut().rev().find(|r| r.end.is_none()) {
-        r.end = Some(ts);
     }
 }

@@ -1,0 +1,3 @@
+module example.com/soakserver
+
+go 1.19
