@@ -274,9 +274,11 @@ fn top_once(version: &str, variant: Variant) -> String {
             "frame {i}: the spinner's site:\n{out}"
         );
         assert!(f.cpu_samples > 0, "frame {i}: no CPU samples:\n{out}");
-        assert_eq!(
-            f.cpu_by_start.first().map(|r| r.0.as_str()),
-            Some("main.spin"),
+        // First, or tied for first: a frame on a loaded machine may hold two samples.
+        let spin = f.cpu_by_start.iter().find(|r| r.0 == "main.spin").map(|r| r.1);
+        let most = f.cpu_by_start.iter().map(|r| r.1).max();
+        assert!(
+            spin.is_some() && spin == most,
             "frame {i}: the spinner is not first by start function:\n{out}"
         );
     }
