@@ -1,0 +1,205 @@
+//! `--format go`: our events as a Go execution trace (the format of `runtime/trace`, version
+//! go 1.26), for `go tool trace` and gotraceui, whatever Go version the target runs.
+//!
+//! Fed like the other event writers, one event at a time, plus the goroutine transitions the
+//! model made of it (the model already knows which casgstatus is a block, a start or a
+//! syscall's end, and the summary counts the same transitions). `wire` lays out the bytes,
+//! `state` mirrors what Go's reader believes and keeps every event legal to it, `translate`
+//! maps our transitions and events onto Go's, `reasons` gives Go's block-reason strings.
+//!
+//! One wrinkle: from Go 1.26 the model may take back a syscall exit it logged (the P turned
+//! out lost, see `Model::undo_syscall_exit`) within the same exitsyscall call. Such an exit is
+//! held here until that can no longer happen, and dropped if it is taken back.
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use gmp_trace_common::{Event, EventKind};
+
+use crate::model::{GoState, Model, Transition};
+
+mod reasons;
+mod state;
+#[cfg(test)]
+mod tests;
+mod translate;
+mod wire;
+
+pub use state::Synth;
+
+use reasons::Reasons;
+use state::{GSt, State};
+use translate::Runtime;
+
+/// How long (in event time) a syscall exit is held for the model to take it back: the
+/// take-back happens within the same exitsyscall call, microseconds later.
+const HOLD_NS: u64 = 10_000_000;
+
+enum Item {
+    Raw(Event),
+    Trans(Transition),
+}
+
+/// What existed before the first event (`--pid` mode), written at the first event.
+#[derive(Default)]
+struct Seeds {
+    /// Goroutines and their states (Running and Syscall ones wait for their first transition,
+    /// which says on which thread they are).
+    gs: Vec<(u64, GSt)>,
+    /// Threads holding a P.
+    held: Vec<(u32, i32)>,
+    procs: Vec<i32>,
+}
+
+pub struct GoTraceWriter<W: Write> {
+    st: State<W>,
+    rt: Runtime,
+    reasons: Reasons,
+    queue: VecDeque<Item>,
+    seeds: Option<Seeds>,
+    seeded: bool,
+    latest: u64,
+}
+
+impl<W: Write> GoTraceWriter<W> {
+    /// Writes the header; `go_version` is the target's (it numbers the wait reasons).
+    pub fn new(out: W, go_version: &str) -> io::Result<Self> {
+        Ok(GoTraceWriter {
+            st: State::new(wire::Wire::new(out)?),
+            rt: Runtime::default(),
+            reasons: Reasons::for_version(go_version),
+            queue: VecDeque::new(),
+            seeds: None,
+            seeded: false,
+            latest: 0,
+        })
+    }
+
+    /// Whether `seed` has been called.
+    pub fn seeded(&self) -> bool {
+        self.seeded
+    }
+
+    /// Takes what the model knew before the first event (the goroutines, threads and Ps read
+    /// from a running process); written with the first event.
+    pub fn seed(&mut self, model: &Model) {
+        self.seeded = true;
+        let mut s = Seeds::default();
+        for (&goid, g) in model.goroutines.iter() {
+            let st = match g.state {
+                GoState::Runnable => GSt::Runnable,
+                GoState::Waiting => GSt::Waiting,
+                _ => continue,
+            };
+            if g.seeded {
+                s.gs.push((goid, st));
+            }
+        }
+        s.gs.sort_unstable_by_key(|&(g, _)| g);
+        for th in model.threads.values() {
+            if let Some(p) = th.p {
+                s.held.push((th.tid, p));
+            }
+        }
+        s.held.sort_unstable();
+        s.procs = model.procs.values().map(|p| p.id).collect();
+        s.procs.sort_unstable();
+        self.seeds = Some(s);
+    }
+
+    /// One event and the transitions the model made of it.
+    pub fn event(&mut self, e: &Event, trans: Vec<Transition>, model: &Model) -> io::Result<()> {
+        self.latest = self.latest.max(e.ts);
+        if matches!(
+            EventKind::from_u32(e.kind),
+            Some(
+                EventKind::AcquireP
+                    | EventKind::ReleaseP
+                    | EventKind::ProcResize
+                    | EventKind::GcStart
+                    | EventKind::GcDone
+                    | EventKind::StwStart
+                    | EventKind::StwDone
+                    | EventKind::Phase
+            )
+        ) {
+            self.queue.push_back(Item::Raw(*e));
+        }
+        for t in trans {
+            if t.from == GoState::Syscall && t.to == GoState::Runnable {
+                self.take_back_exit(t.goid);
+            }
+            self.queue.push_back(Item::Trans(t));
+        }
+        self.release(Some(model))
+    }
+
+    /// Drops a held Syscall -> Running of `goid` the model replaced by Syscall -> Runnable.
+    fn take_back_exit(&mut self, goid: u64) {
+        let held = self.queue.iter().rposition(|i| {
+            matches!(i, Item::Trans(h) if h.goid == goid
+                && h.from == GoState::Syscall && h.to == GoState::Running)
+        });
+        if let Some(i) = held {
+            self.queue.remove(i);
+        }
+    }
+
+    /// Writes queued items up to the first one still held (all of them without a model).
+    fn release(&mut self, model: Option<&Model>) -> io::Result<()> {
+        while let Some(front) = self.queue.front() {
+            if let (Some(m), Item::Trans(t)) = (model, front) {
+                let undoable = t.from == GoState::Syscall
+                    && t.to == GoState::Running
+                    && self.latest.saturating_sub(t.ts) < HOLD_NS
+                    && m.threads.get(&t.tid).and_then(|th| th.exit_with_p) == Some((t.goid, t.ts));
+                if undoable {
+                    break;
+                }
+            }
+            let Some(item) = self.queue.pop_front() else {
+                break;
+            };
+            let (tid, ts) = match &item {
+                Item::Raw(e) => (e.tid, e.ts),
+                Item::Trans(t) => (t.tid, t.ts),
+            };
+            self.write_seeds(tid, ts)?;
+            match item {
+                Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
+                Item::Trans(t) => self.st.transition(&t, &self.reasons)?,
+            }
+            self.st.pending(tid, &mut self.rt)?;
+        }
+        Ok(())
+    }
+
+    fn write_seeds(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        let Some(s) = self.seeds.take() else {
+            return Ok(());
+        };
+        for p in s.procs {
+            if !s.held.iter().any(|&(_, q)| q == p) {
+                self.st.know_p(tid, ts, p)?;
+            }
+        }
+        for (m, p) in s.held {
+            self.st.seed_p(m, ts, p)?;
+        }
+        for (g, st) in s.gs {
+            self.st.status(tid, ts, g, st, -1)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.st.wire.flush()
+    }
+
+    /// Writes everything still queued and the tables; returns the output and what had to be
+    /// made up or left out.
+    pub fn finish(mut self) -> io::Result<(W, Synth)> {
+        self.release(None)?;
+        let synth = self.st.synth;
+        Ok((self.st.wire.finish()?, synth))
+    }
+}
