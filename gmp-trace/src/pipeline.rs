@@ -131,7 +131,11 @@ impl<'a> Pipeline<'a> {
             self.sym.bias.set(e.arg0);
         }
         if let Some(w) = self.gotrace.as_mut().filter(|w| !w.seeded()) {
-            w.seed(&self.model); // what existed before the first event (--pid mode)
+            // What existed before the first event (--pid mode: seeded after the load bias
+            // is announced).
+            if e.kind != EventKind::LoadBias as u32 {
+                w.seed(&self.model);
+            }
         }
         self.model.apply(e);
         if let Some(w) = &mut self.gotrace {
@@ -291,8 +295,13 @@ impl<'a> Pipeline<'a> {
             }
         }
         if let Some(w) = self.gotrace.take() {
+            let quiet = self.quiet;
             let done = w.finish().and_then(|(mut out, synth)| {
-                log::debug!("Go trace: made up or left out {synth:?}");
+                if !quiet {
+                    if let Some(note) = synth.note() {
+                        eprintln!("gmp-trace: Go trace: {note}");
+                    }
+                }
                 out.flush()
             });
             if let Err(e) = done {

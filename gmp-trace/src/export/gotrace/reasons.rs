@@ -20,16 +20,20 @@ const WAIT_1_19: &[&str] = &[
 ];
 
 /// Waits the runtime enters with casGToWaiting / casGToWaitingForSuspendG (or, before 1.21,
-/// the same casgstatus calls), for which Go's tracer writes nothing.
+/// the same casgstatus calls), for which Go's tracer writes nothing: the runtime's
+/// `isWaitingForSuspendG` set, and the heap dump's wait. ("debug call" is not here: its
+/// casGToWaiting is followed by a traced park.)
 const HIDDEN: &[&str] = &[
     "stopping the world",
-    "garbage collection scan",
+    "GC mark termination",
     "garbage collection",
-    "GC assist marking",
-    "GC worker (active)",
+    "garbage collection scan",
     "trace goroutine status",
     "trace proc status",
-    "debug call",
+    "page trace flush",
+    "GC assist marking",
+    "GC worker (active)",
+    "flushing proc caches",
     "dumping heap",
 ];
 

@@ -62,10 +62,30 @@ pub struct Synth {
     pub go_events: u64,
     /// Transitions of ours with no event in the format (e.g. Runnable -> Waiting).
     pub unmapped: u64,
+    /// Transitions of ours from a state the reader does not have the goroutine in (a step
+    /// missed before), written from the reader's state.
+    pub rewritten: u64,
     /// Waits left out as Go's tracer does (see `reasons::HIDDEN`).
     pub hidden_waits: u64,
     /// GC, STW, GOMAXPROCS or log events dropped: no goroutine running with a P to carry them.
     pub dropped: u64,
+}
+
+impl Synth {
+    /// A line for the user when the file differs from our transitions (None when it does
+    /// not); the test suite reads it too.
+    pub fn note(&self) -> Option<String> {
+        if self.go_events == 0 && self.unmapped == 0 && self.rewritten == 0 && self.dropped == 0 {
+            return None;
+        }
+        Some(format!(
+            "to keep it valid for Go's reader where the event stream missed a step, {} \
+             goroutine events added, {} transitions written from another state, {} left out; \
+             {} GC/STW/GOMAXPROCS events left out (no goroutine running with a P to carry \
+             them); {} runtime-internal waits left out as Go's tracer does",
+            self.go_events, self.rewritten, self.unmapped, self.dropped, self.hidden_waits
+        ))
+    }
 }
 
 pub struct State<W: Write> {
@@ -250,7 +270,8 @@ impl<W: Write> State<W> {
     /// The goroutine running on `tid` stops (GoStop, or GoSyscallEndBlocked for one in a
     /// syscall), written only to make room: counted as made up.
     pub fn stop_running(&mut self, tid: u32, ts: u64) -> io::Result<()> {
-        if self.cur_g(tid).is_some() {
+        if let Some(g) = self.cur_g(tid) {
+            log::trace!("Go trace: made-up stop of g{g} on thread {tid} at {ts}");
             self.synth.go_events += 1;
         }
         self.yield_g(tid, ts)

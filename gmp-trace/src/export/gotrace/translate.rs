@@ -65,6 +65,11 @@ impl<W: Write> State<W> {
         let Some(cur) = self.gs.get(&g).copied() else {
             return Ok(());
         };
+        if gst(t.from) != Some(cur.st) && !(cur.hidden && t.to == GoState::Running) {
+            // The reader has it in another state than our `from` (a step we missed): the event
+            // written is from the reader's state.
+            self.synth.rewritten += 1;
+        }
         if cur.hidden {
             return self.after_hidden(t, cur.m);
         }
