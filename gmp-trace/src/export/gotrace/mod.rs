@@ -10,7 +10,7 @@
 //! One wrinkle: from Go 1.26 the model may take back a syscall exit it logged (the P turned
 //! out lost, see `Model::undo_syscall_exit`) within the same exitsyscall call. Such an exit is
 //! held here until that can no longer happen, and dropped if it is taken back.
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 
 use gmp_trace_common::{Event, EventKind};
@@ -30,8 +30,9 @@ use reasons::Reasons;
 use state::{GSt, State};
 use translate::Runtime;
 
-/// How long (in event time) a syscall exit is held for the model to take it back: the
-/// take-back happens within the same exitsyscall call, microseconds later.
+/// How long (in event time) a syscall exit is held for the model to take it back (the
+/// take-back happens within the same exitsyscall call, microseconds later), and how long
+/// seeded goroutines wait for their first transition.
 const HOLD_NS: u64 = 10_000_000;
 
 enum Item {
@@ -39,12 +40,15 @@ enum Item {
     Trans(Transition),
 }
 
-/// What existed before the first event (`--pid` mode), written at the first event.
+/// What existed before the first event (`--pid` mode): the Ps are written at the first event,
+/// the goroutines when first touched or, for those that do nothing, `HOLD_NS` into the trace.
+/// The wait is for creations in flight at attach: the runtime's list already had them when we
+/// read it, the creation event comes after, and is then written as the creation it is.
 #[derive(Default)]
 struct Seeds {
     /// Goroutines and their states (Running and Syscall ones wait for their first transition,
     /// which says on which thread they are).
-    gs: Vec<(u64, GSt)>,
+    gs: BTreeMap<u64, GSt>,
     /// Threads holding a P.
     held: Vec<(u32, i32)>,
     procs: Vec<i32>,
@@ -58,6 +62,12 @@ pub struct GoTraceWriter<W: Write> {
     seeds: Option<Seeds>,
     seeded: bool,
     latest: u64,
+    /// Seeded goroutines not written yet, and when they are written at the latest.
+    pending_seeds: BTreeMap<u64, GSt>,
+    seed_deadline: u64,
+    /// When the load bias was announced: in `--pid` mode, about when the runtime's lists were
+    /// read for the seeds (events from before can be in the ring buffer already).
+    bias_ts: u64,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -71,6 +81,9 @@ impl<W: Write> GoTraceWriter<W> {
             seeds: None,
             seeded: false,
             latest: 0,
+            pending_seeds: BTreeMap::new(),
+            seed_deadline: 0,
+            bias_ts: 0,
         })
     }
 
@@ -91,10 +104,9 @@ impl<W: Write> GoTraceWriter<W> {
                 _ => continue,
             };
             if g.seeded {
-                s.gs.push((goid, st));
+                s.gs.insert(goid, st);
             }
         }
-        s.gs.sort_unstable_by_key(|&(g, _)| g);
         for th in model.threads.values() {
             if let Some(p) = th.p {
                 s.held.push((th.tid, p));
@@ -109,6 +121,9 @@ impl<W: Write> GoTraceWriter<W> {
     /// One event and the transitions the model made of it.
     pub fn event(&mut self, e: &Event, trans: Vec<Transition>, model: &Model) -> io::Result<()> {
         self.latest = self.latest.max(e.ts);
+        if e.kind == EventKind::LoadBias as u32 {
+            self.bias_ts = e.ts;
+        }
         if matches!(
             EventKind::from_u32(e.kind),
             Some(
@@ -166,9 +181,27 @@ impl<W: Write> GoTraceWriter<W> {
             self.write_seeds(tid, ts)?;
             match item {
                 Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
-                Item::Trans(t) => self.st.transition(&t, &self.reasons)?,
+                Item::Trans(t) => {
+                    // A seeded goroutine's first transition says where it is (or that it is
+                    // being created): written from there.
+                    self.pending_seeds.remove(&t.goid);
+                    self.st.transition(&t, &self.reasons)?
+                }
+            }
+            if ts >= self.seed_deadline {
+                self.seed_statuses(tid, ts)?;
             }
             self.st.pending(tid, &mut self.rt)?;
+        }
+        Ok(())
+    }
+
+    /// The seeded goroutines that did nothing so far, as statuses.
+    fn seed_statuses(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        for (g, st) in std::mem::take(&mut self.pending_seeds) {
+            if !self.st.gs.contains_key(&g) {
+                self.st.status(tid, ts, g, st, -1)?;
+            }
         }
         Ok(())
     }
@@ -185,9 +218,8 @@ impl<W: Write> GoTraceWriter<W> {
         for (m, p) in s.held {
             self.st.seed_p(m, ts, p)?;
         }
-        for (g, st) in s.gs {
-            self.st.status(tid, ts, g, st, -1)?;
-        }
+        self.pending_seeds = s.gs;
+        self.seed_deadline = ts.max(self.bias_ts).saturating_add(HOLD_NS);
         Ok(())
     }
 
@@ -199,6 +231,10 @@ impl<W: Write> GoTraceWriter<W> {
     /// made up or left out.
     pub fn finish(mut self) -> io::Result<(W, Synth)> {
         self.release(None)?;
+        if let Some(&tid) = self.st.ms.keys().min() {
+            let ts = self.st.now();
+            self.seed_statuses(tid, ts)?;
+        }
         let synth = self.st.synth;
         Ok((self.st.wire.finish()?, synth))
     }

@@ -114,6 +114,7 @@ impl<W: Write> State<W> {
     fn create(&mut self, t: &Transition) -> io::Result<()> {
         let (tid, ts, g) = (t.tid, t.ts, t.goid);
         if self.gs.contains_key(&g) {
+            log::trace!("Go trace: creation of g{g} already known: {t:?}");
             self.synth.unmapped += 1;
             return Ok(());
         }
@@ -121,7 +122,13 @@ impl<W: Write> State<W> {
             .cur_g(tid)
             .and_then(|c| self.gs.get(&c))
             .is_none_or(|c| c.st == GSt::Running);
-        if !cur_ok || !self.need_p(tid, ts, t.p)? {
+        if !cur_ok {
+            // The creator is not running to the reader (a missed syscall exit): the creation
+            // comes from the thread alone.
+            self.stop_running(tid, ts)?;
+        }
+        if !self.need_p(tid, ts, t.p)? {
+            log::trace!("Go trace: no P for the creation of g{g}: {t:?}");
             self.synth.unmapped += 1;
             return self.status(tid, ts, g, GSt::Runnable, -1);
         }
