@@ -251,15 +251,17 @@ impl<W: Write> State<W> {
         if self.cur_p(tid).is_some() {
             return Ok(true);
         }
-        let mut idle: Vec<i32> = self
-            .ps
-            .iter()
-            .filter(|(_, s)| s.st == PSt::Idle)
-            .map(|(&p, _)| p)
-            .collect();
-        idle.sort_unstable();
-        match idle.first() {
-            Some(&p) => {
+        // An idle P, else one from a thread with nothing running, else any (its goroutine
+        // stops): a goroutine the reader has running without a P (we missed a step) must be
+        // given one before anything else can happen to it.
+        let rank = |s: &P| match s.m {
+            None => 0,
+            Some(m) if self.cur_g(m).is_none() => 1,
+            Some(_) => 2,
+        };
+        let pick = self.ps.iter().map(|(&p, s)| (rank(s), p)).min();
+        match pick {
+            Some((_, p)) => {
                 self.take_p(tid, ts, p)?;
                 Ok(true)
             }
@@ -287,8 +289,8 @@ impl<W: Write> State<W> {
                 // GoStop needs a P; a thread that lost its P under a running goroutine (our
                 // events missed a step) gets an idle one back first.
                 if self.cur_p(tid).is_none() && !self.need_p(tid, ts, -1)? {
+                    // No P at all yet: nothing can be written, the reader keeps it running.
                     self.synth.unmapped += 1;
-                    self.m(tid).g = None;
                     return Ok(());
                 }
                 let r = self.wire.strings.id("unspecified");

@@ -186,6 +186,7 @@ impl<W: Write> State<W> {
                 // Its P was taken meanwhile: it comes out blocked and starts again.
                 self.end_blocked(tid, ts, g)?;
                 self.synth.go_events += 1;
+                self.synth.rewritten += 1;
             }
             (GSt::Running | GSt::Syscall, Some(m)) => self.stop_running(m, ts)?,
             (GSt::Waiting, _) => {
