@@ -74,8 +74,8 @@ impl<W: Write> State<W> {
             return self.after_hidden(t, cur.m);
         }
         match t.to {
-            GoState::Running => self.to_running(t, cur.st, cur.m),
-            GoState::Runnable => self.to_runnable(tid, ts, g, cur.st, cur.m),
+            GoState::Running => self.enter_running(t, cur.st, cur.m),
+            GoState::Runnable => self.enter_runnable(tid, ts, g, cur.st, cur.m),
             GoState::Waiting => match (cur.st, cur.m) {
                 (GSt::Running, Some(m)) if reasons.hidden(t.reason) => {
                     // Go's tracer shows no wait here: the goroutine stays Running.
@@ -103,7 +103,7 @@ impl<W: Write> State<W> {
                     Ok(())
                 }
             },
-            GoState::Syscall => self.to_syscall(t, cur.st, cur.m),
+            GoState::Syscall => self.enter_syscall(t, cur.st, cur.m),
             GoState::NotExist => self.destroy(t, cur.st, cur.m),
             GoState::Unknown => Ok(()),
         }
@@ -166,7 +166,7 @@ impl<W: Write> State<W> {
         }
     }
 
-    fn to_running(&mut self, t: &Transition, st: GSt, on: Option<u32>) -> io::Result<()> {
+    fn enter_running(&mut self, t: &Transition, st: GSt, on: Option<u32>) -> io::Result<()> {
         let (tid, ts, g) = (t.tid, t.ts, t.goid);
         match (st, on) {
             (GSt::Running, Some(m)) if m == tid => return Ok(()),
@@ -201,7 +201,7 @@ impl<W: Write> State<W> {
         Ok(())
     }
 
-    fn to_runnable(
+    fn enter_runnable(
         &mut self,
         tid: u32,
         ts: u64,
@@ -217,7 +217,7 @@ impl<W: Write> State<W> {
         }
     }
 
-    fn to_syscall(&mut self, t: &Transition, st: GSt, on: Option<u32>) -> io::Result<()> {
+    fn enter_syscall(&mut self, t: &Transition, st: GSt, on: Option<u32>) -> io::Result<()> {
         let (ts, g) = (t.ts, t.goid);
         let m = match (st, on) {
             (GSt::Running, Some(m)) => m,
