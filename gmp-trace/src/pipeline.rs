@@ -134,13 +134,13 @@ impl<'a> Pipeline<'a> {
             // What existed before the first event (--pid mode: seeded after the load bias
             // is announced).
             if e.kind != EventKind::LoadBias as u32 {
-                w.seed(&self.model);
+                w.seed(&self.model, &self.sym);
             }
         }
         self.model.apply(e);
         if let Some(w) = &mut self.gotrace {
             let trans = self.model.transition_log.as_mut().map(std::mem::take);
-            if let Err(err) = w.event(e, trans.unwrap_or_default(), &self.model) {
+            if let Err(err) = w.event(e, trans.unwrap_or_default(), &self.model, &self.sym) {
                 self.write_error
                     .get_or_insert(anyhow!("writing the Go trace failed part-way: {err}"));
                 self.gotrace = None;

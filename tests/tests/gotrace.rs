@@ -27,6 +27,8 @@ struct Parsed {
     transitions: BTreeMap<String, u64>,
     goroutines: usize,
     procs_changes: u64,
+    /// Stack frames in the program's own package (the start functions GoCreate carries).
+    main_frames: u64,
 }
 
 /// Reads `file` with Go 1.27.3's trace reader; panics with its error when it rejects the file.
@@ -48,6 +50,9 @@ fn go_parse(file: &Path) -> Parsed {
     for line in String::from_utf8_lossy(&o.stdout).lines() {
         if line.contains("Name=\"/sched/gomaxprocs:threads\"") {
             p.procs_changes += 1;
+        }
+        if line.starts_with("\tmain.") {
+            p.main_frames += 1;
         }
         let Some(rest) = line.split(" StateTransition ").nth(1) else {
             continue;
@@ -159,6 +164,11 @@ fn launch(sample: &str, go: &str, variant: Variant, args: &[&str]) {
     assert_eq!(p.goroutines as u64, created, "{what}: goroutines");
     assert_transitions_agree(&p, &run.summary, &run.stderr, &what);
     assert!(p.procs_changes >= 1, "{what}: no GOMAXPROCS in the file");
+    // `go tool trace` names goroutines by their start function: the creations carry it.
+    assert!(
+        p.main_frames > 0,
+        "{what}: no goroutine started in package main"
+    );
 
     // Replay makes the same file from the recording.
     let again = run.dir.join("replayed.gotrace");

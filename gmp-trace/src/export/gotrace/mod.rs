@@ -15,6 +15,7 @@ use std::io::{self, Write};
 
 use gmp_trace_common::{Event, EventKind};
 
+use crate::binary::Symbolize;
 use crate::model::{GoState, Model, Transition};
 
 mod reasons;
@@ -94,7 +95,7 @@ impl<W: Write> GoTraceWriter<W> {
 
     /// Takes what the model knew before the first event (the goroutines, threads and Ps read
     /// from a running process); written with the first event.
-    pub fn seed(&mut self, model: &Model) {
+    pub fn seed(&mut self, model: &Model, sym: &dyn Symbolize) {
         self.seeded = true;
         let mut s = Seeds::default();
         for (&goid, g) in model.goroutines.iter() {
@@ -105,6 +106,7 @@ impl<W: Write> GoTraceWriter<W> {
             };
             if g.seeded {
                 s.gs.insert(goid, st);
+                self.note_start(goid, g.start_pc, sym);
             }
         }
         for th in model.threads.values() {
@@ -119,7 +121,13 @@ impl<W: Write> GoTraceWriter<W> {
     }
 
     /// One event and the transitions the model made of it.
-    pub fn event(&mut self, e: &Event, trans: Vec<Transition>, model: &Model) -> io::Result<()> {
+    pub fn event(
+        &mut self,
+        e: &Event,
+        trans: Vec<Transition>,
+        model: &Model,
+        sym: &dyn Symbolize,
+    ) -> io::Result<()> {
         self.latest = self.latest.max(e.ts);
         if e.kind == EventKind::LoadBias as u32 {
             self.bias_ts = e.ts;
@@ -140,12 +148,38 @@ impl<W: Write> GoTraceWriter<W> {
             self.queue.push_back(Item::Raw(*e));
         }
         for t in trans {
+            let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
+            if created || !self.st.gs.contains_key(&t.goid) {
+                if let Some(g) = model.goroutines.get(&t.goid) {
+                    self.note_start(t.goid, g.start_pc, sym);
+                }
+            }
             if t.from == GoState::Syscall && t.to == GoState::Runnable {
                 self.take_back_exit(t.goid);
             }
             self.queue.push_back(Item::Trans(t));
         }
         self.release(Some(model))
+    }
+
+    /// Keeps `goid`'s start function as the stack its creation or first status carries.
+    fn note_start(&mut self, goid: u64, pc: u64, sym: &dyn Symbolize) {
+        if pc == 0 || self.st.start_stack.contains_key(&goid) {
+            return;
+        }
+        let name = match sym.func_name(pc) {
+            Some(n) => n.to_string(),
+            None => format!("0x{pc:x}"),
+        };
+        let func = self.st.wire.strings.id(&name);
+        let frame = wire::Frame {
+            pc,
+            func,
+            file: 0,
+            line: 0,
+        };
+        let stack = self.st.wire.stacks.intern(&[frame]);
+        self.st.start_stack.insert(goid, stack);
     }
 
     /// Drops a held Syscall -> Running of `goid` the model replaced by Syscall -> Runnable.

@@ -95,6 +95,9 @@ pub struct State<W: Write> {
     pub ms: FastMap<u32, M>,
     last_ts: u64,
     pub synth: Synth,
+    /// The one-frame stack (its start function) of goroutines about to be created or first
+    /// seen: Go's reader names a goroutine by the root frame of its first stack.
+    pub start_stack: FastMap<u64, u64>,
 }
 
 impl<W: Write> State<W> {
@@ -106,6 +109,7 @@ impl<W: Write> State<W> {
             ms: FastMap::default(),
             last_ts: 0,
             synth: Synth::default(),
+            start_stack: FastMap::default(),
         }
     }
 
@@ -346,7 +350,10 @@ impl<W: Write> State<W> {
             }
         }
         let m = if on { tid as u64 } else { NO_THREAD };
-        self.put(tid, ts, Ev::GoStatus, &[g, m, st as u64])?;
+        match self.start_stack.remove(&g) {
+            Some(stack) => self.put(tid, ts, Ev::GoStatusStack, &[g, m, st as u64, stack])?,
+            None => self.put(tid, ts, Ev::GoStatus, &[g, m, st as u64])?,
+        }
         self.gs.insert(
             g,
             G {

@@ -6,6 +6,7 @@ use gmp_trace_common::{Event, EventKind};
 
 use super::wire::Ev;
 use super::GoTraceWriter;
+use crate::binary::NoSymbols;
 use crate::model::{GoState, Model, Transition};
 
 fn tr(ts: u64, goid: u64, from: GoState, to: GoState, tid: u32, p: i32) -> Transition {
@@ -96,9 +97,14 @@ fn types(bs: &[(u64, Vec<u8>)], tid: u64) -> Vec<u8> {
 fn a_start_gets_its_p_and_an_unknown_goroutine_its_status() {
     let model = Model::new();
     let mut w = GoTraceWriter::new(Vec::new(), "go1.24.1").unwrap();
-    w.seed(&model);
-    w.event(&ev(100, EventKind::AcquireP, 7, 0), vec![], &model)
-        .unwrap();
+    w.seed(&model, &NoSymbols);
+    w.event(
+        &ev(100, EventKind::AcquireP, 7, 0),
+        vec![],
+        &model,
+        &NoSymbols,
+    )
+    .unwrap();
     let t = vec![
         tr(110, 5, GoState::NotExist, GoState::Runnable, 7, 0),
         tr(120, 5, GoState::Runnable, GoState::Running, 8, 1),
@@ -107,7 +113,7 @@ fn a_start_gets_its_p_and_an_unknown_goroutine_its_status() {
         tr(140, 9, GoState::Waiting, GoState::Runnable, 7, 0),
         tr(150, 9, GoState::Runnable, GoState::Waiting, 7, 0),
     ];
-    w.event(&ev(150, EventKind::Schedule, 7, 0), t, &model)
+    w.event(&ev(150, EventKind::Schedule, 7, 0), t, &model, &NoSymbols)
         .unwrap();
     let (file, synth) = w.finish().unwrap();
     assert_eq!(synth.unmapped, 1, "{synth:?}");
@@ -139,7 +145,7 @@ fn waits_the_tracer_hides_write_nothing() {
         hidden,
         tr(130, 5, GoState::Waiting, GoState::Running, 7, 0),
     ];
-    w.event(&ev(130, EventKind::Schedule, 7, 0), t, &model)
+    w.event(&ev(130, EventKind::Schedule, 7, 0), t, &model, &NoSymbols)
         .unwrap();
     let (file, synth) = w.finish().unwrap();
     assert_eq!(synth.hidden_waits, 1);
@@ -155,10 +161,20 @@ fn time_only_moves_forward_across_threads() {
     let model = Model::new();
     let mut w = GoTraceWriter::new(Vec::new(), "go1.22.1").unwrap();
     // Thread 8's event came in later but is stamped earlier (another CPU's clock read).
-    w.event(&ev(200, EventKind::AcquireP, 7, 0), vec![], &model)
-        .unwrap();
-    w.event(&ev(150, EventKind::AcquireP, 8, 1), vec![], &model)
-        .unwrap();
+    w.event(
+        &ev(200, EventKind::AcquireP, 7, 0),
+        vec![],
+        &model,
+        &NoSymbols,
+    )
+    .unwrap();
+    w.event(
+        &ev(150, EventKind::AcquireP, 8, 1),
+        vec![],
+        &model,
+        &NoSymbols,
+    )
+    .unwrap();
     let (file, _) = w.finish().unwrap();
     // Both batches' times: strictly increasing in the order written.
     let mut at = 16;

@@ -132,7 +132,8 @@ impl<W: Write> State<W> {
             self.synth.unmapped += 1;
             return self.status(tid, ts, g, GSt::Runnable, -1);
         }
-        self.put(tid, ts, Ev::GoCreate, &[g, 0, 0])?;
+        let new_stack = self.start_stack.remove(&g).unwrap_or(0);
+        self.put(tid, ts, Ev::GoCreate, &[g, new_stack, 0])?;
         self.gs.insert(
             g,
             super::state::G {
@@ -279,6 +280,7 @@ impl<W: Write> State<W> {
             }
         }
         self.gs.remove(&g);
+        self.start_stack.remove(&g);
         Ok(())
     }
 

@@ -60,6 +60,7 @@ pub enum Ev {
     GcBegin = 29,
     GcEnd = 30,
     UserLog = 44,
+    GoStatusStack = 48,
     Sync = 50,
     ClockSnapshot = 51,
     EndOfGeneration = 52,
@@ -132,7 +133,6 @@ pub struct Stacks {
 
 impl Stacks {
     /// The id of a stack (innermost frame first); the empty stack is 0.
-    #[allow(dead_code)] // the hook for stacks on events (issue 19's other half)
     pub fn intern(&mut self, frames: &[Frame]) -> u64 {
         if frames.is_empty() {
             return 0;
