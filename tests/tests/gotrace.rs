@@ -29,6 +29,8 @@ struct Parsed {
     procs_changes: u64,
     /// Stack frames in the program's own package (the start functions GoCreate carries).
     main_frames: u64,
+    /// RangeBegin names (GC, stop-the-world).
+    ranges: Vec<String>,
 }
 
 /// Reads `file` with Go 1.27.3's trace reader; panics with its error when it rejects the file.
@@ -53,6 +55,9 @@ fn go_parse(file: &Path) -> Parsed {
         }
         if line.starts_with("\tmain.") {
             p.main_frames += 1;
+        }
+        if let Some(name) = line.split(" RangeBegin ").nth(1) {
+            p.ranges.push(name.to_string());
         }
         let Some(rest) = line.split(" StateTransition ").nth(1) else {
             continue;
@@ -132,7 +137,7 @@ fn assert_transitions_agree(p: &Parsed, summary: &Value, stderr: &str, what: &st
 }
 
 /// Launch mode: the file reads, has our goroutines and creations, and replay remakes it.
-fn launch(sample: &str, go: &str, variant: Variant, args: &[&str]) {
+fn launch(sample: &str, go: &str, variant: Variant, args: &[&str]) -> Parsed {
     let s = Sample::build(sample, go, variant);
     let t = s.trace(&format!("gotrace-{sample}-{go}-{variant:?}"));
     let rec = t.file("run.gmpt");
@@ -164,11 +169,6 @@ fn launch(sample: &str, go: &str, variant: Variant, args: &[&str]) {
     assert_eq!(p.goroutines as u64, created, "{what}: goroutines");
     assert_transitions_agree(&p, &run.summary, &run.stderr, &what);
     assert!(p.procs_changes >= 1, "{what}: no GOMAXPROCS in the file");
-    // `go tool trace` names goroutines by their start function: the creations carry it.
-    assert!(
-        p.main_frames > 0,
-        "{what}: no goroutine started in package main"
-    );
 
     // Replay makes the same file from the recording.
     let again = run.dir.join("replayed.gotrace");
@@ -178,21 +178,64 @@ fn launch(sample: &str, go: &str, variant: Variant, args: &[&str]) {
         std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap(),
         "{what}: replay wrote a different Go trace"
     );
+    p
 }
 
 #[test]
 fn launch_every_go_version() {
     require_bpf!();
     for go in ALL_GO_VERSIONS {
-        launch("traced", go, Variant::Default, &["-rounds", "3"]);
+        let p = launch("traced", go, Variant::Default, &["-rounds", "3"]);
+        assert_named(&p, go);
     }
 }
 
 #[test]
 fn launch_stripped_and_pie() {
     require_bpf!();
-    launch("fanout", GO_VERSIONS[0], Variant::Stripped, &[]);
-    launch("pingpong", GO_VERSIONS[0], Variant::Pie, &["2000"]);
+    let p = launch("fanout", GO_VERSIONS[0], Variant::Stripped, &[]);
+    assert_named(&p, "stripped");
+    // Enough events for several 64 KiB batches on one thread.
+    let p = launch("pingpong", GO_VERSIONS[0], Variant::Pie, &["20000"]);
+    assert_named(&p, "PIE");
+    let size = std::fs::metadata(
+        scratch_path(&format!("gotrace-pingpong-{}-Pie", GO_VERSIONS[0])).join("x.gotrace"),
+    )
+    .unwrap()
+    .len();
+    assert!(size > 2 * 65536, "pingpong's trace is only {size} bytes");
+}
+
+/// `go tool trace` names goroutines by their start function: the creations carry it.
+fn assert_named(p: &Parsed, what: &str) {
+    assert!(
+        p.main_frames > 0,
+        "{what}: no goroutine started in package main"
+    );
+}
+
+/// A GC cycle (churn runs one before it reads its commands) and its stops of the world.
+#[test]
+fn launch_gc_and_stw() {
+    require_bpf!();
+    for go in GO_VERSIONS {
+        let p = launch("churn", go, Variant::Default, &[]);
+        let has = |s: &str| p.ranges.iter().any(|r| r.contains(s));
+        assert!(
+            has("GC concurrent mark phase"),
+            "Go {go}: no GC in {:?}",
+            p.ranges
+        );
+        assert!(has("stop-the-world"), "Go {go}: no STW in {:?}", p.ranges);
+    }
+}
+
+/// target/test-runs/<name>, as `scratch_dir` made it.
+fn scratch_path(name: &str) -> std::path::PathBuf {
+    gmp_trace_tests::workspace_root()
+        .join("target")
+        .join("test-runs")
+        .join(name)
 }
 
 /// `--pid` mode on parker built with `go`: the goroutines alive at attach come in as statuses.
