@@ -206,6 +206,21 @@ fn launch_stripped_and_pie() {
     assert!(size > 2 * 65536, "pingpong's trace is only {size} bytes");
 }
 
+/// Tight loops of system calls, some of which lose their P to sysmon (GoSyscallEndBlocked;
+/// from Go 1.26 an exit the model takes back when exitsyscall finds the P gone).
+#[test]
+fn launch_syscalls_losing_p() {
+    require_bpf!();
+    for go in GO_VERSIONS {
+        let p = launch("sysread", go, Variant::Default, &[]);
+        assert!(
+            p.transitions.get("Running->Syscall").copied().unwrap_or(0) > 1000,
+            "Go {go}: {:?}",
+            p.transitions
+        );
+    }
+}
+
 /// `go tool trace` names goroutines by their start function: the creations carry it.
 fn assert_named(p: &Parsed, what: &str) {
     assert!(

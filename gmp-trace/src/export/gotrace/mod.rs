@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use gmp_trace_common::{Event, EventKind};
 
 use crate::binary::Symbolize;
+use crate::fasthash::FastMap;
 use crate::model::{GoState, Model, Transition};
 
 mod reasons;
@@ -66,6 +67,11 @@ pub struct GoTraceWriter<W: Write> {
     /// Seeded goroutines not written yet, and when they are written at the latest.
     pending_seeds: BTreeMap<u64, GSt>,
     seed_deadline: u64,
+    /// Syscall exits that may still be taken back (goroutine -> the exit's time): until the
+    /// goroutine's next transition.
+    held: FastMap<u64, u64>,
+    /// The model's Syscall->Running count after the last event.
+    exits_counted: u64,
     /// When the load bias was announced: in `--pid` mode, about when the runtime's lists were
     /// read for the seeds (events from before can be in the ring buffer already).
     bias_ts: u64,
@@ -85,6 +91,8 @@ impl<W: Write> GoTraceWriter<W> {
             pending_seeds: BTreeMap::new(),
             seed_deadline: 0,
             bias_ts: 0,
+            held: FastMap::default(),
+            exits_counted: 0,
         })
     }
 
@@ -128,9 +136,12 @@ impl<W: Write> GoTraceWriter<W> {
         model: &Model,
         sym: &dyn Symbolize,
     ) -> io::Result<()> {
-        self.latest = self.latest.max(e.ts);
-        if e.kind == EventKind::LoadBias as u32 {
-            self.bias_ts = e.ts;
+        match EventKind::from_u32(e.kind) {
+            // Made by userspace when it reads the ring buffer: stamped later than events
+            // still in flight, so they do not say how far the probes' clock has got.
+            Some(EventKind::Lost | EventKind::StealFailed) => {}
+            Some(EventKind::LoadBias) => self.bias_ts = e.ts,
+            _ => self.latest = self.latest.max(e.ts),
         }
         if matches!(
             EventKind::from_u32(e.kind),
@@ -147,6 +158,19 @@ impl<W: Write> GoTraceWriter<W> {
         ) {
             self.queue.push_back(Item::Raw(*e));
         }
+        // The model takes an exit back by lowering its Syscall->Running count (and logging
+        // Syscall->Runnable instead, below).
+        let exits = trans
+            .iter()
+            .filter(|t| t.from == GoState::Syscall && t.to == GoState::Running)
+            .count() as u64;
+        let now = model
+            .transitions
+            .get(&(GoState::Syscall, GoState::Running))
+            .copied()
+            .unwrap_or(0);
+        let undone = (self.exits_counted + exits).saturating_sub(now);
+        self.exits_counted = now;
         for t in trans {
             let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
             if created || !self.st.gs.contains_key(&t.goid) {
@@ -154,8 +178,14 @@ impl<W: Write> GoTraceWriter<W> {
                     self.note_start(t.goid, g.start_pc, sym);
                 }
             }
-            if t.from == GoState::Syscall && t.to == GoState::Runnable {
-                self.take_back_exit(t.goid);
+            let held = self.held.remove(&t.goid);
+            if undone > 0 && t.from == GoState::Syscall && t.to == GoState::Runnable {
+                if let Some(ts) = held {
+                    self.take_back_exit(t.goid, ts);
+                }
+            }
+            if t.from == GoState::Syscall && t.to == GoState::Running {
+                self.held.insert(t.goid, t.ts);
             }
             self.queue.push_back(Item::Trans(t));
         }
@@ -183,9 +213,9 @@ impl<W: Write> GoTraceWriter<W> {
     }
 
     /// Drops a held Syscall -> Running of `goid` the model replaced by Syscall -> Runnable.
-    fn take_back_exit(&mut self, goid: u64) {
+    fn take_back_exit(&mut self, goid: u64, ts: u64) {
         let held = self.queue.iter().rposition(|i| {
-            matches!(i, Item::Trans(h) if h.goid == goid
+            matches!(i, Item::Trans(h) if h.goid == goid && h.ts == ts
                 && h.from == GoState::Syscall && h.to == GoState::Running)
         });
         if let Some(i) = held {
@@ -199,6 +229,7 @@ impl<W: Write> GoTraceWriter<W> {
             if let (Some(m), Item::Trans(t)) = (model, front) {
                 let undoable = t.from == GoState::Syscall
                     && t.to == GoState::Running
+                    && self.held.get(&t.goid) == Some(&t.ts)
                     && self.latest.saturating_sub(t.ts) < HOLD_NS
                     && m.threads.get(&t.tid).and_then(|th| th.exit_with_p) == Some((t.goid, t.ts));
                 if undoable {
@@ -208,6 +239,11 @@ impl<W: Write> GoTraceWriter<W> {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
+            if let Item::Trans(t) = &item {
+                if self.held.get(&t.goid) == Some(&t.ts) {
+                    self.held.remove(&t.goid);
+                }
+            }
             let (tid, ts) = match &item {
                 Item::Raw(e) => (e.tid, e.ts),
                 Item::Trans(t) => (t.tid, t.ts),

@@ -66,6 +66,7 @@ impl<W: Write> State<W> {
             return Ok(());
         };
         if gst(t.from) != Some(cur.st) && !(cur.hidden && t.to == GoState::Running) {
+            log::trace!("Go trace: {t:?} from the reader's {cur:?}");
             // The reader has it in another state than our `from` (a step we missed): the event
             // written is from the reader's state.
             self.synth.rewritten += 1;
