@@ -92,8 +92,8 @@ pub struct OutputArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Event format for -o (default: from the extension: .jsonl -> jsonl, .pftrace -> perfetto;
-    /// jsonl for "-").
+    /// Event format for -o (default: from the extension: .jsonl -> jsonl, .pftrace -> perfetto,
+    /// .gotrace -> go; jsonl for "-").
     #[arg(long = "format", value_enum)]
     pub format: Option<Format>,
 
@@ -131,6 +131,9 @@ pub enum Format {
     Jsonl,
     /// Native Perfetto protobuf (TrackEvent), valid at every packet boundary.
     Perfetto,
+    /// Go's execution trace (what `runtime/trace` writes; format version go 1.26), for
+    /// `go tool trace` and gotraceui. Needs goroutine transitions: not at --level lifecycle.
+    Go,
 }
 
 impl OutputArgs {
@@ -150,8 +153,9 @@ impl OutputArgs {
             Some("pftrace") | Some("perfetto") | Some("perfetto-trace") | Some("pb") => {
                 Ok(Some(Format::Perfetto))
             }
+            Some("gotrace") => Ok(Some(Format::Go)),
             other => Err(format!(
-                "cannot tell the format of {} from its extension {:?}; name it *.jsonl or *.pftrace, or pass --format jsonl|perfetto",
+                "cannot tell the format of {} from its extension {:?}; name it *.jsonl, *.pftrace or *.gotrace, or pass --format jsonl|perfetto|go",
                 path.display(),
                 other.unwrap_or("")
             )),
@@ -265,5 +269,9 @@ mod tests {
             "1",
         ]);
         assert_eq!(a.out.output_format(), Ok(Some(Format::Jsonl)));
+        let a = Args::parse_from(["gmp-trace", "-o", "x.gotrace", "--", "prog"]);
+        assert_eq!(a.out.output_format(), Ok(Some(Format::Go)));
+        let a = Args::parse_from(["gmp-trace", "-o", "x.trace", "--format", "go", "--", "p"]);
+        assert_eq!(a.out.output_format(), Ok(Some(Format::Go)));
     }
 }

@@ -10,6 +10,7 @@ use gmp_trace_common::{phase, Event, EventKind};
 
 use crate::cli::{Format, OutputArgs};
 use crate::export::files;
+use crate::export::gotrace::GoTraceWriter;
 use crate::export::graph::{self, GraphFormat};
 use crate::export::jsonl::JsonlWriter;
 use crate::export::perfetto::{PerfettoWriter, TraceMeta};
@@ -27,6 +28,9 @@ pub struct Pipeline<'a> {
     /// The Perfetto output, opened early; the writer starts once the pid is known (`start`).
     perfetto_out: Option<Box<dyn Write>>,
     perfetto: Option<PerfettoWriter<Box<dyn Write>>>,
+    /// The Go execution trace, likewise opened early and started with the Go version.
+    gotrace_out: Option<Box<dyn Write>>,
+    gotrace: Option<GoTraceWriter<Box<dyn Write>>>,
     pub recorder: Option<Recorder>,
     derive: Derive,
     sym: Biased<'a>,
@@ -126,7 +130,22 @@ impl<'a> Pipeline<'a> {
         if e.kind == EventKind::LoadBias as u32 {
             self.sym.bias.set(e.arg0);
         }
+        if let Some(w) = self.gotrace.as_mut().filter(|w| !w.seeded()) {
+            // What existed before the first event (--pid mode: seeded after the load bias
+            // is announced).
+            if e.kind != EventKind::LoadBias as u32 {
+                w.seed(&self.model, &self.sym);
+            }
+        }
         self.model.apply(e);
+        if let Some(w) = &mut self.gotrace {
+            let trans = self.model.transition_log.as_mut().map(std::mem::take);
+            if let Err(err) = w.event(e, trans.unwrap_or_default(), &self.model, &self.sym) {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Go trace failed part-way: {err}"));
+                self.gotrace = None;
+            }
+        }
         if let Some(w) = &mut self.jsonl {
             if let Err(err) = w.write(e, &self.sym) {
                 // Keep tracing (the summary still matters) but report the failure at the end.
@@ -162,9 +181,10 @@ impl<'a> Pipeline<'a> {
             }),
             _ => None,
         };
-        let (jsonl, perfetto_out) = match format {
-            Some(Format::Perfetto) => (None, events_out),
-            _ => (events_out.map(JsonlWriter::new), None),
+        let (jsonl, perfetto_out, gotrace_out) = match format {
+            Some(Format::Perfetto) => (None, events_out, None),
+            Some(Format::Go) => (None, None, events_out),
+            _ => (events_out.map(JsonlWriter::new), None, None),
         };
         let summary_out = match &out.summary_json {
             Some(p) => files::open_output(p, "summary")?.map(|f| (f, p.clone())),
@@ -179,6 +199,8 @@ impl<'a> Pipeline<'a> {
             jsonl,
             perfetto_out,
             perfetto: None,
+            gotrace_out,
+            gotrace: None,
             recorder: None,
             derive: Derive::default(),
             sym: Biased::new(sym),
@@ -204,6 +226,12 @@ impl<'a> Pipeline<'a> {
             };
             self.perfetto =
                 Some(PerfettoWriter::new(out, meta).context("starting the Perfetto trace")?);
+        }
+        if let Some(out) = self.gotrace_out.take() {
+            // The writer follows the model's transitions.
+            self.model.log_transitions();
+            self.gotrace =
+                Some(GoTraceWriter::new(out, go_version).context("starting the Go trace")?);
         }
         Ok(())
     }
@@ -239,6 +267,13 @@ impl<'a> Pipeline<'a> {
                 self.perfetto = None;
             }
         }
+        if let Some(w) = &mut self.gotrace {
+            if let Err(e) = w.flush() {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Go trace failed part-way: {e}"));
+                self.gotrace = None;
+            }
+        }
     }
 
     /// Closes the model and writes the summary, the graph and the recording's footer.
@@ -257,6 +292,21 @@ impl<'a> Pipeline<'a> {
                     self.write_error
                         .get_or_insert(anyhow!("writing the Perfetto trace failed: {e}"));
                 }
+            }
+        }
+        if let Some(w) = self.gotrace.take() {
+            let quiet = self.quiet;
+            let done = w.finish().and_then(|(mut out, synth)| {
+                if !quiet {
+                    if let Some(note) = synth.note() {
+                        eprintln!("gmp-trace: Go trace: {note}");
+                    }
+                }
+                out.flush()
+            });
+            if let Err(e) = done {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Go trace failed: {e}"));
             }
         }
         let footer = Footer {

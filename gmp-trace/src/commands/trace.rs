@@ -30,6 +30,14 @@ use crate::source::recording::{Header, Recorder};
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let started = Instant::now();
+    if args.level == Level::Lifecycle
+        && args.out.output_format() == Ok(Some(crate::cli::Format::Go))
+    {
+        anyhow::bail!(
+            "--format go needs goroutine state changes, which --level lifecycle does not trace; \
+             use --level sched or full (the default)"
+        );
+    }
     let mut target = Target::resolve(args.pid, &args.command, args.force)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;

@@ -4,6 +4,7 @@
 //! bytes.
 pub mod files;
 pub mod godump;
+pub mod gotrace;
 pub mod graph;
 pub mod jsonl;
 pub mod perfetto;

@@ -1,0 +1,311 @@
+//! `--format go`: our events as a Go execution trace (the format of `runtime/trace`, version
+//! go 1.26), for `go tool trace` and gotraceui, whatever Go version the target runs.
+//!
+//! Fed like the other event writers, one event at a time, plus the goroutine transitions the
+//! model made of it (the model already knows which casgstatus is a block, a start or a
+//! syscall's end, and the summary counts the same transitions). `wire` lays out the bytes,
+//! `state` mirrors what Go's reader believes and keeps every event legal to it, `translate`
+//! maps our transitions and events onto Go's, `reasons` gives Go's block-reason strings.
+//!
+//! One wrinkle: from Go 1.26 the model may take back a syscall exit it logged (the P turned
+//! out lost, see `Model::undo_syscall_exit`) within the same exitsyscall call. Such an exit is
+//! held here until that can no longer happen, and dropped if it is taken back.
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Write};
+
+use gmp_trace_common::{Event, EventKind};
+
+use crate::binary::Symbolize;
+use crate::fasthash::FastMap;
+use crate::model::{GoState, Model, Transition};
+
+mod reasons;
+mod state;
+#[cfg(test)]
+mod tests;
+mod translate;
+mod wire;
+
+pub use state::Synth;
+
+use reasons::Reasons;
+use state::{GSt, State};
+use translate::Runtime;
+
+/// How long (in event time) a syscall exit is held for the model to take it back (the
+/// take-back happens within the same exitsyscall call, microseconds later), and how long
+/// seeded goroutines wait for their first transition.
+const HOLD_NS: u64 = 10_000_000;
+
+enum Item {
+    Raw(Event),
+    Trans(Transition),
+}
+
+/// What existed before the first event (`--pid` mode): the Ps are written at the first event,
+/// the goroutines when first touched or, for those that do nothing, `HOLD_NS` into the trace.
+/// The wait is for creations in flight at attach: the runtime's list already had them when we
+/// read it, the creation event comes after, and is then written as the creation it is.
+#[derive(Default)]
+struct Seeds {
+    /// Goroutines and their states (Running and Syscall ones wait for their first transition,
+    /// which says on which thread they are).
+    gs: BTreeMap<u64, GSt>,
+    /// Threads holding a P.
+    held: Vec<(u32, i32)>,
+    procs: Vec<i32>,
+}
+
+pub struct GoTraceWriter<W: Write> {
+    st: State<W>,
+    rt: Runtime,
+    reasons: Reasons,
+    queue: VecDeque<Item>,
+    seeds: Option<Seeds>,
+    seeded: bool,
+    latest: u64,
+    /// Seeded goroutines not written yet, and when they are written at the latest.
+    pending_seeds: BTreeMap<u64, GSt>,
+    seed_deadline: u64,
+    /// Syscall exits that may still be taken back (goroutine -> the exit's time): until the
+    /// goroutine's next transition.
+    held: FastMap<u64, u64>,
+    /// The model's Syscall->Running count after the last event.
+    exits_counted: u64,
+    /// When the load bias was announced: in `--pid` mode, about when the runtime's lists were
+    /// read for the seeds (events from before can be in the ring buffer already).
+    bias_ts: u64,
+}
+
+impl<W: Write> GoTraceWriter<W> {
+    /// Writes the header; `go_version` is the target's (it numbers the wait reasons).
+    pub fn new(out: W, go_version: &str) -> io::Result<Self> {
+        Ok(GoTraceWriter {
+            st: State::new(wire::Wire::new(out)?),
+            rt: Runtime::default(),
+            reasons: Reasons::for_version(go_version),
+            queue: VecDeque::new(),
+            seeds: None,
+            seeded: false,
+            latest: 0,
+            pending_seeds: BTreeMap::new(),
+            seed_deadline: 0,
+            bias_ts: 0,
+            held: FastMap::default(),
+            exits_counted: 0,
+        })
+    }
+
+    /// Whether `seed` has been called.
+    pub fn seeded(&self) -> bool {
+        self.seeded
+    }
+
+    /// Takes what the model knew before the first event (the goroutines, threads and Ps read
+    /// from a running process); written with the first event.
+    pub fn seed(&mut self, model: &Model, sym: &dyn Symbolize) {
+        self.seeded = true;
+        let mut s = Seeds::default();
+        for (&goid, g) in model.goroutines.iter() {
+            let st = match g.state {
+                GoState::Runnable => GSt::Runnable,
+                GoState::Waiting => GSt::Waiting,
+                _ => continue,
+            };
+            if g.seeded {
+                s.gs.insert(goid, st);
+                self.note_start(goid, g.start_pc, sym);
+            }
+        }
+        for th in model.threads.values() {
+            if let Some(p) = th.p {
+                s.held.push((th.tid, p));
+            }
+        }
+        s.held.sort_unstable();
+        s.procs = model.procs.values().map(|p| p.id).collect();
+        s.procs.sort_unstable();
+        self.seeds = Some(s);
+    }
+
+    /// One event and the transitions the model made of it.
+    pub fn event(
+        &mut self,
+        e: &Event,
+        trans: Vec<Transition>,
+        model: &Model,
+        sym: &dyn Symbolize,
+    ) -> io::Result<()> {
+        match EventKind::from_u32(e.kind) {
+            // Made by userspace when it reads the ring buffer: stamped later than events
+            // still in flight, so they do not say how far the probes' clock has got.
+            Some(EventKind::Lost | EventKind::StealFailed) => {}
+            Some(EventKind::LoadBias) => self.bias_ts = e.ts,
+            _ => self.latest = self.latest.max(e.ts),
+        }
+        if matches!(
+            EventKind::from_u32(e.kind),
+            Some(
+                EventKind::AcquireP
+                    | EventKind::ReleaseP
+                    | EventKind::ProcResize
+                    | EventKind::GcStart
+                    | EventKind::GcDone
+                    | EventKind::StwStart
+                    | EventKind::StwDone
+                    | EventKind::Phase
+            )
+        ) {
+            self.queue.push_back(Item::Raw(*e));
+        }
+        // The model takes an exit back by lowering its Syscall->Running count (and logging
+        // Syscall->Runnable instead, below).
+        let exits = trans
+            .iter()
+            .filter(|t| t.from == GoState::Syscall && t.to == GoState::Running)
+            .count() as u64;
+        let now = model
+            .transitions
+            .get(&(GoState::Syscall, GoState::Running))
+            .copied()
+            .unwrap_or(0);
+        let undone = (self.exits_counted + exits).saturating_sub(now);
+        self.exits_counted = now;
+        for t in trans {
+            let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
+            if created || !self.st.gs.contains_key(&t.goid) {
+                if let Some(g) = model.goroutines.get(&t.goid) {
+                    self.note_start(t.goid, g.start_pc, sym);
+                }
+            }
+            let held = self.held.remove(&t.goid);
+            if undone > 0 && t.from == GoState::Syscall && t.to == GoState::Runnable {
+                if let Some(ts) = held {
+                    self.take_back_exit(t.goid, ts);
+                }
+            }
+            if t.from == GoState::Syscall && t.to == GoState::Running {
+                self.held.insert(t.goid, t.ts);
+            }
+            self.queue.push_back(Item::Trans(t));
+        }
+        self.release(Some(model))
+    }
+
+    /// Keeps `goid`'s start function as the stack its creation or first status carries.
+    fn note_start(&mut self, goid: u64, pc: u64, sym: &dyn Symbolize) {
+        if pc == 0 || self.st.start_stack.contains_key(&goid) {
+            return;
+        }
+        let name = match sym.func_name(pc) {
+            Some(n) => n.to_string(),
+            None => format!("0x{pc:x}"),
+        };
+        let func = self.st.wire.strings.id(&name);
+        let frame = wire::Frame {
+            pc,
+            func,
+            file: 0,
+            line: 0,
+        };
+        let stack = self.st.wire.stacks.intern(&[frame]);
+        self.st.start_stack.insert(goid, stack);
+    }
+
+    /// Drops a held Syscall -> Running of `goid` the model replaced by Syscall -> Runnable.
+    fn take_back_exit(&mut self, goid: u64, ts: u64) {
+        let held = self.queue.iter().rposition(|i| {
+            matches!(i, Item::Trans(h) if h.goid == goid && h.ts == ts
+                && h.from == GoState::Syscall && h.to == GoState::Running)
+        });
+        if let Some(i) = held {
+            self.queue.remove(i);
+        }
+    }
+
+    /// Writes queued items up to the first one still held (all of them without a model).
+    fn release(&mut self, model: Option<&Model>) -> io::Result<()> {
+        while let Some(front) = self.queue.front() {
+            if let (Some(m), Item::Trans(t)) = (model, front) {
+                let undoable = t.from == GoState::Syscall
+                    && t.to == GoState::Running
+                    && self.held.get(&t.goid) == Some(&t.ts)
+                    && self.latest.saturating_sub(t.ts) < HOLD_NS
+                    && m.threads.get(&t.tid).and_then(|th| th.exit_with_p) == Some((t.goid, t.ts));
+                if undoable {
+                    break;
+                }
+            }
+            let Some(item) = self.queue.pop_front() else {
+                break;
+            };
+            if let Item::Trans(t) = &item {
+                if self.held.get(&t.goid) == Some(&t.ts) {
+                    self.held.remove(&t.goid);
+                }
+            }
+            let (tid, ts) = match &item {
+                Item::Raw(e) => (e.tid, e.ts),
+                Item::Trans(t) => (t.tid, t.ts),
+            };
+            self.write_seeds(tid, ts)?;
+            match item {
+                Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
+                Item::Trans(t) => {
+                    // A seeded goroutine's first transition says where it is (or that it is
+                    // being created): written from there.
+                    self.pending_seeds.remove(&t.goid);
+                    self.st.transition(&t, &self.reasons)?
+                }
+            }
+            if ts >= self.seed_deadline {
+                self.seed_statuses(tid, ts)?;
+            }
+            self.st.pending(tid, &mut self.rt)?;
+        }
+        Ok(())
+    }
+
+    /// The seeded goroutines that did nothing so far, as statuses.
+    fn seed_statuses(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        for (g, st) in std::mem::take(&mut self.pending_seeds) {
+            if !self.st.gs.contains_key(&g) {
+                self.st.status(tid, ts, g, st, -1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_seeds(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        let Some(s) = self.seeds.take() else {
+            return Ok(());
+        };
+        for p in s.procs {
+            if !s.held.iter().any(|&(_, q)| q == p) {
+                self.st.know_p(tid, ts, p)?;
+            }
+        }
+        for (m, p) in s.held {
+            self.st.seed_p(m, ts, p)?;
+        }
+        self.pending_seeds = s.gs;
+        self.seed_deadline = ts.max(self.bias_ts).saturating_add(HOLD_NS);
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.st.wire.flush()
+    }
+
+    /// Writes everything still queued and the tables; returns the output and what had to be
+    /// made up or left out.
+    pub fn finish(mut self) -> io::Result<(W, Synth)> {
+        self.release(None)?;
+        if let Some(&tid) = self.st.ms.keys().min() {
+            let ts = self.st.now();
+            self.seed_statuses(tid, ts)?;
+        }
+        let synth = self.st.synth;
+        Ok((self.st.wire.finish()?, synth))
+    }
+}
