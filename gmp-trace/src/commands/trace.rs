@@ -208,7 +208,14 @@ fn attach(
             );
         }
         let links = args.uprobe_links.unwrap_or_else(Links::detect);
-        let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links, u32::from(execs))?;
+        let mut t = Tracer::load_with_stacks(
+            offsets,
+            ring_bytes,
+            args.aggregate,
+            links,
+            u32::from(execs),
+            args.stacks,
+        )?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
         // Launch mode waits for the exec; in both modes a later one (the program exec'ing a
         // new image) ends the trace of this image.

@@ -1,0 +1,49 @@
+//! `--stacks`: a stack's PCs as the frames outputs show, Go's way: a return address names the
+//! call before it (pc - 1), inlined calls are frames of their own, and systemstack's switch
+//! frame (a marker, not a call) is left out as Go's tracebacks do.
+use super::Symbolize;
+
+/// One frame of an event's stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackFrame {
+    /// Go's print name; `?` when the pc is in no function of the table (or no binary).
+    pub function: String,
+    /// Empty, and line 0, when unknown.
+    pub file: String,
+    pub line: u32,
+    /// Inlined into the next (outer) frame.
+    pub inlined: bool,
+    /// The return address (or, for the innermost frame, the pc) this frame came from.
+    pub pc: u64,
+}
+
+/// The frames of a stack, innermost first.
+pub fn frames(pcs: &[u64], sym: &dyn Symbolize) -> Vec<StackFrame> {
+    let mut out = Vec::with_capacity(pcs.len() * 2);
+    for &pc in pcs {
+        let src = sym.source_frames(pc.wrapping_sub(1));
+        if src.is_empty() {
+            out.push(StackFrame {
+                function: sym.func_name(pc.wrapping_sub(1)).unwrap_or("?").to_string(),
+                file: String::new(),
+                line: 0,
+                inlined: false,
+                pc,
+            });
+            continue;
+        }
+        for f in src {
+            if f.function == "runtime.systemstack_switch" {
+                continue;
+            }
+            out.push(StackFrame {
+                function: f.function,
+                file: f.file,
+                line: f.line,
+                inlined: f.inlined,
+                pc,
+            });
+        }
+    }
+    out
+}
