@@ -88,6 +88,12 @@ pub(crate) fn bump(idx: u32) {
 pub(crate) static STACK_PCS: PerCpuArray<[u64; gmp_trace_common::STACK_MAX_FRAMES]> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// The piece of a goroutine's stack the walk reads at once: frames are small and adjacent, so
+/// one read serves several (a user read costs ~70 ns plus each cache line).
+#[map]
+pub(crate) static STACK_WINDOW: PerCpuArray<[u64; crate::stacks::WINDOW_WORDS]> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// Stack ids whose PCs were sent: a stack's PCs go out once, then only its id. Sized by the
 /// loader (1 entry without `--stacks`); LRU, so a stack evicted is simply sent again.
 #[map]

@@ -13,9 +13,13 @@ use gmp_trace_common::{Event, EventKind, Offsets, NO_FIELD, STACK_MAX_FRAMES, ST
 
 use crate::{
     emit::{emit, emit_checked},
-    maps::{SEEN_STACKS, STACKS, STACK_PCS},
+    maps::{SEEN_STACKS, STACKS, STACK_PCS, STACK_WINDOW},
     read::{fetch, read, Block},
 };
+
+/// Words of stack one read brings ([`STACK_WINDOW`]).
+pub(crate) const WINDOW_WORDS: usize = 64;
+const WINDOW_BYTES: u64 = WINDOW_WORDS as u64 * 8;
 
 /// Whether `--stacks` is on.
 #[inline(always)]
@@ -93,13 +97,13 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// events, the walk) is not added to theirs.
 #[inline(never)]
 pub(crate) fn send(e: &Event, whose: u64, s: &Start) {
-    let Some(buf) = STACK_PCS.get_ptr_mut(0) else {
+    let (Some(buf), Some(win)) = (STACK_PCS.get_ptr_mut(0), STACK_WINDOW.get_ptr_mut(0)) else {
         return;
     };
-    // SAFETY: this CPU's slot from the lookup; per-CPU values are not shared, and a probe runs
-    // to completion before another one on this CPU.
-    let pcs = unsafe { &mut *buf };
-    let (n, id) = walk(pcs, s);
+    // SAFETY: this CPU's slots from the lookups; per-CPU values are not shared, and a probe
+    // runs to completion before another one on this CPU.
+    let (pcs, win) = unsafe { (&mut *buf, &mut *win) };
+    let (n, id) = walk(pcs, win, s);
     // SAFETY: the value is only tested for presence.
     let seen = unsafe { SEEN_STACKS.get(&id) }.is_some();
     if !seen && send_pcs(e, pcs, n, id) {
@@ -121,18 +125,40 @@ pub(crate) fn send(e: &Event, whose: u64, s: &Start) {
 
 /// Fills `pcs` (innermost first) and returns how many frames and their hash (never 0). Stops
 /// at a frame pointer outside the stack, not above the previous one, or a zero return address.
+/// The stack is read a window at a time (from a frame up to [`WINDOW_BYTES`], never past the
+/// stack's top), and read again only when a frame lies beyond it.
 #[inline(always)]
-fn walk(pcs: &mut [u64; STACK_MAX_FRAMES], s: &Start) -> (usize, u64) {
+fn walk(
+    pcs: &mut [u64; STACK_MAX_FRAMES],
+    win: &mut [u64; WINDOW_WORDS],
+    s: &Start,
+) -> (usize, u64) {
     pcs[0] = s.pc;
     let mut h = (FNV_OFFSET ^ s.pc).wrapping_mul(FNV_PRIME);
     let mut n = 1;
     let mut bp = s.bp;
+    let (mut at, mut len) = (0u64, 0u64);
     for i in 1..STACK_MAX_FRAMES {
         if bp < s.lo || bp.wrapping_add(16) > s.hi || bp & 7 != 0 {
             break;
         }
-        let Some([next, ret]) = read::<[u64; 2]>(bp, 0) else {
-            break;
+        if bp < at || bp + 16 > at + len {
+            let want = (s.hi - bp).min(WINDOW_BYTES);
+            if !read_window(win, bp, want) {
+                break;
+            }
+            (at, len) = (bp, want);
+        }
+        // Both words lie in the window (checked above); each index is masked on its own so the
+        // verifier sees it in bounds (a shared base plus 8 loses that).
+        let k = ((bp - at) / 8) as usize;
+        let mask = WINDOW_WORDS - 1;
+        // SAFETY: masked indexes of a WINDOW_WORDS array.
+        let (next, ret) = unsafe {
+            (
+                *win.as_ptr().add(k & mask),
+                *win.as_ptr().add((k + 1) & mask),
+            )
         };
         if ret == 0 {
             break;
@@ -148,6 +174,28 @@ fn walk(pcs: &mut [u64; STACK_MAX_FRAMES], s: &Start) -> (usize, u64) {
         bp = next;
     }
     (n, h | 1)
+}
+
+/// Reads `len` (16..=[`WINDOW_BYTES`]) bytes of user stack at `addr` into `win`.
+#[inline(always)]
+fn read_window(win: &mut [u64; WINDOW_WORDS], addr: u64, len: u64) -> bool {
+    let len = len as u32;
+    if !(16..=WINDOW_BYTES as u32).contains(&len) {
+        return false;
+    }
+    // SAFETY: `win` has room for WINDOW_BYTES >= len bytes; a bad user address only makes the
+    // helper fail.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            win.as_mut_ptr().cast(),
+            len,
+            addr as *const core::ffi::c_void,
+        )
+    };
+    if rc != 0 {
+        crate::maps::bump(gmp_trace_common::counter::READ_FAILED);
+    }
+    rc == 0
 }
 
 /// The first `n` PCs of `pcs` as `StackPcs` pieces; true when every piece went out.

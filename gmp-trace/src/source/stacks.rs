@@ -77,7 +77,11 @@ impl StackTable {
     fn piece(&mut self, e: &Event) {
         let frames = ((e.p as u32) >> 8) as usize;
         let at = (e.p as u32 & 0xff) as usize;
-        if frames == 0 || frames > STACK_MAX_FRAMES || at >= frames || at % STACK_PCS_CHUNK != 0 {
+        if frames == 0
+            || frames > STACK_MAX_FRAMES
+            || at >= frames
+            || !at.is_multiple_of(STACK_PCS_CHUNK)
+        {
             return;
         }
         if self.complete.contains_key(&e.goid) {
