@@ -207,3 +207,29 @@ fn no_stacks_without_the_flag() {
         .iter()
         .all(|e| e["kind"] != "stack" && e.get("stack").is_none()));
 }
+
+/// Position-independent (the load bias applies to every PC) and stripped (.gopclntab only)
+/// builds name the same sites.
+#[test]
+fn stacks_in_pie_and_stripped_builds() {
+    require_bpf!();
+    for variant in [Variant::Pie, Variant::Stripped] {
+        let go = ALL_GO_VERSIONS[0];
+        let s = Sample::build("blockspots", go, variant);
+        let run = s
+            .trace(&format!("stacks-{go}-{}", variant.name()))
+            .opts(["--stacks"])
+            .run();
+        assert!(
+            run.status.success(),
+            "{go} {}: {}",
+            variant.name(),
+            run.stderr
+        );
+        check_run(
+            &run.events,
+            &run.stdout,
+            &format!("{go} {}", variant.name()),
+        );
+    }
+}
