@@ -45,6 +45,8 @@ pub struct Pipeline<'a> {
     pub exec: ExecWatch,
     /// `--stacks`: the probes' stacks, and which event each belongs to.
     pub stacks: StackTable,
+    /// The Perfetto text of each stack used, by id.
+    stack_texts: crate::fasthash::FastMap<u32, String>,
 }
 
 impl Sink for Pipeline<'_> {
@@ -160,6 +162,16 @@ impl<'a> Pipeline<'a> {
     /// `--stacks`: the stack `u` goes with `e` (about to be written): defined at its first use,
     /// then named by the event.
     fn stack_to_writers(&mut self, e: &Event, u: &StackUse) {
+        if let Some(w) = &mut self.perfetto {
+            let text = self.stack_texts.entry(u.id).or_insert_with(|| {
+                let frames = u
+                    .pcs
+                    .as_deref()
+                    .map(|pcs| crate::export::stacks::frames(pcs, &self.sym));
+                crate::export::stacks::text(frames.as_deref())
+            });
+            w.set_stack(text.clone());
+        }
         if let Some(w) = &mut self.jsonl {
             let r = if u.first {
                 let frames = u
@@ -228,6 +240,7 @@ impl<'a> Pipeline<'a> {
             epilogue: None,
             exec: ExecWatch::default(),
             stacks: StackTable::default(),
+            stack_texts: Default::default(),
         })
     }
 

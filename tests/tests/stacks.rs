@@ -6,7 +6,10 @@
 //! has those frames in that order. A recording replays with the same stacks. Needs root and BPF.
 use std::collections::HashMap;
 
-use gmp_trace_tests::{read_jsonl, replay, require_bpf, Sample, Variant, ALL_GO_VERSIONS};
+use gmp_trace_tests::{
+    read_jsonl, replay, require_bpf, require_perfetto_tools, trace_processor, Sample, Variant,
+    ALL_GO_VERSIONS, GO_VERSIONS, PERFETTO_IMPORT_PROBLEMS_SQL,
+};
 use serde_json::Value;
 
 /// One spot the sample printed.
@@ -231,5 +234,55 @@ fn stacks_in_pie_and_stripped_builds() {
             &run.stdout,
             &format!("{go} {}", variant.name()),
         );
+    }
+}
+
+/// Perfetto: the stacks ride as a `stack` argument (a frame a line, `fn file:line`) on what the
+/// event draws: the blocked goroutine's Waiting slice, the `unblock` instant (the waker's), the
+/// `go` instant (the creator's) and the Syscall slice.
+#[test]
+fn perfetto_slices_and_instants_carry_the_stacks() {
+    require_perfetto_tools();
+    require_bpf!();
+    for go in GO_VERSIONS {
+        let s = Sample::build("blockspots", go, Variant::Default);
+        let run = s
+            .trace(&format!("stacks-perfetto-{go}"))
+            .output("trace.pftrace")
+            .opts(["--stacks"])
+            .run();
+        assert!(run.status.success(), "{go}: {}", run.stderr);
+        let spots = spots(&run.stdout);
+        let line = |name: &str| {
+            let (f, l) = &spots[name].frames[0];
+            format!("{f} %blockspots/main.go:{l}")
+        };
+        let q = trace_processor(
+            &run.dir.join("trace.pftrace"),
+            &[
+                PERFETTO_IMPORT_PROBLEMS_SQL,
+                "SELECT name, EXTRACT_ARG(arg_set_id, 'debug.stack') AS stack FROM slice \
+                 WHERE EXTRACT_ARG(arg_set_id, 'debug.stack') IS NOT NULL",
+            ],
+        );
+        assert!(q[0].is_empty(), "{go}: import problems: {:?}", q[0]);
+        let has = |slice: &str, spot: &str| {
+            let pat = line(spot);
+            let (head, tail) = pat.split_once('%').unwrap();
+            q[1].iter().any(|r| {
+                let name = r["name"].as_str().unwrap_or("");
+                let stack = r["stack"].as_str().unwrap_or("");
+                name.starts_with(slice)
+                    && stack
+                        .lines()
+                        .any(|l| l.starts_with(head) && l.ends_with(tail))
+            })
+        };
+        assert!(has("Waiting", "chanrecv"), "{go}: {:#?}", q[1]);
+        assert!(has("Waiting", "mutex"), "{go}");
+        assert!(has("unblock", "chansend"), "{go}");
+        assert!(has("unblock", "unlock"), "{go}");
+        assert!(has("go", "create"), "{go}");
+        assert!(has("Syscall", "read"), "{go}");
     }
 }

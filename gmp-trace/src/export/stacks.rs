@@ -47,3 +47,28 @@ pub fn frames(pcs: &[u64], sym: &dyn Symbolize) -> Vec<StackFrame> {
     }
     out
 }
+
+/// A stack as text, a frame a line (`function file:line`, `[inlined]` marked), for outputs
+/// that show it as one string (Perfetto's `stack` argument).
+pub fn text(frames: Option<&[StackFrame]>) -> String {
+    let Some(frames) = frames else {
+        return "(stack lost)".to_string();
+    };
+    let mut out = String::new();
+    for f in frames {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&f.function);
+        if !f.file.is_empty() {
+            out.push(' ');
+            out.push_str(&f.file);
+            out.push(':');
+            out.push_str(&f.line.to_string());
+        }
+        if f.inlined {
+            out.push_str(" [inlined]");
+        }
+    }
+    out
+}
