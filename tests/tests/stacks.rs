@@ -131,7 +131,7 @@ fn status(e: &Value, goid: u64, from: &str, to: &str) -> bool {
 
 fn check_run(events: &[Value], stdout: &str, go: &str) {
     let s = spots(stdout);
-    assert_eq!(s.len(), 6, "the sample's spots ({go}): {stdout}");
+    assert_eq!(s.len(), 7, "the sample's spots ({go}): {stdout}");
     let defs = stack_defs(events);
     assert!(
         defs.values().all(|d| d.get("missing").is_none()),
@@ -159,6 +159,10 @@ fn check_run(events: &[Value], stdout: &str, go: &str) {
     );
     check(events, &defs, read, read.goid, "read(2)", |e| {
         e["kind"] == "syscall_enter" && e["goid"] == read.goid
+    });
+    let yield_ = &s["yield"];
+    check(events, &defs, yield_, yield_.goid, "Gosched", |e| {
+        status(e, yield_.goid, "Running", "Runnable")
     });
     let create = &s["create"];
     check(events, &defs, create, create.goid, "go statement", |e| {

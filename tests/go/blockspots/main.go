@@ -9,7 +9,7 @@
 // the calling goroutine's frames from the spot's function (whose line is the spot() call; the
 // operation is on the line after) outwards. Spots: chanrecv (blocks on a channel receive),
 // chansend (wakes the receiver), mutex (blocks on a held sync.Mutex), unlock (wakes it), read
-// (a read(2) on an empty pipe), create (a go statement).
+// (a read(2) on an empty pipe), create (a go statement), yield (runtime.Gosched).
 package main
 
 import (
@@ -110,6 +110,12 @@ func spawner(done *sync.WaitGroup) {
 	spawnHere(done)
 }
 
+//go:noinline
+func yieldHere() {
+	spot("yield")
+	runtime.Gosched()
+}
+
 func main() {
 	var done sync.WaitGroup
 	ch := make(chan int)
@@ -138,5 +144,6 @@ func main() {
 	done.Add(1)
 	spawner(&done)
 	done.Wait()
+	yieldHere()
 	fmt.Println("blockspots done")
 }
