@@ -142,6 +142,7 @@ impl<'a> Pipeline<'a> {
         if let Some(u) = &stack {
             self.stack_to_writers(e, u);
         }
+        self.stacks.follow(e, stack.as_ref());
         if let Some(w) = &mut self.jsonl {
             if let Err(err) = w.write(e, &self.sym) {
                 // Keep tracing (the summary still matters) but report the failure at the end.
@@ -328,7 +329,22 @@ impl<'a> Pipeline<'a> {
                 self.stacks.distinct()
             );
         }
-        let summary = Summary::build(&self.model, run, &self.sym);
+        let mut summary = Summary::build(&self.model, run, &self.sym);
+        summary.blocked_at = self
+            .stacks
+            .blocked_now()
+            .into_iter()
+            .map(|(id, pcs, count)| {
+                let frames = pcs.map(|p| crate::export::stacks::frames(p, &self.sym));
+                crate::export::stacks::BlockedSite {
+                    site: frames
+                        .as_deref()
+                        .map_or_else(|| "(stack lost)".to_string(), crate::export::stacks::site),
+                    stack: id,
+                    count,
+                }
+            })
+            .collect();
         if let Some((mut f, path)) = self.summary_out.take() {
             serde_json::to_writer_pretty(&mut f, &summary)
                 .map_err(std::io::Error::from)

@@ -5,10 +5,13 @@
 //! the first frame's); the trace must hold an event of that goroutine at that spot whose stack
 //! has those frames in that order. A recording replays with the same stacks. Needs root and BPF.
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
+use gmp_trace_tests::pid::{attach, Target};
 use gmp_trace_tests::{
-    read_jsonl, replay, require_bpf, require_perfetto_tools, trace_processor, Sample, Variant,
-    ALL_GO_VERSIONS, GO_VERSIONS, PERFETTO_IMPORT_PROBLEMS_SQL,
+    read_jsonl, replay, require_bpf, require_perfetto_tools, scratch_dir, trace_processor, Sample,
+    Variant, ALL_GO_VERSIONS, GO_VERSIONS, PERFETTO_IMPORT_PROBLEMS_SQL,
 };
 use serde_json::Value;
 
@@ -289,4 +292,59 @@ fn perfetto_slices_and_instants_carry_the_stacks() {
         assert!(has("go", "create"), "{go}");
         assert!(has("Syscall", "read"), "{go}");
     }
+}
+
+/// The summary names where leaked goroutines block, with file:line: `leaky` starts a goroutine
+/// blocked for good in main.leaked every 20 ms; traced with `--pid` for a second, the summary's
+/// `blocked_at` puts them at main.leaked's channel receive, the site with the most.
+#[test]
+fn summary_names_where_goroutines_are_blocked() {
+    require_bpf!();
+    let go = ALL_GO_VERSIONS[0];
+    let s = Sample::build("leaky", go, Variant::Default);
+    let src =
+        std::fs::read_to_string(gmp_trace_tests::workspace_root().join("tests/go/leaky/main.go"))
+            .unwrap();
+    // The receive in main.leaked: the line after `func leaked`.
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("func leaked("))
+        .unwrap()
+        + 2;
+    let mut target = Target(
+        Command::new(&s.bin)
+            .env("LEAK_EVERY_MS", "20")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("ready"), "{ready}");
+    let dir = scratch_dir("stacks-leaky");
+    let summary = dir.join("summary.json");
+    let run = attach(
+        target.0.id(),
+        [
+            "--stacks",
+            "-d",
+            "1s",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    );
+    let (status, err) = run.finish();
+    assert!(status.success(), "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let top = &v["blocked_at"][0];
+    let site = top["site"].as_str().unwrap_or("");
+    assert!(
+        site.starts_with("main.leaked ") && site.ends_with(&format!("leaky/main.go:{line}")),
+        "{:#}",
+        v["blocked_at"]
+    );
+    assert!(top["count"].as_u64().unwrap() >= 10, "{top}");
 }

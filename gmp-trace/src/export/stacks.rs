@@ -1,7 +1,43 @@
 //! `--stacks`: a stack's PCs as the frames outputs show, Go's way: a return address names the
 //! call before it (pc - 1), inlined calls are frames of their own, and systemstack's switch
 //! frame (a marker, not a call) is left out as Go's tracebacks do.
+use serde::Serialize;
+
 use super::Symbolize;
+
+/// Goroutines blocked at one place at the end of the trace (the summary's `blocked_at`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockedSite {
+    /// The first frame outside the runtime and sync internals: `function file:line`.
+    pub site: String,
+    /// The JSONL id of the stack.
+    pub stack: u32,
+    pub count: u64,
+}
+
+/// The frame a blocking stack is named by: the first one outside the runtime and the
+/// standard library's synchronisation internals (where every goroutine blocks); for the
+/// runtime's own goroutines, their outermost function (e.g. runtime.forcegchelper).
+pub fn site(frames: &[StackFrame]) -> String {
+    let inside = |f: &StackFrame| {
+        f.function.starts_with("runtime.")
+            || f.function.starts_with("internal/")
+            || f.function.starts_with("sync.")
+            || f.file.contains("/src/runtime/")
+    };
+    let outermost = || {
+        frames
+            .iter()
+            .rev()
+            .find(|f| f.function != "runtime.goexit")
+            .or(frames.first())
+    };
+    match frames.iter().find(|f| !inside(f)).or_else(outermost) {
+        Some(f) if f.file.is_empty() => f.function.clone(),
+        Some(f) => format!("{} {}:{}", f.function, f.file, f.line),
+        None => "(stack lost)".to_string(),
+    }
+}
 
 /// One frame of an event's stack.
 #[derive(Clone, Debug, PartialEq, Eq)]

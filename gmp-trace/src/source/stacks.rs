@@ -4,7 +4,7 @@
 //! ids are 64-bit hashes; outputs get short ids (1, 2, ...) in order of first use, the same in
 //! a replay. A stack whose PCs never arrived (a ring buffer that was full) is still given an id,
 //! marked missing, and counted.
-use gmp_trace_common::{Event, EventKind, STACK_MAX_FRAMES, STACK_PCS_CHUNK};
+use gmp_trace_common::{gstatus, Event, EventKind, STACK_MAX_FRAMES, STACK_PCS_CHUNK};
 
 use crate::fasthash::FastMap;
 
@@ -45,6 +45,10 @@ pub struct StackTable {
     partial: FastMap<u64, Partial>,
     pending: FastMap<u32, Pending>,
     short: FastMap<u64, u32>,
+    /// PCs by output id (None: lost).
+    by_id: FastMap<u32, Option<Vec<u64>>>,
+    /// Goroutines blocked now, with the stack they blocked with.
+    blocked: FastMap<u64, u32>,
     /// Stacks first used without their PCs.
     pub missing: u64,
     /// `Stack` records whose event never came (it was lost).
@@ -131,8 +135,11 @@ impl StackTable {
             next
         });
         let pcs = self.complete.get(&p.id).cloned();
-        if first && pcs.is_none() {
-            self.missing += 1;
+        if first {
+            if pcs.is_none() {
+                self.missing += 1;
+            }
+            self.by_id.insert(id, pcs.clone());
         }
         Some(StackUse {
             id,
@@ -140,6 +147,39 @@ impl StackTable {
             pcs,
             goid: p.whose,
         })
+    }
+
+    /// Follows which goroutines are blocked where: `e` (any event) with the stack it carried.
+    pub fn follow(&mut self, e: &Event, stack: Option<&StackUse>) {
+        if self.short.is_empty() {
+            return;
+        }
+        if e.kind == EventKind::GoStatus as u32 {
+            if e.arg1 == gstatus::WAITING {
+                match stack {
+                    Some(u) => self.blocked.insert(e.goid, u.id),
+                    None => self.blocked.remove(&e.goid),
+                };
+            } else {
+                self.blocked.remove(&e.goid);
+            }
+        } else if e.kind == EventKind::GoExit as u32 {
+            self.blocked.remove(&e.goid);
+        }
+    }
+
+    /// Goroutines still blocked, by stack: (id, PCs, how many), largest first.
+    pub fn blocked_now(&self) -> Vec<(u32, Option<&[u64]>, u64)> {
+        let mut n: FastMap<u32, u64> = FastMap::default();
+        for id in self.blocked.values() {
+            *n.entry(*id).or_default() += 1;
+        }
+        let mut out: Vec<_> = n
+            .into_iter()
+            .map(|(id, c)| (id, self.by_id.get(&id).and_then(|p| p.as_deref()), c))
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        out
     }
 
     /// How many distinct stacks were used.
