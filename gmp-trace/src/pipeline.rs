@@ -330,21 +330,7 @@ impl<'a> Pipeline<'a> {
             );
         }
         let mut summary = Summary::build(&self.model, run, &self.sym);
-        summary.blocked_at = self
-            .stacks
-            .blocked_now()
-            .into_iter()
-            .map(|(id, pcs, count)| {
-                let frames = pcs.map(|p| crate::export::stacks::frames(p, &self.sym));
-                crate::export::stacks::BlockedSite {
-                    site: frames
-                        .as_deref()
-                        .map_or_else(|| "(stack lost)".to_string(), crate::export::stacks::site),
-                    stack: id,
-                    count,
-                }
-            })
-            .collect();
+        summary.blocked_at = crate::export::stacks::blocked_at(&self.stacks, &self.sym);
         if let Some((mut f, path)) = self.summary_out.take() {
             serde_json::to_writer_pretty(&mut f, &summary)
                 .map_err(std::io::Error::from)

@@ -15,6 +15,22 @@ pub struct BlockedSite {
     pub count: u64,
 }
 
+/// The summary's `blocked_at`: the goroutines `stacks` saw block and still blocked, by site.
+pub fn blocked_at(
+    stacks: &crate::source::stacks::StackTable,
+    sym: &dyn Symbolize,
+) -> Vec<BlockedSite> {
+    stacks
+        .blocked_now()
+        .into_iter()
+        .map(|(id, pcs, count)| BlockedSite {
+            site: pcs.map_or_else(|| "(stack lost)".to_string(), |p| site(&frames(p, sym))),
+            stack: id,
+            count,
+        })
+        .collect()
+}
+
 /// The frame a blocking stack is named by: the first one outside the runtime and the
 /// standard library's synchronisation internals (where every goroutine blocks); for the
 /// runtime's own goroutines, their outermost function (e.g. runtime.forcegchelper).
@@ -107,4 +123,76 @@ pub fn text(frames: Option<&[StackFrame]>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binary::SourceFrame;
+
+    /// pc 0x100..: main.f (inlined into main.g); 0x200..: runtime.gopark; 0x300..: the
+    /// systemstack switch marker; anything else unknown.
+    struct Table;
+
+    impl Symbolize for Table {
+        fn func_name(&self, _pc: u64) -> Option<&str> {
+            None
+        }
+
+        fn source_frames(&self, pc: u64) -> Vec<SourceFrame> {
+            let f = |function: &str, file: &str, line, inlined| SourceFrame {
+                function: function.to_string(),
+                file: file.to_string(),
+                line,
+                inlined,
+                func_id: 0,
+            };
+            match pc >> 8 {
+                1 => vec![
+                    f("main.f", "/src/main.go", 10, true),
+                    f("main.g", "/src/main.go", 20, false),
+                ],
+                2 => vec![f("runtime.gopark", "/go/src/runtime/proc.go", 474, false)],
+                3 => vec![f(
+                    "runtime.systemstack_switch",
+                    "/go/src/runtime/asm.s",
+                    1,
+                    false,
+                )],
+                _ => Vec::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn return_addresses_name_the_call_and_inlined_calls_are_frames() {
+        // 0x200 is a return address just past the end of 0x1xx: its call is at 0x1ff.
+        let fr = frames(&[0x301, 0x250, 0x200, 0x999], &Table);
+        let names: Vec<_> = fr.iter().map(|f| (f.function.as_str(), f.line)).collect();
+        assert_eq!(
+            names,
+            [
+                ("runtime.gopark", 474),
+                ("main.f", 10),
+                ("main.g", 20),
+                ("?", 0)
+            ]
+        );
+        assert!(fr[1].inlined && !fr[2].inlined);
+        assert_eq!(
+            text(Some(&fr[..3])),
+            "runtime.gopark /go/src/runtime/proc.go:474\nmain.f /src/main.go:10 [inlined]\nmain.g /src/main.go:20"
+        );
+        assert_eq!(text(None), "(stack lost)");
+    }
+
+    #[test]
+    fn a_site_is_the_first_frame_outside_the_runtime() {
+        let fr = frames(&[0x250, 0x200], &Table);
+        assert_eq!(site(&fr), "main.f /src/main.go:10");
+        // Only runtime frames (a runtime goroutine): its outermost.
+        let rt = frames(&[0x250], &Table);
+        assert_eq!(site(&rt), "runtime.gopark /go/src/runtime/proc.go:474");
+        assert_eq!(site(&[]), "(stack lost)");
+    }
 }
