@@ -118,7 +118,23 @@ pub enum EventKind {
     /// `p` = the path's length in bytes (0: unknown), `goid` = this piece's byte offset, `m`
     /// and `arg0..arg2` = up to [`EXEC_PATH_CHUNK`] bytes of the path, little endian.
     ExecPath = 28,
+    /// `--stacks`: the user stack of the event that follows it from the same thread (same
+    /// `ts`, `tid`). Sent right before that event by the same probe. `goid` = the stack's id
+    /// (a hash of its PCs computed in the probe), `p`/`m` = the event's, arg0 = the kind of the
+    /// event it belongs to, arg1 = frames, arg2 = the goroutine whose stack it is (the creator
+    /// for a creation, the waker for an unblock). Its PCs came before it in [`EventKind::StackPcs`]
+    /// pieces, unless this id was sent earlier (or lost: the daemon says so).
+    Stack = 29,
+    /// A piece of the PCs of stack `goid` (the id of [`EventKind::Stack`]), sent the first
+    /// time the probes see that id: `p` = frames << 8 | index of this piece's first frame,
+    /// `m` and `arg0..arg2` = up to [`STACK_PCS_CHUNK`] return addresses, innermost first.
+    StackPcs = 30,
 }
+
+/// PCs one [`EventKind::StackPcs`] event carries.
+pub const STACK_PCS_CHUNK: usize = 4;
+/// The deepest stack the probes walk (frames beyond are cut).
+pub const STACK_MAX_FRAMES: usize = 32;
 
 /// Path bytes one [`EventKind::ExecPath`] event carries.
 pub const EXEC_PATH_CHUNK: usize = 32;
@@ -133,7 +149,7 @@ const _: () = {
 };
 
 impl EventKind {
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 30] = [
         EventKind::NewProc,
         EventKind::GoCreate,
         EventKind::MStart,
@@ -162,6 +178,8 @@ impl EventKind {
         EventKind::StealFailed,
         EventKind::SyscallLostP,
         EventKind::ExecPath,
+        EventKind::Stack,
+        EventKind::StackPcs,
     ];
 
     /// Runs for every event (model, exporters): an index into [`EventKind::ALL`], whose kinds
@@ -202,6 +220,8 @@ impl EventKind {
             EventKind::StealFailed => "steal_failed",
             EventKind::SyscallLostP => "syscall_lost_p",
             EventKind::ExecPath => "exec_path",
+            EventKind::Stack => "stack_ref",
+            EventKind::StackPcs => "stack_pcs",
         }
     }
 }
@@ -307,9 +327,12 @@ pub struct Offsets {
     /// `linux_binprm.filename` (kernel BTF; 0 when unknown): the exec event sends the path
     /// the new image was exec'd by, as [`EventKind::ExecPath`] pieces.
     pub binprm_filename: u32,
+    /// g.sched.bp: with g.sched.pc the frame-pointer chain `--stacks` walks for a goroutine
+    /// stopped by mcall or systemstack. [`NO_FIELD`] when unknown.
+    pub g_sched_bp: u32,
 }
 
-pub const OFFSETS_SIZE: usize = 124;
+pub const OFFSETS_SIZE: usize = 128;
 
 /// The longest exec path the probes send (longer ones are cut, and say so by their length).
 pub const EXEC_PATH_MAX: usize = 256;
@@ -364,6 +387,7 @@ impl Offsets {
         g_sched_sp: NO_FIELD,
         g_sched_pc: NO_FIELD,
         binprm_filename: 0,
+        g_sched_bp: NO_FIELD,
     };
 
     /// Picks the block windows from the field offsets: each starts at its lowest field rounded

@@ -17,13 +17,19 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[inline(always)]
 pub(crate) fn emit(e: &Event) {
+    emit_checked(e);
+}
+
+/// [`emit`], saying whether the event went out (false: dropped, or not streamed).
+#[inline(always)]
+pub(crate) fn emit_checked(e: &Event) -> bool {
     if image_gone() {
-        return;
+        return false;
     }
     // SAFETY: a plain global in .rodata; volatile for the same reason as OFFSETS.
     if unsafe { core::ptr::read_volatile(&AGGREGATE) } != 0 && !agg::streamed(e.kind) {
         aggregate(e);
-        return;
+        return false;
     }
     match EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
@@ -37,8 +43,12 @@ pub(crate) fn emit(e: &Event) {
                 unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
             }
             slot.submit(wake_flags());
+            true
         }
-        None => bump(counter::RINGBUF_FULL),
+        None => {
+            bump(counter::RINGBUF_FULL);
+            false
+        }
     }
 }
 

@@ -23,7 +23,7 @@ mod maps;
 mod probes;
 mod read;
 mod sampler;
-// To come, at this level: `stacks` (stack capture shared by the sampler and the probes).
+mod stacks;
 
 use aya_ebpf::{
     macros::{perf_event, uprobe},

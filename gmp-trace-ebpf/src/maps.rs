@@ -26,6 +26,11 @@ pub(crate) fn offsets() -> &'static Offsets {
 #[no_mangle]
 pub(crate) static AGGREGATE: u32 = 0;
 
+/// Non-zero with `--stacks` (set by the loader): the probes of blocking, unblocking, creation
+/// and system calls send the user stack before their event (stacks.rs).
+#[no_mangle]
+pub(crate) static STACKS: u32 = 0;
+
 /// Execs of the target that start the traced image (1 in launch mode: the launch's own; 0 with
 /// `--pid`), set by the loader. An exec beyond them replaces the image.
 #[no_mangle]
@@ -75,6 +80,24 @@ pub(crate) fn bump(idx: u32) {
         unsafe { *p += 1 };
     }
 }
+
+// `--stacks` (stacks.rs).
+
+/// The stack being walked (too big for the BPF stack).
+#[map]
+pub(crate) static STACK_PCS: PerCpuArray<[u64; gmp_trace_common::STACK_MAX_FRAMES]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// The piece of a goroutine's stack the walk reads at once: frames are small and adjacent, so
+/// one read serves several (a user read costs ~70 ns plus each cache line).
+#[map]
+pub(crate) static STACK_WINDOW: PerCpuArray<[u64; crate::stacks::WINDOW_WORDS]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// Stack ids whose PCs were sent: a stack's PCs go out once, then only its id. Sized by the
+/// loader (1 entry without `--stacks`); LRU, so a stack evicted is simply sent again.
+#[map]
+pub(crate) static SEEN_STACKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(1, 0);
 
 // The ring buffer and its wakeup policy (emit.rs).
 

@@ -39,6 +39,13 @@ pub struct Args {
     #[arg(long = "aggregate", conflicts_with_all = ["output", "record", "graph"])]
     pub aggregate: bool,
 
+    /// Capture user stacks (frame-pointer walk in the probes, deduplicated, symbolized with
+    /// file:line) for goroutine creation (the creator's), blocking, yielding and preemption
+    /// (where it stopped), unblocking (the waker's) and system calls; JSONL events carry a
+    /// `stack` id defined by a `stack` record. Costs more per probe hit (see the bench).
+    #[arg(long = "stacks", conflicts_with = "aggregate")]
+    pub stacks: bool,
+
     /// Ring buffer size in bytes (e.g. 65536, 256K, 64M), rounded up to a power of two (at least
     /// one page, at most 1G). Default: sized from --event-rate. Events that do not fit are lost,
     /// counted, and reported as `lost` events and in the summary.

@@ -20,6 +20,7 @@ use crate::model::Model;
 use crate::run::RunInfo;
 use crate::source::exec::{self, ExecWatch, Seen};
 use crate::source::recording::{Footer, Recorder};
+use crate::source::stacks::{self, StackTable, StackUse};
 use crate::source::{Derive, Sink};
 
 pub struct Pipeline<'a> {
@@ -46,6 +47,10 @@ pub struct Pipeline<'a> {
     pub epilogue: Option<String>,
     /// Whether the traced image is still the one running (an exec replaces it).
     pub exec: ExecWatch,
+    /// `--stacks`: the probes' stacks, and which event each belongs to.
+    pub stacks: StackTable,
+    /// The Perfetto text of each stack used, by id.
+    stack_texts: crate::fasthash::FastMap<u32, String>,
 }
 
 impl Sink for Pipeline<'_> {
@@ -66,6 +71,12 @@ impl Sink for Pipeline<'_> {
                 self.image_replaced(r);
                 return;
             }
+        }
+        if stacks::is_stack_record(e.kind) {
+            // Kept in the recording (replay pairs them again); outputs get them with their event.
+            self.record(e);
+            self.stacks.see(e);
+            return;
         }
         if e.kind == EventKind::Phase as u32 && e.arg0 == phase::EXEC && e.arg1 != 0 {
             // Launch mode: the exec event carries where the text was mapped; announce the load
@@ -146,6 +157,11 @@ impl<'a> Pipeline<'a> {
                 self.gotrace = None;
             }
         }
+        let stack = self.stacks.take(e);
+        if let Some(u) = &stack {
+            self.stack_to_writers(e, u);
+        }
+        self.stacks.follow(e, stack.as_ref());
         if let Some(w) = &mut self.jsonl {
             if let Err(err) = w.write(e, &self.sym) {
                 // Keep tracing (the summary still matters) but report the failure at the end.
@@ -159,6 +175,40 @@ impl<'a> Pipeline<'a> {
                 self.write_error
                     .get_or_insert(anyhow!("writing the Perfetto trace failed part-way: {err}"));
                 self.perfetto = None;
+            }
+        }
+    }
+
+    /// `--stacks`: the stack `u` goes with `e` (about to be written): defined at its first use,
+    /// then named by the event.
+    fn stack_to_writers(&mut self, e: &Event, u: &StackUse) {
+        if let Some(w) = &mut self.perfetto {
+            let text = self.stack_texts.entry(u.id).or_insert_with(|| {
+                let frames = u
+                    .pcs
+                    .as_deref()
+                    .map(|pcs| crate::export::stacks::frames(pcs, &self.sym));
+                crate::export::stacks::text(frames.as_deref())
+            });
+            w.set_stack(text.clone());
+        }
+        if let Some(w) = &mut self.jsonl {
+            let r = if u.first {
+                let frames = u
+                    .pcs
+                    .as_deref()
+                    .map(|pcs| crate::export::stacks::frames(pcs, &self.sym));
+                w.stack(e.ts, u.id, u.goid, frames.as_deref())
+            } else {
+                Ok(())
+            };
+            match r {
+                Ok(()) => w.set_stack(u.id),
+                Err(err) => {
+                    self.write_error
+                        .get_or_insert(anyhow!("writing events failed part-way: {err}"));
+                    self.jsonl = None;
+                }
             }
         }
     }
@@ -212,6 +262,8 @@ impl<'a> Pipeline<'a> {
             bias_from_exec: None,
             epilogue: None,
             exec: ExecWatch::default(),
+            stacks: StackTable::default(),
+            stack_texts: Default::default(),
         })
     }
 
@@ -320,7 +372,15 @@ impl<'a> Pipeline<'a> {
             r.finish(&footer)
                 .with_context(|| format!("writing the recording {}", path.display()))?;
         }
-        let summary = Summary::build(&self.model, run, &self.sym);
+        if self.stacks.missing > 0 {
+            log::warn!(
+                "{} of {} stacks lost their PCs (the ring buffer was full): written as missing",
+                self.stacks.missing,
+                self.stacks.distinct()
+            );
+        }
+        let mut summary = Summary::build(&self.model, run, &self.sym);
+        summary.blocked_at = crate::export::stacks::blocked_at(&self.stacks, &self.sym);
         if let Some((mut f, path)) = self.summary_out.take() {
             serde_json::to_writer_pretty(&mut f, &summary)
                 .map_err(std::io::Error::from)

@@ -275,7 +275,11 @@ fn top_once(version: &str, variant: Variant) -> String {
         );
         assert!(f.cpu_samples > 0, "frame {i}: no CPU samples:\n{out}");
         // First, or tied for first: a frame on a loaded machine may hold two samples.
-        let spin = f.cpu_by_start.iter().find(|r| r.0 == "main.spin").map(|r| r.1);
+        let spin = f
+            .cpu_by_start
+            .iter()
+            .find(|r| r.0 == "main.spin")
+            .map(|r| r.1);
         let most = f.cpu_by_start.iter().map(|r| r.1).max();
         assert!(
             spin.is_some() && spin == most,

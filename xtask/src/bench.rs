@@ -24,6 +24,8 @@ pub(crate) enum Mode {
     Aggregate,
     /// `gmp-trace profile --sample-rate HZ` (the CPU sampler, no uprobe).
     Profile(u64),
+    /// `--level full --stacks`: user stacks on blocking, waking, creation and system calls.
+    Stacks,
     /// `gmp-trace top --batch` (the sampler at 99 Hz and a read of the runtime's state every
     /// second).
     Top,
@@ -38,6 +40,7 @@ impl Mode {
             Mode::Entry => "entry probes",
             Mode::Empty => "empty probes",
             Mode::Aggregate => "aggregate",
+            Mode::Stacks => "full + stacks",
             Mode::Profile(_) => "profile",
             Mode::Top => "top",
         }
@@ -47,7 +50,7 @@ impl Mode {
 pub(crate) struct Sample {
     pub(crate) elapsed_ns: f64,
     pub(crate) cpu_ns: f64,
-    events: Option<u64>,
+    pub(crate) events: Option<u64>,
     lost: Option<u64>,
     /// httprate only: request latency percentiles, from each request's scheduled time.
     p50_us: Option<f64>,
@@ -81,13 +84,14 @@ fn command(gmp: &Path, mode: Mode, cmd: &[String], scratch: &Path, summary: &Pat
             c.args(["top", "--batch", "--interval", "1s", "--"])
                 .args(cmd);
         }
-        Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate => {
+        Mode::Level(_) | Mode::Entry | Mode::Empty | Mode::Aggregate | Mode::Stacks => {
             c = Command::new(gmp);
             c.arg("-q").arg("--summary-json").arg(summary);
             match mode {
                 Mode::Level(l) => c.args(["--level", l]),
                 Mode::Entry => c.arg("--entry-probes"),
                 Mode::Aggregate => c.arg("--aggregate"),
+                Mode::Stacks => c.args(["--level", "full", "--stacks"]),
                 _ => c.arg("--empty-probes"),
             };
             c.arg("--").args(cmd);
@@ -150,9 +154,10 @@ pub(crate) fn run_once(
 }
 
 /// The sections of docs/benchmarks.md, in order: (`--only` name, heading prefix).
-const SECTIONS: [(&str, &str); 8] = [
+const SECTIONS: [(&str, &str); 9] = [
     ("overhead", "## Overhead by workload"),
     ("cost", "## Probe cost"),
+    ("stacks", "## Stack capture cost"),
     ("streaming", "## Streaming"),
     ("daemon", "## Daemon throughput"),
     ("memory", "## Memory per live goroutine"),
@@ -199,7 +204,7 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
     let path = workspace_root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,streaming,daemon,memory,attach,dump,profile` \
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,stacks,streaming,daemon,memory,attach,dump,profile` \
          reruns some sections and keeps the others). Rounds are interleaved (every configuration once \
          per round, so drift and noise hit all alike) and figures are medians. Ratios are against \
          the untraced run of the same round set; the overhead workloads time only their own work, \
@@ -211,6 +216,10 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
             let (title, body) = match name {
                 "overhead" => (heading.to_string(), overhead(&gmp, &scratch, runs, go)?),
                 "cost" => cost(&gmp, &scratch, runs, go)?,
+                "stacks" => (
+                    format!("{heading} (`--stacks`, channel ping-pong and spawn)"),
+                    crate::bench_stacks::stacks(&gmp, &scratch, runs, go)?,
+                ),
                 "streaming" => (
                     format!("{heading} (ring buffer and loss)"),
                     crate::bench_daemon::streaming(&cx)?,

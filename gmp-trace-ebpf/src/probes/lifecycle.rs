@@ -12,6 +12,7 @@ use crate::{
     event::{base_event_g, base_event_m, lean, NEED_CURG, NEED_P},
     maps::offsets,
     read::{fetch, read, regs, result, Block},
+    stacks,
 };
 
 /// runtime.newproc(fn *funcval): on the creating goroutine.
@@ -46,6 +47,16 @@ pub(crate) fn on_newproc1_ret(ctx: ProbeContext) -> u32 {
         e.arg0 = goid_of(cur.curg(o), o);
         e.arg1 = read::<u64>(newg, o.g_startpc).unwrap_or(0);
         e.arg2 = read::<u64>(newg, o.g_gopc).unwrap_or(0);
+        if stacks::enabled() {
+            // newproc1 runs inside newproc's systemstack: the creator's context is in its
+            // g.sched.
+            let creator = cur.curg(o);
+            if creator != 0 && creator != regs(&ctx).r14 {
+                if let Some(s) = stacks::from_sched(creator, o) {
+                    stacks::send(&e, e.arg0, &s);
+                }
+            }
+        }
         emit(&e);
     }
     0
@@ -59,6 +70,37 @@ pub(crate) fn on_goexit1(ctx: ProbeContext) -> u32 {
         emit(&e);
     }
     0
+}
+
+/// `--stacks` for a status change: where gp stops running (blocks, yields or is preempted),
+/// or who makes it runnable again. On g0 (park_m, gosched_m, ready inside systemstack) that
+/// goroutine's context is in its g.sched; on the goroutine itself, in the registers.
+#[inline(always)]
+fn status_stack(
+    e: &gmp_trace_common::Event,
+    gp: u64,
+    curg: u64,
+    by: u64,
+    r: &aya_ebpf::bindings::pt_regs,
+    o: &gmp_trace_common::Offsets,
+) {
+    let (g, whose) = if e.arg0 == gstatus::RUNNING
+        && (e.arg1 == gstatus::WAITING || e.arg1 == gstatus::RUNNABLE)
+    {
+        (gp, e.goid)
+    } else if e.arg0 == gstatus::WAITING && e.arg1 == gstatus::RUNNABLE && curg != 0 {
+        (curg, by)
+    } else {
+        return;
+    };
+    let s = if g == r.r14 {
+        stacks::from_regs(r, g, o)
+    } else {
+        stacks::from_sched(g, o)
+    };
+    if let Some(s) = s {
+        stacks::send(e, whose, &s);
+    }
 }
 
 /// A change out of these is a g being (re)born, with a new goid.
@@ -118,6 +160,9 @@ pub(crate) fn on_casgstatus(ctx: ProbeContext) -> u32 {
             goid_of(curg, o)
         };
         e.arg2 = reason | (by << 8);
+        if stacks::enabled() {
+            status_stack(&e, gp, curg, by, r, o);
+        }
         emit(&e);
     }
     0

@@ -6,11 +6,21 @@ use super::GoBinary;
 /// Resolves code addresses in the traced binary to function names.
 pub trait Symbolize {
     fn func_name(&self, pc: u64) -> Option<&str>;
+
+    /// The source frames at a call pc (a return address minus one), innermost first: inlined
+    /// calls, then the function, with file:line. Empty when unknown (or no table at hand).
+    fn source_frames(&self, _pc: u64) -> Vec<super::lines::SourceFrame> {
+        Vec::new()
+    }
 }
 
 impl Symbolize for GoBinary {
     fn func_name(&self, pc: u64) -> Option<&str> {
         self.func_name_for_pc(pc)
+    }
+
+    fn source_frames(&self, pc: u64) -> Vec<super::lines::SourceFrame> {
+        self.lines().map(|l| l.frames(pc)).unwrap_or_default()
     }
 }
 
@@ -32,6 +42,10 @@ impl<'a> Biased<'a> {
 impl Symbolize for Biased<'_> {
     fn func_name(&self, pc: u64) -> Option<&str> {
         self.inner.func_name(pc.wrapping_sub(self.bias.get()))
+    }
+
+    fn source_frames(&self, pc: u64) -> Vec<super::lines::SourceFrame> {
+        self.inner.source_frames(pc.wrapping_sub(self.bias.get()))
     }
 }
 

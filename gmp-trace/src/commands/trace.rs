@@ -215,7 +215,14 @@ fn attach(
             );
         }
         let links = args.uprobe_links.unwrap_or_else(Links::detect);
-        let mut t = Tracer::load(offsets, ring_bytes, args.aggregate, links, u32::from(execs))?;
+        let mut t = Tracer::load_with_stacks(
+            offsets,
+            ring_bytes,
+            args.aggregate,
+            links,
+            u32::from(execs),
+            args.stacks,
+        )?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
         // The ring is read from before the first probe goes in: a running target (--pid) fires
         // the first probes while the rest attach, which on a loaded machine has taken seconds,

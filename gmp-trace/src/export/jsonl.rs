@@ -33,6 +33,8 @@ pub struct JsonlWriter<W: Write> {
     out: W,
     /// Whole lines not yet written to `out`; `flush` (after every ring-buffer drain) empties it.
     buf: Vec<u8>,
+    /// `--stacks`: the stack id the next event carries (`set_stack`).
+    next_stack: Option<u32>,
 }
 
 /// "00".."99": integers are written two digits at a time.
@@ -134,7 +136,54 @@ impl<W: Write> JsonlWriter<W> {
         JsonlWriter {
             out,
             buf: Vec::with_capacity(CHUNK + 1024),
+            next_stack: None,
         }
+    }
+
+    /// The next event written carries `"stack": id` (defined before by [`JsonlWriter::stack`]).
+    pub fn set_stack(&mut self, id: u32) {
+        self.next_stack = Some(id);
+    }
+
+    /// A stack definition, written once before its first use: `{"ts", "kind": "stack", "id",
+    /// "goid" (whose stack), "frames": [{"fn", "file", "line", "inlined"}...]}` innermost
+    /// first, plus `"missing": true` when its PCs were lost (frames then empty).
+    pub fn stack(
+        &mut self,
+        ts: u64,
+        id: u32,
+        goid: u64,
+        frames: Option<&[super::stacks::StackFrame]>,
+    ) -> io::Result<()> {
+        let buf = &mut self.buf;
+        buf.extend_from_slice(b"{\"ts\":");
+        push_u64(buf, ts);
+        buf.extend_from_slice(b",\"kind\":\"stack\",\"id\":");
+        push_u64(buf, u64::from(id));
+        buf.extend_from_slice(key!("goid").as_bytes());
+        push_u64(buf, goid);
+        buf.extend_from_slice(b",\"frames\":[");
+        for (i, f) in frames.unwrap_or_default().iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(b"{\"fn\":");
+            serde_json::to_writer(&mut *buf, &f.function).map_err(io::Error::from)?;
+            buf.extend_from_slice(key!("file").as_bytes());
+            serde_json::to_writer(&mut *buf, &f.file).map_err(io::Error::from)?;
+            buf.extend_from_slice(key!("line").as_bytes());
+            push_u64(buf, u64::from(f.line));
+            if f.inlined {
+                buf.extend_from_slice(b",\"inlined\":true");
+            }
+            buf.push(b'}');
+        }
+        buf.push(b']');
+        if frames.is_none() {
+            buf.extend_from_slice(b",\"missing\":true");
+        }
+        buf.extend_from_slice(b"}\n");
+        Ok(())
     }
 
     pub fn write(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
@@ -146,6 +195,13 @@ impl<W: Write> JsonlWriter<W> {
             // No half line in the output.
             self.buf.truncate(start);
             return r;
+        }
+        if let Some(id) = self.next_stack.take() {
+            // In place of the line's closing "}\n".
+            self.buf.truncate(self.buf.len() - 2);
+            self.buf.extend_from_slice(key!("stack").as_bytes());
+            push_u64(&mut self.buf, u64::from(id));
+            self.buf.extend_from_slice(b"}\n");
         }
         if self.buf.len() >= CHUNK {
             self.write_buffered()?;
@@ -255,7 +311,9 @@ impl<W: Write> JsonlWriter<W> {
             | Some(EventKind::GoExit)
             | Some(EventKind::ReleaseP)
             | Some(EventKind::RuntimeMain)
-            | Some(EventKind::ExecPath) => {}
+            | Some(EventKind::ExecPath)
+            | Some(EventKind::Stack)
+            | Some(EventKind::StackPcs) => {}
             None => l.u(key!("raw_kind"), u64::from(e.kind)),
         }
         l.buf.extend_from_slice(b"}\n");

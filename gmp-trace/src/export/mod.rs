@@ -9,6 +9,7 @@ pub mod graph;
 pub mod jsonl;
 pub mod perfetto;
 pub mod pprof;
+pub mod stacks;
 pub mod summary;
 
 /// Naming functions is the binary's job; exporters take it as a `&dyn Symbolize`.

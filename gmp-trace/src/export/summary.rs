@@ -72,6 +72,10 @@ pub struct Summary {
     pub states_at_end: BTreeMap<String, u64>,
     /// Live goroutines grouped by creator chain and creation site, largest first.
     pub leak_tree: Vec<LeakGroup>,
+    /// `--stacks`: goroutines still blocked at the end whose blocking the trace saw, by where
+    /// they blocked (set by the pipeline, which holds the stacks), largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_at: Vec<crate::export::stacks::BlockedSite>,
     /// State transitions in Go tracer vocabulary ("Runnable->Running": n).
     pub transitions: BTreeMap<String, u64>,
     /// Every M seen: tid, m.id, creator thread, state and P at the end.
@@ -198,6 +202,7 @@ impl Summary {
             work_stealing: views::steals(model),
             states_at_end: views::states_at_end(model),
             leak_tree,
+            blocked_at: Vec::new(),
             transitions: model
                 .transitions
                 .iter()
@@ -432,6 +437,15 @@ impl Summary {
                     g.start_fn,
                     states.join(", ")
                 );
+            }
+        }
+        if !self.blocked_at.is_empty() {
+            let _ = writeln!(
+                s,
+                "  blocked at the end, by where (--stacks, blocks seen while tracing):"
+            );
+            for b in self.blocked_at.iter().take(5) {
+                let _ = writeln!(s, "    {:>6}  {}", b.count, b.site);
             }
         }
         if self.gc_cycles > 0 || self.stw_pauses > 0 {

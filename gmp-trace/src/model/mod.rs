@@ -236,7 +236,9 @@ impl Model {
             | EventKind::Phase
             | EventKind::LoadBias
             | EventKind::StealFailed
-            | EventKind::ExecPath => {}
+            | EventKind::ExecPath
+            | EventKind::Stack
+            | EventKind::StackPcs => {}
         }
     }
 

@@ -84,13 +84,30 @@ impl Tracer {
         links: Links,
         launch_execs: u32,
     ) -> anyhow::Result<Tracer> {
+        Self::load_with_stacks(offsets, ring_bytes, aggregate, links, launch_execs, false)
+    }
+
+    /// [`Tracer::load`]; with `stacks` (`--stacks`, never with `aggregate`) the probes of
+    /// blocking, unblocking, creation and system calls also send user stacks.
+    pub fn load_with_stacks(
+        offsets: &Offsets,
+        ring_bytes: u32,
+        aggregate: bool,
+        links: Links,
+        launch_execs: u32,
+        stacks: bool,
+    ) -> anyhow::Result<Tracer> {
         let size = ring_bytes;
+        let stacks = stacks && !aggregate;
         // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so aya
         // does not parse the kernel's BTF (it reads it only for objects that need it).
         let ebpf = EbpfLoader::new()
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
             .override_global("LAUNCH_EXECS", &launch_execs, true)
+            .override_global("STACKS", &u32::from(stacks), true)
+            // Stack ids already sent (probes' stacks.rs): room only when stacks are on.
+            .map_max_entries("SEEN_STACKS", if stacks { 1 << 16 } else { 1 })
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
             .map_max_entries("RUNNABLE_SINCE", if aggregate { 1 << 16 } else { 1 })
             .map_max_entries("EVENTS", size)

@@ -94,6 +94,7 @@ pub fn offsets(bin: &GoBinary) -> anyhow::Result<Offsets> {
             offsets.g_stack = l.g_stack_lo;
             offsets.g_sched_sp = l.g_sched_sp;
             offsets.g_sched_pc = l.g_sched_pc;
+            offsets.g_sched_bp = l.g_sched_bp;
         }
         Err(e) => log::warn!("no g.stack/g.sched offsets for the CPU sampler: {e}"),
     }

@@ -4,6 +4,7 @@ pub mod exec;
 pub mod live;
 pub mod recording;
 pub mod sampler;
+pub mod stacks;
 
 mod events;
 

@@ -580,7 +580,13 @@ impl<W: Write> PerfettoWriter<W> {
         if self.keep_g_stats {
             *self.stats.g_slices.entry(goid).or_default() += 1;
         }
-        let r = self.em.begin(ts, track, name, Vec::new(), &ends);
+        // The stack of the event that changed the state (--stacks): where it blocked, yielded
+        // or entered the system call.
+        let args = match self.stack.take() {
+            Some(stack) => self.em.args(&[(ArgName::Stack.iid(), Arg::Str(stack))]),
+            None => Vec::new(),
+        };
+        let r = self.em.begin(ts, track, name, args, &ends);
         self.flow_ends = ends;
         r
     }
@@ -650,6 +656,9 @@ impl<W: Write> PerfettoWriter<W> {
         // g1 comes from rt0_go, which has no creation site.
         if let Some(site) = created_by {
             args.push((ArgName::CreatedBy.iid(), Arg::Str(site)));
+        }
+        if let Some(stack) = self.stack.take() {
+            args.push((ArgName::Stack.iid(), Arg::Str(stack)));
         }
         let args = self.em.args(&args);
         let name = Name::Go.iid();
@@ -725,11 +734,26 @@ impl<W: Write> PerfettoWriter<W> {
             ];
             if let Some((ts, track)) = self.m_instant_at(e) {
                 let name = Name::Unblock.iid();
-                self.em.instant_encoded(ts, track, name, &args, &[flow])?;
+                match self.stack.take() {
+                    // The waker's stack (--stacks): the plain path, with a string argument.
+                    Some(stack) => {
+                        let args = self.em.args(&[
+                            (ArgName::Goid.iid(), Arg::Uint(goid)),
+                            (ArgName::ByGoid.iid(), Arg::Uint(by)),
+                            (ArgName::Stack.iid(), Arg::Str(stack)),
+                        ]);
+                        self.em.instant(ts, track, name, args, &[flow], &[])?;
+                    }
+                    None => self.em.instant_encoded(ts, track, name, &args, &[flow])?,
+                }
             }
             if let Some(g) = self.gs.get_mut(&goid) {
                 g.flows.push((flow, FlowKind::Unblock));
             }
+        }
+        if matches!(was, St::Waiting(_)) {
+            // A waker's stack goes on the unblock instant only, never on the woken one's slice.
+            self.stack = None;
         }
         self.set_state(goid, to, e.ts)
     }

@@ -261,6 +261,10 @@ pub struct PerfettoWriter<W: Write> {
     last_ts: u64,
     /// Flow ids a Running slice ends, reused between slices.
     flow_ends: Vec<u64>,
+    /// `--stacks`: the stack text of the event being laid out (`set_stack`), for the slice or
+    /// instant it makes: the goroutine's Waiting, Runnable or Syscall slice, the `go` or
+    /// `unblock` instant.
+    stack: Option<String>,
     keep_g_stats: bool,
     stats: PerfettoStats,
 }
@@ -315,6 +319,7 @@ impl<W: Write> PerfettoWriter<W> {
             stw_names: FastMap::default(),
             last_ts: 0,
             flow_ends: Vec::new(),
+            stack: None,
             keep_g_stats: false,
             stats: PerfettoStats::default(),
             meta,
@@ -404,8 +409,17 @@ impl<W: Write> PerfettoWriter<W> {
     pub fn event(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
         self.stats.events += 1;
         self.last_ts = self.last_ts.max(e.ts);
-        self.apply(e, sym)?;
+        let r = self.apply(e, sym);
+        // A stack belongs to its one event: never to a later one.
+        self.stack = None;
+        r?;
         self.write_counters(e.ts)
+    }
+
+    /// `--stacks`: the next event's stack, as text (a frame a line), shown as the `stack`
+    /// argument of what that event draws.
+    pub fn set_stack(&mut self, text: String) {
+        self.stack = Some(text);
     }
 
     /// Pushes written packets to the output (call after each ring-buffer drain).

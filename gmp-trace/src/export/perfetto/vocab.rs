@@ -70,6 +70,7 @@ vocabulary! {
         Trigger = "trigger",
         Code = "code",
         Task = "task",
+        Stack = "stack",
     }
 }
 

@@ -1,0 +1,3 @@
+module example.com/blockspots
+
+go 1.19

@@ -1,0 +1,350 @@
+//! `--stacks` (issue 19): the stacks on blocking, unblocking, creation and system-call events
+//! are where the program really was, frame by frame with file:line, as the program's own
+//! runtime.Callers sees it. The `blockspots` sample prints, right before each operation, its
+//! goroutine id and its frames (`SPOT name goid fn:line...`, the operation on the line after
+//! the first frame's); the trace must hold an event of that goroutine at that spot whose stack
+//! has those frames in that order. A recording replays with the same stacks. Needs root and BPF.
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use gmp_trace_tests::pid::{attach, Target};
+use gmp_trace_tests::{
+    read_jsonl, replay, require_bpf, require_perfetto_tools, scratch_dir, trace_processor, Sample,
+    Variant, ALL_GO_VERSIONS, GO_VERSIONS, PERFETTO_IMPORT_PROBLEMS_SQL,
+};
+use serde_json::Value;
+
+/// One spot the sample printed.
+struct Spot {
+    goid: u64,
+    /// (function, line) from the spot's function outwards; the first line is the operation's.
+    frames: Vec<(String, u64)>,
+}
+
+fn spots(stdout: &str) -> HashMap<String, Spot> {
+    let mut out = HashMap::new();
+    for line in stdout.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() != Some(&"SPOT") {
+            continue;
+        }
+        let mut frames: Vec<(String, u64)> = f[3..]
+            .iter()
+            .filter_map(|s| s.rsplit_once(':'))
+            .map(|(func, l)| (func.to_string(), l.parse().unwrap()))
+            .filter(|(func, _)| func != "runtime.goexit")
+            .collect();
+        // The spot() call's line; the operation is on the next.
+        frames[0].1 += 1;
+        out.insert(
+            f[1].to_string(),
+            Spot {
+                goid: f[2].parse().unwrap(),
+                frames,
+            },
+        );
+    }
+    out
+}
+
+/// Stack definitions by id; each must come before its first use.
+fn stack_defs(events: &[Value]) -> HashMap<u64, Value> {
+    let mut defs = HashMap::new();
+    for e in events {
+        if e["kind"] == "stack" {
+            let id = e["id"].as_u64().unwrap();
+            assert!(
+                defs.insert(id, e.clone()).is_none(),
+                "stack {id} defined twice"
+            );
+        } else if let Some(id) = e.get("stack") {
+            let id = id.as_u64().unwrap();
+            assert!(
+                defs.contains_key(&id),
+                "stack {id} used before it is defined: {e}"
+            );
+        }
+    }
+    defs
+}
+
+fn frames(def: &Value) -> Vec<(String, u64)> {
+    def["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["fn"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `got`'s first frame of package main is `want`'s first, and the rest of `want` follows in
+/// order (Go's Callers hides wrapper frames the stack keeps).
+fn in_order(got: &[(String, u64)], want: &[(String, u64)]) -> bool {
+    let Some(start) = got.iter().position(|(f, _)| f.starts_with("main.")) else {
+        return false;
+    };
+    let mut it = got[start..].iter();
+    it.next() == want.first() && want[1..].iter().all(|w| it.any(|g| g == w))
+}
+
+/// Some event `pick` accepts has a stack with the spot's frames, belonging to `whose`.
+fn check(
+    events: &[Value],
+    defs: &HashMap<u64, Value>,
+    spot: &Spot,
+    whose: u64,
+    what: &str,
+    pick: impl Fn(&Value) -> bool,
+) {
+    let candidates: Vec<&Value> = events.iter().filter(|e| pick(e)).collect();
+    assert!(!candidates.is_empty(), "{what}: no such event");
+    let mut seen = Vec::new();
+    for e in &candidates {
+        let Some(id) = e.get("stack").and_then(Value::as_u64) else {
+            continue;
+        };
+        let def = &defs[&id];
+        let got = frames(def);
+        if in_order(&got, &spot.frames) {
+            assert_eq!(
+                def["goid"].as_u64(),
+                Some(whose),
+                "{what}: whose stack: {def}"
+            );
+            return;
+        }
+        seen.push(got);
+    }
+    panic!(
+        "{what}: no stack with {:?} among {} events; stacks: {seen:#?}",
+        spot.frames,
+        candidates.len()
+    );
+}
+
+fn status(e: &Value, goid: u64, from: &str, to: &str) -> bool {
+    e["kind"] == "go_status" && e["goid"] == goid && e["from"] == from && e["to"] == to
+}
+
+fn check_run(events: &[Value], stdout: &str, go: &str) {
+    let s = spots(stdout);
+    assert_eq!(s.len(), 7, "the sample's spots ({go}): {stdout}");
+    let defs = stack_defs(events);
+    assert!(
+        defs.values().all(|d| d.get("missing").is_none()),
+        "no stack lost its PCs in so small a run"
+    );
+    let (recv, mutex, read) = (&s["chanrecv"], &s["mutex"], &s["read"]);
+    check(events, &defs, recv, recv.goid, "block on chan", |e| {
+        status(e, recv.goid, "Running", "Waiting")
+    });
+    check(events, &defs, mutex, mutex.goid, "block on mutex", |e| {
+        status(e, mutex.goid, "Running", "Waiting")
+    });
+    let send = &s["chansend"];
+    check(events, &defs, send, send.goid, "chan receiver woken", |e| {
+        status(e, recv.goid, "Waiting", "Runnable") && e["by_goid"] == send.goid
+    });
+    let unlock = &s["unlock"];
+    check(
+        events,
+        &defs,
+        unlock,
+        unlock.goid,
+        "mutex waiter woken",
+        |e| status(e, mutex.goid, "Waiting", "Runnable") && e["by_goid"] == unlock.goid,
+    );
+    check(events, &defs, read, read.goid, "read(2)", |e| {
+        e["kind"] == "syscall_enter" && e["goid"] == read.goid
+    });
+    let yield_ = &s["yield"];
+    check(events, &defs, yield_, yield_.goid, "Gosched", |e| {
+        status(e, yield_.goid, "Running", "Runnable")
+    });
+    let create = &s["create"];
+    check(events, &defs, create, create.goid, "go statement", |e| {
+        e["kind"] == "go_create" && e["parent_goid"] == create.goid
+    });
+}
+
+#[test]
+fn stacks_name_the_call_sites_as_the_program_sees_them_and_replay_agrees() {
+    require_bpf!();
+    for go in ALL_GO_VERSIONS {
+        let s = Sample::build("blockspots", go, Variant::Default);
+        let trace = s.trace(&format!("stacks-{go}"));
+        let rec = trace.file("run.gmpt");
+        let replayed = trace.file("replay.jsonl");
+        let run = trace
+            .opts(["--stacks", "--record", rec.to_str().unwrap()])
+            .run();
+        assert!(run.status.success(), "{go}: {}", run.stderr);
+        check_run(&run.events, &run.stdout, go);
+
+        let out = replay(&rec, &s.bin, &[("-o", &replayed)]);
+        assert!(out.status.success(), "{go}: replay: {out:?}");
+        let again = read_jsonl(&replayed);
+        let stacked = |ev: &[Value]| -> Vec<Value> {
+            ev.iter()
+                .filter(|e| e["kind"] == "stack" || e.get("stack").is_some())
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            stacked(&again),
+            stacked(&run.events),
+            "{go}: replay gives the same stacks on the same events"
+        );
+    }
+}
+
+/// Without `--stacks` nothing changes: no stack records, no stack keys.
+#[test]
+fn no_stacks_without_the_flag() {
+    require_bpf!();
+    let s = Sample::build("blockspots", ALL_GO_VERSIONS[0], Variant::Default);
+    let run = s.trace("stacks-off").run();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(run.events.len() > 100);
+    assert!(run
+        .events
+        .iter()
+        .all(|e| e["kind"] != "stack" && e.get("stack").is_none()));
+}
+
+/// Position-independent (the load bias applies to every PC) and stripped (.gopclntab only)
+/// builds name the same sites.
+#[test]
+fn stacks_in_pie_and_stripped_builds() {
+    require_bpf!();
+    for variant in [Variant::Pie, Variant::Stripped] {
+        let go = ALL_GO_VERSIONS[0];
+        let s = Sample::build("blockspots", go, variant);
+        let run = s
+            .trace(&format!("stacks-{go}-{}", variant.name()))
+            .opts(["--stacks"])
+            .run();
+        assert!(
+            run.status.success(),
+            "{go} {}: {}",
+            variant.name(),
+            run.stderr
+        );
+        check_run(
+            &run.events,
+            &run.stdout,
+            &format!("{go} {}", variant.name()),
+        );
+    }
+}
+
+/// Perfetto: the stacks ride as a `stack` argument (a frame a line, `fn file:line`) on what the
+/// event draws: the blocked goroutine's Waiting slice, the `unblock` instant (the waker's), the
+/// `go` instant (the creator's) and the Syscall slice.
+#[test]
+fn perfetto_slices_and_instants_carry_the_stacks() {
+    require_perfetto_tools();
+    require_bpf!();
+    for go in GO_VERSIONS {
+        let s = Sample::build("blockspots", go, Variant::Default);
+        let run = s
+            .trace(&format!("stacks-perfetto-{go}"))
+            .output("trace.pftrace")
+            .opts(["--stacks"])
+            .run();
+        assert!(run.status.success(), "{go}: {}", run.stderr);
+        let spots = spots(&run.stdout);
+        let line = |name: &str| {
+            let (f, l) = &spots[name].frames[0];
+            format!("{f} %blockspots/main.go:{l}")
+        };
+        let q = trace_processor(
+            &run.dir.join("trace.pftrace"),
+            &[
+                PERFETTO_IMPORT_PROBLEMS_SQL,
+                "SELECT name, EXTRACT_ARG(arg_set_id, 'debug.stack') AS stack FROM slice \
+                 WHERE EXTRACT_ARG(arg_set_id, 'debug.stack') IS NOT NULL",
+            ],
+        );
+        assert!(q[0].is_empty(), "{go}: import problems: {:?}", q[0]);
+        let has = |slice: &str, spot: &str| {
+            let pat = line(spot);
+            let (head, tail) = pat.split_once('%').unwrap();
+            q[1].iter().any(|r| {
+                let name = r["name"].as_str().unwrap_or("");
+                let stack = r["stack"].as_str().unwrap_or("");
+                name.starts_with(slice)
+                    && stack
+                        .lines()
+                        .any(|l| l.starts_with(head) && l.ends_with(tail))
+            })
+        };
+        assert!(has("Waiting", "chanrecv"), "{go}: {:#?}", q[1]);
+        assert!(has("Waiting", "mutex"), "{go}");
+        assert!(has("unblock", "chansend"), "{go}");
+        assert!(has("unblock", "unlock"), "{go}");
+        assert!(has("go", "create"), "{go}");
+        assert!(has("Syscall", "read"), "{go}");
+    }
+}
+
+/// The summary names where leaked goroutines block, with file:line: `leaky` starts a goroutine
+/// blocked for good in main.leaked every 20 ms; traced with `--pid` for a second, the summary's
+/// `blocked_at` puts them at main.leaked's channel receive, the site with the most.
+#[test]
+fn summary_names_where_goroutines_are_blocked() {
+    require_bpf!();
+    let go = ALL_GO_VERSIONS[0];
+    let s = Sample::build("leaky", go, Variant::Default);
+    let src =
+        std::fs::read_to_string(gmp_trace_tests::workspace_root().join("tests/go/leaky/main.go"))
+            .unwrap();
+    // The receive in main.leaked: the line after `func leaked`.
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("func leaked("))
+        .unwrap()
+        + 2;
+    let mut target = Target(
+        Command::new(&s.bin)
+            .env("LEAK_EVERY_MS", "20")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("ready"), "{ready}");
+    let dir = scratch_dir("stacks-leaky");
+    let summary = dir.join("summary.json");
+    let run = attach(
+        target.0.id(),
+        [
+            "--stacks",
+            "-d",
+            "1s",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        Stdio::null(),
+    );
+    let (status, err) = run.finish();
+    assert!(status.success(), "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let top = &v["blocked_at"][0];
+    let site = top["site"].as_str().unwrap_or("");
+    assert!(
+        site.starts_with("main.leaked ") && site.ends_with(&format!("leaky/main.go:{line}")),
+        "{:#}",
+        v["blocked_at"]
+    );
+    assert!(top["count"].as_u64().unwrap() >= 10, "{top}");
+}
