@@ -149,15 +149,22 @@ impl<'a> Pipeline<'a> {
             }
         }
         self.model.apply(e);
+        let stack = self.stacks.take(e);
         if let Some(w) = &mut self.gotrace {
             let trans = self.model.transition_log.as_mut().map(std::mem::take);
-            if let Err(err) = w.event(e, trans.unwrap_or_default(), &self.model, &self.sym) {
+            let r = w.event(
+                e,
+                trans.unwrap_or_default(),
+                stack.as_ref(),
+                &self.model,
+                &self.sym,
+            );
+            if let Err(err) = r {
                 self.write_error
                     .get_or_insert(anyhow!("writing the Go trace failed part-way: {err}"));
                 self.gotrace = None;
             }
         }
-        let stack = self.stacks.take(e);
         if let Some(u) = &stack {
             self.stack_to_writers(e, u);
         }

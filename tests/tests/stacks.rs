@@ -348,3 +348,87 @@ fn summary_names_where_goroutines_are_blocked() {
     );
     assert!(top["count"].as_u64().unwrap() >= 10, "{top}");
 }
+
+/// The stacks go into Go's own trace format too (`--format go`): Go's trace reader gives the
+/// blocks at the chan receive, the mutex and the creation of the waiters the program's own
+/// frames, file:line, and names each inlined frame (one pc per frame, as Go's stacks have).
+#[test]
+fn stacks_in_go_trace_format_match_the_program() {
+    require_bpf!();
+    for go in GO_VERSIONS {
+        let s = Sample::build("blockspots", go, Variant::Default);
+        let run = s
+            .trace(&format!("stacks-gotrace-{go}"))
+            .output("x.gotrace")
+            .opts(["--stacks"])
+            .run();
+        assert!(run.status.success(), "{go}: {}", run.stderr);
+        let spots = spots(&run.stdout);
+        let o = Command::new(gmp_trace_tests::go_binary(GO_VERSIONS[0]))
+            .args(["tool", "trace", "-d=parsed"])
+            .arg(run.dir.join("x.gotrace"))
+            .env("GOTOOLCHAIN", "local")
+            .output()
+            .expect("run go tool trace");
+        let parsed = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{go}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for name in ["chanrecv", "mutex"] {
+            let spot = &spots[name];
+            let want = format!("GoID={} Running->Waiting", spot.goid);
+            let stacks = transition_stacks(&parsed, &want);
+            let hit = stacks.iter().any(|frames| {
+                let user: Vec<_> = frames
+                    .iter()
+                    .skip_while(|f| !f.0.starts_with("main."))
+                    .filter(|f| f.0 != "runtime.goexit")
+                    .cloned()
+                    .collect();
+                // The program's runtime.Callers leaves out the go statement's wrapper
+                // (main.main.gowrap1) that the frame-pointer walk sees: compare up to it.
+                user.starts_with(&spot.frames)
+            });
+            assert!(
+                hit,
+                "{go} {name}: no block of g{} at {:?} in Go's reading; its blocks: {stacks:?}",
+                spot.goid, spot.frames
+            );
+        }
+        // No two frames of a stack share a pc (the reader would name both after the first).
+        for frames in transition_stacks(&parsed, "Running->Waiting") {
+            for w in frames.windows(2) {
+                assert!(w[0] != w[1], "{go}: a frame repeated: {frames:?}");
+            }
+        }
+    }
+}
+
+/// The TransitionStack frames (function, line) of every parsed transition line containing
+/// `what`.
+fn transition_stacks(parsed: &str, what: &str) -> Vec<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    let mut lines = parsed.lines().peekable();
+    while let Some(l) = lines.next() {
+        if !(l.contains("StateTransition") && l.contains(what)) {
+            continue;
+        }
+        if lines.peek() != Some(&"TransitionStack=") {
+            continue;
+        }
+        lines.next();
+        let mut frames = Vec::new();
+        while let Some(f) = lines.peek().filter(|f| f.starts_with('\t')).copied() {
+            lines.next();
+            let (Some(func), Some(pos)) = (f.trim().split(" @ ").next(), lines.next()) else {
+                break;
+            };
+            let line = pos.trim().rsplit(':').next().and_then(|n| n.parse().ok());
+            frames.push((func.to_string(), line.unwrap_or(0)));
+        }
+        out.push(frames);
+    }
+    out
+}

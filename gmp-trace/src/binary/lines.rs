@@ -25,6 +25,10 @@ pub struct SourceFrame {
     /// non-zero for the runtime's special functions and for wrappers, which tracebacks hide.
     /// The numbering is per release (see `names::func_id_wrapper`).
     pub func_id: u8,
+    /// Where in the machine code this frame is: the pc asked about for the innermost frame, and
+    /// for the frame an inlined call sits in, that call's place (entry + the inline tree's
+    /// parentPc), as `runtime.CallersFrames` gives it: distinct per frame.
+    pub pc: u64,
 }
 
 /// `_PCDATA_InlTreeIndex` and `_FUNCDATA_InlTree` (runtime/symtab.go, abi/symtab.go).
@@ -113,10 +117,12 @@ impl<'a> Lines<'a> {
                         line,
                         inlined: true,
                         func_id,
+                        pc: at,
                     });
                     at = f.entry.wrapping_add(u64::from(parent_pc));
                 }
                 None => {
+                    let frame_pc = at;
                     let name = self.field(f, F_NAME_OFF).and_then(|n| self.func_name(n));
                     let at = if self.layout.go120 {
                         F_FUNC_ID_120
@@ -128,6 +134,7 @@ impl<'a> Lines<'a> {
                         file,
                         line,
                         inlined: false,
+                        pc: frame_pc,
                         func_id: f
                             .off
                             .checked_add(at)

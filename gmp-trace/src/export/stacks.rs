@@ -65,7 +65,8 @@ pub struct StackFrame {
     pub line: u32,
     /// Inlined into the next (outer) frame.
     pub inlined: bool,
-    /// The return address (or, for the innermost frame, the pc) this frame came from.
+    /// Where this frame is: the walked pc - 1 (inside the call) for a machine frame, the inlined
+    /// call's place for the frames an inlined call sits in; one per frame.
     pub pc: u64,
 }
 
@@ -84,16 +85,20 @@ pub fn frames(pcs: &[u64], sym: &dyn Symbolize) -> Vec<StackFrame> {
             });
             continue;
         }
-        for f in src {
+        for (i, f) in src.into_iter().enumerate() {
             if f.function == "runtime.systemstack_switch" {
                 continue;
             }
             out.push(StackFrame {
+                // One pc per frame, as Go's own stacks have it (its trace reader keys frames by
+                // pc): the call's, inside the CALL instruction (pc - 1, as symbolized), and for
+                // the frames an inlined call sits in, that call's place (an instruction's start,
+                // so the two kinds never meet).
+                pc: if i == 0 { pc.wrapping_sub(1) } else { f.pc },
                 function: f.function,
                 file: f.file,
                 line: f.line,
                 inlined: f.inlined,
-                pc,
             });
         }
     }
@@ -146,6 +151,7 @@ mod tests {
                 line,
                 inlined,
                 func_id: 0,
+                pc,
             };
             match pc >> 8 {
                 1 => vec![

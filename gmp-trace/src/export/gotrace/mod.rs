@@ -18,6 +18,7 @@ use gmp_trace_common::{Event, EventKind};
 use crate::binary::Symbolize;
 use crate::fasthash::FastMap;
 use crate::model::{GoState, Model, Transition};
+use crate::source::stacks::StackUse;
 
 mod reasons;
 mod state;
@@ -39,7 +40,8 @@ const HOLD_NS: u64 = 10_000_000;
 
 enum Item {
     Raw(Event),
-    Trans(Transition),
+    /// A transition and the Go-table id of the stack its event carried (0: none).
+    Trans(Transition, u64),
 }
 
 /// What existed before the first event (`--pid` mode): the Ps are written at the first event,
@@ -75,6 +77,8 @@ pub struct GoTraceWriter<W: Write> {
     /// When the load bias was announced: in `--pid` mode, about when the runtime's lists were
     /// read for the seeds (events from before can be in the ring buffer already).
     bias_ts: u64,
+    /// Our stack ids (`--stacks`) -> the Go stack table's.
+    stack_ids: FastMap<u32, u64>,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -93,6 +97,7 @@ impl<W: Write> GoTraceWriter<W> {
             bias_ts: 0,
             held: FastMap::default(),
             exits_counted: 0,
+            stack_ids: FastMap::default(),
         })
     }
 
@@ -128,14 +133,17 @@ impl<W: Write> GoTraceWriter<W> {
         self.seeds = Some(s);
     }
 
-    /// One event and the transitions the model made of it.
+    /// One event and the transitions the model made of it; `stack`, the user stack the probes
+    /// took with it (`--stacks`), goes on the Go event those transitions become.
     pub fn event(
         &mut self,
         e: &Event,
         trans: Vec<Transition>,
+        stack: Option<&StackUse>,
         model: &Model,
         sym: &dyn Symbolize,
     ) -> io::Result<()> {
+        let stack_id = stack.map_or(0, |u| self.stack_id(u, sym));
         match EventKind::from_u32(e.kind) {
             // Made by userspace when it reads the ring buffer: stamped later than events
             // still in flight, so they do not say how far the probes' clock has got.
@@ -187,9 +195,31 @@ impl<W: Write> GoTraceWriter<W> {
             if t.from == GoState::Syscall && t.to == GoState::Running {
                 self.held.insert(t.goid, t.ts);
             }
-            self.queue.push_back(Item::Trans(t));
+            self.queue.push_back(Item::Trans(t, stack_id));
         }
         self.release(Some(model))
+    }
+
+    /// The Go stack table's id for a stack the probes took (symbolized once per stack).
+    fn stack_id(&mut self, u: &StackUse, sym: &dyn Symbolize) -> u64 {
+        if let Some(&id) = self.stack_ids.get(&u.id) {
+            return id;
+        }
+        let frames: Vec<wire::Frame> = match &u.pcs {
+            Some(pcs) => crate::export::stacks::frames(pcs, sym)
+                .into_iter()
+                .map(|f| wire::Frame {
+                    pc: f.pc,
+                    func: self.st.wire.strings.id(&f.function),
+                    file: self.st.wire.strings.id(&f.file),
+                    line: f.line as u64,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let id = self.st.wire.stacks.intern(&frames);
+        self.stack_ids.insert(u.id, id);
+        id
     }
 
     /// Keeps `goid`'s start function as the stack its creation or first status carries.
@@ -215,7 +245,7 @@ impl<W: Write> GoTraceWriter<W> {
     /// Drops a held Syscall -> Running of `goid` the model replaced by Syscall -> Runnable.
     fn take_back_exit(&mut self, goid: u64, ts: u64) {
         let held = self.queue.iter().rposition(|i| {
-            matches!(i, Item::Trans(h) if h.goid == goid && h.ts == ts
+            matches!(i, Item::Trans(h, _) if h.goid == goid && h.ts == ts
                 && h.from == GoState::Syscall && h.to == GoState::Running)
         });
         if let Some(i) = held {
@@ -226,7 +256,7 @@ impl<W: Write> GoTraceWriter<W> {
     /// Writes queued items up to the first one still held (all of them without a model).
     fn release(&mut self, model: Option<&Model>) -> io::Result<()> {
         while let Some(front) = self.queue.front() {
-            if let (Some(m), Item::Trans(t)) = (model, front) {
+            if let (Some(m), Item::Trans(t, _)) = (model, front) {
                 let undoable = t.from == GoState::Syscall
                     && t.to == GoState::Running
                     && self.held.get(&t.goid) == Some(&t.ts)
@@ -239,23 +269,26 @@ impl<W: Write> GoTraceWriter<W> {
             let Some(item) = self.queue.pop_front() else {
                 break;
             };
-            if let Item::Trans(t) = &item {
+            if let Item::Trans(t, _) = &item {
                 if self.held.get(&t.goid) == Some(&t.ts) {
                     self.held.remove(&t.goid);
                 }
             }
             let (tid, ts) = match &item {
                 Item::Raw(e) => (e.tid, e.ts),
-                Item::Trans(t) => (t.tid, t.ts),
+                Item::Trans(t, _) => (t.tid, t.ts),
             };
             self.write_seeds(tid, ts)?;
             match item {
                 Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
-                Item::Trans(t) => {
+                Item::Trans(t, stack) => {
                     // A seeded goroutine's first transition says where it is (or that it is
                     // being created): written from there.
                     self.pending_seeds.remove(&t.goid);
-                    self.st.transition(&t, &self.reasons)?
+                    self.st.cur_stack = stack;
+                    let r = self.st.transition(&t, &self.reasons);
+                    self.st.cur_stack = 0;
+                    r?
                 }
             }
             if ts >= self.seed_deadline {

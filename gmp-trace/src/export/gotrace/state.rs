@@ -98,6 +98,9 @@ pub struct State<W: Write> {
     /// The one-frame stack (its start function) of goroutines about to be created or first
     /// seen: Go's reader names a goroutine by the root frame of its first stack.
     pub start_stack: FastMap<u64, u64>,
+    /// The stack (Go table id, 0 none) of the event whose transition is being written: it goes
+    /// on the GoBlock, GoStop, GoUnblock, GoCreate or GoSyscallBegin that transition becomes.
+    pub cur_stack: u64,
 }
 
 impl<W: Write> State<W> {
@@ -110,6 +113,7 @@ impl<W: Write> State<W> {
             last_ts: 0,
             synth: Synth::default(),
             start_stack: FastMap::default(),
+            cur_stack: 0,
         }
     }
 
@@ -298,7 +302,7 @@ impl<W: Write> State<W> {
                     return Ok(());
                 }
                 let r = self.wire.strings.id("unspecified");
-                self.put(tid, ts, Ev::GoStop, &[r, 0])?;
+                self.put(tid, ts, Ev::GoStop, &[r, self.cur_stack])?;
                 self.set_g(g, GSt::Runnable, None);
             }
             Some(GSt::Syscall) => self.end_blocked(tid, ts, g)?,
@@ -385,7 +389,7 @@ impl<W: Write> State<W> {
     /// GoUnblock of waiting `g`, written on `tid` (the waker's thread).
     pub fn unblock(&mut self, tid: u32, ts: u64, g: u64) -> io::Result<()> {
         let seq = self.bump_g(g);
-        self.put(tid, ts, Ev::GoUnblock, &[g, seq, 0])?;
+        self.put(tid, ts, Ev::GoUnblock, &[g, seq, self.cur_stack])?;
         self.set_g(g, GSt::Runnable, None);
         Ok(())
     }

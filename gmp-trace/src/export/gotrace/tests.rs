@@ -101,6 +101,7 @@ fn a_start_gets_its_p_and_an_unknown_goroutine_its_status() {
     w.event(
         &ev(100, EventKind::AcquireP, 7, 0),
         vec![],
+        None,
         &model,
         &NoSymbols,
     )
@@ -113,8 +114,14 @@ fn a_start_gets_its_p_and_an_unknown_goroutine_its_status() {
         tr(140, 9, GoState::Waiting, GoState::Runnable, 7, 0),
         tr(150, 9, GoState::Runnable, GoState::Waiting, 7, 0),
     ];
-    w.event(&ev(150, EventKind::Schedule, 7, 0), t, &model, &NoSymbols)
-        .unwrap();
+    w.event(
+        &ev(150, EventKind::Schedule, 7, 0),
+        t,
+        None,
+        &model,
+        &NoSymbols,
+    )
+    .unwrap();
     let (file, synth) = w.finish().unwrap();
     assert_eq!(synth.unmapped, 1, "{synth:?}");
     let bs = batches(&file);
@@ -145,8 +152,14 @@ fn waits_the_tracer_hides_write_nothing() {
         hidden,
         tr(130, 5, GoState::Waiting, GoState::Running, 7, 0),
     ];
-    w.event(&ev(130, EventKind::Schedule, 7, 0), t, &model, &NoSymbols)
-        .unwrap();
+    w.event(
+        &ev(130, EventKind::Schedule, 7, 0),
+        t,
+        None,
+        &model,
+        &NoSymbols,
+    )
+    .unwrap();
     let (file, synth) = w.finish().unwrap();
     assert_eq!(synth.hidden_waits, 1);
     assert_eq!(synth.note(), None);
@@ -164,6 +177,7 @@ fn time_only_moves_forward_across_threads() {
     w.event(
         &ev(200, EventKind::AcquireP, 7, 0),
         vec![],
+        None,
         &model,
         &NoSymbols,
     )
@@ -171,6 +185,7 @@ fn time_only_moves_forward_across_threads() {
     w.event(
         &ev(150, EventKind::AcquireP, 8, 1),
         vec![],
+        None,
         &model,
         &NoSymbols,
     )

@@ -93,7 +93,7 @@ impl<W: Write> State<W> {
                         return Ok(());
                     }
                     let r = self.wire.strings.id(reasons.block(t.reason));
-                    self.put(m, ts, Ev::GoBlock, &[r, 0])?;
+                    self.put(m, ts, Ev::GoBlock, &[r, self.cur_stack])?;
                     self.set_g(g, GSt::Waiting, None);
                     self.m(m).g = None;
                     Ok(())
@@ -134,7 +134,7 @@ impl<W: Write> State<W> {
             return self.status(tid, ts, g, GSt::Runnable, -1);
         }
         let new_stack = self.start_stack.remove(&g).unwrap_or(0);
-        self.put(tid, ts, Ev::GoCreate, &[g, new_stack, 0])?;
+        self.put(tid, ts, Ev::GoCreate, &[g, new_stack, self.cur_stack])?;
         self.gs.insert(
             g,
             super::state::G {
@@ -244,7 +244,7 @@ impl<W: Write> State<W> {
             }
             None => return Ok(()),
         };
-        self.put(m, ts, Ev::GoSyscallBegin, &[seq, 0])?;
+        self.put(m, ts, Ev::GoSyscallBegin, &[seq, self.cur_stack])?;
         self.set_g(g, GSt::Syscall, Some(m));
         Ok(())
     }
