@@ -142,6 +142,11 @@ pub fn std_test_binary(version: &str, pkg: &str) -> PathBuf {
         .join("std-tests")
         .join(format!("go{version}"));
     let out = dir.join(format!("{}.test", pkg.replace('/', "_")));
+    // Tests of one process run on several threads and may want the same binary: one builds it
+    // while the others wait (the temporary name is per process, so two threads building at once
+    // would each move the other's file away).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     if out.exists() {
         return out;
     }
