@@ -81,7 +81,11 @@ fn go_tool_trace_web_ui_reads_our_trace() {
 
     let goroutines = String::from_utf8_lossy(&get(server.1, "/goroutines")).to_string();
     // Named by start function: the go statements' wrappers, as for Go's own traces.
-    for f in ["main.main.gowrap1", "main.main.gowrap2", "main.spawnHere.gowrap1"] {
+    for f in [
+        "main.main.gowrap1",
+        "main.main.gowrap2",
+        "main.spawnHere.gowrap1",
+    ] {
         assert!(
             goroutines.contains(f),
             "goroutine analysis lacks {f}:\n{goroutines}"

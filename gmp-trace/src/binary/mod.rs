@@ -519,6 +519,37 @@ impl GoBinary {
     }
 }
 
+/// What a quick look at an executable says about Go: its recorded version string and main
+/// module, read from `.go.buildinfo` alone (object's read cache fetches only the ELF headers and
+/// that section, so scanning every process of a machine does not read every binary whole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoStamp {
+    /// The version string as recorded (`go1.27.3`); parse it with [`GoVersion::parse`].
+    pub version: String,
+    /// The main module (or main package) path, when recorded.
+    pub module_path: Option<String>,
+}
+
+/// `Ok(None)` when `path` is not a Go program built by Go 1.18 or later (not ELF, no
+/// `.go.buildinfo`, or the pre-1.18 layout); `Err` only when the file cannot be opened or read.
+pub fn go_stamp(path: &Path) -> std::io::Result<Option<GoStamp>> {
+    let file = std::fs::File::open(path)?;
+    let cache = object::read::ReadCache::new(file);
+    let Ok(elf) = ElfFile64::<Endianness, _>::parse(&cache) else {
+        return Ok(None);
+    };
+    let Some(data) = elf
+        .section_by_name(".go.buildinfo")
+        .and_then(|s| s.data().ok())
+    else {
+        return Ok(None);
+    };
+    Ok(buildinfo::parse(data).ok().map(|bi| GoStamp {
+        module_path: bi.main_module().map(str::to_string),
+        version: bi.version,
+    }))
+}
+
 /// The Go and GNU build ids of an ELF image; `None` for each that is absent or unreadable.
 pub fn build_ids(data: &[u8]) -> (Option<String>, Option<String>) {
     match ElfFile64::<Endianness>::parse(data) {
