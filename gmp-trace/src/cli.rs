@@ -13,9 +13,26 @@ use crate::probes::{Level, Links};
     after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --record run.gmpt -- ./prog  keep the raw events; `gmp-trace replay run.gmpt` later\n  gmp-trace --summary-json s.json -- go version\n\nSubcommands: `gmp-trace replay FILE [OPTIONS]` remakes every output from a recording;\n`gmp-trace compare --recording FILE --go-trace TRACE` checks it against Go's own tracer."
 )]
 pub struct Args {
-    /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its exit).
+    /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its
+    /// exit). Repeat it to trace several processes side by side: outputs are then combined
+    /// (JSONL events carry `pid`, a Perfetto process per pid, the summary's `processes` list).
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
-    pub pid: Option<i32>,
+    pub pid: Vec<i32>,
+
+    /// Trace every Go process on the machine, those running now and those that start while
+    /// tracing (found within half a second; their first instants are missed), until Ctrl-C,
+    /// SIGTERM or --duration. Narrow it with --exe-filter and --container.
+    #[arg(long = "all", conflicts_with_all = ["command", "pid"])]
+    pub all: bool,
+
+    /// With --all: only processes whose executable path matches this regular expression.
+    #[arg(long = "exe-filter", value_name = "REGEX", requires = "all")]
+    pub exe_filter: Option<String>,
+
+    /// With --all: only processes in this container (its id, or a prefix such as docker's
+    /// 12-digit short id), read from /proc/PID/cgroup.
+    #[arg(long = "container", value_name = "ID", requires = "all")]
+    pub container: Option<String>,
 
     #[command(flatten)]
     pub out: OutputArgs,

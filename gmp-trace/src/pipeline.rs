@@ -51,6 +51,8 @@ pub struct Pipeline<'a> {
     pub stacks: StackTable,
     /// The Perfetto text of each stack used, by id.
     stack_texts: crate::fasthash::FastMap<u32, String>,
+    /// The Perfetto packet sequence to write on (one per process when several share a file).
+    pub perfetto_sequence: u32,
 }
 
 impl Sink for Pipeline<'_> {
@@ -271,7 +273,24 @@ impl<'a> Pipeline<'a> {
             exec: ExecWatch::default(),
             stacks: StackTable::default(),
             stack_texts: Default::default(),
+            perfetto_sequence: crate::export::perfetto::SEQUENCE_ID,
         })
+    }
+
+    /// Sends the event stream to `out` in `format` instead of a file of its own (several
+    /// processes' streams sharing one output).
+    pub fn redirect_events(&mut self, format: Format, out: Box<dyn Write>) {
+        match format {
+            Format::Perfetto => self.perfetto_out = Some(out),
+            Format::Go => self.gotrace_out = Some(out),
+            Format::Jsonl => self.jsonl = Some(JsonlWriter::new(out)),
+        }
+    }
+
+    /// The scheduler graph of what the model holds now (closing it first).
+    pub fn graph(&mut self) -> graph::Graph {
+        self.model.finish();
+        graph::build(&self.model, &self.sym)
     }
 
     /// Starts the writers that need to know the process (Perfetto's process track).
@@ -283,8 +302,10 @@ impl<'a> Pipeline<'a> {
                 go_version: go_version.to_string(),
                 ..TraceMeta::default()
             };
-            self.perfetto =
-                Some(PerfettoWriter::new(out, meta).context("starting the Perfetto trace")?);
+            self.perfetto = Some(
+                PerfettoWriter::on_sequence(out, meta, self.perfetto_sequence)
+                    .context("starting the Perfetto trace")?,
+            );
         }
         if let Some(out) = self.gotrace_out.take() {
             // The writer follows the model's transitions.

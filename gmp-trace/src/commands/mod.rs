@@ -7,6 +7,7 @@
 //! CPU sampler. Coming: `serve` (many processes, a metrics exporter).
 pub mod compare;
 pub mod dump;
+mod many;
 pub mod profile;
 pub mod replay;
 pub mod top;

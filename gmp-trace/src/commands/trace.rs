@@ -29,6 +29,9 @@ use crate::source::recording::{Header, Recorder};
 
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
+    if super::many::wanted(&args) {
+        return super::many::run(args).await;
+    }
     let started = Instant::now();
     if args.level == Level::Lifecycle
         && args.out.output_format() == Ok(Some(crate::cli::Format::Go))
@@ -38,7 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
              use --level sched or full (the default)"
         );
     }
-    let mut target = Target::resolve(args.pid, &args.command, args.force)?;
+    let mut target = Target::resolve(args.pid.first().copied(), &args.command, args.force)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
     log::debug!("binary read at {:?}", started.elapsed());
@@ -133,7 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
 /// The goroutines of `pid` still alive, grouped by state and stack (the largest groups), or
 /// why they could not be read.
-fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
+pub(super) fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
     let opts = TextOptions {
         max_groups: Some(10),
         ..TextOptions::default()
@@ -154,7 +157,7 @@ fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
 }
 
 /// What gmp-trace reads but cannot probe, said before anything is attached.
-fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
+pub(super) fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
     if bin.arch() != Arch::X86_64 {
         bail!(
             "{} is an arm64 binary: gmp-trace can read it but its probes run on x86_64 only; \
@@ -174,7 +177,7 @@ fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
 
 /// The probes for this binary at `--level`, as aggregate mode and the cost-measuring switches
 /// (`--empty-probes`, `--emit-only-probes`) want them.
-fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
+pub(super) fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
     let mut plan = probes::plan(bin, args.level, args.entry_probes)?;
     if args.aggregate {
         plan.retain(|a| probes::in_aggregate(a.program));
@@ -196,7 +199,7 @@ fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
 /// Loads the probes and attaches them to the held target; returns the tracer, the source
 /// already reading its ring buffer, and the ms since `started`. On any failure the target is let go without having run further (a held command
 /// exits before exec).
-fn attach(
+pub(super) fn attach(
     target: &mut Target,
     identity: FileIdentity,
     offsets: &Offsets,
@@ -255,7 +258,7 @@ fn attach(
 
 /// Points the pipeline at the process: the model for its pid and Go version, the writers that
 /// name the process, and the recording with its header.
-fn open_stream(
+pub(super) fn open_stream(
     pipeline: &mut Pipeline<'_>,
     target: &Target,
     bin: &GoBinary,
@@ -299,7 +302,7 @@ fn recorder(
 
 /// Lets the target run under the probes: its load address into the stream, what already
 /// existed in it into the model, and (for a process that ran before us) a word to the user.
-fn begin(
+pub(super) fn begin(
     target: &mut Target,
     pipeline: &mut Pipeline<'_>,
     bin: &GoBinary,
@@ -348,7 +351,7 @@ fn seed(model: &mut Model, report: &LiveReport) {
 
 /// Why tracing ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum End {
+pub(super) enum End {
     /// The target exited.
     Exited,
     /// A signal or `--duration`: the target runs on.
@@ -414,19 +417,19 @@ async fn drive(
 }
 
 /// What tracing left behind once the probes stopped sending.
-struct Stopped {
-    read_failures: u64,
-    probes: Vec<ProbeInfo>,
-    aggregate: Option<Aggregates>,
+pub(super) struct Stopped {
+    pub(super) read_failures: u64,
+    pub(super) probes: Vec<ProbeInfo>,
+    pub(super) aggregate: Option<Aggregates>,
     /// Still attached (the target has exited): dropped, and so detached, after the report.
-    tracer: Option<Tracer>,
+    pub(super) tracer: Option<Tracer>,
 }
 
 /// Ends tracing: the last events out of the ring buffer, the probes' records and counters, then
 /// the probes themselves. Detaching waits out kernel grace periods (one per link). While the
 /// target runs, that comes first: every hit slows it. Once it has exited its probes can fire
 /// no more, and the report goes out first.
-fn stop(
+pub(super) fn stop(
     mut source: LiveSource,
     mut tracer: Tracer,
     pipeline: &mut Pipeline<'_>,
@@ -478,7 +481,7 @@ fn stop(
 }
 
 /// The run's facts that come from the binary and the target, the rest left empty.
-fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
+pub(super) fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
     RunInfo {
         go_version: bin.go_version().to_string(),
         binary: exe.display().to_string(),
