@@ -25,6 +25,12 @@ pub struct Args {
     #[arg(long = "all", conflicts_with_all = ["command", "pid"])]
     pub all: bool,
 
+    /// Also trace the launched program's descendants that are Go programs, each from its first
+    /// instruction (an exec in the tree is held stopped until its probes are in); other
+    /// descendants are listed and let go at once. Outputs as for several --pid.
+    #[arg(short = 'f', long = "follow", requires = "command")]
+    pub follow: bool,
+
     /// With --all: only processes whose executable path matches this regular expression.
     #[arg(long = "exe-filter", value_name = "REGEX", requires = "all")]
     pub exe_filter: Option<String>,

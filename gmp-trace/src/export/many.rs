@@ -65,6 +65,8 @@ pub struct ProcessReport {
     pub parent: Option<u32>,
     pub summary: Summary,
     pub graph: Option<Graph>,
+    /// `--follow`: how long the process was held stopped at its exec while its probes went in.
+    pub exec_held_ns: Option<u64>,
 }
 
 /// A process that was selected but could not be traced, and why.
@@ -102,6 +104,9 @@ fn process_json(r: &ProcessReport) -> Value {
         m.insert("container_id".into(), Value::from(id.container_id.clone()));
         m.insert("ns_pid".into(), Value::from(id.ns_pid));
         m.insert("parent_pid".into(), Value::from(r.parent));
+        if let Some(ns) = r.exec_held_ns {
+            m.insert("exec_held_ns".into(), Value::from(ns));
+        }
     }
     v
 }

@@ -6,6 +6,7 @@
 //! and rescans /proc every [`RESCAN`] for new ones. At the end the sessions' reports are joined
 //! (export/many.rs): one summary with `processes[]`, one graph with the process tree; the event
 //! stream was shared all along.
+mod follow;
 mod session;
 
 use std::cell::RefCell;
@@ -24,7 +25,7 @@ use crate::export::graph::{self, GraphFormat};
 use crate::export::many::{self, NotTraced, ProcessReport, Shared};
 use crate::process::discover::{Discoverer, Filter, Look, ProcessIdentity};
 use crate::process::preflight;
-use session::{Ctx, Failed};
+use session::{Ctx, Failed, How};
 
 /// How often `--all` looks for new Go processes. A process started in between is attached
 /// this late at most (its first instants are not traced).
@@ -36,7 +37,7 @@ const ATTEMPTS: u8 = 3;
 
 /// Whether the command line asks for several processes.
 pub fn wanted(args: &Args) -> bool {
-    args.pid.len() > 1 || args.all
+    args.pid.len() > 1 || args.all || args.follow
 }
 
 /// A process, told apart from a later one that reuses its pid (or its own later image).
@@ -64,7 +65,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     preflight::check_privileges()?;
     let outputs = open_outputs(&args, format)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mode = if args.all { "all" } else { "pids" };
+    let mode = match (args.all, args.follow) {
+        (true, _) => "all",
+        (_, true) => "follow",
+        _ => "pids",
+    };
     let ctx = Rc::new(Ctx {
         graph: outputs.graph.is_some(),
         events: outputs.events.clone(),
@@ -79,7 +84,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if failed > 0 && mode == "pids" {
         bail!("{failed} of the processes named with --pid could not be traced (see above)");
     }
-    Ok(0)
+    // --follow: the launched program's own exit code, as a single launch returns it.
+    let root = reports.iter().find(|r| r.summary.mode == "launch");
+    Ok(root.and_then(|r| r.summary.exit_code).unwrap_or(0))
 }
 
 fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> {
@@ -130,6 +137,10 @@ async fn supervise(
     for id in named {
         sel.spawn(&mut tasks, &ctx, id);
     }
+    let mut watch = match args.follow {
+        true => Some(follow::launch_root(&ctx, &mut sel, &mut tasks)?),
+        false => None,
+    };
     let mut signals = super::StopSignals::new()?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
@@ -158,12 +169,26 @@ async fn supervise(
                 stopping = true;
                 let _ = stop.send(true);
             }
-            _ = signals.recv(), if !stopping => {
-                stopping = true;
-                let _ = stop.send(true);
+            r = follow::next(&mut watch), if watch.is_some() => {
+                let exec = r?;
+                follow::on_exec(&ctx, &mut sel, &mut tasks, &mut disc, exec, stopping);
+            }
+            sig = signals.recv(), if !stopping => {
+                if args.follow {
+                    // The launched program has our terminal (Ctrl-C reached it) or gets the
+                    // signal from us; tracing goes on until the tree has exited.
+                    follow::forward(&sel, sig);
+                } else {
+                    stopping = true;
+                    let _ = stop.send(true);
+                }
             }
         }
     }
+    if let Some(w) = &mut watch {
+        follow::let_go_pending(w);
+    }
+    drop(watch);
     Ok(sel.finish())
 }
 
@@ -188,11 +213,11 @@ fn named_processes(disc: &mut Discoverer, pids: &[i32]) -> anyhow::Result<Vec<Pr
 }
 
 type Outcome = Result<ProcessReport, Failed>;
-type Joined = (Key, ProcessIdentity, Outcome);
+pub(super) type Joined = (Key, ProcessIdentity, Outcome);
 
 /// Which processes have sessions, which ended, and what they left.
 #[derive(Default)]
-struct Selection {
+pub(super) struct Selection {
     /// Every process a session was started for, with its attempts so far.
     attempts: HashMap<Key, u8>,
     /// Processes with a session, or done with (traced, or given up on); a failed early attempt
@@ -201,9 +226,12 @@ struct Selection {
     /// The pids traced, with their ancestors as seen at the start (for the process tree).
     ancestry: HashMap<u32, Vec<u32>>,
     reports: Vec<ProcessReport>,
-    not_traced: Vec<NotTraced>,
+    pub(super) not_traced: Vec<NotTraced>,
     failed: usize,
     next_sequence: u32,
+    /// `--follow`: the launched program's pid, and the processes stopped at an exec.
+    pub(super) root: Option<u32>,
+    pub(super) followed: HashSet<u32>,
 }
 
 impl Selection {
@@ -220,6 +248,18 @@ impl Selection {
 
     fn spawn(&mut self, tasks: &mut JoinSet<Joined>, ctx: &Rc<Ctx>, id: ProcessIdentity) {
         let Some(key) = key_of(&id) else { return };
+        self.spawn_how(tasks, ctx, key, id.clone(), How::Pid(id));
+    }
+
+    /// Starts the session; `id` names the process in messages (`how` has the real one).
+    pub(super) fn spawn_how(
+        &mut self,
+        tasks: &mut JoinSet<Joined>,
+        ctx: &Rc<Ctx>,
+        key: Key,
+        id: ProcessIdentity,
+        how: How,
+    ) {
         *self.attempts.entry(key.clone()).or_default() += 1;
         self.settled.insert(key.clone());
         self.next_sequence += 1;
@@ -228,7 +268,7 @@ impl Selection {
         self.ancestry.insert(id.pid, ancestors(id.pid));
         let ctx = ctx.clone();
         tasks.spawn_local(async move {
-            let r = session::trace_one(ctx, id.clone(), None, sequence).await;
+            let r = session::trace_one(ctx, how, sequence).await;
             (key, id, r)
         });
     }
@@ -239,6 +279,11 @@ impl Selection {
         match r {
             Ok(report) => self.reports.push(report),
             Err(f) => {
+                if self.followed.contains(&id.pid) {
+                    // Stopped at its exec: it must not stay stopped because we failed.
+                    // SAFETY: kill has no memory preconditions.
+                    unsafe { libc::kill(id.pid as libc::pid_t, libc::SIGCONT) };
+                }
                 if matches!(disc.look(id.pid), Look::Gone) && !f.began {
                     log::info!("pid {} exited before it could be traced", id.pid);
                     return;
@@ -282,7 +327,7 @@ impl Selection {
     }
 }
 
-fn key_of(id: &ProcessIdentity) -> Option<Key> {
+pub(super) fn key_of(id: &ProcessIdentity) -> Option<Key> {
     let (_, start) = stat(id.pid)?;
     Some((id.pid, start, id.exe.clone()))
 }

@@ -14,11 +14,12 @@ use crate::export::many::{ProcessReport, Shared, SharedOut};
 use crate::model::Model;
 use crate::pipeline::Pipeline;
 use crate::probes::{self, Tracer};
-use crate::process::discover::ProcessIdentity;
+use crate::process::attach::Attach;
+use crate::process::discover::{Discoverer, Look, ProcessIdentity};
 use crate::process::exe::FileIdentity;
 use crate::process::Target;
 use crate::run::RunInfo;
-use crate::source::live::LiveSource;
+use crate::source::live::{monotonic_ns, LiveSource};
 
 /// What every session shares: the command line, the event output, the stop word.
 pub struct Ctx {
@@ -36,17 +37,38 @@ pub struct Failed {
     pub error: anyhow::Error,
 }
 
-/// Traces `id` until it exits or the run stops; `sequence` is its Perfetto packet sequence.
+/// How a session's process came to be traced.
+pub enum How {
+    /// Running already (`--pid`, `--all`): attached as `--pid` does.
+    Pid(ProcessIdentity),
+    /// `--follow`: stopped right after its exec at `ts` (CLOCK_MONOTONIC ns), before its first
+    /// instruction; continued once its probes are in.
+    Exec(ProcessIdentity, u64),
+    /// `--follow`'s launched program, already held before its exec (pid given).
+    Launch(Target, u32),
+}
+
+/// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
+/// sequence.
 pub async fn trace_one(
     ctx: Rc<Ctx>,
-    id: ProcessIdentity,
-    parent: Option<u32>,
+    how: How,
     sequence: u32,
 ) -> Result<ProcessReport, Failed> {
     let started = Instant::now();
     let args = &ctx.args;
     let fail = |began| move |error: anyhow::Error| Failed { began, error };
-    let mut target = Target::resolve(Some(id.pid as i32), &[], args.force).map_err(fail(false))?;
+    let (mut target, id, held, exec_ts, mode) = match how {
+        How::Pid(id) => {
+            let t = Target::resolve(Some(id.pid as i32), &[], args.force).map_err(fail(false))?;
+            (t, Some(id), None, None, "pid")
+        }
+        How::Exec(id, ts) => {
+            let t = Attach::stopped_at_exec(id.pid).map_err(fail(false))?;
+            (Target::Attach(t), Some(id), None, Some(ts), "follow")
+        }
+        How::Launch(t, pid) => (t, None, Some(pid), None, "launch"),
+    };
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe).map_err(|e| fail(false)(e.into()))?;
     let identity = FileIdentity::of(&exe).map_err(fail(false))?;
@@ -62,7 +84,10 @@ pub async fn trace_one(
     if let Some((format, out)) = &ctx.events {
         pipeline.redirect_events(*format, Box::new(SharedOut::new(out.clone())));
     }
-    let pid = target.hold().map_err(fail(false))?;
+    let pid = match held {
+        Some(pid) => pid,
+        None => target.hold().map_err(fail(false))?,
+    };
     offsets.target_pid = pid;
     let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
     let (tracer, mut source, attach_ms) = trace::attach(
@@ -88,6 +113,11 @@ pub async fn trace_one(
         args.out.quiet,
     )
     .map_err(fail(true))?;
+    let exec_held_ns = exec_ts.map(|ts| monotonic_ns().saturating_sub(ts));
+    let id = match id {
+        Some(id) => id,
+        None => identity_of(pid, &bin, &exe),
+    };
 
     let mut stop = ctx.stop.clone();
     let end = drive(&mut target, &mut source, &tracer, &mut pipeline, &mut stop)
@@ -97,9 +127,9 @@ pub async fn trace_one(
     let stopped = trace::stop(source, tracer, &mut pipeline, exited, &target, pid, args)
         .map_err(fail(true))?;
     let epilogue = (end == End::Stopped && !args.out.quiet).then(|| trace::alive_at_end(pid, &bin));
-    let mode = target.mode();
-    target.finish().await.map_err(fail(true))?;
+    let exit_code = target.finish().await.map_err(fail(true))?;
     let run = RunInfo {
+        exit_code,
         read_failures: stopped.read_failures,
         malformed_records: pipeline.malformed,
         probes: stopped.probes,
@@ -123,10 +153,32 @@ pub async fn trace_one(
     }
     Ok(ProcessReport {
         identity: id,
-        parent,
+        parent: None,
         summary,
         graph,
+        exec_held_ns,
     })
+}
+
+/// Who the launched program is, looked up once it has exec'd (from its binary if /proc no
+/// longer has it).
+fn identity_of(pid: u32, bin: &GoBinary, exe: &std::path::Path) -> ProcessIdentity {
+    match Discoverer::new().look(pid) {
+        Look::Go(id) => id,
+        _ => ProcessIdentity {
+            pid,
+            exe: exe.to_path_buf(),
+            comm: exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            go_version: bin.go_version().to_string(),
+            module_path: bin.main_module().map(str::to_owned),
+            cgroup: None,
+            container_id: None,
+            ns_pid: None,
+        },
+    }
 }
 
 /// Streams the process's events until it exits or replaces its image, or the run stops.

@@ -1,0 +1,24 @@
+package gamma
+
+import (
+	"testing"
+
+	"example.com/multipkg"
+)
+
+// TestAdders starts exactly 3 goroutines that add to a counter.
+func TestAdders(t *testing.T) {
+	const n = 3
+	var c Counter
+	multipkg.Spawn(n, func(i int) {
+		for k := 0; k < 1000; k++ {
+			c.Add(1)
+		}
+	})
+	if c.N() != 3000 {
+		t.Fatalf("count %d", c.N())
+	}
+	if err := multipkg.Report("gamma", n); err != nil {
+		t.Fatal(err)
+	}
+}
