@@ -54,7 +54,10 @@ fn processes(s: &Value) -> BTreeMap<u64, Value> {
 /// Identity and today's keys in one process's summary object.
 fn assert_process(p: &Value, exe: &Path) {
     assert_eq!(p["exe"], exe.display().to_string(), "{p}");
-    assert!(p["go_version"].as_str().unwrap().starts_with("go1.27"), "{p}");
+    assert!(
+        p["go_version"].as_str().unwrap().starts_with("go1.27"),
+        "{p}"
+    );
     assert_eq!(p["module_path"], "example.com/parker", "{p}");
     assert_eq!(p["comm"], exe.file_name().unwrap().to_str().unwrap());
     assert!(p["cgroup"].is_string(), "{p}");
@@ -104,7 +107,10 @@ fn repeated_pid_combines_outputs() {
     assert_eq!(s["mode"], "pids");
     assert_eq!(s["not_traced"], serde_json::json!([]));
     let ps = processes(&s);
-    assert_eq!(ps.keys().copied().collect::<Vec<_>>(), [pid_a, pid_b].map(u64::from));
+    assert_eq!(
+        ps.keys().copied().collect::<Vec<_>>(),
+        [pid_a, pid_b].map(u64::from)
+    );
     assert_process(&ps[&u64::from(pid_a)], &exe_a);
     assert_process(&ps[&u64::from(pid_b)], &exe_b);
 
@@ -118,7 +124,8 @@ fn repeated_pid_combines_outputs() {
     for pid in [pid_a, pid_b] {
         assert!(ids.contains(format!("process:{pid}").as_str()), "{ids:?}");
         assert!(
-            ids.iter().any(|i| i.starts_with(&format!("{pid}/G:main.round"))),
+            ids.iter()
+                .any(|i| i.starts_with(&format!("{pid}/G:main.round"))),
             "{ids:?}"
         );
     }
@@ -136,7 +143,12 @@ fn repeated_pid_combines_outputs() {
     );
     let procs: Vec<(u64, String)> = q[0]
         .iter()
-        .map(|r| (r["pid"].as_u64().unwrap(), r["name"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["pid"].as_u64().unwrap(),
+                r["name"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         procs,
@@ -179,12 +191,23 @@ fn all_follows_processes_coming_and_going() {
     let (_b, pid_b, exe_b) = start_copy(&dir, "allB");
     while !said.contains(&format!("attached to pid {pid_b}")) {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "B never attached: {said}");
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "B never attached: {said}"
+        );
         said += &line;
     }
     let found_b = started_b.elapsed();
-    let linked = |pid| links_held_by(tracer_pid).iter().filter(|l| l.pid == Some(pid)).count();
-    assert!(linked(pid_a) > 0 && linked(pid_b) > 0, "multi links of both");
+    let linked = |pid| {
+        links_held_by(tracer_pid)
+            .iter()
+            .filter(|l| l.pid == Some(pid))
+            .count()
+    };
+    assert!(
+        linked(pid_a) > 0 && linked(pid_b) > 0,
+        "multi links of both"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let _ = a.0.kill();
     let _ = a.0.wait();
@@ -206,11 +229,18 @@ fn all_follows_processes_coming_and_going() {
     let s = summary(&sum);
     assert_eq!(s["mode"], "all");
     let ps = processes(&s);
-    assert_eq!(ps.keys().copied().collect::<Vec<_>>(), [pid_a, pid_b].map(u64::from));
+    assert_eq!(
+        ps.keys().copied().collect::<Vec<_>>(),
+        [pid_a, pid_b].map(u64::from)
+    );
     assert_process(&ps[&u64::from(pid_a)], &exe_a);
     assert_process(&ps[&u64::from(pid_b)], &exe_b);
     let dur = |pid: u32| ps[&u64::from(pid)]["duration_ns"].as_u64().unwrap();
-    assert!(dur(pid_a) < 4_000_000_000, "A traced until its exit: {}", dur(pid_a));
+    assert!(
+        dur(pid_a) < 4_000_000_000,
+        "A traced until its exit: {}",
+        dur(pid_a)
+    );
 
     // Every event is one of theirs; A's stop before B's do, B's start after A's.
     let evs = read_jsonl(&events);
@@ -221,7 +251,10 @@ fn all_follows_processes_coming_and_going() {
         let s = span.entry(pid).or_insert((ts, ts, 0));
         (s.0, s.1, s.2) = (s.0.min(ts), s.1.max(ts), s.2 + 1);
     }
-    assert_eq!(span.keys().copied().collect::<Vec<_>>(), [pid_a, pid_b].map(u64::from));
+    assert_eq!(
+        span.keys().copied().collect::<Vec<_>>(),
+        [pid_a, pid_b].map(u64::from)
+    );
     let (sa, sb) = (span[&u64::from(pid_a)], span[&u64::from(pid_b)]);
     assert!(sa.2 > 1000 && sb.2 > 1000, "{span:?}");
     assert!(sb.0 > sa.0 && sa.1 < sb.1, "{span:?}");

@@ -65,9 +65,8 @@ impl FollowWatch {
         let ring = RingBuf::try_from(map)?;
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as
         // the AsyncFd holds it.
-        let ring =
-            unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-                .context("watching the --follow ring")?;
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .context("watching the --follow ring")?;
         Ok(FollowWatch {
             _ebpf: ebpf,
             ring,

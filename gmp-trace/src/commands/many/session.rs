@@ -50,11 +50,7 @@ pub enum How {
 
 /// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
 /// sequence.
-pub async fn trace_one(
-    ctx: Rc<Ctx>,
-    how: How,
-    sequence: u32,
-) -> Result<ProcessReport, Failed> {
+pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessReport, Failed> {
     let started = Instant::now();
     let args = &ctx.args;
     let fail = |began| move |error: anyhow::Error| Failed { began, error };

@@ -1,6 +1,7 @@
 package gamma
 
 import (
+	"os"
 	"testing"
 
 	"example.com/multipkg"
@@ -20,5 +21,8 @@ func TestAdders(t *testing.T) {
 	}
 	if err := multipkg.Report("gamma", n); err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv("MULTIPKG_FAIL") != "" {
+		t.Fatal("failing as MULTIPKG_FAIL asks (to check the exit code)")
 	}
 }
