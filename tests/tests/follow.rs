@@ -14,18 +14,23 @@ use gmp_trace_tests::{
 };
 use serde_json::Value;
 
-/// `gmp-trace -f [gmp] -- go test -count=1 PKGS` in tests/go/multipkg, with the Go environment
-/// the std suites use and each test's report going to `report`.
-fn go_test_followed(gmp: &[&str], pkgs: &str, report: &Path, fail: bool) -> Output {
+/// `go test -count=1 PKGS` in tests/go/multipkg with the Go environment the std suites use,
+/// each test's report going to `report`; under `gmp-trace -f GMP...` when `gmp` is given.
+fn go_test(gmp: Option<&[&str]>, pkgs: &str, report: &Path, fail: bool) -> Output {
     let root = goroot(GO_VERSIONS[0]);
     let target = workspace_root().join("target");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![root.join("bin")];
     paths.extend(std::env::split_paths(&path));
-    let mut cmd = Command::new(gmp_trace_bin());
-    cmd.arg("-f")
-        .args(gmp)
-        .args(["--", "go", "test", "-count=1", pkgs])
+    let mut cmd = match gmp {
+        Some(opts) => {
+            let mut c = Command::new(gmp_trace_bin());
+            c.arg("-f").args(opts).args(["--", "go"]);
+            c
+        }
+        None => Command::new(root.join("bin/go")),
+    };
+    cmd.args(["test", "-count=1", pkgs])
         .current_dir(workspace_root().join("tests/go/multipkg"))
         .env("PATH", std::env::join_paths(paths).unwrap())
         .env("GOROOT", &root)
@@ -38,7 +43,7 @@ fn go_test_followed(gmp: &[&str], pkgs: &str, report: &Path, fail: bool) -> Outp
     if fail {
         cmd.env("MULTIPKG_FAIL", "1");
     }
-    cmd.output().expect("run gmp-trace -f go test")
+    cmd.output().expect("run go test")
 }
 
 fn summary(path: &Path) -> Value {
@@ -52,14 +57,24 @@ fn go_test_shows_every_test_binary() {
     let dir = scratch_dir("follow-go-test");
     let report = dir.join("report");
     std::fs::create_dir_all(&report).unwrap();
-    let (sum, trace) = (dir.join("s.json"), dir.join("t.pftrace"));
-    let out = go_test_followed(
-        &[
+    let (sum, trace, graph) = (
+        dir.join("s.json"),
+        dir.join("t.pftrace"),
+        dir.join("g.json"),
+    );
+    // Untraced first: the build cache is warm after it, so the traced run times the tests, not
+    // the compiler (every compile would be a followed process too).
+    let warm = go_test(None, "./...", &report, false);
+    assert!(warm.status.success(), "{warm:?}");
+    let out = go_test(
+        Some(&[
             "--summary-json",
             sum.to_str().unwrap(),
             "-o",
             trace.to_str().unwrap(),
-        ],
+            "--graph",
+            graph.to_str().unwrap(),
+        ]),
         "./...",
         &report,
         false,
@@ -113,6 +128,17 @@ fn go_test_shows_every_test_binary() {
     }
     eprintln!("test binaries held stopped at exec for {held:?} ns");
 
+    // The graph's process tree: the go command ran each test binary.
+    let g = summary(&graph);
+    for p in ps.iter().filter(|p| p["mode"] == "follow") {
+        let edge = g["edges"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "parent_of"
+                && e["from"] == format!("process:{}", root["pid"])
+                && e["to"] == format!("process:{}", p["pid"])
+        });
+        assert!(edge, "no parent_of edge to {}", p["comm"]);
+    }
+
     let q = trace_processor(
         &trace,
         &[
@@ -130,7 +156,7 @@ fn go_test_shows_every_test_binary() {
 fn go_test_exit_code_is_passed_on() {
     require_bpf!();
     let dir = scratch_dir("follow-go-test-fail");
-    let out = go_test_followed(&["-q"], "./gamma", &dir, true);
+    let out = go_test(Some(&["-q"]), "./gamma", &dir, true);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -185,4 +211,13 @@ fn exec_of_a_new_image_and_non_go_children() {
     let nt = &s["not_traced"][0];
     assert_eq!(nt["reason"], "not Go, not traced", "{s}");
     assert!(nt["exe"].as_str().unwrap().ends_with("/true"), "{s}");
+
+    // A launched program that is not Go is an error, as without -f.
+    let out = Command::new(gmp_trace_bin())
+        .args(["-f", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("not a Go program"), "{e}");
 }

@@ -157,7 +157,9 @@ async fn supervise(
                 sel.done(&mut disc, key, id, r);
             }
             _ = rescan.tick(), if args.all && !stopping => {
-                for id in disc.scan(&filter).0 {
+                let found = disc.scan(&filter).0;
+                sel.forget_gone(&found);
+                for id in found {
                     sel.consider(&mut tasks, &ctx, id);
                 }
                 if tasks.is_empty() && !waiting_said && !args.out.quiet {
@@ -189,7 +191,7 @@ async fn supervise(
         follow::let_go_pending(w);
     }
     drop(watch);
-    Ok(sel.finish())
+    sel.finish()
 }
 
 /// The processes named with `--pid`, each checked to be a Go process before any is traced.
@@ -232,6 +234,7 @@ pub(super) struct Selection {
     /// `--follow`: the launched program's pid, and the processes stopped at an exec.
     pub(super) root: Option<u32>,
     pub(super) followed: HashSet<u32>,
+    root_error: Option<anyhow::Error>,
 }
 
 impl Selection {
@@ -244,6 +247,15 @@ impl Selection {
         if !self.settled.contains(&key) {
             self.spawn(tasks, ctx, id);
         }
+    }
+
+    /// Under `--all`, forgets processes no scan will show again (exited: a pid reused later
+    /// has another start time), so what is kept per process follows what is alive (the
+    /// reports, the outputs, are kept).
+    fn forget_gone(&mut self, found: &[ProcessIdentity]) {
+        let alive: HashSet<u32> = found.iter().map(|p| p.pid).collect();
+        self.settled.retain(|k| alive.contains(&k.0));
+        self.attempts.retain(|k, _| alive.contains(&k.0));
     }
 
     fn spawn(&mut self, tasks: &mut JoinSet<Joined>, ctx: &Rc<Ctx>, id: ProcessIdentity) {
@@ -278,6 +290,10 @@ impl Selection {
     fn done(&mut self, disc: &mut Discoverer, key: Key, id: ProcessIdentity, r: Outcome) {
         match r {
             Ok(report) => self.reports.push(report),
+            Err(f) if self.root == Some(id.pid) && !f.began => {
+                // --follow's launched program could not be traced: as a single launch, an error.
+                self.root_error = Some(f.error);
+            }
             Err(f) => {
                 if self.followed.contains(&id.pid) {
                     // Stopped at its exec: it must not stay stopped because we failed.
@@ -315,7 +331,10 @@ impl Selection {
     }
 
     /// Reports in start order with each process's nearest traced ancestor.
-    fn finish(mut self) -> Results {
+    fn finish(mut self) -> anyhow::Result<Results> {
+        if let Some(e) = self.root_error.take() {
+            return Err(e);
+        }
         let traced: HashSet<u32> = self.reports.iter().map(|r| r.identity.pid).collect();
         for r in &mut self.reports {
             r.parent = self
@@ -323,7 +342,7 @@ impl Selection {
                 .get(&r.identity.pid)
                 .and_then(|a| a.iter().copied().find(|p| traced.contains(p)));
         }
-        (self.reports, self.not_traced, self.failed)
+        Ok((self.reports, self.not_traced, self.failed))
     }
 }
 
