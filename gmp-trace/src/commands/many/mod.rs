@@ -171,10 +171,17 @@ async fn supervise(
                 stopping = true;
                 let _ = stop.send(true);
             }
-            r = follow::next(&mut watch), if watch.is_some() => {
-                let exec = r?;
-                follow::on_exec(&ctx, &mut sel, &mut tasks, &mut disc, exec, stopping);
-            }
+            r = follow::next(&mut watch), if watch.is_some() => match r {
+                Ok(exec) => follow::on_exec(&ctx, &mut sel, &mut tasks, &mut disc, exec, stopping),
+                Err(e) => {
+                    // The sessions go on; later execs in the tree run untraced.
+                    log::warn!("--follow: reading the exec ring failed ({e:#}); no more processes will be followed");
+                    if let Some(w) = &mut watch {
+                        follow::let_go_pending(w);
+                    }
+                    watch = None;
+                }
+            },
             sig = signals.recv(), if !stopping => {
                 if args.follow {
                     // The launched program has our terminal (Ctrl-C reached it) or gets the

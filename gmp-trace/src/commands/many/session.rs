@@ -50,6 +50,9 @@ pub enum How {
 
 /// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
 /// sequence.
+// Long (~105 lines) on purpose: it is trace.rs's `run`, one process's whole story, step by
+// step with each step's error marked before or after streaming began; split, the steps would
+// hand a dozen values to each other.
 pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessReport, Failed> {
     let started = Instant::now();
     let args = &ctx.args;
