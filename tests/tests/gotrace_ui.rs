@@ -144,22 +144,38 @@ fn timeline(port: u16, dir: &Path) {
     );
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("timeline.js's JSON");
     assert_eq!(r["errors"], serde_json::json!([]), "page errors: {r}");
-    assert_eq!(r["imported"], true, "the trace never finished importing: {r}");
+    assert_eq!(
+        r["imported"], true,
+        "the trace never finished importing: {r}"
+    );
     let labels: Vec<&str> = r["labels"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|l| l.as_str())
         .collect();
-    for want in ["PROCS (pid 0)", "Proc 0", "Proc 1", "Goroutines:", "Threads:"] {
+    for want in [
+        "PROCS (pid 0)",
+        "Proc 0",
+        "Proc 1",
+        "Goroutines:",
+        "Threads:",
+    ] {
         assert!(labels.contains(&want), "no {want:?} track: {labels:?}");
     }
     for (name, at_least) in [("main.main.gowrap1", 1), ("main.spawnHere.gowrap1", 1)] {
         let n = r["matches"][name].as_i64().unwrap_or(-1);
-        assert!(n >= at_least, "the timeline finds {n} slices of {name}: {r}");
+        assert!(
+            n >= at_least,
+            "the timeline finds {n} slices of {name}: {r}"
+        );
     }
     assert_eq!(r["matches"]["nosuch.func"], 0, "{r}");
     let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "screenshot {} is {size} bytes", png.display());
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        png.display()
+    );
     println!("timeline: {r}\nscreenshot: {}", png.display());
 }

@@ -257,7 +257,9 @@ fn playwright_core() -> anyhow::Result<()> {
     let dir = tools_dir().join("playwright");
     let stamp = dir.join("gmp-trace.stamp");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == PACKAGE)
-        && dir.join("node_modules/playwright-core/package.json").exists()
+        && dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
     {
         return Ok(());
     }

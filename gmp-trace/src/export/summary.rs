@@ -142,6 +142,18 @@ fn name_wait(key: &str, go_version: &str) -> String {
     named.unwrap_or_else(|| key.to_string())
 }
 
+/// " at dir/file.go:line" for the text summary (the JSON keeps the whole path); "" when unknown.
+fn at_suffix(at: &str) -> String {
+    if at.is_empty() {
+        return String::new();
+    }
+    let short = at.rsplitn(3, '/').take(2).collect::<Vec<_>>();
+    format!(
+        " at {}",
+        short.into_iter().rev().collect::<Vec<_>>().join("/")
+    )
+}
+
 impl Summary {
     pub fn build(model: &Model, run: RunInfo, sym: &dyn Symbolize) -> Summary {
         let mut leak_tree = views::leak_tree(model, sym, 10);
@@ -374,11 +386,12 @@ impl Summary {
             for r in self.sched_latency_by_site.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "    {:>10} {:>10} {:>10}  {} ({} created)",
+                    "    {:>10} {:>10} {:>10}  {}{} ({} created)",
                     fmt_ns(r.latency.p50_ns),
                     fmt_ns(r.latency.p99_ns),
                     fmt_ns(r.latency.max_ns),
                     r.site,
+                    at_suffix(&r.site_at),
                     r.created
                 );
             }
@@ -432,9 +445,13 @@ impl Summary {
                     g.states.iter().map(|(k, v)| format!("{v} {k}")).collect();
                 let _ = writeln!(
                     s,
-                    "    {:>6}  {chain}{}  [{}]",
+                    "    {:>6}  {chain}{}{}  [{}]",
                     g.count,
                     g.start_fn,
+                    match at_suffix(&g.create_at) {
+                        a if a.is_empty() => a,
+                        a => format!(" (created{a})"),
+                    },
                     states.join(", ")
                 );
             }
