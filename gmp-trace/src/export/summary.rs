@@ -94,6 +94,9 @@ pub struct Summary {
     /// Live sessions only: the ring buffer's size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ring_buffer_bytes: Option<u64>,
+    /// `--sample-rate`: what the CPU sampler took, lost and wrote to the Go trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_samples: Option<crate::run::CpuSampleCounts>,
     /// Present in aggregate mode (`--aggregate`): the counts and latency above then come from
     /// the probes' maps, and the per-goroutine views (states at end, leak tree, worst
     /// goroutines, per-site latency, utilization) are empty.
@@ -230,6 +233,7 @@ impl Summary {
             probes: run.probes,
             attach_ms: run.attach_ms,
             ring_buffer_bytes: run.ring_buffer_bytes,
+            cpu_samples: run.cpu_samples,
             aggregate: None,
             exec: model.image_replaced.as_ref().map(|r| ExecInfo {
                 path: r.path.clone(),
@@ -560,6 +564,21 @@ impl Summary {
                 ""
             }
         );
+        if let Some(c) = &self.cpu_samples {
+            let _ = writeln!(
+                s,
+                "  CPU        {} samples at {} Hz, {} lost (sampler ring full){}, {} in the Go trace",
+                c.taken,
+                c.rate_hz,
+                c.dropped,
+                if c.not_kept > 0 {
+                    format!(", {} not kept", c.not_kept)
+                } else {
+                    String::new()
+                },
+                c.written
+            );
+        }
         if let Some(a) = &self.aggregate {
             let _ = writeln!(
                 s,
