@@ -69,6 +69,12 @@ pub struct Args {
     #[arg(long = "stacks", conflicts_with = "aggregate")]
     pub stacks: bool,
 
+    /// Also sample the CPU at HZ per CPU (the sampler of `gmp-trace profile`: a perf-event
+    /// program on the CPU clock, no trap per event) and put the samples, with their goroutine,
+    /// thread, P and stack, into the Go trace (--format go) as Go's CPU samples.
+    #[arg(long = "sample-rate", value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10_000), conflicts_with = "aggregate")]
+    pub sample_rate: Option<u64>,
+
     /// Ring buffer size in bytes (e.g. 65536, 256K, 64M), rounded up to a power of two (at least
     /// one page, at most 1G). Default: sized from --event-rate. Events that do not fit are lost,
     /// counted, and reported as `lost` events and in the summary.

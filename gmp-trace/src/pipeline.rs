@@ -356,6 +356,22 @@ impl<'a> Pipeline<'a> {
         }
     }
 
+    /// CPU samples (`--sample-rate`) into the Go trace, after the last event; how many went in.
+    pub fn cpu_samples(&mut self, samples: &[crate::source::sampler::CpuSample]) -> u64 {
+        let Some(w) = &mut self.gotrace else {
+            return 0;
+        };
+        match w.cpu_samples(samples, &self.sym) {
+            Ok(n) => n,
+            Err(e) => {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Go trace failed part-way: {e}"));
+                self.gotrace = None;
+                0
+            }
+        }
+    }
+
     /// Closes the model and writes the summary, the graph and the recording's footer.
     pub fn finish(mut self, run: RunInfo) -> anyhow::Result<Summary> {
         self.flush();

@@ -12,6 +12,7 @@ use gmp_trace_common::Offsets;
 
 use crate::binary::{Arch, GoBinary};
 use crate::cli::Args;
+use crate::commands::cpu_samples::CpuSampling;
 use crate::export::files;
 use crate::export::godump::{write_grouped, TextOptions};
 use crate::model::Model;
@@ -22,7 +23,7 @@ use crate::process::maps::load_bias;
 use crate::process::runtime::LiveReport;
 use crate::process::snapshot;
 use crate::process::{preflight, Bias, SignalAction, Target};
-use crate::run::{Aggregates, ProbeInfo, RunInfo};
+use crate::run::{Aggregates, CpuSampleCounts, ProbeInfo, RunInfo};
 use crate::source::exec::ExecWatch;
 use crate::source::live::{monotonic_ns, LiveSource};
 use crate::source::recording::{Header, Recorder};
@@ -39,6 +40,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         anyhow::bail!(
             "--format go needs goroutine state changes, which --level lifecycle does not trace; \
              use --level sched or full (the default)"
+        );
+    }
+    if args.sample_rate.is_some() && args.out.output_format() != Ok(Some(crate::cli::Format::Go)) {
+        anyhow::bail!(
+            "--sample-rate puts CPU samples into Go's trace format: add --format go (or an \
+             -o FILE.gotrace); for a CPU profile alone use `gmp-trace profile`"
         );
     }
     let mut target = Target::resolve(args.pid.first().copied(), &args.command, args.force)?;
@@ -75,6 +82,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &args,
         started,
     )?;
+    let sampling = match args.sample_rate {
+        Some(hz) => match CpuSampling::start(&offsets, hz, &exe) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                target.abort();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     open_stream(&mut pipeline, &target, &bin, pid, record_file, args.level)?;
     begin(
         &mut target,
@@ -119,6 +136,17 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let exit_code = target.finish().await?;
     pipeline.model.finish();
+    let cpu_samples = match sampling {
+        Some(s) => {
+            let c = s.finish()?;
+            let written = pipeline.cpu_samples(&c.samples);
+            Some(CpuSampleCounts {
+                written,
+                ..c.counts
+            })
+        }
+        None => None,
+    };
     let run = RunInfo {
         exit_code,
         read_failures: stopped.read_failures,
@@ -127,6 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         attach_ms: Some((attach_ms * 10.0).round() / 10.0),
         ring_buffer_bytes: Some(u64::from(ring_bytes)),
         aggregate: stopped.aggregate,
+        cpu_samples,
         ..about(&bin, &exe, mode, pid)
     };
     pipeline.finish(run)?;
@@ -496,5 +525,6 @@ pub(super) fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) ->
         attach_ms: None,
         ring_buffer_bytes: None,
         aggregate: None,
+        cpu_samples: None,
     }
 }

@@ -58,6 +58,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
              trace one --pid for it, or use -o FILE.pftrace (a process per pid) or .jsonl"
         );
     }
+    if args.sample_rate.is_some() {
+        bail!("--sample-rate goes with --format go, which traces one process");
+    }
     if args.record.is_some() {
         bail!("--record keeps one process's events; use it with a single --pid or command");
     }
