@@ -86,9 +86,10 @@ fn cpu_samples_in_go_trace(go: &str) {
     let (a, b) = (goid("burnA"), goid("burnB"));
     let counts = &run.summary["cpu_samples"];
     let samples = go_samples(&run.dir.join("burn.gotrace"));
-    // Everything the summary says went in, the reader reads; ~2 s at 499 Hz of one busy thread.
+    // Everything the summary says went in, the reader reads. The clock samples CPU time: ~1,000
+    // for 2 s at 499 Hz of one busy thread on a quiet machine, a few hundred on a loaded one.
     assert_eq!(counts["written"], samples.len() as u64, "{counts}");
-    assert!(samples.len() >= 500, "{} samples: {counts}", samples.len());
+    assert!(samples.len() >= 60, "{} samples: {counts}", samples.len());
     assert_eq!(counts["dropped"], 0, "{counts}");
 
     let mut by_g: BTreeMap<u64, u64> = BTreeMap::new();
@@ -100,10 +101,14 @@ fn cpu_samples_in_go_trace(go: &str) {
         by_g.get(&b).copied().unwrap_or(0),
     );
     let share = 100.0 * na as f64 / (na + nb).max(1) as f64;
+    // 75% within 7 points, or three standard deviations of a binomial share when the samples
+    // are few (a loaded machine gives burn less CPU time to sample).
+    let sigma = 100.0 * (0.75f64 * 0.25 / (na + nb).max(1) as f64).sqrt();
+    let tolerance = (3.0 * sigma).max(7.0);
     assert!(
-        (68.0..=82.0).contains(&share),
-        "burnA's goroutine has {share:.1}% of the two's samples ({na} vs {nb}); by goroutine: \
-         {by_g:?}"
+        (share - 75.0).abs() <= tolerance,
+        "burnA's goroutine has {share:.1}% of the two's samples ({na} vs {nb}; 75 +- \
+         {tolerance:.1} wanted); by goroutine: {by_g:?}"
     );
     // Each goroutine's samples carry its own function (under the shared leaf, which most hit),
     // run on a thread (M = its tid) holding P 0 (burn runs with GOMAXPROCS 1).
