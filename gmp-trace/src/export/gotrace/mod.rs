@@ -79,6 +79,9 @@ pub struct GoTraceWriter<W: Write> {
     bias_ts: u64,
     /// Our stack ids (`--stacks`) -> the Go stack table's.
     stack_ids: FastMap<u32, u64>,
+    /// The target release's funcID of compiler-generated wrappers, whose frames Go's tracer
+    /// leaves out of its stacks as tracebacks do (`names::wrapper_hidden`).
+    wrapper_id: u8,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -98,6 +101,9 @@ impl<W: Write> GoTraceWriter<W> {
             held: FastMap::default(),
             exits_counted: 0,
             stack_ids: FastMap::default(),
+            wrapper_id: crate::binary::names::func_id_wrapper(
+                crate::export::perfetto::waitreason::major_minor(go_version).map_or(27, |v| v.1),
+            ),
         })
     }
 
@@ -206,15 +212,20 @@ impl<W: Write> GoTraceWriter<W> {
             return id;
         }
         let frames: Vec<wire::Frame> = match &u.pcs {
-            Some(pcs) => crate::export::stacks::frames(pcs, sym)
-                .into_iter()
-                .map(|f| wire::Frame {
-                    pc: f.pc,
-                    func: self.st.wire.strings.id(&f.function),
-                    file: self.st.wire.strings.id(&f.file),
-                    line: f.line as u64,
-                })
-                .collect(),
+            Some(pcs) => go_visible(
+                crate::export::stacks::frames(pcs, sym),
+                pcs,
+                sym,
+                self.wrapper_id,
+            )
+            .into_iter()
+            .map(|f| wire::Frame {
+                pc: f.pc,
+                func: self.st.wire.strings.id(&f.function),
+                file: self.st.wire.strings.id(&f.file),
+                line: f.line as u64,
+            })
+            .collect(),
             None => Vec::new(),
         };
         let id = self.st.wire.stacks.intern(&frames);
@@ -341,4 +352,41 @@ impl<W: Write> GoTraceWriter<W> {
         let synth = self.st.synth;
         Ok((self.st.wire.finish()?, synth))
     }
+}
+
+/// `frames` (of `pcs`, as `export::stacks::frames` made them) without the wrapper frames Go's
+/// tracer hides (funcID `wrapper_id`, unless it called a panic function: its unwinder's
+/// elideWrapperCalling), so our stacks name the frames Go's own trace names.
+fn go_visible(
+    frames: Vec<crate::export::stacks::StackFrame>,
+    pcs: &[u64],
+    sym: &dyn Symbolize,
+    wrapper_id: u8,
+) -> Vec<crate::export::stacks::StackFrame> {
+    // Whether each frame is a wrapper, in the order and number `frames` has them.
+    let mut wrapper = Vec::with_capacity(frames.len());
+    for &pc in pcs {
+        let src = sym.source_frames(pc.wrapping_sub(1));
+        if src.is_empty() {
+            wrapper.push(false);
+        }
+        for f in src {
+            if f.function != "runtime.systemstack_switch" {
+                wrapper.push(f.func_id == wrapper_id && wrapper_id != 0);
+            }
+        }
+    }
+    if wrapper.len() != frames.len() {
+        return frames; // not the same walk: keep every frame rather than guess
+    }
+    let mut out: Vec<crate::export::stacks::StackFrame> = Vec::with_capacity(frames.len());
+    let mut callee: Option<String> = None;
+    for (f, w) in frames.into_iter().zip(wrapper) {
+        let hidden = crate::binary::names::wrapper_hidden(w, callee.as_deref(), false);
+        callee = Some(f.function.clone());
+        if !hidden {
+            out.push(f);
+        }
+    }
+    out
 }
