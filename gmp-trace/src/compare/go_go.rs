@@ -102,6 +102,7 @@ pub fn run(args: &CompareArgs, ours_file: &Path) -> anyhow::Result<i32> {
         go_version: version,
         detail: args.detail,
         undetermined_slack_ns: UNDETERMINED_SLACK_NS,
+        end_slack_ns: UNDETERMINED_SLACK_NS,
     };
     let mut rep = compare_go_go(&go, &ours, opts);
     rep.go_version = format!("Go's trace format go 1.{}", version.1);
@@ -168,7 +169,7 @@ pub fn compare_go_go(go: &GoParsed, ours: &GoParsed, opts: Options) -> Report {
             .iter()
             .map(|r| stack_row(r, &go_items, &our_items, &go_of, &ours_of))
             .collect(),
-        reasons: reason_rows(&go_items, &our_items, &go_of, &ours_of),
+        reasons: reason_rows(&go_items, &our_items, &go_of, &ours_of, opts.go_version),
         ours_statuses: statuses,
         m_mapping,
         min_stack_match: None,
@@ -289,6 +290,32 @@ fn stack_row<'a>(
     row
 }
 
+/// The block reasons a Go <= 1.21 trace can say (its event types, as Go's reader names them:
+/// internal/trace/tracev1.go); every other wait is a plain GoBlock, read as "".
+const OLD_BLOCK_REASONS: &[&str] = &[
+    "forever",
+    "sleep",
+    "chan send",
+    "chan receive",
+    "network",
+    "sync",
+    "sync.(*Cond).Wait",
+    "select",
+    "GC mark assist wait for work",
+    "preempted",
+    "runtime.Gosched",
+];
+
+/// Our reason in the classes Go's trace of that version has: ours as is for Go 1.22+, and for
+/// older traces [`OLD_BLOCK_REASONS`] or "".
+fn reason_class(ours: &str, go_version: (u32, u32)) -> String {
+    if go_version >= (1, 22) || OLD_BLOCK_REASONS.contains(&ours) {
+        ours.to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// GoBlock and GoStop per reason string: per goroutine, each side's count of that reason;
 /// they match up to the smaller.
 fn reason_rows<'a>(
@@ -296,6 +323,7 @@ fn reason_rows<'a>(
     our_items: &[Item],
     go_of: &Lookup<'a>,
     ours_of: &Lookup<'a>,
+    go_version: (u32, u32),
 ) -> Vec<ReasonRow> {
     let mut counts: BTreeMap<(&str, String), BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
     for (name, from, to) in [
@@ -304,9 +332,11 @@ fn reason_rows<'a>(
     ] {
         for (side, items) in [(0, go_items), (1, our_items)] {
             for it in items.iter().filter(|i| i.from == from && i.to == to) {
-                let reason = if side == 0 { go_of(it) } else { ours_of(it) }
-                    .reason
-                    .clone();
+                let reason = if side == 0 {
+                    go_of(it).reason.clone()
+                } else {
+                    reason_class(&ours_of(it).reason, go_version)
+                };
                 let c = counts
                     .entry((name, reason))
                     .or_default()

@@ -33,6 +33,10 @@ pub struct Options {
     /// How long before Go's Undetermined->X our transitions still count
     /// ([`UNDETERMINED_SLACK_NS`]).
     pub undetermined_slack_ns: i64,
+    /// How long after the window's end our transitions still count (0 for a recording; for
+    /// our Go trace [`UNDETERMINED_SLACK_NS`]: Go's tracer stamps an event before the state
+    /// change our probe sees, so its last event can close the window just before ours).
+    pub end_slack_ns: i64,
 }
 
 /// Go's tracer records a goroutine's status lazily, when it first touches the goroutine in a
@@ -273,7 +277,7 @@ fn our_items(
     {
         let ts = t.ts as i64;
         all_goids.insert(t.goid);
-        if !inside(w, ts) {
+        if ts < w.start || ts > w.end + opts.end_slack_ns {
             ex.ours_outside_window += 1;
             continue;
         }

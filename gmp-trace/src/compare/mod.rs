@@ -106,6 +106,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
         go_version: ours.version,
         detail: args.detail,
         undetermined_slack_ns: UNDETERMINED_SLACK_NS,
+        end_slack_ns: 0,
     };
     let mut rep = compare(&go, &ours.transitions, &ours.threads, ours.span, opts);
     rep.go_version = ours.go_version;

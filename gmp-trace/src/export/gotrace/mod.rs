@@ -82,6 +82,8 @@ pub struct GoTraceWriter<W: Write> {
     /// The target release's funcID of compiler-generated wrappers, whose frames Go's tracer
     /// leaves out of its stacks as tracebacks do (`names::wrapper_hidden`).
     wrapper_id: u8,
+    /// Go stack ids of stacks with frames -> the GoStop reason a stop with that stack has.
+    stop_reasons: FastMap<u64, &'static str>,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -101,6 +103,7 @@ impl<W: Write> GoTraceWriter<W> {
             held: FastMap::default(),
             exits_counted: 0,
             stack_ids: FastMap::default(),
+            stop_reasons: FastMap::default(),
             wrapper_id: crate::binary::names::func_id_wrapper(
                 crate::export::perfetto::waitreason::major_minor(go_version).map_or(27, |v| v.1),
             ),
@@ -211,25 +214,31 @@ impl<W: Write> GoTraceWriter<W> {
         if let Some(&id) = self.stack_ids.get(&u.id) {
             return id;
         }
-        let frames: Vec<wire::Frame> = match &u.pcs {
+        let visible = match &u.pcs {
             Some(pcs) => go_visible(
                 crate::export::stacks::frames(pcs, sym),
                 pcs,
                 sym,
                 self.wrapper_id,
-            )
-            .into_iter()
+            ),
+            None => Vec::new(),
+        };
+        let names: Vec<&str> = visible.iter().map(|f| f.function.as_str()).collect();
+        let reason = (!names.is_empty()).then(|| stop_reason(&names));
+        let frames: Vec<wire::Frame> = visible
+            .iter()
             .map(|f| wire::Frame {
                 pc: f.pc,
                 func: self.st.wire.strings.id(&f.function),
                 file: self.st.wire.strings.id(&f.file),
                 line: f.line as u64,
             })
-            .collect(),
-            None => Vec::new(),
-        };
+            .collect();
         let id = self.st.wire.stacks.intern(&frames);
         self.stack_ids.insert(u.id, id);
+        if let Some(r) = reason {
+            self.stop_reasons.insert(id, r);
+        }
         id
     }
 
@@ -297,8 +306,11 @@ impl<W: Write> GoTraceWriter<W> {
                     // being created): written from there.
                     self.pending_seeds.remove(&t.goid);
                     self.st.cur_stack = stack;
+                    self.st.stop_reason =
+                        self.stop_reasons.get(&stack).copied().unwrap_or("unspecified");
                     let r = self.st.transition(&t, &self.reasons);
                     self.st.cur_stack = 0;
+                    self.st.stop_reason = "unspecified";
                     r?
                 }
             }
@@ -389,4 +401,22 @@ fn go_visible(
         }
     }
     out
+}
+
+/// The GoStop reason Go's tracer gives a Running->Runnable whose goroutine's stack names
+/// `funcs` (leaf first). Every casgstatus(_Grunning, _Grunnable) is in goschedImpl, which
+/// says "runtime.Gosched" when called through Gosched and its kin and "preempted" through
+/// gopreempt_m, or in goyield_m ("preempted"): the stack tells which.
+fn stop_reason(funcs: &[&str]) -> &'static str {
+    let gosched = funcs.iter().any(|f| {
+        matches!(
+            *f,
+            "runtime.Gosched" | "runtime.goschedguarded" | "runtime.goschedIfBusy"
+        )
+    });
+    if gosched {
+        "runtime.Gosched"
+    } else {
+        "preempted"
+    }
 }
