@@ -84,6 +84,9 @@ pub struct GoTraceWriter<W: Write> {
     wrapper_id: u8,
     /// Go stack ids of stacks with frames -> the GoStop reason a stop with that stack has.
     stop_reasons: FastMap<u64, &'static str>,
+    /// The stack entersyscall's event carried, per thread, until the casgstatus that makes the
+    /// goroutine's Running->Syscall (Go <= 1.25, where that transition is casgstatus's).
+    syscall_stacks: FastMap<u32, u64>,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -104,6 +107,7 @@ impl<W: Write> GoTraceWriter<W> {
             exits_counted: 0,
             stack_ids: FastMap::default(),
             stop_reasons: FastMap::default(),
+            syscall_stacks: FastMap::default(),
             wrapper_id: crate::binary::names::func_id_wrapper(
                 crate::export::perfetto::waitreason::major_minor(go_version).map_or(27, |v| v.1),
             ),
@@ -188,7 +192,18 @@ impl<W: Write> GoTraceWriter<W> {
             .unwrap_or(0);
         let undone = (self.exits_counted + exits).saturating_sub(now);
         self.exits_counted = now;
+        if stack_id != 0
+            && trans.is_empty()
+            && EventKind::from_u32(e.kind) == Some(EventKind::SyscallEnter)
+        {
+            self.syscall_stacks.insert(e.tid, stack_id);
+        }
         for t in trans {
+            let entering = t.from == GoState::Running && t.to == GoState::Syscall;
+            let stack_id = match self.syscall_stacks.remove(&t.tid) {
+                Some(s) if entering && stack_id == 0 => s,
+                _ => stack_id,
+            };
             let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
             if created || !self.st.gs.contains_key(&t.goid) {
                 if let Some(g) = model.goroutines.get(&t.goid) {
