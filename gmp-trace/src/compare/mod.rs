@@ -19,6 +19,8 @@ use clap::Parser;
 
 mod detail;
 mod go_go;
+#[cfg(test)]
+mod go_go_tests;
 mod go_side;
 mod matcher;
 mod our_side;

@@ -321,8 +321,11 @@ impl<W: Write> GoTraceWriter<W> {
                     // being created): written from there.
                     self.pending_seeds.remove(&t.goid);
                     self.st.cur_stack = stack;
-                    self.st.stop_reason =
-                        self.stop_reasons.get(&stack).copied().unwrap_or("unspecified");
+                    self.st.stop_reason = self
+                        .stop_reasons
+                        .get(&stack)
+                        .copied()
+                        .unwrap_or("unspecified");
                     let r = self.st.transition(&t, &self.reasons);
                     self.st.cur_stack = 0;
                     self.st.stop_reason = "unspecified";
