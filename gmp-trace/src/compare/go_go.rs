@@ -316,6 +316,9 @@ fn reason_class(ours: &str, go_version: (u32, u32)) -> String {
     }
 }
 
+/// (Go's count, ours) per goroutine.
+type PerGoroutine = BTreeMap<u64, (u64, u64)>;
+
 /// GoBlock and GoStop per reason string: per goroutine, each side's count of that reason;
 /// they match up to the smaller.
 fn reason_rows<'a>(
@@ -325,7 +328,7 @@ fn reason_rows<'a>(
     ours_of: &Lookup<'a>,
     go_version: (u32, u32),
 ) -> Vec<ReasonRow> {
-    let mut counts: BTreeMap<(&str, String), BTreeMap<u64, (u64, u64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, String), PerGoroutine> = BTreeMap::new();
     for (name, from, to) in [
         ("GoBlock", GoState::Running, GoState::Waiting),
         ("GoStop", GoState::Running, GoState::Runnable),
@@ -393,8 +396,8 @@ impl GoGo {
         let _ = writeln!(s, "\nstacks ({}):", self.stack_rule);
         let _ = writeln!(
             s,
-            "{:<20} {:>8} {:>10} {:>8} {:>8} {:>8}  {}",
-            "event", "go", "go+stack", "paired", "same", "same%", "threshold"
+            "{:<20} {:>8} {:>10} {:>8} {:>8} {:>8}  threshold",
+            "event", "go", "go+stack", "paired", "same", "same%"
         );
         for r in &self.stacks {
             let need = match (r.required, self.min_stack_match) {
