@@ -173,3 +173,98 @@ fn a_file_without_stacks_fails_the_stack_rows() {
     }
     assert!(table.contains("FAIL"), "{table}");
 }
+
+/// `--pid` on a process whose goroutines all stay where they are (parked: blocked in channels,
+/// locks, the network, a raw system call and a C call): our Go trace must still name every
+/// goroutine Go's own dump (runtime.Stack, written by the program) lists, in its state, and
+/// the ones in a system call on their thread, though none of them does anything while traced.
+fn pid_mode_names_idle_goroutines(go: &str) {
+    use gmp_trace_tests::pid::{attach, Target};
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let bin = gmp_trace_tests::build_sample("parked", go, Variant::Default);
+    let dir = gmp_trace_tests::scratch_dir(&format!("gotrace-compare-pid-{go}"));
+    let dump = dir.join("go-dump.txt");
+    let mut target = Target(
+        Command::new(&bin)
+            .arg(&dump)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start parked"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("parked's writer line");
+    let writer: u64 = line
+        .trim()
+        .strip_prefix("writer ")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("parked said {line:?}"));
+    // Go's own view: "goroutine N [state...]:" per goroutine.
+    let text = std::fs::read_to_string(&dump).expect("parked's dump");
+    let theirs: Vec<(u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("goroutine ")?;
+            let (id, state) = rest.split_once(" [")?;
+            Some((id.parse().ok()?, state.to_string()))
+        })
+        .filter(|(g, _)| *g != writer)
+        .collect();
+    assert!(
+        theirs.iter().any(|(_, s)| s.starts_with("syscall")),
+        "{text}"
+    );
+    let file = dir.join("live.gotrace");
+    let tracer = attach(
+        target.0.id(),
+        ["--duration", "500ms", "-o", file.to_str().unwrap()],
+        Stdio::null(),
+    );
+    let (status, stderr) = tracer.finish();
+    assert!(status.success(), "gmp-trace --pid failed:\n{stderr}");
+    let o = Command::new(go_binary(GO_VERSIONS[0]))
+        .args(["tool", "trace", "-d=parsed"])
+        .arg(&file)
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("go tool trace");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Each goroutine's first state in our file, and the M it is on.
+    let mut ours: std::collections::HashMap<u64, (String, i64)> = Default::default();
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let Some(goid) = w.iter().find_map(|x| x.strip_prefix("GoID=")) else {
+            continue;
+        };
+        let Some(arrow) = w.iter().find(|x| x.contains("->")) else {
+            continue;
+        };
+        let m = w[0]
+            .strip_prefix("M=")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(-1);
+        let to = arrow.split("->").nth(1).unwrap_or("").to_string();
+        ours.entry(goid.parse().unwrap()).or_insert((to, m));
+    }
+    for (g, state) in &theirs {
+        let (st, m) = ours
+            .get(g)
+            .unwrap_or_else(|| panic!("Go {go}: g{g} [{state} missing from our Go trace"));
+        if state.starts_with("syscall") {
+            assert_eq!(st, "Syscall", "Go {go}: g{g} [{state}");
+            assert!(*m > 0, "Go {go}: g{g} in a syscall on no thread");
+        } else {
+            assert_eq!(st, "Waiting", "Go {go}: g{g} [{state}");
+        }
+    }
+}
+
+#[test]
+fn pid_mode_names_idle_goroutines_newest_and_oldest() {
+    require_bpf!();
+    for go in [GO_VERSIONS[0], GO_VERSIONS[GO_VERSIONS.len() - 1]] {
+        pid_mode_names_idle_goroutines(go);
+    }
+}

@@ -50,12 +50,16 @@ enum Item {
 /// read it, the creation event comes after, and is then written as the creation it is.
 #[derive(Default)]
 struct Seeds {
-    /// Goroutines and their states (Running and Syscall ones wait for their first transition,
-    /// which says on which thread they are).
+    /// Goroutines and their states.
     gs: BTreeMap<u64, GSt>,
+    /// Of them, those running or in a system call, on the thread (and its P, -1 none) whose
+    /// m.curg they were; one whose thread is unknown waits for its first transition.
+    on: BTreeMap<u64, (u32, i32)>,
     /// Threads holding a P.
     held: Vec<(u32, i32)>,
     procs: Vec<i32>,
+    /// Every thread the runtime had (the first writes the seeds when no event ever comes).
+    threads: Vec<u32>,
 }
 
 pub struct GoTraceWriter<W: Write> {
@@ -68,6 +72,8 @@ pub struct GoTraceWriter<W: Write> {
     latest: u64,
     /// Seeded goroutines not written yet, and when they are written at the latest.
     pending_seeds: BTreeMap<u64, GSt>,
+    /// Their threads, for those running or in a system call ([`Seeds::on`]).
+    pending_on: BTreeMap<u64, (u32, i32)>,
     seed_deadline: u64,
     /// Syscall exits that may still be taken back (goroutine -> the exit's time): until the
     /// goroutine's next transition.
@@ -101,6 +107,7 @@ impl<W: Write> GoTraceWriter<W> {
             seeded: false,
             latest: 0,
             pending_seeds: BTreeMap::new(),
+            pending_on: BTreeMap::new(),
             seed_deadline: 0,
             bias_ts: 0,
             held: FastMap::default(),
@@ -124,10 +131,23 @@ impl<W: Write> GoTraceWriter<W> {
     pub fn seed(&mut self, model: &Model, sym: &dyn Symbolize) {
         self.seeded = true;
         let mut s = Seeds::default();
+        let on: FastMap<u64, (u32, i32)> = model
+            .threads
+            .values()
+            .filter_map(|th| Some((th.curg_at_seed?, (th.tid, th.p.unwrap_or(-1)))))
+            .collect();
         for (&goid, g) in model.goroutines.iter() {
             let st = match g.state {
                 GoState::Runnable => GSt::Runnable,
                 GoState::Waiting => GSt::Waiting,
+                GoState::Running | GoState::Syscall if on.contains_key(&goid) => {
+                    s.on.insert(goid, on[&goid]);
+                    if g.state == GoState::Running {
+                        GSt::Running
+                    } else {
+                        GSt::Syscall
+                    }
+                }
                 _ => continue,
             };
             if g.seeded {
@@ -141,6 +161,9 @@ impl<W: Write> GoTraceWriter<W> {
             }
         }
         s.held.sort_unstable();
+        // tid 0: an M whose thread id the runtime had not set yet.
+        s.threads = model.threads.keys().filter(|t| *t != 0).collect();
+        s.threads.sort_unstable();
         s.procs = model.procs.values().map(|p| p.id).collect();
         s.procs.sort_unstable();
         self.seeds = Some(s);
@@ -343,8 +366,14 @@ impl<W: Write> GoTraceWriter<W> {
     /// The seeded goroutines that did nothing so far, as statuses.
     fn seed_statuses(&mut self, tid: u32, ts: u64) -> io::Result<()> {
         for (g, st) in std::mem::take(&mut self.pending_seeds) {
-            if !self.st.gs.contains_key(&g) {
-                self.st.status(tid, ts, g, st, -1)?;
+            if self.st.gs.contains_key(&g) {
+                continue;
+            }
+            match self.pending_on.remove(&g) {
+                // Still on its thread as far as our events go (none ran anything else there).
+                Some((t, p)) if self.st.cur_g(t).is_none() => self.st.status(t, ts, g, st, p)?,
+                Some(_) => {}
+                None => self.st.status(tid, ts, g, st, -1)?,
             }
         }
         Ok(())
@@ -363,6 +392,7 @@ impl<W: Write> GoTraceWriter<W> {
             self.st.seed_p(m, ts, p)?;
         }
         self.pending_seeds = s.gs;
+        self.pending_on = s.on;
         self.seed_deadline = ts.max(self.bias_ts).saturating_add(HOLD_NS);
         Ok(())
     }
@@ -375,7 +405,12 @@ impl<W: Write> GoTraceWriter<W> {
     /// made up or left out.
     pub fn finish(mut self) -> io::Result<(W, Synth)> {
         self.release(None)?;
-        if let Some(&tid) = self.st.ms.keys().min() {
+        // A process that did nothing while traced: what it had is all the trace says.
+        let first_thread = self.seeds.as_ref().and_then(|s| s.threads.first().copied());
+        if let Some(tid) = first_thread {
+            self.write_seeds(tid, self.latest.max(self.bias_ts))?;
+        }
+        if let Some(tid) = self.st.ms.keys().min().copied().or(first_thread) {
             let ts = self.st.now();
             self.seed_statuses(tid, ts)?;
         }
