@@ -93,6 +93,10 @@ pub struct GoTraceWriter<W: Write> {
     /// The stack entersyscall's event carried, per thread, until the casgstatus that makes the
     /// goroutine's Running->Syscall (Go <= 1.25, where that transition is casgstatus's).
     syscall_stacks: FastMap<u32, u64>,
+    /// The acquireps (thread, time) by which procresize moved its caller to another P: the
+    /// stop written for it is Go's "runtime.Gosched" (procresize's "pretend that we were
+    /// descheduled"), not a stop made up to make room.
+    resize_moves: FastMap<(u32, u64), ()>,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -115,6 +119,7 @@ impl<W: Write> GoTraceWriter<W> {
             stack_ids: FastMap::default(),
             stop_reasons: FastMap::default(),
             syscall_stacks: FastMap::default(),
+            resize_moves: FastMap::default(),
             wrapper_id: crate::binary::names::func_id_wrapper(
                 crate::export::perfetto::waitreason::major_minor(go_version).map_or(27, |v| v.1),
             ),
@@ -220,6 +225,14 @@ impl<W: Write> GoTraceWriter<W> {
             && EventKind::from_u32(e.kind) == Some(EventKind::SyscallEnter)
         {
             self.syscall_stacks.insert(e.tid, stack_id);
+        }
+        let moved = EventKind::from_u32(e.kind) == Some(EventKind::AcquireP)
+            && trans
+                .iter()
+                .any(|t| t.from == GoState::Running && t.to == GoState::Runnable);
+        if moved {
+            // Model::resized_away.
+            self.resize_moves.insert((e.tid, e.ts), ());
         }
         for t in trans {
             let entering = t.from == GoState::Running && t.to == GoState::Syscall;
@@ -338,17 +351,30 @@ impl<W: Write> GoTraceWriter<W> {
             };
             self.write_seeds(tid, ts)?;
             match item {
-                Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
+                Item::Raw(e) => {
+                    if self.resize_moves.contains_key(&(e.tid, e.ts)) {
+                        self.st.room_stop_reason = "runtime.Gosched";
+                    }
+                    let r = self.st.raw(&e, &mut self.rt, &self.reasons);
+                    self.st.room_stop_reason = "unspecified";
+                    r?
+                }
                 Item::Trans(t, stack) => {
                     // A seeded goroutine's first transition says where it is (or that it is
                     // being created): written from there.
                     self.pending_seeds.remove(&t.goid);
                     self.st.cur_stack = stack;
-                    self.st.stop_reason = self
-                        .stop_reasons
-                        .get(&stack)
-                        .copied()
-                        .unwrap_or("unspecified");
+                    let moved = t.from == GoState::Running
+                        && t.to == GoState::Runnable
+                        && self.resize_moves.remove(&(t.tid, t.ts)).is_some();
+                    self.st.stop_reason = if moved {
+                        "runtime.Gosched"
+                    } else {
+                        self.stop_reasons
+                            .get(&stack)
+                            .copied()
+                            .unwrap_or("unspecified")
+                    };
                     let r = self.st.transition(&t, &self.reasons);
                     self.st.cur_stack = 0;
                     self.st.stop_reason = "unspecified";

@@ -104,6 +104,9 @@ pub struct State<W: Write> {
     /// The GoStop reason of the transition being written: "runtime.Gosched" or "preempted" as
     /// its stack tells, "unspecified" without one (`GoTraceWriter::stop_reason`).
     pub stop_reason: &'static str,
+    /// The reason of a stop written to make room ([`State::stop_running`]): "unspecified"
+    /// but for procresize moving its caller to another P ("runtime.Gosched", as Go says).
+    pub room_stop_reason: &'static str,
 }
 
 impl<W: Write> State<W> {
@@ -118,6 +121,7 @@ impl<W: Write> State<W> {
             start_stack: FastMap::default(),
             cur_stack: 0,
             stop_reason: "unspecified",
+            room_stop_reason: "unspecified",
         }
     }
 
@@ -288,7 +292,7 @@ impl<W: Write> State<W> {
             log::trace!("Go trace: made-up stop of g{g} on thread {tid} at {ts}");
             self.synth.go_events += 1;
         }
-        self.yield_because(tid, ts, "unspecified")
+        self.yield_because(tid, ts, self.room_stop_reason)
     }
 
     /// The goroutine running on `tid` stops (GoStop, with [`State::stop_reason`]) or leaves
