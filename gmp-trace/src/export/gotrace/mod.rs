@@ -220,26 +220,9 @@ impl<W: Write> GoTraceWriter<W> {
             .unwrap_or(0);
         let undone = (self.exits_counted + exits).saturating_sub(now);
         self.exits_counted = now;
-        if stack_id != 0
-            && trans.is_empty()
-            && EventKind::from_u32(e.kind) == Some(EventKind::SyscallEnter)
-        {
-            self.syscall_stacks.insert(e.tid, stack_id);
-        }
-        let moved = EventKind::from_u32(e.kind) == Some(EventKind::AcquireP)
-            && trans
-                .iter()
-                .any(|t| t.from == GoState::Running && t.to == GoState::Runnable);
-        if moved {
-            // Model::resized_away.
-            self.resize_moves.insert((e.tid, e.ts), ());
-        }
+        self.note_context(e, &trans, stack_id);
         for t in trans {
-            let entering = t.from == GoState::Running && t.to == GoState::Syscall;
-            let stack_id = match self.syscall_stacks.remove(&t.tid) {
-                Some(s) if entering && stack_id == 0 => s,
-                _ => stack_id,
-            };
+            let stack_id = self.stack_for(&t, stack_id);
             let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
             if created || !self.st.gs.contains_key(&t.goid) {
                 if let Some(g) = model.goroutines.get(&t.goid) {
@@ -258,6 +241,32 @@ impl<W: Write> GoTraceWriter<W> {
             self.queue.push_back(Item::Trans(t, stack_id));
         }
         self.release(Some(model))
+    }
+
+    /// What an event says about the transitions of later ones: entersyscall's stack (for the
+    /// casgstatus that follows on Go <= 1.25), and an acquirep by which procresize moved its
+    /// caller to another P (`Model::resized_away`).
+    fn note_context(&mut self, e: &Event, trans: &[Transition], stack_id: u64) {
+        let kind = EventKind::from_u32(e.kind);
+        if stack_id != 0 && trans.is_empty() && kind == Some(EventKind::SyscallEnter) {
+            self.syscall_stacks.insert(e.tid, stack_id);
+        }
+        let stopped = trans
+            .iter()
+            .any(|t| t.from == GoState::Running && t.to == GoState::Runnable);
+        if kind == Some(EventKind::AcquireP) && stopped {
+            self.resize_moves.insert((e.tid, e.ts), ());
+        }
+    }
+
+    /// The stack `t`'s event carries: its own, or for a Running->Syscall without one, the
+    /// stack entersyscall's event took on that thread.
+    fn stack_for(&mut self, t: &Transition, stack_id: u64) -> u64 {
+        let entering = t.from == GoState::Running && t.to == GoState::Syscall;
+        match self.syscall_stacks.remove(&t.tid) {
+            Some(s) if entering && stack_id == 0 => s,
+            _ => stack_id,
+        }
     }
 
     /// The Go stack table's id for a stack the probes took (symbolized once per stack).
