@@ -390,6 +390,11 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
+        if let Some(w) = self.gotrace.as_mut().filter(|w| !w.seeded()) {
+            // No event came after the load bias (--pid on an idle process): the goroutines,
+            // threads and Ps it had are still what the trace must say.
+            w.seed(&self.model, &self.sym);
+        }
         if let Some(w) = self.gotrace.take() {
             let quiet = self.quiet;
             let done = w.finish().and_then(|(mut out, synth)| {

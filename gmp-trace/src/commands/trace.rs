@@ -371,7 +371,7 @@ fn seed(model: &mut Model, report: &LiveReport) {
         );
     }
     for m in &report.ms {
-        model.seed_thread(m.procid as u32, m.id, m.p_id);
+        model.seed_thread(m.procid as u32, m.id, m.p_id, m.curg_goid);
     }
     for p in &report.ps {
         model.seed_proc(p.id);

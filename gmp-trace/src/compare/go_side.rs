@@ -25,6 +25,10 @@ pub struct GoTransition {
     pub from: GoState,
     pub to: GoState,
     pub reason: String,
+    /// The event's `Stack=` block, function names leaf first (the creator's for GoCreate).
+    pub stack: Vec<String>,
+    /// The `TransitionStack=` block (the new goroutine's start function for GoCreate).
+    pub tstack: Vec<String>,
 }
 
 /// What `go tool trace -d=parsed` printed, reduced to what the comparison needs.
@@ -51,6 +55,11 @@ pub struct GoParsed {
     pub bad_events: u64,
     /// A Sync event carried Mono= (Go 1.25+ clock snapshots): Time is the monotonic clock.
     pub has_clock_snapshot: bool,
+    /// Where the stack block being read goes: the last event line's transition (an index in
+    /// `transitions`) and which of its stacks (true: `TransitionStack=`).
+    block: Option<(usize, bool)>,
+    /// The last event line was that transition (its stack blocks follow it).
+    last_transition: Option<usize>,
 }
 
 /// Go's trace as text: read from `--go-parsed FILE`, or printed by `go tool trace` from
@@ -112,15 +121,32 @@ fn go_tool_trace(go: Option<&Path>, trace: &Path) -> anyhow::Result<String> {
 }
 
 /// Parses `go tool trace -d=parsed` output. Stack blocks (`Stack=`, `TransitionStack=` and
-/// their indented frames) are skipped; anything unrecognised is counted, never fatal.
+/// their indented frames) go on the goroutine transition they follow (function names only;
+/// other events' stacks are skipped); anything unrecognised is counted, never fatal.
 pub fn parse_go(text: &str) -> GoParsed {
     let mut out = GoParsed::default();
     for line in text.lines() {
-        if line.trim().is_empty() || line.starts_with(char::is_whitespace) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(frame) = line.strip_prefix('\t') {
+            // `\tfunc @ 0xpc` starts a frame, `\t\tfile:line` is its place.
+            if let (Some((i, trans)), Some((func, _))) = (out.block, frame.split_once(" @ ")) {
+                if !frame.starts_with('\t') {
+                    let t = &mut out.transitions[i];
+                    let v = if trans { &mut t.tstack } else { &mut t.stack };
+                    v.push(func.to_string());
+                }
+            }
+            continue;
+        }
+        if line.starts_with(char::is_whitespace) {
             continue;
         }
         out.read_line(line);
     }
+    out.block = None;
+    out.last_transition = None;
     out
 }
 
@@ -155,11 +181,17 @@ impl GoParsed {
         let toks = tokens(line);
         if toks.len() < 4 || !toks[0].starts_with("M=") {
             let first = toks.first().copied().unwrap_or("");
-            if !(first.ends_with("Stack=") && toks.len() == 1) {
+            if first.ends_with("Stack=") && toks.len() == 1 {
+                self.block = self
+                    .last_transition
+                    .map(|i| (i, first == "TransitionStack="));
+            } else {
                 self.unknown_lines += 1;
             }
             return;
         }
+        self.block = None;
+        self.last_transition = None;
         let head = |t: &str, k: &str| t.strip_prefix(k).and_then(|v| v.parse::<i64>().ok());
         let (Some(m), Some(p), Some(g)) = (
             head(toks[0], "M="),
@@ -224,7 +256,10 @@ impl GoParsed {
             from,
             to,
             reason: f.map.get("Reason").map(|r| unquote(r)).unwrap_or_default(),
+            stack: Vec::new(),
+            tstack: Vec::new(),
         });
+        self.last_transition = Some(self.transitions.len() - 1);
     }
 }
 
@@ -363,9 +398,14 @@ M=-1 P=-1 G=-1 Sync Time=2000 N=2
                 goid: 1,
                 from: GoState::Unknown,
                 to: GoState::Running,
-                reason: String::new()
+                reason: String::new(),
+                stack: vec![],
+                tstack: vec![],
             }
         );
+        assert_eq!(t[1].tstack, ["main.f"], "GoCreate's start function");
+        assert_eq!(t[1].stack, ["main.main"], "GoCreate's creator stack");
+        assert!(t[2].stack.is_empty() && t[3].stack.is_empty());
         assert_eq!(
             (t[1].goid, t[1].g, t[1].from, t[1].to),
             (7, 1, GoState::NotExist, GoState::Runnable)

@@ -33,6 +33,10 @@ pub struct Options {
     /// How long before Go's Undetermined->X our transitions still count
     /// ([`UNDETERMINED_SLACK_NS`]).
     pub undetermined_slack_ns: i64,
+    /// How long after the window's end our transitions still count (0 for a recording; for
+    /// our Go trace [`UNDETERMINED_SLACK_NS`]: Go's tracer stamps an event before the state
+    /// change our probe sees, so its last event can close the window just before ours).
+    pub end_slack_ns: i64,
 }
 
 /// Go's tracer records a goroutine's status lazily, when it first touches the goroutine in a
@@ -52,6 +56,8 @@ pub(super) struct Item {
     pub by: u64,
     pub m: i64,
     pub p: i64,
+    /// Its index in the side's input (Go's transitions, or ours).
+    pub idx: usize,
 }
 
 fn pct(n: u64, d: u64) -> Option<f64> {
@@ -71,6 +77,18 @@ pub fn compare(
     ours_span: (u64, u64),
     opts: Options,
 ) -> Report {
+    compare_items(go, ours, threads, ours_span, opts).0
+}
+
+/// [`compare`], also returning the items compared from each side (in the window, exclusions
+/// applied) for checks made on top of the rows (stacks, reasons: [`super::go_go`]).
+pub(super) fn compare_items(
+    go: &GoParsed,
+    ours: &[Transition],
+    threads: &HashMap<u32, i64>,
+    ours_span: (u64, u64),
+    opts: Options,
+) -> (Report, Vec<Item>, Vec<Item>) {
     let mut rep = Report {
         go_events: go.events,
         go_proc_transitions: go.proc_transitions,
@@ -98,7 +116,7 @@ pub fn compare(
         .into_iter()
         .map(|goid| detail::listing(goid, &go_items, &our_items, rep.window.start))
         .collect();
-    rep
+    (rep, go_items, our_items)
 }
 
 /// Go 1.22+ traces use CLOCK_MONOTONIC like our probes (offset ~0); older traces start at 0.
@@ -207,6 +225,7 @@ fn go_items(
             by: if t.g < 0 { 0 } else { t.g as u64 },
             m: t.m,
             p: t.p,
+            idx: i,
         });
     }
     ex.go_goroutines_outside_window = all_goids.difference(&inside_goids).count() as u64;
@@ -250,10 +269,15 @@ fn our_items(
     let mut items = Vec::new();
     let mut inside_goids: HashSet<u64> = HashSet::new();
     let mut all_goids: HashSet<u64> = HashSet::new();
-    for (t, _) in ours.iter().zip(&dropped).filter(|(_, d)| !**d) {
+    for (idx, (t, _)) in ours
+        .iter()
+        .zip(&dropped)
+        .enumerate()
+        .filter(|(_, (_, d))| !**d)
+    {
         let ts = t.ts as i64;
         all_goids.insert(t.goid);
-        if !inside(w, ts) {
+        if ts < w.start || ts > w.end + opts.end_slack_ns {
             ex.ours_outside_window += 1;
             continue;
         }
@@ -273,6 +297,7 @@ fn our_items(
             by: t.by,
             m: t.tid as i64,
             p: t.p as i64,
+            idx,
         });
     }
     ex.ours_goroutines_outside_window = all_goids.difference(&inside_goids).count() as u64;

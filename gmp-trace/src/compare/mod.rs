@@ -11,12 +11,16 @@
 //! The flow, one file each: [`go_side`] (Go's trace, in the model's vocabulary) and
 //! [`our_side`] (the recording, replayed) feed the [`matcher`] (one clock and window,
 //! exclusions, rows, GoStart placement); [`report`] prints its result as text and JSON, and
-//! [`detail`] lists the goroutines that differ (`--detail`).
+//! [`detail`] lists the goroutines that differ (`--detail`). [`go_go`] compares our own
+//! `--format go` file instead of a recording (`--ours-go-trace`), stacks and reasons included.
 use std::path::PathBuf;
 
 use clap::Parser;
 
 mod detail;
+mod go_go;
+#[cfg(test)]
+mod go_go_tests;
 mod go_side;
 mod matcher;
 mod our_side;
@@ -30,12 +34,22 @@ use matcher::{compare, Options, UNDETERMINED_SLACK_NS};
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace compare")]
 #[command(
-    after_help = "Example:\n  gmp-trace -q --record r.gmpt -- ./prog -trace go.trace\n  gmp-trace compare --recording r.gmpt --go-trace go.trace --min-match 99.9\n\nExit status: 0 when the comparison ran (1 with --min-match when a row is below it)."
+    after_help = "Example:\n  gmp-trace -q --record r.gmpt -- ./prog -trace go.trace\n  gmp-trace compare --recording r.gmpt --go-trace go.trace --min-match 99.9\n  gmp-trace -q --format go --stacks -o ours.gotrace -- ./prog -trace go.trace\n  gmp-trace compare --ours-go-trace ours.gotrace --go-trace go.trace --min-match 99.9\n\nExit status: 0 when the comparison ran (1 with --min-match when a row is below it)."
 )]
 pub struct CompareArgs {
     /// A recording made with `gmp-trace --record FILE`.
-    #[arg(long = "recording", value_name = "FILE")]
-    pub recording: PathBuf,
+    #[arg(
+        long = "recording",
+        value_name = "FILE",
+        required_unless_present = "ours_go_trace",
+        conflicts_with = "ours_go_trace"
+    )]
+    pub recording: Option<PathBuf>,
+
+    /// Instead of a recording: our Go trace of the same run (`--format go`, with `--stacks`
+    /// for the stack rows), read by `go tool trace -d=parsed` like Go's.
+    #[arg(long = "ours-go-trace", value_name = "FILE")]
+    pub ours_go_trace: Option<PathBuf>,
 
     /// Go's execution trace of the same run (runtime/trace.Start or -test.trace).
     #[arg(
@@ -63,6 +77,15 @@ pub struct CompareArgs {
     #[arg(long = "min-match", value_name = "PERCENT")]
     pub min_match: Option<f64>,
 
+    /// With --ours-go-trace and --min-match: exit 1 when GoBlock's or GoCreate's stacks are
+    /// the same for less than PERCENT of Go's events that have one.
+    #[arg(
+        long = "min-stack-match",
+        value_name = "PERCENT",
+        default_value_t = 99.0
+    )]
+    pub min_stack_match: f64,
+
     /// Print both sides' transitions of up to N goroutines whose counts differ.
     #[arg(long = "detail", value_name = "N", default_value_t = 0)]
     pub detail: usize,
@@ -70,20 +93,26 @@ pub struct CompareArgs {
 
 /// Reads both sides, matches them, prints the report; exit status 1 when --min-match fails.
 pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
+    let recording = match (&args.recording, &args.ours_go_trace) {
+        (_, Some(ours)) => return go_go::run(&args, ours),
+        (Some(r), None) => r.clone(),
+        (None, None) => anyhow::bail!("pass --recording FILE or --ours-go-trace FILE"),
+    };
     let (go, go_source) = go_side::load(
         args.go_parsed.as_deref(),
         args.go_trace.as_deref(),
         args.go.as_deref(),
     )?;
-    let ours = our_side::replay(&args.recording)?;
+    let ours = our_side::replay(&recording)?;
     let opts = Options {
         go_version: ours.version,
         detail: args.detail,
         undetermined_slack_ns: UNDETERMINED_SLACK_NS,
+        end_slack_ns: 0,
     };
     let mut rep = compare(&go, &ours.transitions, &ours.threads, ours.span, opts);
     rep.go_version = ours.go_version;
-    rep.recording = args.recording.display().to_string();
+    rep.recording = recording.display().to_string();
     rep.go_trace = go_source;
     rep.ours_events = ours.events;
     rep.ours_lost = ours.lost;

@@ -142,6 +142,9 @@ pub struct Report {
     pub failures: Vec<String>,
     #[serde(skip)]
     pub details: Vec<String>,
+    /// Two Go traces compared (`--ours-go-trace`): stacks and reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub go_go: Option<super::go_go::GoGo>,
 }
 
 /// A percentage as the table prints it.
@@ -182,6 +185,9 @@ impl Report {
         self.text_placement(&mut s);
         self.text_differences(&mut s);
         self.text_exclusions(&mut s);
+        if let Some(g) = &self.go_go {
+            g.text(&mut s);
+        }
         self.text_inputs(&mut s);
         self.text_verdict(&mut s);
         for d in &self.details {
@@ -345,7 +351,11 @@ impl Report {
     fn text_verdict(&self, s: &mut String) {
         if let Some(min) = self.min_match {
             if self.failures.is_empty() {
-                let _ = writeln!(s, "PASS: every row at least {min}% (GoCreate 100%)");
+                let stacks = match self.go_go.as_ref().and_then(|g| g.min_stack_match) {
+                    Some(m) => format!(", GoBlock and GoCreate stacks at least {m}%"),
+                    None => String::new(),
+                };
+                let _ = writeln!(s, "PASS: every row at least {min}% (GoCreate 100%){stacks}");
             } else {
                 let _ = writeln!(s, "FAIL: {}", self.failures.join("; "));
             }

@@ -13,6 +13,7 @@ fn opts(detail: usize) -> Options {
         go_version: (1, 27),
         detail,
         undetermined_slack_ns: 0,
+        end_slack_ns: 0,
     }
 }
 

@@ -288,14 +288,15 @@ impl Model {
         self.goroutines.insert(goid, g);
     }
 
-    /// Adds an M that existed when tracing began.
-    pub fn seed_thread(&mut self, tid: u32, m: i64, p: Option<i32>) {
+    /// Adds an M that existed when tracing began, with the goroutine it ran then (`curg`).
+    pub fn seed_thread(&mut self, tid: u32, m: i64, p: Option<i32>, curg: Option<u64>) {
         let th = self.threads.get_or_insert_with(tid, || Thread {
             tid,
             ..Thread::default()
         });
         th.m = Some(m);
         th.p = p;
+        th.curg_at_seed = curg;
         if let Some(p) = p {
             self.procs
                 .get_or_insert_with(p, || Proc {

@@ -34,6 +34,9 @@ pub struct Thread {
     /// procresize began on this thread and its next event has not come yet: an acquirep then
     /// means the caller's P was destroyed or renumbered away (see `Model::resized_away`).
     pub resize_pending: bool,
+    /// The goroutine the runtime's m.curg named when the model was seeded from a running
+    /// process (`--pid`): where a goroutine running or in a system call then is.
+    pub curg_at_seed: Option<u64>,
 }
 
 /// Go <= 1.25: a goroutine in a system call, and whether its P was lost meanwhile, which is

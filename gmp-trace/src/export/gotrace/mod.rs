@@ -53,12 +53,16 @@ enum Item {
 /// read it, the creation event comes after, and is then written as the creation it is.
 #[derive(Default)]
 struct Seeds {
-    /// Goroutines and their states (Running and Syscall ones wait for their first transition,
-    /// which says on which thread they are).
+    /// Goroutines and their states.
     gs: BTreeMap<u64, GSt>,
+    /// Of them, those running or in a system call, on the thread (and its P, -1 none) whose
+    /// m.curg they were; one whose thread is unknown waits for its first transition.
+    on: BTreeMap<u64, (u32, i32)>,
     /// Threads holding a P.
     held: Vec<(u32, i32)>,
     procs: Vec<i32>,
+    /// Every thread the runtime had (the first writes the seeds when no event ever comes).
+    threads: Vec<u32>,
 }
 
 pub struct GoTraceWriter<W: Write> {
@@ -71,6 +75,8 @@ pub struct GoTraceWriter<W: Write> {
     latest: u64,
     /// Seeded goroutines not written yet, and when they are written at the latest.
     pending_seeds: BTreeMap<u64, GSt>,
+    /// Their threads, for those running or in a system call ([`Seeds::on`]).
+    pending_on: BTreeMap<u64, (u32, i32)>,
     seed_deadline: u64,
     /// Syscall exits that may still be taken back (goroutine -> the exit's time): until the
     /// goroutine's next transition.
@@ -82,6 +88,18 @@ pub struct GoTraceWriter<W: Write> {
     bias_ts: u64,
     /// Our stack ids (`--stacks`) -> the Go stack table's.
     stack_ids: FastMap<u32, u64>,
+    /// The target release's funcID of compiler-generated wrappers, whose frames Go's tracer
+    /// leaves out of its stacks as tracebacks do (`names::wrapper_hidden`).
+    wrapper_id: u8,
+    /// Go stack ids of stacks with frames -> the GoStop reason a stop with that stack has.
+    stop_reasons: FastMap<u64, &'static str>,
+    /// The stack entersyscall's event carried, per thread, until the casgstatus that makes the
+    /// goroutine's Running->Syscall (Go <= 1.25, where that transition is casgstatus's).
+    syscall_stacks: FastMap<u32, u64>,
+    /// The acquireps (thread, time) by which procresize moved its caller to another P: the
+    /// stop written for it is Go's "runtime.Gosched" (procresize's "pretend that we were
+    /// descheduled"), not a stop made up to make room.
+    resize_moves: FastMap<(u32, u64), ()>,
 }
 
 impl<W: Write> GoTraceWriter<W> {
@@ -96,11 +114,18 @@ impl<W: Write> GoTraceWriter<W> {
             seeded: false,
             latest: 0,
             pending_seeds: BTreeMap::new(),
+            pending_on: BTreeMap::new(),
             seed_deadline: 0,
             bias_ts: 0,
             held: FastMap::default(),
             exits_counted: 0,
             stack_ids: FastMap::default(),
+            stop_reasons: FastMap::default(),
+            syscall_stacks: FastMap::default(),
+            resize_moves: FastMap::default(),
+            wrapper_id: crate::binary::names::func_id_wrapper(
+                crate::export::perfetto::waitreason::major_minor(go_version).map_or(27, |v| v.1),
+            ),
         })
     }
 
@@ -114,10 +139,23 @@ impl<W: Write> GoTraceWriter<W> {
     pub fn seed(&mut self, model: &Model, sym: &dyn Symbolize) {
         self.seeded = true;
         let mut s = Seeds::default();
+        let on: FastMap<u64, (u32, i32)> = model
+            .threads
+            .values()
+            .filter_map(|th| Some((th.curg_at_seed?, (th.tid, th.p.unwrap_or(-1)))))
+            .collect();
         for (&goid, g) in model.goroutines.iter() {
             let st = match g.state {
                 GoState::Runnable => GSt::Runnable,
                 GoState::Waiting => GSt::Waiting,
+                GoState::Running | GoState::Syscall if on.contains_key(&goid) => {
+                    s.on.insert(goid, on[&goid]);
+                    if g.state == GoState::Running {
+                        GSt::Running
+                    } else {
+                        GSt::Syscall
+                    }
+                }
                 _ => continue,
             };
             if g.seeded {
@@ -131,6 +169,9 @@ impl<W: Write> GoTraceWriter<W> {
             }
         }
         s.held.sort_unstable();
+        // tid 0: an M whose thread id the runtime had not set yet.
+        s.threads = model.threads.keys().filter(|t| *t != 0).collect();
+        s.threads.sort_unstable();
         s.procs = model.procs.values().map(|p| p.id).collect();
         s.procs.sort_unstable();
         self.seeds = Some(s);
@@ -182,7 +223,9 @@ impl<W: Write> GoTraceWriter<W> {
             .unwrap_or(0);
         let undone = (self.exits_counted + exits).saturating_sub(now);
         self.exits_counted = now;
+        self.note_context(e, &trans, stack_id);
         for t in trans {
+            let stack_id = self.stack_for(&t, stack_id);
             let created = t.from == GoState::NotExist && t.to == GoState::Runnable;
             if created || !self.st.gs.contains_key(&t.goid) {
                 if let Some(g) = model.goroutines.get(&t.goid) {
@@ -203,25 +246,62 @@ impl<W: Write> GoTraceWriter<W> {
         self.release(Some(model))
     }
 
+    /// What an event says about the transitions of later ones: entersyscall's stack (for the
+    /// casgstatus that follows on Go <= 1.25), and an acquirep by which procresize moved its
+    /// caller to another P (`Model::resized_away`).
+    fn note_context(&mut self, e: &Event, trans: &[Transition], stack_id: u64) {
+        let kind = EventKind::from_u32(e.kind);
+        if stack_id != 0 && trans.is_empty() && kind == Some(EventKind::SyscallEnter) {
+            self.syscall_stacks.insert(e.tid, stack_id);
+        }
+        let stopped = trans
+            .iter()
+            .any(|t| t.from == GoState::Running && t.to == GoState::Runnable);
+        if kind == Some(EventKind::AcquireP) && stopped {
+            self.resize_moves.insert((e.tid, e.ts), ());
+        }
+    }
+
+    /// The stack `t`'s event carries: its own, or for a Running->Syscall without one, the
+    /// stack entersyscall's event took on that thread.
+    fn stack_for(&mut self, t: &Transition, stack_id: u64) -> u64 {
+        let entering = t.from == GoState::Running && t.to == GoState::Syscall;
+        match self.syscall_stacks.remove(&t.tid) {
+            Some(s) if entering && stack_id == 0 => s,
+            _ => stack_id,
+        }
+    }
+
     /// The Go stack table's id for a stack the probes took (symbolized once per stack).
     fn stack_id(&mut self, u: &StackUse, sym: &dyn Symbolize) -> u64 {
         if let Some(&id) = self.stack_ids.get(&u.id) {
             return id;
         }
-        let frames: Vec<wire::Frame> = match &u.pcs {
-            Some(pcs) => crate::export::stacks::frames(pcs, sym)
-                .into_iter()
-                .map(|f| wire::Frame {
-                    pc: f.pc,
-                    func: self.st.wire.strings.id(&f.function),
-                    file: self.st.wire.strings.id(&f.file),
-                    line: f.line as u64,
-                })
-                .collect(),
+        let visible = match &u.pcs {
+            Some(pcs) => go_visible(
+                crate::export::stacks::frames(pcs, sym),
+                pcs,
+                sym,
+                self.wrapper_id,
+            ),
             None => Vec::new(),
         };
+        let names: Vec<&str> = visible.iter().map(|f| f.function.as_str()).collect();
+        let reason = (!names.is_empty()).then(|| stop_reason(&names));
+        let frames: Vec<wire::Frame> = visible
+            .iter()
+            .map(|f| wire::Frame {
+                pc: f.pc,
+                func: self.st.wire.strings.id(&f.function),
+                file: self.st.wire.strings.id(&f.file),
+                line: f.line as u64,
+            })
+            .collect();
         let id = self.st.wire.stacks.intern(&frames);
         self.stack_ids.insert(u.id, id);
+        if let Some(r) = reason {
+            self.stop_reasons.insert(id, r);
+        }
         id
     }
 
@@ -312,14 +392,33 @@ impl<W: Write> GoTraceWriter<W> {
             };
             self.write_seeds(tid, ts)?;
             match item {
-                Item::Raw(e) => self.st.raw(&e, &mut self.rt, &self.reasons)?,
+                Item::Raw(e) => {
+                    if self.resize_moves.contains_key(&(e.tid, e.ts)) {
+                        self.st.room_stop_reason = "runtime.Gosched";
+                    }
+                    let r = self.st.raw(&e, &mut self.rt, &self.reasons);
+                    self.st.room_stop_reason = "unspecified";
+                    r?
+                }
                 Item::Trans(t, stack) => {
                     // A seeded goroutine's first transition says where it is (or that it is
                     // being created): written from there.
                     self.pending_seeds.remove(&t.goid);
                     self.st.cur_stack = stack;
+                    let moved = t.from == GoState::Running
+                        && t.to == GoState::Runnable
+                        && self.resize_moves.remove(&(t.tid, t.ts)).is_some();
+                    self.st.stop_reason = if moved {
+                        "runtime.Gosched"
+                    } else {
+                        self.stop_reasons
+                            .get(&stack)
+                            .copied()
+                            .unwrap_or("unspecified")
+                    };
                     let r = self.st.transition(&t, &self.reasons);
                     self.st.cur_stack = 0;
+                    self.st.stop_reason = "unspecified";
                     r?
                 }
             }
@@ -334,8 +433,14 @@ impl<W: Write> GoTraceWriter<W> {
     /// The seeded goroutines that did nothing so far, as statuses.
     fn seed_statuses(&mut self, tid: u32, ts: u64) -> io::Result<()> {
         for (g, st) in std::mem::take(&mut self.pending_seeds) {
-            if !self.st.gs.contains_key(&g) {
-                self.st.status(tid, ts, g, st, -1)?;
+            if self.st.gs.contains_key(&g) {
+                continue;
+            }
+            match self.pending_on.remove(&g) {
+                // Still on its thread as far as our events go (none ran anything else there).
+                Some((t, p)) if self.st.cur_g(t).is_none() => self.st.status(t, ts, g, st, p)?,
+                Some(_) => {}
+                None => self.st.status(tid, ts, g, st, -1)?,
             }
         }
         Ok(())
@@ -354,6 +459,7 @@ impl<W: Write> GoTraceWriter<W> {
             self.st.seed_p(m, ts, p)?;
         }
         self.pending_seeds = s.gs;
+        self.pending_on = s.on;
         self.seed_deadline = ts.max(self.bias_ts).saturating_add(HOLD_NS);
         Ok(())
     }
@@ -366,7 +472,12 @@ impl<W: Write> GoTraceWriter<W> {
     /// made up or left out.
     pub fn finish(mut self) -> io::Result<(W, Synth)> {
         self.release(None)?;
-        if let Some(&tid) = self.st.ms.keys().min() {
+        // A process that did nothing while traced: what it had is all the trace says.
+        let first_thread = self.seeds.as_ref().and_then(|s| s.threads.first().copied());
+        if let Some(tid) = first_thread {
+            self.write_seeds(tid, self.latest.max(self.bias_ts))?;
+        }
+        if let Some(tid) = self.st.ms.keys().min().copied().or(first_thread) {
             let ts = self.st.now();
             self.seed_statuses(tid, ts)?;
         }
@@ -408,4 +519,59 @@ fn sample_frames(raw: &[RawFrame], sym: &dyn Symbolize) -> Vec<StackFrame> {
         }
     }
     out
+}
+
+/// `frames` (of `pcs`, as `export::stacks::frames` made them) without the wrapper frames Go's
+/// tracer hides (funcID `wrapper_id`, unless it called a panic function: its unwinder's
+/// elideWrapperCalling), so our stacks name the frames Go's own trace names.
+fn go_visible(
+    frames: Vec<crate::export::stacks::StackFrame>,
+    pcs: &[u64],
+    sym: &dyn Symbolize,
+    wrapper_id: u8,
+) -> Vec<crate::export::stacks::StackFrame> {
+    // Whether each frame is a wrapper, in the order and number `frames` has them.
+    let mut wrapper = Vec::with_capacity(frames.len());
+    for &pc in pcs {
+        let src = sym.source_frames(pc.wrapping_sub(1));
+        if src.is_empty() {
+            wrapper.push(false);
+        }
+        for f in src {
+            if f.function != "runtime.systemstack_switch" {
+                wrapper.push(f.func_id == wrapper_id && wrapper_id != 0);
+            }
+        }
+    }
+    if wrapper.len() != frames.len() {
+        return frames; // not the same walk: keep every frame rather than guess
+    }
+    let mut out: Vec<crate::export::stacks::StackFrame> = Vec::with_capacity(frames.len());
+    let mut callee: Option<String> = None;
+    for (f, w) in frames.into_iter().zip(wrapper) {
+        let hidden = crate::binary::names::wrapper_hidden(w, callee.as_deref(), false);
+        callee = Some(f.function.clone());
+        if !hidden {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The GoStop reason Go's tracer gives a Running->Runnable whose goroutine's stack names
+/// `funcs` (leaf first). Every casgstatus(_Grunning, _Grunnable) is in goschedImpl, which
+/// says "runtime.Gosched" when called through Gosched and its kin and "preempted" through
+/// gopreempt_m, or in goyield_m ("preempted"): the stack tells which.
+fn stop_reason(funcs: &[&str]) -> &'static str {
+    let gosched = funcs.iter().any(|f| {
+        matches!(
+            *f,
+            "runtime.Gosched" | "runtime.goschedguarded" | "runtime.goschedIfBusy"
+        )
+    });
+    if gosched {
+        "runtime.Gosched"
+    } else {
+        "preempted"
+    }
 }

@@ -101,6 +101,12 @@ pub struct State<W: Write> {
     /// The stack (Go table id, 0 none) of the event whose transition is being written: it goes
     /// on the GoBlock, GoStop, GoUnblock, GoCreate or GoSyscallBegin that transition becomes.
     pub cur_stack: u64,
+    /// The GoStop reason of the transition being written: "runtime.Gosched" or "preempted" as
+    /// its stack tells, "unspecified" without one (`GoTraceWriter::stop_reason`).
+    pub stop_reason: &'static str,
+    /// The reason of a stop written to make room ([`State::stop_running`]): "unspecified"
+    /// but for procresize moving its caller to another P ("runtime.Gosched", as Go says).
+    pub room_stop_reason: &'static str,
 }
 
 impl<W: Write> State<W> {
@@ -114,6 +120,8 @@ impl<W: Write> State<W> {
             synth: Synth::default(),
             start_stack: FastMap::default(),
             cur_stack: 0,
+            stop_reason: "unspecified",
+            room_stop_reason: "unspecified",
         }
     }
 
@@ -284,11 +292,16 @@ impl<W: Write> State<W> {
             log::trace!("Go trace: made-up stop of g{g} on thread {tid} at {ts}");
             self.synth.go_events += 1;
         }
-        self.yield_g(tid, ts)
+        self.yield_because(tid, ts, self.room_stop_reason)
     }
 
-    /// The goroutine running on `tid` stops (GoStop) or leaves its syscall without its P.
+    /// The goroutine running on `tid` stops (GoStop, with [`State::stop_reason`]) or leaves
+    /// its syscall without its P.
     pub fn yield_g(&mut self, tid: u32, ts: u64) -> io::Result<()> {
+        self.yield_because(tid, ts, self.stop_reason)
+    }
+
+    fn yield_because(&mut self, tid: u32, ts: u64, reason: &str) -> io::Result<()> {
         let Some(g) = self.cur_g(tid) else {
             return Ok(());
         };
@@ -301,7 +314,7 @@ impl<W: Write> State<W> {
                     self.synth.unmapped += 1;
                     return Ok(());
                 }
-                let r = self.wire.strings.id("unspecified");
+                let r = self.wire.strings.id(reason);
                 self.put(tid, ts, Ev::GoStop, &[r, self.cur_stack])?;
                 self.set_g(g, GSt::Runnable, None);
             }

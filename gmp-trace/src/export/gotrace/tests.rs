@@ -209,3 +209,71 @@ fn time_only_moves_forward_across_threads() {
     let t8 = times.iter().find(|(m, _)| *m == 8).unwrap().1;
     assert!(t8 > t7, "{times:?}");
 }
+
+/// Symbols for [`go_visible`]'s test: pc 0x100 is a wrapper (funcID 23, Go 1.25+'s) of
+/// main.f.func1, 0x200 its closure, 0x300 main.main; 0x400 a wrapper that called gopanic.
+struct Wrappers;
+
+impl crate::binary::Symbolize for Wrappers {
+    fn func_name(&self, _pc: u64) -> Option<&str> {
+        None
+    }
+    fn source_frames(&self, pc: u64) -> Vec<crate::binary::SourceFrame> {
+        let (function, func_id) = match pc + 1 {
+            0x100 => ("main.f.gowrap1", 23),
+            0x200 => ("main.f.func1", 0),
+            0x300 => ("main.main", 0),
+            0x400 => ("main.T.M", 23),
+            0x500 => ("runtime.gopanic", 0),
+            _ => return Vec::new(),
+        };
+        vec![crate::binary::SourceFrame {
+            function: function.to_string(),
+            file: "x.go".to_string(),
+            line: 1,
+            inlined: false,
+            func_id,
+            pc,
+        }]
+    }
+}
+
+#[test]
+fn stacks_leave_out_wrappers_as_go_does() {
+    let names = |pcs: &[u64]| -> Vec<String> {
+        let frames = crate::export::stacks::frames(pcs, &Wrappers);
+        super::go_visible(frames, pcs, &Wrappers, 23)
+            .into_iter()
+            .map(|f| f.function)
+            .collect()
+    };
+    assert_eq!(names(&[0x200, 0x100]), ["main.f.func1"]);
+    assert_eq!(names(&[0x100, 0x300]), ["main.main"]);
+    // A wrapper that called a panic function stays: the panic's cause.
+    assert_eq!(names(&[0x500, 0x400]), ["runtime.gopanic", "main.T.M"]);
+    // With another release's numbering nothing is a wrapper.
+    let frames = crate::export::stacks::frames(&[0x200, 0x100], &Wrappers);
+    assert_eq!(
+        super::go_visible(frames, &[0x200, 0x100], &Wrappers, 22).len(),
+        2
+    );
+}
+
+#[test]
+fn stop_reason_follows_the_stack() {
+    use super::stop_reason;
+    assert_eq!(
+        stop_reason(&["runtime.Gosched", "main.spin"]),
+        "runtime.Gosched"
+    );
+    assert_eq!(
+        stop_reason(&["runtime.goschedIfBusy", "main.f"]),
+        "runtime.Gosched"
+    );
+    // Preempted in user code, or goyield (which Go's tracer calls a preemption too).
+    assert_eq!(stop_reason(&["main.spin", "main.main"]), "preempted");
+    assert_eq!(
+        stop_reason(&["runtime.goyield", "runtime.semrelease1"]),
+        "preempted"
+    );
+}
