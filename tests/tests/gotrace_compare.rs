@@ -150,8 +150,8 @@ fn ours_matches_go_oldest() {
     assert_matches(go, &r, "m.id");
 }
 
-/// Our file without stacks: the transitions still match, the stack rows fail, and so does the
-/// comparison.
+/// Our file without stacks: the transitions still match, the stack rows fail (and the GoStop
+/// reasons, which come from stacks, when the run had preemptions), and so does the comparison.
 #[test]
 fn a_file_without_stacks_fails_the_stack_rows() {
     require_bpf!();
@@ -164,7 +164,13 @@ fn a_file_without_stacks_fails_the_stack_rows() {
         .iter()
         .filter_map(|f| f.as_str())
         .collect();
-    assert_eq!(failures.len(), 2, "{failures:?}");
+    // The GoStop reasons (preempted or runtime.Gosched) are read from the stopped goroutine's
+    // stack too: without stacks a run that had preemptions fails that row as well.
+    let others: Vec<&&str> = failures
+        .iter()
+        .filter(|f| !f.contains(" stack ") && !f.starts_with("GoStop reason"))
+        .collect();
+    assert!(others.is_empty(), "{failures:?}");
     assert!(failures.iter().any(|f| f.starts_with("GoBlock stack")));
     assert!(failures.iter().any(|f| f.starts_with("GoCreate stack")));
     for name in ["GoBlock", "GoCreate"] {
