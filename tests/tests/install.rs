@@ -244,6 +244,41 @@ fn installed_doctor_checks_this_machine() {
 }
 
 #[test]
+fn installed_doctor_without_privileges_says_what_to_fix() {
+    require_tool("setpriv", "util-linux");
+    let dir = elsewhere("doctor-nobody");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = Command::new("setpriv");
+    if root {
+        // nobody, with no capability left to gain back.
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(["--inh-caps=-all", "--bounding-set=-all"]);
+    }
+    let out = c
+        .arg(dist().root.join("usr/bin/gmp-trace"))
+        .arg("doctor")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    let privileges = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  privileges: "))
+        .unwrap_or_else(|| panic!("no failed privilege check:\n{stdout}"));
+    assert!(
+        privileges.contains("setcap cap_bpf,cap_perfmon"),
+        "{privileges}"
+    );
+    assert!(stdout.contains("FAIL  BPF program load: "), "{stdout}");
+    assert!(
+        stdout.ends_with("gmp-trace cannot trace here until they are fixed\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn installed_binary_traces_from_outside_the_repo() {
     if let Some(why) = bpf_unavailable_reason() {
         eprintln!("SKIPPED: {why}");

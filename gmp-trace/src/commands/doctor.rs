@@ -258,7 +258,12 @@ fn check_privileges(f: &Facts) -> Check {
         Some(u) => format!("uid {u}"),
         None => "uid unknown".to_string(),
     };
-    let detail = format!("{who}, effective capabilities: {}", names.join(" ").trim());
+    let names = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(" ")
+    };
+    let detail = format!("{who}, effective capabilities: {names}");
     if !f.privileged() {
         return check(
             "privileges",
@@ -476,6 +481,7 @@ fn render(c: &Check) -> String {
 }
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<i32> {
+    super::version::quiet_feature_probes();
     let facts = Facts::read();
     let mut checks = file_checks(&facts);
     checks.extend(bpf_checks(true));

@@ -40,6 +40,14 @@ pub fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// aya logs a warning for each feature probe the kernel refuses; the report (and the doctor's)
+/// says it once, in its place. RUST_LOG still shows them.
+pub fn quiet_feature_probes() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Error);
+    }
+}
+
 /// The whole report, one `key: value` line each after the first.
 pub fn long() -> String {
     let f = Features::detect();
@@ -48,10 +56,7 @@ pub fn long() -> String {
         Some(Links::PerfEvent) => {
             "perf_event (one link per probe site; no process-wide uprobe_multi here)".to_string()
         }
-        None => format!(
-            "unknown: {} (run as root to see)",
-            say(&f.uprobe_multi).trim_start_matches("unknown ")
-        ),
+        None => format!("{} (run as root to see)", say(&f.uprobe_multi)),
     };
     let lines = [
         ("commit", env!("GMP_TRACE_GIT_COMMIT").to_string()),
@@ -73,6 +78,7 @@ pub fn long() -> String {
 }
 
 pub fn run() -> anyhow::Result<i32> {
+    quiet_feature_probes();
     print!("{}", long());
     Ok(0)
 }

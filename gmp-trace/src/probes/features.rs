@@ -32,15 +32,26 @@ pub struct Features {
     pub perf_link: Answer,
 }
 
+/// An error with its sources (aya's say "`bpf_map_create` failed" and keep the errno below).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    s
+}
+
 impl Features {
     /// Asks the kernel (a few ms; each probe loads and frees a tiny object).
     pub fn detect() -> Features {
         Features {
-            uprobe_program: is_program_supported(ProgramType::KProbe).map_err(|e| e.to_string()),
-            ring_buffer: is_map_supported(MapType::RingBuf).map_err(|e| e.to_string()),
+            uprobe_program: is_program_supported(ProgramType::KProbe).map_err(|e| chain(&e)),
+            ring_buffer: is_map_supported(MapType::RingBuf).map_err(|e| chain(&e)),
             uprobe_multi: is_uprobe_multi_supported(UProbeMultiFeature::ProcessScopedPidFilter)
-                .map_err(|e| e.to_string()),
-            perf_link: is_perf_link_supported().map_err(|e| e.to_string()),
+                .map_err(|e| chain(&e)),
+            perf_link: is_perf_link_supported().map_err(|e| chain(&e)),
         }
     }
 
