@@ -7,8 +7,8 @@
 //!
 //! The musl build lives in target/x86_64-unknown-linux-musl (cached with target/ in CI); the
 //! packaged copy is stripped of its symbol table.
-//! SOURCE_DATE_EPOCH is the commit's time: the binary's build date, the archives' file times
-//! and the gzip headers depend on the commit only.
+//! SOURCE_DATE_EPOCH is the commit's time: the binary's build date, the archives' file times,
+//! owners and order and the gzip headers depend on the commit only, not on when dist ran.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -21,14 +21,6 @@ use crate::{output, run, toolchain};
 /// The Rust target of the static binary.
 pub const MUSL: &str = "x86_64-unknown-linux-musl";
 
-/// What `dist` made.
-pub struct Artifacts {
-    pub version: String,
-    pub binary: PathBuf,
-    pub tarball: PathBuf,
-    pub deb: PathBuf,
-}
-
 /// The completion scripts: (shell, file name, where the .deb puts it).
 const COMPLETIONS: &[(&str, &str, &str)] = &[
     ("bash", "gmp-trace", "usr/share/bash-completion/completions"),
@@ -40,7 +32,8 @@ const COMPLETIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub fn dist() -> anyhow::Result<Artifacts> {
+/// Builds and packages; says where the artifacts are, their sizes and how long it took.
+pub fn dist() -> anyhow::Result<()> {
     let started = Instant::now();
     toolchain::ensure_target(toolchain::STABLE, MUSL)?;
     let root = workspace_root();
@@ -77,24 +70,21 @@ pub fn dist() -> anyhow::Result<Artifacts> {
     tar(&stage, &name, &tarball, epoch.as_deref())?;
     let deb = out.join(format!("gmp-trace_{version}_amd64.deb"));
     build_deb(&tree, &stage.join("deb"), &version, &deb, epoch.as_deref())?;
-    let _ = std::fs::remove_dir_all(&stage);
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let stripped = size(&tree.join("gmp-trace"));
+    let _ = std::fs::remove_dir_all(&stage);
     eprintln!(
-        "xtask: dist in {:.1} s (cargo build {built:.1} s):\n  {} ({} bytes, static)\n  {} ({} bytes)\n  {} ({} bytes)",
+        "xtask: dist in {:.1} s (cargo build {built:.1} s):\n  {} ({} bytes, static; {} stripped in the packages)\n  {} ({} bytes)\n  {} ({} bytes)",
         started.elapsed().as_secs_f64(),
         rel(&binary),
         size(&binary),
+        stripped,
         rel(&tarball),
         size(&tarball),
         rel(&deb),
         size(&deb),
     );
-    Ok(Artifacts {
-        version,
-        binary,
-        tarball,
-        deb,
-    })
+    Ok(())
 }
 
 fn rel(p: &Path) -> String {
@@ -141,7 +131,11 @@ fn stage_tarball(binary: &Path, tree: &Path) -> anyhow::Result<()> {
         .arg("-o")
         .arg(tree.join("gmp-trace"))
         .arg(binary))?;
-    run(Command::new(binary).arg("man").arg(tree.join("man/man1")))?;
+    // It prints each page's path: not needed here.
+    run(Command::new(binary)
+        .arg("man")
+        .arg(tree.join("man/man1"))
+        .stdout(std::process::Stdio::null()))?;
     for (shell, file, _) in COMPLETIONS {
         let script = output(Command::new(binary).args(["completions", shell]))
             .with_context(|| format!("gmp-trace completions {shell}"))?;

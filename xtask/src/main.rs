@@ -112,8 +112,12 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Dist => {
             bootstrap::install(Needs::Build)?;
-            bootstrap::debian_packages(&[("file", "file"), ("dpkg-deb", "dpkg")])?;
-            dist::dist().map(|_| ())
+            bootstrap::debian_packages(&[
+                ("file", "file"),
+                ("dpkg-deb", "dpkg"),
+                ("strip", "binutils"),
+            ])?;
+            dist::dist()
         }
         Cmd::UiCheck => {
             bootstrap::install(Needs::Tests)?;
