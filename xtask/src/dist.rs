@@ -9,7 +9,7 @@
 //! packaged copy is stripped of its symbol table.
 //! SOURCE_DATE_EPOCH is the commit's time: the binary's build date, the archives' file times,
 //! owners and order and the gzip headers depend on the commit only, not on when dist ran.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
