@@ -8,9 +8,9 @@ use crate::probes::{Level, Links};
 
 /// Trace the Go scheduler (goroutines, threads, processors) in a live, unmodified Go program.
 #[derive(Parser, Debug)]
-#[command(name = "gmp-trace", version, about, long_about = None)]
+#[command(name = "gmp-trace", version = crate::commands::version::SHORT, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --record run.gmpt -- ./prog  keep the raw events; `gmp-trace replay run.gmpt` later\n  gmp-trace --summary-json s.json -- go version\n\nSubcommands: `gmp-trace replay FILE [OPTIONS]` remakes every output from a recording;\n`gmp-trace compare --recording FILE --go-trace TRACE` checks it against Go's own tracer."
+    after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --record run.gmpt -- ./prog  keep the raw events; `gmp-trace replay run.gmpt` later\n  gmp-trace --summary-json s.json -- go version\n\nSubcommands: `gmp-trace replay FILE [OPTIONS]` remakes every output from a recording;\n`gmp-trace compare --recording FILE --go-trace TRACE` checks it against Go's own tracer;\n`gmp-trace doctor` checks this machine; `gmp-trace --version` says what a bug report needs."
 )]
 pub struct Args {
     /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its

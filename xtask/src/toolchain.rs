@@ -124,6 +124,23 @@ pub fn install(lint: bool) -> anyhow::Result<()> {
     ensure(&nightly, &components)
 }
 
+/// Adds the standard library of `target` to `toolchain` unless rustup has it (the musl one for
+/// `cargo xtask dist`: ~5 s).
+pub fn ensure_target(toolchain: &str, target: &str) -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "target",
+        "list",
+        "--installed",
+        "--toolchain",
+        toolchain,
+    ]));
+    if installed.is_some_and(|l| l.lines().any(|t| t.trim() == target)) {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the {target} target to Rust {toolchain}");
+    run(Command::new("rustup").args(["target", "add", "--toolchain", toolchain, target]))
+}
+
 /// `rustc +TOOLCHAIN ARGS`'s output.
 pub fn rustc_output(toolchain: &str, args: &[&str]) -> anyhow::Result<String> {
     output(

@@ -55,9 +55,9 @@ pub use table::{Mismatch, OffsetsSource, RuntimeLayout};
 use symbols::SymbolTable;
 
 /// Oldest Go release whose layout and prologues this module understands.
-const MIN_MINOR: u32 = 19;
+pub(crate) const MIN_MINOR: u32 = 19;
 /// Newest Go release gmp-trace has been checked against.
-const MAX_KNOWN_MINOR: u32 = 27;
+pub(crate) const MAX_KNOWN_MINOR: u32 = 27;
 
 /// Why a binary cannot be analysed. Each message says what to do next.
 #[derive(Debug, thiserror::Error)]

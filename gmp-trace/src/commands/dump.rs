@@ -14,7 +14,7 @@ use crate::process::{exe::target_executable, maps::load_bias, preflight, snapsho
 
 /// Print every goroutine of a running Go process with its stack, without stopping it.
 #[derive(Parser, Debug)]
-#[command(name = "gmp-trace dump", version, about, long_about = None)]
+#[command(name = "gmp-trace dump", version, long_about = None)]
 #[command(
     after_help = "Examples:\n  sudo gmp-trace dump --pid 4242                    as Go prints them (runtime.Stack, SIGQUIT)\n  sudo gmp-trace dump --pid 4242 --group            identical stacks counted once\n  sudo gmp-trace dump --pid 4242 --format json -o dump.json\n\nThe process keeps running: nothing is attached, nothing written to it. A goroutine that is on\na CPU at that instant has no saved stack and shows as [running]."
 )]

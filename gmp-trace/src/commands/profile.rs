@@ -21,7 +21,7 @@ use crate::source::sampler::{CpuSample, Unwinder};
 
 /// A CPU profile of a Go program by goroutine and function, in pprof's format.
 #[derive(Parser, Debug)]
-#[command(name = "gmp-trace profile", version, about, long_about = None)]
+#[command(name = "gmp-trace profile", version, long_about = None)]
 #[command(
     after_help = "Examples:\n  sudo gmp-trace profile --pid 4242 -d 30s -o cpu.pb.gz\n  sudo gmp-trace profile -o cpu.pb.gz -- ./prog args\n  go tool pprof -top -cum cpu.pb.gz; go tool pprof -tags cpu.pb.gz; go tool pprof -tagfocus goid=7 ...\n\nNo uprobe: a sampler on each CPU's clock, so the program runs at full speed. Samples carry\nthe labels goid, start_function, p and m."
 )]

@@ -52,7 +52,7 @@ use view::{Action, Stacks, View};
 
 /// A live view of a Go program's goroutines, threads, Ps and CPU, without uprobes.
 #[derive(Parser, Debug)]
-#[command(name = "gmp-trace top", version, about, long_about = None)]
+#[command(name = "gmp-trace top", version, long_about = None)]
 #[command(
     after_help = "Examples:\n  sudo gmp-trace top --pid 4242                       full screen, every second\n  sudo gmp-trace top -- ./prog args                   launch and watch\n  sudo gmp-trace top --pid 4242 --batch -n 5          plain text frames, like top -b\n  sudo gmp-trace top --pid 4242 --batch -d 10s --summary-json s.json\n\nKeys: q quit, p pause, s sort the creation sites, / filter by function, Tab and Up/Down pick\na row, Enter show its goroutines' stacks (Esc or q back), ? help. A launched program's output\ngoes to a file in full-screen mode (named on exit), to our stderr with --batch. Nothing is\nattached to the program's code: the state is read from its memory, the CPU from a sampler on\neach CPU's clock."
 )]

@@ -254,7 +254,8 @@ pub(super) fn attach(
             links,
             u32::from(execs),
             args.stacks,
-        )?;
+        )
+        .map_err(super::doctor::with_findings)?;
         log::debug!("BPF object loaded at {:?}", started.elapsed());
         // The ring is read from before the first probe goes in: a running target (--pid) fires
         // the first probes while the rest attach, which on a loaded machine has taken seconds,
@@ -267,7 +268,8 @@ pub(super) fn attach(
             Err(e) if execs => return Err(e),
             Err(e) => log::warn!("an exec of a new image by the target will go unnoticed: {e:#}"),
         }
-        t.attach(plan, &exe, offsets.target_pid)?;
+        t.attach(plan, &exe, offsets.target_pid)
+            .map_err(super::doctor::with_findings)?;
         Ok((t, source))
     })();
     let (tracer, source) = match attached {

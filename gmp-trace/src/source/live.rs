@@ -262,9 +262,21 @@ fn read_batches(ring: &mut RingBuf<MapData>, tx: &UnboundedSender<Batch>, shared
 /// A real-time priority (SCHED_FIFO 1, the lowest) for the calling thread, else a nice of -10,
 /// else none: said once in the log, never an error.
 fn raise_priority() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+    // SAFETY: sched_param is plain integers, all zero is valid (musl's has more fields).
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = 1;
+    // The system call itself: musl's sched_setscheduler() always fails (ENOSYS, the Linux call
+    // being per thread), which would cost the static build its real-time ring reader.
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives the call.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_FIFO,
+            &param as *const libc::sched_param,
+        )
+    };
+    if set == 0 {
         log::debug!("ring reader: SCHED_FIFO 1");
         return;
     }
