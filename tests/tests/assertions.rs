@@ -1,0 +1,554 @@
+//! `--assert` and `--junit` on real traces of the sample Go programs: bounds that pass and fail
+//! with the exit codes CI relies on (the target's own, 1, 2, 3), every operator, durations,
+//! `all:`/`any:`, keys a run did not measure, the JUnit report read back by a real XML parser,
+//! replay of a recording with assertions, and docs/ci.md's two CI jobs run as written.
+//!
+//! The JUnit reports and the CI YAML are read with python3 (xml.etree, PyYAML), which the
+//! machines have (CPython 3.11 with PyYAML); a missing one fails the test, saying so.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use gmp_trace_tests::pid::{attach, Target};
+use gmp_trace_tests::{
+    gmp_trace_bin, go_binary, require_bpf, scratch_dir, workspace_root, Sample, Variant,
+    GO_VERSIONS,
+};
+use serde_json::Value;
+
+fn fanout() -> Sample {
+    Sample::build("fanout", GO_VERSIONS[0], Variant::Default)
+}
+
+/// Runs python3 on `script` with `arg`, returning its stdout parsed as JSON.
+fn python_json(script: &str, arg: &Path) -> Value {
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .expect("python3 is needed to read the JUnit report and the CI YAML");
+    assert!(
+        o.status.success(),
+        "python3 failed on {}:\n{}",
+        arg.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A JUnit report read with python3's XML parser: the counts and cases CI systems display.
+fn junit(path: &Path) -> Value {
+    const READ: &str = r#"
+import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+suites = []
+for s in root.findall("testsuite"):
+    cases = []
+    for c in s.findall("testcase"):
+        f = c.find("failure")
+        cases.append({"name": c.get("name"), "classname": c.get("classname"),
+                      "failure": None if f is None else f.get("message")})
+    props = {p.get("name"): p.get("value") for p in s.iter("property")}
+    suites.append({"name": s.get("name"), "tests": int(s.get("tests")),
+                   "failures": int(s.get("failures")), "props": props, "cases": cases})
+print(json.dumps({"tests": int(root.get("tests")), "failures": int(root.get("failures")),
+                  "suites": suites}))
+"#;
+    python_json(READ, path)
+}
+
+fn code(o: &std::process::ExitStatus) -> i32 {
+    o.code().expect("gmp-trace ended by a signal")
+}
+
+fn asserts(exprs: &[&str]) -> Vec<String> {
+    exprs
+        .iter()
+        .flat_map(|e| ["--assert".to_string(), e.to_string()])
+        .collect()
+}
+
+/// Passing bounds leave the target's exit code; the summary, its text and the JUnit report say
+/// each passed. The same recording replayed with bounds at the run's exact values checks every
+/// operator both ways, durations, `any:` and a key a replay has no value for: exit 3, one
+/// stderr line per failure naming the key, value, bound and process.
+#[test]
+fn bounds_pass_and_fail_on_a_real_trace() {
+    require_bpf!();
+    let s = fanout();
+    let t = s.trace("assert-fanout").args(["20"]);
+    let (rec, xml) = (t.file("run.gmpt"), t.file("report.xml"));
+    let pass = [
+        "lost_events == 0",
+        "goroutines_created >= 40",
+        "goroutines_exited > 39",
+        "goroutines_live_at_exit <= 10",
+        "leak_sites == 0",
+        "sched_latency_p99 < 10s",
+        "sched_latency_max >= 1ns",
+        "threads_max != 0",
+        "any:gc_cycles < 1000",
+        "all:exit_code == 0",
+        "events_by_kind.go_create >= 40",
+    ];
+    let mut opts = asserts(&pass);
+    opts.extend(["--record".into(), rec.display().to_string()]);
+    opts.extend(["--junit".into(), xml.display().to_string()]);
+    let run = t.opts(opts).run();
+    assert_eq!(code(&run.status), 0, "{}", run.stderr);
+    assert!(run.stdout.contains("started 40 goroutines"));
+    let outcomes = run.summary["assertions"].as_array().unwrap();
+    assert_eq!(outcomes.len(), pass.len());
+    let pid = run.summary["pid"].as_u64().unwrap();
+    for (o, expr) in outcomes.iter().zip(pass) {
+        assert_eq!(o["expr"], expr);
+        assert_eq!(o["ok"], true, "{o}");
+        assert_eq!(o["process"]["pid"].as_u64(), Some(pid));
+        assert!(o["value"].is_number(), "{o}");
+    }
+    let created = run.summary["goroutines_created"].as_f64().unwrap();
+    assert_eq!(outcomes[1]["value"].as_f64(), Some(created));
+    assert!(run.stderr.contains(&format!(
+        "assertions {} of {} passed",
+        pass.len(),
+        pass.len()
+    )));
+    assert!(!run.stderr.contains("assertion failed"), "{}", run.stderr);
+    let j = junit(&xml);
+    assert_eq!(
+        (j["tests"].as_u64(), j["failures"].as_u64()),
+        (Some(11), Some(0))
+    );
+    let suite = &j["suites"][0];
+    assert_eq!(suite["props"]["pid"], pid.to_string());
+    assert_eq!(suite["props"]["exe"], s.bin.display().to_string());
+    assert_eq!(suite["cases"][0]["name"], "lost_events == 0");
+    assert_eq!(suite["cases"][0]["classname"], "gmp-trace.fanout");
+
+    // Replayed: the same summary, so exact values are known.
+    let n = created as u64;
+    let exact: Vec<String> = ["==", "!=", "<", "<=", ">", ">="]
+        .iter()
+        .map(|op| format!("goroutines_created {op} {n}"))
+        .collect();
+    let mut exprs: Vec<&str> = exact.iter().map(String::as_str).collect();
+    exprs.extend([
+        "duration_ns < 1us",       // fails: the run took longer
+        "sched_latency_p99 < 10s", // passes
+        "any:lost_events > 0",     // fails: no process lost any
+        "attach_ms < 10s",         // no value in a replay: fails with the reason
+        "counts_are_lower_bounds == false",
+    ]);
+    let dir = scratch_dir("assert-fanout-replay");
+    let (summary, xml2) = (dir.join("summary.json"), dir.join("report.xml"));
+    let out = Command::new(gmp_trace_bin())
+        .arg("replay")
+        .arg(&rec)
+        .args(["--binary".as_ref(), s.bin.as_os_str()])
+        .args(["-q", "--summary-json"])
+        .arg(&summary)
+        .arg("--junit")
+        .arg(&xml2)
+        .args(asserts(&exprs))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out.status), 3, "{stderr}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let ok: Vec<bool> = v["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        ok,
+        [true, false, false, true, false, true, false, true, false, false, true]
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("gmp-trace: assertion failed: "))
+        .collect();
+    assert_eq!(lines.len(), 6, "{stderr}");
+    let who = format!("pid {pid} ({})", s.bin.display());
+    assert_eq!(
+        lines[0],
+        format!(
+            "gmp-trace: assertion failed: goroutines_created != {n}: {who}: goroutines_created \
+             is {n}, bound != {n}"
+        )
+    );
+    assert!(lines[3].contains("duration_ns is ") && lines[3].contains("bound < 1.0 us (1000 ns)"));
+    assert!(
+        lines[4].contains("no process meets it (any:)"),
+        "{}",
+        lines[4]
+    );
+    assert!(lines[5].contains("attach_ms has no value (measured by live sessions only"));
+    let j = junit(&xml2);
+    assert_eq!(
+        (j["tests"].as_u64(), j["failures"].as_u64()),
+        (Some(11), Some(6))
+    );
+    assert_eq!(j["suites"][0]["failures"].as_u64(), Some(6));
+    let fail = &j["suites"][0]["cases"][1];
+    assert_eq!(fail["name"], format!("goroutines_created != {n}"));
+    assert_eq!(
+        fail["failure"],
+        format!("goroutines_created is {n}, bound != {n}")
+    );
+}
+
+/// With every assertion passing gmp-trace exits with the target's own code; a failing one makes
+/// it 3 whatever the target's code; the summary keeps the target's.
+#[test]
+fn exit_code_is_the_targets_unless_an_assertion_fails() {
+    require_bpf!();
+    let s = fanout();
+    // fanout exits 2 on a bad argument.
+    let run = s
+        .trace("assert-exit-target")
+        .args(["-5"])
+        .opts(asserts(&["lost_events == 0"]))
+        .run();
+    assert_eq!(code(&run.status), 2, "{}", run.stderr);
+    let run = s
+        .trace("assert-exit-fail")
+        .args(["-5"])
+        .opts(asserts(&["lost_events == 0", "exit_code == 0"]))
+        .run();
+    assert_eq!(code(&run.status), 3, "{}", run.stderr);
+    assert_eq!(run.summary["exit_code"], 2);
+    assert!(
+        run.stderr.contains("assertion failed: exit_code == 0"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Usage errors exit 2 before anything runs (the target is not started); gmp-trace's own
+/// failures exit 1.
+#[test]
+fn usage_errors_exit_2_and_tracer_errors_1() {
+    let s = fanout();
+    let dir = scratch_dir("assert-usage");
+    let gmp = |args: &[&str]| -> Output {
+        Command::new(gmp_trace_bin())
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let bin = s.bin.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["--assert", "lost_event == 0", "--", bin],
+            "did you mean: lost_events",
+        ),
+        (vec!["--assert", "leaks == 0", "--", bin], "unknown key"),
+        (
+            vec!["--assert", "sched_latency_p99 < 2", "--", bin],
+            "give a unit",
+        ),
+        (
+            vec!["--assert", "lost_events = 0", "--", bin],
+            "has no comparison",
+        ),
+        (vec!["--junit", "r.xml", "--", bin], "--assert"),
+        (vec!["--no-such-option", "--", bin], "unexpected argument"),
+        (
+            vec!["replay", "x.gmpt", "--assert", "nope > 1"],
+            "unknown key",
+        ),
+    ] {
+        let o = gmp(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o.status), 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}: the target ran");
+    }
+    require_bpf!();
+    // Tracer errors: not a Go program, a recording that is not there, an unwritable report
+    // (found before the target runs).
+    let o = gmp(&["--assert", "lost_events == 0", "--", "/bin/true"]);
+    assert_eq!(code(&o.status), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = gmp(&[
+        "replay",
+        "/nonexistent/x.gmpt",
+        "--assert",
+        "lost_events == 0",
+    ]);
+    assert_eq!(code(&o.status), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = gmp(&[
+        "--assert",
+        "lost_events == 0",
+        "--junit",
+        "/nonexistent-dir/r.xml",
+        "--",
+        bin,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o.status), 1, "{err}");
+    assert!(err.contains("JUnit report"), "{err}");
+    assert!(o.stdout.is_empty(), "the target ran");
+}
+
+/// A key the run did not measure fails with the reason: latency and leaks at --level lifecycle.
+#[test]
+fn unmeasured_keys_fail_with_the_reason() {
+    require_bpf!();
+    let run = fanout()
+        .trace("assert-lifecycle")
+        .args(["10"])
+        .opts(["--level", "lifecycle", "-q"])
+        .opts(asserts(&[
+            "sched_latency_p99 < 10s",
+            "leak_sites == 0",
+            "lost_events == 0",
+        ]))
+        .run();
+    assert_eq!(code(&run.status), 3, "{}", run.stderr);
+    let a = run.summary["assertions"].as_array().unwrap();
+    assert_eq!(a[0]["value"], Value::Null);
+    assert!(a[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("--level lifecycle"));
+    assert_eq!(a[1]["ok"], false);
+    assert_eq!(a[2]["ok"], true);
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("assertion failed"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    assert!(lines[0]
+        .contains("sched_latency_p99 has no value (no scheduling latency: --level lifecycle"));
+}
+
+/// `leaky`, attached with --stacks while it leaks: the leak keys see the blocked goroutines by
+/// creation site and by where they block; `exit_code` has no value in --pid mode.
+#[test]
+fn leaks_of_a_running_program() {
+    require_bpf!();
+    let s = Sample::build("leaky", GO_VERSIONS[0], Variant::Default);
+    let mut target = Target(
+        Command::new(&s.bin)
+            .env("LEAK_EVERY_MS", "20")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("ready"), "{ready}");
+    let dir = scratch_dir("assert-leaky");
+    let (summary, xml) = (dir.join("summary.json"), dir.join("report.xml"));
+    let mut args: Vec<String> = ["--stacks", "-d", "1s", "--summary-json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(summary.display().to_string());
+    args.extend(["--junit".into(), xml.display().to_string()]);
+    args.extend(asserts(&[
+        "leak_sites == 0",
+        "leaked_goroutines >= 8",
+        "any:blocked_sites >= 1",
+        "exit_code == 0",
+    ]));
+    let (status, err) = attach(target.0.id(), &args, Stdio::null()).finish();
+    assert_eq!(code(&status), 3, "{err}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let a = v["assertions"].as_array().unwrap();
+    // main.poolWorker's 8 and main.leaked's goroutines at least.
+    assert!(a[0]["value"].as_f64().unwrap() >= 2.0, "{}", a[0]);
+    assert_eq!(a[0]["ok"], false);
+    assert_eq!(a[1]["ok"], true, "{}", a[1]);
+    assert_eq!(a[2]["ok"], true, "{}", a[2]);
+    assert_eq!(
+        (a[3]["ok"].as_bool(), &a[3]["value"]),
+        (Some(false), &Value::Null)
+    );
+    // Named as the summary names the process (`--pid`: its /proc/PID/exe).
+    let who = format!("pid {} ({})", target.0.id(), v["binary"].as_str().unwrap());
+    assert!(
+        err.contains(&format!(
+            "assertion failed: leak_sites == 0: {who}: leak_sites is "
+        )),
+        "{err}"
+    );
+    let j = junit(&xml);
+    assert_eq!(
+        (j["tests"].as_u64(), j["failures"].as_u64()),
+        (Some(4), Some(2))
+    );
+}
+
+/// The YAML code blocks of docs/ci.md, parsed (PyYAML), as JSON.
+fn ci_doc_jobs() -> Vec<Value> {
+    const READ: &str = r#"
+import json, re, sys, yaml
+doc = open(sys.argv[1]).read()
+print(json.dumps([yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S)]))
+"#;
+    python_json(READ, &workspace_root().join("docs/ci.md"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Runs CI `commands` (as the job's shell would) in a fresh copy of the sample Go package, with
+/// the job's environment, gmp-trace and Go on PATH and `sudo` as a pass-through (we are root).
+fn run_ci_commands(name: &str, env: &Value, commands: &[String]) -> PathBuf {
+    let dir = scratch_dir(name);
+    let src = workspace_root().join("tests/go/citest");
+    let o = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", src.display()))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let shims = dir.join(".shims");
+    std::fs::create_dir_all(&shims).unwrap();
+    std::os::unix::fs::symlink(gmp_trace_bin(), shims.join("gmp-trace")).unwrap();
+    std::fs::write(shims.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(shims.join("sudo"))
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let go_bin = go_binary(GO_VERSIONS[0]).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}:{}",
+        shims.display(),
+        go_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let target = workspace_root().join("target");
+    for c in commands {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-e", "-c", c])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOPROXY", "off")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOCACHE", target.join("go-cache"))
+            .env("GOPATH", target.join("go-path"));
+        for (k, v) in env.as_object().into_iter().flatten() {
+            cmd.env(k, v.as_str().unwrap());
+        }
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: `{c}` failed ({}):\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    dir
+}
+
+/// What a CI job keeps: a Perfetto trace, the summary and a JUnit report with every assertion
+/// passing.
+fn check_ci_outputs(dir: &Path, asserts: usize) {
+    let trace = std::fs::metadata(dir.join("trace.pftrace")).unwrap();
+    assert!(trace.len() > 1000, "trace.pftrace is {} bytes", trace.len());
+    let j = junit(&dir.join("report.xml"));
+    assert_eq!(
+        (j["tests"].as_u64(), j["failures"].as_u64()),
+        (Some(asserts as u64), Some(0)),
+        "{j}"
+    );
+    let exe = j["suites"][0]["props"]["exe"].as_str().unwrap();
+    assert!(
+        exe.ends_with("/pkg.test"),
+        "traced {exe}, not the test binary"
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["exit_code"], 0);
+}
+
+/// docs/ci.md's GitHub Actions and GitLab CI jobs: well-formed, with the artifacts and the
+/// JUnit report wired, and their build and trace commands, exactly as written, run on a real
+/// Go package with tests.
+#[test]
+fn ci_doc_jobs_run_as_written() {
+    require_bpf!();
+    let docs = ci_doc_jobs();
+    assert_eq!(docs.len(), 2, "docs/ci.md should have two YAML jobs");
+
+    let gh = &docs[0];
+    // YAML 1.1 (PyYAML) reads the key `on` as true.
+    assert!(gh["on"].is_array() || gh["true"].is_array(), "{gh}");
+    let (_, job) = gh["jobs"].as_object().unwrap().iter().next().unwrap();
+    assert!(job["runs-on"].as_str().unwrap().starts_with("ubuntu"));
+    let steps = job["steps"].as_array().unwrap();
+    let step = |id: &str| -> String {
+        let s = steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}"));
+        s["run"].as_str().unwrap().to_string()
+    };
+    let upload = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+        })
+        .expect("an upload-artifact step");
+    assert_eq!(upload["if"], "always()");
+    let paths = upload["with"]["path"].as_str().unwrap();
+    assert!(
+        paths.contains("trace.pftrace") && paths.contains("report.xml"),
+        "{paths}"
+    );
+    let traced = step("traced-tests");
+    let n_asserts = traced.matches("--assert ").count();
+    assert!(
+        n_asserts >= 3 && traced.contains("--junit report.xml"),
+        "{traced}"
+    );
+    let dir = run_ci_commands(
+        "assert-ci-github",
+        &job["env"],
+        &[step("build-tests"), traced],
+    );
+    check_ci_outputs(&dir, n_asserts);
+
+    let gl = &docs[1];
+    let (_, job) = gl.as_object().unwrap().iter().next().unwrap();
+    let artifacts = &job["artifacts"];
+    assert_eq!(artifacts["when"], "always");
+    assert_eq!(artifacts["reports"]["junit"], "report.xml");
+    let kept: Vec<&str> = artifacts["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        kept.contains(&"trace.pftrace") && kept.contains(&"report.xml"),
+        "{kept:?}"
+    );
+    let script: Vec<String> = job["script"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let n_asserts = script.iter().map(|c| c.matches("--assert ").count()).sum();
+    let dir = run_ci_commands("assert-ci-gitlab", &job["variables"], &script);
+    check_ci_outputs(&dir, n_asserts);
+}
