@@ -13,9 +13,32 @@ use crate::probes::{Level, Links};
     after_help = "Examples:\n  gmp-trace -- ./server --port 8080      trace a program from its first instruction\n  gmp-trace --pid 4242 -o events.jsonl   attach to a running Go process until Ctrl-C\n  gmp-trace --record run.gmpt -- ./prog  keep the raw events; `gmp-trace replay run.gmpt` later\n  gmp-trace --summary-json s.json -- go version\n\nSubcommands: `gmp-trace replay FILE [OPTIONS]` remakes every output from a recording;\n`gmp-trace compare --recording FILE --go-trace TRACE` checks it against Go's own tracer."
 )]
 pub struct Args {
-    /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its exit).
+    /// Attach to the running Go process with this pid (until Ctrl-C, SIGTERM, --duration or its
+    /// exit). Repeat it to trace several processes side by side: outputs are then combined
+    /// (JSONL events carry `pid`, a Perfetto process per pid, the summary's `processes` list).
     #[arg(short = 'p', long = "pid", conflicts_with = "command")]
-    pub pid: Option<i32>,
+    pub pid: Vec<i32>,
+
+    /// Trace every Go process on the machine, those running now and those that start while
+    /// tracing (found within half a second; their first instants are missed), until Ctrl-C,
+    /// SIGTERM or --duration. Narrow it with --exe-filter and --container.
+    #[arg(long = "all", conflicts_with_all = ["command", "pid"])]
+    pub all: bool,
+
+    /// Also trace the launched program's descendants that are Go programs, each from its first
+    /// instruction (an exec in the tree is held stopped until its probes are in); other
+    /// descendants are listed and let go at once. Outputs as for several --pid.
+    #[arg(short = 'f', long = "follow", requires = "command")]
+    pub follow: bool,
+
+    /// With --all: only processes whose executable path matches this regular expression.
+    #[arg(long = "exe-filter", value_name = "REGEX", requires = "all")]
+    pub exe_filter: Option<String>,
+
+    /// With --all: only processes in this container (its id, or a prefix such as docker's
+    /// 12-digit short id), read from /proc/PID/cgroup.
+    #[arg(long = "container", value_name = "ID", requires = "all")]
+    pub container: Option<String>,
 
     #[command(flatten)]
     pub out: OutputArgs,
@@ -45,6 +68,12 @@ pub struct Args {
     /// `stack` id defined by a `stack` record. Costs more per probe hit (see the bench).
     #[arg(long = "stacks", conflicts_with = "aggregate")]
     pub stacks: bool,
+
+    /// Also sample the CPU at HZ per CPU (the sampler of `gmp-trace profile`: a perf-event
+    /// program on the CPU clock, no trap per event) and put the samples, with their goroutine,
+    /// thread, P and stack, into the Go trace (--format go) as Go's CPU samples.
+    #[arg(long = "sample-rate", value_name = "HZ", value_parser = clap::value_parser!(u64).range(1..=10_000), conflicts_with = "aggregate")]
+    pub sample_rate: Option<u64>,
 
     /// Ring buffer size in bytes (e.g. 65536, 256K, 64M), rounded up to a power of two (at least
     /// one page, at most 1G). Default: sized from --event-rate. Events that do not fit are lost,

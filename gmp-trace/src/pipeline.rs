@@ -53,6 +53,8 @@ pub struct Pipeline<'a> {
     stack_texts: crate::fasthash::FastMap<u32, String>,
     /// `--assert` and `--junit`.
     checks: crate::checks::Checks,
+    /// The Perfetto packet sequence to write on (one per process when several share a file).
+    pub perfetto_sequence: u32,
 }
 
 impl Sink for Pipeline<'_> {
@@ -275,7 +277,24 @@ impl<'a> Pipeline<'a> {
             stacks: StackTable::default(),
             stack_texts: Default::default(),
             checks,
+            perfetto_sequence: crate::export::perfetto::SEQUENCE_ID,
         })
+    }
+
+    /// Sends the event stream to `out` in `format` instead of a file of its own (several
+    /// processes' streams sharing one output).
+    pub fn redirect_events(&mut self, format: Format, out: Box<dyn Write>) {
+        match format {
+            Format::Perfetto => self.perfetto_out = Some(out),
+            Format::Go => self.gotrace_out = Some(out),
+            Format::Jsonl => self.jsonl = Some(JsonlWriter::new(out)),
+        }
+    }
+
+    /// The scheduler graph of what the model holds now (closing it first).
+    pub fn graph(&mut self) -> graph::Graph {
+        self.model.finish();
+        graph::build(&self.model, &self.sym)
     }
 
     /// Starts the writers that need to know the process (Perfetto's process track).
@@ -287,8 +306,10 @@ impl<'a> Pipeline<'a> {
                 go_version: go_version.to_string(),
                 ..TraceMeta::default()
             };
-            self.perfetto =
-                Some(PerfettoWriter::new(out, meta).context("starting the Perfetto trace")?);
+            self.perfetto = Some(
+                PerfettoWriter::on_sequence(out, meta, self.perfetto_sequence)
+                    .context("starting the Perfetto trace")?,
+            );
         }
         if let Some(out) = self.gotrace_out.take() {
             // The writer follows the model's transitions.
@@ -335,6 +356,22 @@ impl<'a> Pipeline<'a> {
                 self.write_error
                     .get_or_insert(anyhow!("writing the Go trace failed part-way: {e}"));
                 self.gotrace = None;
+            }
+        }
+    }
+
+    /// CPU samples (`--sample-rate`) into the Go trace, after the last event; how many went in.
+    pub fn cpu_samples(&mut self, samples: &[crate::source::sampler::CpuSample]) -> u64 {
+        let Some(w) = &mut self.gotrace else {
+            return 0;
+        };
+        match w.cpu_samples(samples, &self.sym) {
+            Ok(n) => n,
+            Err(e) => {
+                self.write_error
+                    .get_or_insert(anyhow!("writing the Go trace failed part-way: {e}"));
+                self.gotrace = None;
+                0
             }
         }
     }

@@ -48,4 +48,24 @@ pub struct RunInfo {
     pub attach_ms: Option<f64>,
     pub ring_buffer_bytes: Option<u64>,
     pub aggregate: Option<Aggregates>,
+    /// `--sample-rate`: the CPU sampler's counts (live sessions only).
+    pub cpu_samples: Option<CpuSampleCounts>,
+}
+
+/// What the CPU sampler (`--sample-rate`) took and where it went.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CpuSampleCounts {
+    pub rate_hz: u64,
+    /// Samples of the target the sampler recorded.
+    pub taken: u64,
+    /// Samples lost to a full sampler ring.
+    pub dropped: u64,
+    /// Records too short to be samples.
+    pub malformed: u64,
+    /// Samples beyond what gmp-trace keeps in memory, or taken before the binary could be read.
+    pub not_kept: u64,
+    /// Samples whose stack walk stopped early (kept up to there).
+    pub unwind_failed: u64,
+    /// Samples written to the Go trace (those from before its first event are not).
+    pub written: u64,
 }

@@ -552,3 +552,96 @@ fn ci_doc_jobs_run_as_written() {
     let dir = run_ci_commands("assert-ci-gitlab", &job["variables"], &script);
     check_ci_outputs(&dir, n_asserts);
 }
+
+/// `-f -- go test ./...` over tests/go/multipkg: each followed process (the `go` command, every
+/// test binary) is checked on its own entry of `processes[]`: an `any:` bound only test binaries
+/// meet passes, the same bound as `all:` fails naming the `go` command, and the JUnit report
+/// has a testsuite per process.
+#[test]
+fn followed_processes_are_checked_one_by_one() {
+    require_bpf!();
+    let root = gmp_trace_tests::std_suites::goroot(GO_VERSIONS[0]);
+    let target = workspace_root().join("target");
+    let dir = scratch_dir("assert-follow");
+    let report = dir.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    let (sum, xml) = (dir.join("s.json"), dir.join("report.xml"));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![root.join("bin")];
+    paths.extend(std::env::split_paths(&path));
+    let spawned = "goroutines_by_start_fn.example.com/multipkg.Spawn.gowrap1 >= 1";
+    let go_test = |gmp: bool| {
+        let mut cmd = if gmp {
+            let mut c = Command::new(gmp_trace_bin());
+            c.args(["-f", "-q", "--summary-json"]).arg(&sum);
+            c.arg("--junit").arg(&xml);
+            c.args(asserts(&[
+                "lost_events == 0",
+                &format!("any:{spawned}"),
+                &format!("all:{spawned}"),
+            ]));
+            c.args(["--", "go"]);
+            c
+        } else {
+            Command::new(root.join("bin/go"))
+        };
+        cmd.args(["test", "-count=1", "-vet=off", "./..."])
+            .current_dir(workspace_root().join("tests/go/multipkg"))
+            .env("PATH", std::env::join_paths(&paths).unwrap())
+            .env("GOROOT", &root)
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", target.join("go-cache"))
+            .env("GOPATH", target.join("go-path"))
+            .env("MULTIPKG_REPORT", &report);
+        cmd.output().expect("run go test")
+    };
+    // Untraced first, so the traced run follows test binaries, not compilers.
+    let warm = go_test(false);
+    assert!(warm.status.success(), "{warm:?}");
+    let out = go_test(true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&sum).unwrap()).unwrap();
+    let ps = v["processes"].as_array().unwrap();
+    assert!(
+        ps.len() >= 4,
+        "the go command and three test binaries: {}",
+        ps.len()
+    );
+    let a = v["assertions"].as_array().unwrap();
+    assert_eq!(a.len(), 3 * ps.len());
+    let of = |expr: &str| -> Vec<&Value> { a.iter().filter(|o| o["expr"] == expr).collect() };
+    assert!(of("lost_events == 0").iter().all(|o| o["ok"] == true));
+    assert!(of(&format!("any:{spawned}"))
+        .iter()
+        .all(|o| o["ok"] == true));
+    let all = of(&format!("all:{spawned}"));
+    let go_cmd = ps
+        .iter()
+        .find(|p| p["comm"] == "go")
+        .expect("the go command");
+    let failing: Vec<&Value> = all.iter().copied().filter(|o| o["ok"] == false).collect();
+    assert!(
+        failing.iter().any(|o| o["process"]["pid"] == go_cmd["pid"]),
+        "{failing:?}"
+    );
+    for o in all.iter().filter(|o| o["ok"] == true) {
+        let p = ps.iter().find(|p| p["pid"] == o["process"]["pid"]).unwrap();
+        assert!(p["comm"].as_str().unwrap().ends_with(".test"), "{p}");
+    }
+    let lines = stderr
+        .lines()
+        .filter(|l| l.contains("assertion failed: all:"))
+        .count();
+    assert_eq!(lines, failing.len(), "{stderr}");
+    assert!(stderr.contains(&format!(
+        "assertion failed: all:{spawned}: pid {} ({})",
+        go_cmd["pid"],
+        go_cmd["exe"].as_str().unwrap()
+    )));
+    let j = junit(&xml);
+    assert_eq!(j["suites"].as_array().unwrap().len(), ps.len());
+    assert_eq!(j["failures"].as_u64(), Some(failing.len() as u64));
+}

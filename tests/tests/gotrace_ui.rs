@@ -1,8 +1,10 @@
 //! `go tool trace` serving one of our `--format go --stacks` files (issue 19), read as a person
 //! would through its web UI on 127.0.0.1: the goroutine analysis lists the program's goroutines
 //! by start function, and the synchronization blocking and scheduler latency profiles (fetched
-//! raw and read by `go tool pprof`) name the program's functions where they blocked and waited.
-//! Needs root and BPF.
+//! raw and read by `go tool pprof`) name the program's functions where they blocked and waited;
+//! and the timeline, opened in headless Chromium (Playwright: tests/gotrace_ui/timeline.js),
+//! imports the file, shows a track per P and finds the goroutines by name; its screenshot is
+//! kept in the run's directory. Needs root and BPF.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -10,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gmp_trace_tests::pprof::go_pprof;
-use gmp_trace_tests::{go_binary, require_bpf, Sample, Variant, GO_VERSIONS};
+use gmp_trace_tests::{
+    go_binary, require_bpf, tools_dir, workspace_root, Sample, Variant, GO_VERSIONS,
+};
 
 /// `go tool trace -http` on a free port, killed when dropped.
 struct Server(Child, u16);
@@ -109,4 +113,69 @@ fn go_tool_trace_web_ui_reads_our_trace() {
         }
         println!("{page}: {} lines of pprof -top", top.stdout.lines().count());
     }
+    timeline(server.1, &run.dir);
+}
+
+/// The timeline (`/trace?view=proc`, Go's Catapult viewer) in headless Chromium: it imports our
+/// file without a page error, shows a track for each P the program had (GOMAXPROCS=2 here at
+/// least: two Ps ran goroutines), and its find box finds the goroutines by the names the
+/// goroutine analysis gives them, and nothing for a name that is not in the trace.
+fn timeline(port: u16, dir: &Path) {
+    let playwright = tools_dir().join("playwright/node_modules");
+    assert!(
+        playwright.join("playwright-core").exists(),
+        "playwright-core is not installed under {} (cargo xtask test installs it)",
+        playwright.display()
+    );
+    let png = dir.join("timeline.png");
+    let out = Command::new("node")
+        .arg(workspace_root().join("tests/gotrace_ui/timeline.js"))
+        .arg(format!("http://127.0.0.1:{port}/trace?view=proc"))
+        .arg(&png)
+        .args(["main.main.gowrap1", "main.spawnHere.gowrap1", "nosuch.func"])
+        .env("NODE_PATH", &playwright)
+        .output()
+        .expect("run node (cargo xtask test installs Node.js and Chromium)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "timeline.js failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("timeline.js's JSON");
+    assert_eq!(r["errors"], serde_json::json!([]), "page errors: {r}");
+    assert_eq!(
+        r["imported"], true,
+        "the trace never finished importing: {r}"
+    );
+    let labels: Vec<&str> = r["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    for want in [
+        "PROCS (pid 0)",
+        "Proc 0",
+        "Proc 1",
+        "Goroutines:",
+        "Threads:",
+    ] {
+        assert!(labels.contains(&want), "no {want:?} track: {labels:?}");
+    }
+    for (name, at_least) in [("main.main.gowrap1", 1), ("main.spawnHere.gowrap1", 1)] {
+        let n = r["matches"][name].as_i64().unwrap_or(-1);
+        assert!(
+            n >= at_least,
+            "the timeline finds {n} slices of {name}: {r}"
+        );
+    }
+    assert_eq!(r["matches"]["nosuch.func"], 0, "{r}");
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        png.display()
+    );
+    println!("timeline: {r}\nscreenshot: {}", png.display());
 }

@@ -58,6 +58,35 @@ fn fanout_exact_count(go: &str, variant: Variant) {
     assert_every_user_goroutine_exited(&run, &user);
     assert_asm_entry_points_read_g(&run);
     assert_startup_timeline(&run.summary);
+    assert_sites_name_go_statements(&run, name, n);
+}
+
+/// The summary's latency-by-creation-site rows name each `go` statement by function and
+/// file:line (the line in the sample's source), with its exact creation count.
+fn assert_sites_name_go_statements(run: &TraceRun, name: &str, n: usize) {
+    let src = std::fs::read_to_string(
+        gmp_trace_tests::workspace_root().join(format!("tests/go/{name}/main.go")),
+    )
+    .unwrap();
+    let line_of = |stmt: &str| {
+        1 + src
+            .lines()
+            .position(|l| l.trim_start().starts_with(stmt))
+            .unwrap_or_else(|| panic!("no {stmt:?} in {name}"))
+    };
+    let rows = run.summary["sched_latency_by_site"].as_array().unwrap();
+    for (site, stmt) in [("main.main", "go worker("), ("main.worker", "go child(")] {
+        let at = format!("{name}/main.go:{}", line_of(stmt));
+        let row = rows
+            .iter()
+            .find(|r| r["site"] == site)
+            .unwrap_or_else(|| panic!("no {site} row: {rows:#?}"));
+        assert!(
+            row["site_at"].as_str().unwrap().ends_with(&at),
+            "{site} at {at}: {row}"
+        );
+        assert_eq!(row["created"], n as u64, "{row}");
+    }
 }
 
 fn assert_launch_summary(run: &TraceRun, go: &str) {

@@ -347,6 +347,24 @@ fn summary_names_where_goroutines_are_blocked() {
         v["blocked_at"]
     );
     assert!(top["count"].as_u64().unwrap() >= 10, "{top}");
+    // The leak tree names the `go` statement that made them, by file:line.
+    let go_line = 1 + src
+        .lines()
+        .position(|l| l.trim_start().starts_with("go leaked("))
+        .unwrap();
+    let group = v["leak_tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["create_site"] == "main.leak")
+        .unwrap_or_else(|| panic!("no group made in main.leak: {:#}", v["leak_tree"]));
+    assert!(
+        group["create_at"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("leaky/main.go:{go_line}")),
+        "{group}"
+    );
 }
 
 /// The stacks go into Go's own trace format too (`--format go`): Go's trace reader gives the

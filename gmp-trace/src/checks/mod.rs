@@ -33,11 +33,13 @@ pub struct ProcessSummary<'a> {
 }
 
 impl<'a> ProcessSummary<'a> {
-    /// Named by the summary's own `pid` and `binary`.
+    /// Named by the summary's own `pid` and executable: `exe` (the process's identity, in a
+    /// multi-process summary's `processes[]`), else `binary`.
     pub fn of(summary: &'a Value) -> ProcessSummary<'a> {
+        let exe = summary["exe"].as_str().or(summary["binary"].as_str());
         ProcessSummary {
             pid: summary["pid"].as_u64().unwrap_or(0) as u32,
-            exe: summary["binary"].as_str().unwrap_or("?"),
+            exe: exe.unwrap_or("?"),
             summary,
         }
     }
@@ -259,6 +261,25 @@ impl Checks {
         }
         let v = serde_json::to_value(summary).context("reading the summary for --assert")?;
         Ok(evaluate(&self.asserts, &[ProcessSummary::of(&v)]))
+    }
+
+    /// Checks a run of several processes on its combined summary (`{"processes": [...]}`, each
+    /// entry one process's usual keys), and adds the results to it as `assertions`.
+    pub fn evaluate_processes(&self, combined: &mut Value) -> Vec<Outcome> {
+        if self.asserts.is_empty() {
+            return Vec::new();
+        }
+        let empty = Vec::new();
+        let list = combined["processes"].as_array().unwrap_or(&empty);
+        let processes: Vec<ProcessSummary<'_>> = list.iter().map(ProcessSummary::of).collect();
+        let outcomes = evaluate(&self.asserts, &processes);
+        if let Value::Object(top) = combined {
+            top.insert(
+                "assertions".into(),
+                serde_json::to_value(&outcomes).unwrap_or(Value::Null),
+            );
+        }
+        outcomes
     }
 
     /// The failure lines on stderr (even with -q: they are the run's verdict) and the JUnit

@@ -6,7 +6,9 @@
 //! `dump`, `top` and `profile` see without a trap per event: the runtime-memory reader and the
 //! CPU sampler. Coming: `serve` (many processes, a metrics exporter).
 pub mod compare;
+pub mod cpu_samples;
 pub mod dump;
+mod many;
 pub mod profile;
 pub mod replay;
 pub mod top;

@@ -66,6 +66,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         attach_ms: None,
         ring_buffer_bytes: None,
         aggregate: None,
+        cpu_samples: None,
     };
     let summary = pipeline.finish(run)?;
     // Damage ends the replay where it was found: the outputs above cover the verified events

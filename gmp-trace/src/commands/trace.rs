@@ -12,6 +12,7 @@ use gmp_trace_common::Offsets;
 
 use crate::binary::{Arch, GoBinary};
 use crate::cli::Args;
+use crate::commands::cpu_samples::CpuSampling;
 use crate::export::files;
 use crate::export::godump::{write_grouped, TextOptions};
 use crate::model::Model;
@@ -22,13 +23,16 @@ use crate::process::maps::load_bias;
 use crate::process::runtime::LiveReport;
 use crate::process::snapshot;
 use crate::process::{preflight, Bias, SignalAction, Target};
-use crate::run::{Aggregates, ProbeInfo, RunInfo};
+use crate::run::{Aggregates, CpuSampleCounts, ProbeInfo, RunInfo};
 use crate::source::exec::ExecWatch;
 use crate::source::live::{monotonic_ns, LiveSource};
 use crate::source::recording::{Header, Recorder};
 
 /// Runs a session; returns the process exit code (the child's in launch mode).
 pub async fn run(args: Args) -> anyhow::Result<i32> {
+    if super::many::wanted(&args) {
+        return super::many::run(args).await;
+    }
     let started = Instant::now();
     if args.level == Level::Lifecycle
         && args.out.output_format() == Ok(Some(crate::cli::Format::Go))
@@ -38,7 +42,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
              use --level sched or full (the default)"
         );
     }
-    let mut target = Target::resolve(args.pid, &args.command, args.force)?;
+    if args.sample_rate.is_some() && args.out.output_format() != Ok(Some(crate::cli::Format::Go)) {
+        anyhow::bail!(
+            "--sample-rate puts CPU samples into Go's trace format: add --format go (or an \
+             -o FILE.gotrace); for a CPU profile alone use `gmp-trace profile`"
+        );
+    }
+    let mut target = Target::resolve(args.pid.first().copied(), &args.command, args.force)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
     log::debug!("binary read at {:?}", started.elapsed());
@@ -72,6 +82,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &args,
         started,
     )?;
+    let sampling = match args.sample_rate {
+        Some(hz) => match CpuSampling::start(&offsets, hz, &exe) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                target.abort();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     open_stream(&mut pipeline, &target, &bin, pid, record_file, args.level)?;
     begin(
         &mut target,
@@ -116,6 +136,17 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let exit_code = target.finish().await?;
     pipeline.model.finish();
+    let cpu_samples = match sampling {
+        Some(s) => {
+            let c = s.finish()?;
+            let written = pipeline.cpu_samples(&c.samples);
+            Some(CpuSampleCounts {
+                written,
+                ..c.counts
+            })
+        }
+        None => None,
+    };
     let run = RunInfo {
         exit_code,
         read_failures: stopped.read_failures,
@@ -124,6 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         attach_ms: Some((attach_ms * 10.0).round() / 10.0),
         ring_buffer_bytes: Some(u64::from(ring_bytes)),
         aggregate: stopped.aggregate,
+        cpu_samples,
         ..about(&bin, &exe, mode, pid)
     };
     let summary = pipeline.finish(run)?;
@@ -137,7 +169,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
 
 /// The goroutines of `pid` still alive, grouped by state and stack (the largest groups), or
 /// why they could not be read.
-fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
+pub(super) fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
     let opts = TextOptions {
         max_groups: Some(10),
         ..TextOptions::default()
@@ -158,7 +190,7 @@ fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
 }
 
 /// What gmp-trace reads but cannot probe, said before anything is attached.
-fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
+pub(super) fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
     if bin.arch() != Arch::X86_64 {
         bail!(
             "{} is an arm64 binary: gmp-trace can read it but its probes run on x86_64 only; \
@@ -178,7 +210,7 @@ fn check_supported(bin: &GoBinary, exe: &Path) -> anyhow::Result<()> {
 
 /// The probes for this binary at `--level`, as aggregate mode and the cost-measuring switches
 /// (`--empty-probes`, `--emit-only-probes`) want them.
-fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
+pub(super) fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
     let mut plan = probes::plan(bin, args.level, args.entry_probes)?;
     if args.aggregate {
         plan.retain(|a| probes::in_aggregate(a.program));
@@ -200,7 +232,7 @@ fn probe_plan(bin: &GoBinary, args: &Args) -> anyhow::Result<Vec<Attachment>> {
 /// Loads the probes and attaches them to the held target; returns the tracer, the source
 /// already reading its ring buffer, and the ms since `started`. On any failure the target is let go without having run further (a held command
 /// exits before exec).
-fn attach(
+pub(super) fn attach(
     target: &mut Target,
     identity: FileIdentity,
     offsets: &Offsets,
@@ -259,7 +291,7 @@ fn attach(
 
 /// Points the pipeline at the process: the model for its pid and Go version, the writers that
 /// name the process, and the recording with its header.
-fn open_stream(
+pub(super) fn open_stream(
     pipeline: &mut Pipeline<'_>,
     target: &Target,
     bin: &GoBinary,
@@ -303,7 +335,7 @@ fn recorder(
 
 /// Lets the target run under the probes: its load address into the stream, what already
 /// existed in it into the model, and (for a process that ran before us) a word to the user.
-fn begin(
+pub(super) fn begin(
     target: &mut Target,
     pipeline: &mut Pipeline<'_>,
     bin: &GoBinary,
@@ -352,7 +384,7 @@ fn seed(model: &mut Model, report: &LiveReport) {
 
 /// Why tracing ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum End {
+pub(super) enum End {
     /// The target exited.
     Exited,
     /// A signal or `--duration`: the target runs on.
@@ -418,19 +450,19 @@ async fn drive(
 }
 
 /// What tracing left behind once the probes stopped sending.
-struct Stopped {
-    read_failures: u64,
-    probes: Vec<ProbeInfo>,
-    aggregate: Option<Aggregates>,
+pub(super) struct Stopped {
+    pub(super) read_failures: u64,
+    pub(super) probes: Vec<ProbeInfo>,
+    pub(super) aggregate: Option<Aggregates>,
     /// Still attached (the target has exited): dropped, and so detached, after the report.
-    tracer: Option<Tracer>,
+    pub(super) tracer: Option<Tracer>,
 }
 
 /// Ends tracing: the last events out of the ring buffer, the probes' records and counters, then
 /// the probes themselves. Detaching waits out kernel grace periods (one per link). While the
 /// target runs, that comes first: every hit slows it. Once it has exited its probes can fire
 /// no more, and the report goes out first.
-fn stop(
+pub(super) fn stop(
     mut source: LiveSource,
     mut tracer: Tracer,
     pipeline: &mut Pipeline<'_>,
@@ -482,7 +514,7 @@ fn stop(
 }
 
 /// The run's facts that come from the binary and the target, the rest left empty.
-fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
+pub(super) fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
     RunInfo {
         go_version: bin.go_version().to_string(),
         binary: exe.display().to_string(),
@@ -497,5 +529,6 @@ fn about(bin: &GoBinary, exe: &Path, mode: &'static str, pid: u32) -> RunInfo {
         attach_ms: None,
         ring_buffer_bytes: None,
         aggregate: None,
+        cpu_samples: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod godump;
 pub mod gotrace;
 pub mod graph;
 pub mod jsonl;
+pub mod many;
 pub mod perfetto;
 pub mod pprof;
 pub mod stacks;

@@ -94,6 +94,9 @@ pub struct Summary {
     /// Live sessions only: the ring buffer's size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ring_buffer_bytes: Option<u64>,
+    /// `--sample-rate`: what the CPU sampler took, lost and wrote to the Go trace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_samples: Option<crate::run::CpuSampleCounts>,
     /// Present in aggregate mode (`--aggregate`): the counts and latency above then come from
     /// the probes' maps, and the per-goroutine views (states at end, leak tree, worst
     /// goroutines, per-site latency, utilization) are empty.
@@ -143,6 +146,18 @@ fn name_wait(key: &str, go_version: &str) -> String {
                 .map(|s| format!("Waiting ({s})"))
         });
     named.unwrap_or_else(|| key.to_string())
+}
+
+/// " at dir/file.go:line" for the text summary (the JSON keeps the whole path); "" when unknown.
+fn at_suffix(at: &str) -> String {
+    if at.is_empty() {
+        return String::new();
+    }
+    let short = at.rsplitn(3, '/').take(2).collect::<Vec<_>>();
+    format!(
+        " at {}",
+        short.into_iter().rev().collect::<Vec<_>>().join("/")
+    )
 }
 
 impl Summary {
@@ -221,6 +236,7 @@ impl Summary {
             probes: run.probes,
             attach_ms: run.attach_ms,
             ring_buffer_bytes: run.ring_buffer_bytes,
+            cpu_samples: run.cpu_samples,
             aggregate: None,
             exec: model.image_replaced.as_ref().map(|r| ExecInfo {
                 path: r.path.clone(),
@@ -378,11 +394,12 @@ impl Summary {
             for r in self.sched_latency_by_site.iter().take(5) {
                 let _ = writeln!(
                     s,
-                    "    {:>10} {:>10} {:>10}  {} ({} created)",
+                    "    {:>10} {:>10} {:>10}  {}{} ({} created)",
                     fmt_ns(r.latency.p50_ns),
                     fmt_ns(r.latency.p99_ns),
                     fmt_ns(r.latency.max_ns),
                     r.site,
+                    at_suffix(&r.site_at),
                     r.created
                 );
             }
@@ -436,9 +453,13 @@ impl Summary {
                     g.states.iter().map(|(k, v)| format!("{v} {k}")).collect();
                 let _ = writeln!(
                     s,
-                    "    {:>6}  {chain}{}  [{}]",
+                    "    {:>6}  {chain}{}{}  [{}]",
                     g.count,
                     g.start_fn,
+                    match at_suffix(&g.create_at) {
+                        a if a.is_empty() => a,
+                        a => format!(" (created{a})"),
+                    },
                     states.join(", ")
                 );
             }
@@ -548,6 +569,21 @@ impl Summary {
                 ""
             }
         );
+        if let Some(c) = &self.cpu_samples {
+            let _ = writeln!(
+                s,
+                "  CPU        {} samples at {} Hz, {} lost (sampler ring full){}, {} in the Go trace",
+                c.taken,
+                c.rate_hz,
+                c.dropped,
+                if c.not_kept > 0 {
+                    format!(", {} not kept", c.not_kept)
+                } else {
+                    String::new()
+                },
+                c.written
+            );
+        }
         if let Some(a) = &self.aggregate {
             let _ = writeln!(
                 s,

@@ -32,6 +32,8 @@ impl Latency {
 pub struct SiteLatency {
     /// The function containing the `go` statement (creation site), or the start function.
     pub site: String,
+    /// The `go` statement's file:line (empty when the binary has no line table at hand).
+    pub site_at: String,
     pub created: u64,
     #[serde(flatten)]
     pub latency: Latency,
@@ -66,6 +68,8 @@ pub struct LeakGroup {
     /// Start functions of the creators, outermost first.
     pub creators: Vec<String>,
     pub create_site: String,
+    /// The `go` statement's file:line (empty when unknown).
+    pub create_at: String,
     pub start_fn: String,
     pub count: u64,
     /// States of the group's goroutines at the end ("Waiting (chan receive)" style keys use
@@ -81,20 +85,36 @@ pub fn name(sym: &dyn Symbolize, pc: u64) -> String {
         .map_or_else(|| format!("{pc:#x}"), str::to_owned)
 }
 
-/// Latency per creation site, worst p99 first.
+/// Where a return address's call is in the source: `file:line` of the innermost frame there (an
+/// inlined call's own line), as Go's `created by` lines print it; empty when unknown.
+pub fn call_at(sym: &dyn Symbolize, pc: u64) -> String {
+    if pc == 0 {
+        return String::new();
+    }
+    sym.source_frames(pc.wrapping_sub(1))
+        .first()
+        .filter(|f| !f.file.is_empty())
+        .map(|f| format!("{}:{}", f.file, f.line))
+        .unwrap_or_default()
+}
+
+/// Latency per creation site (one `go` statement: function and file:line), worst p99 first.
 pub fn latency_by_site(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<SiteLatency> {
-    // Several pcs can sit in one function: merge by name.
-    let mut by_name: HashMap<String, (u64, Histogram)> = HashMap::new();
+    // Several pcs can name one place (a pc per call instruction, pcs without lines): merge.
+    let mut by_site: HashMap<(String, String), (u64, Histogram)> = HashMap::new();
     for (pc, s) in &m.by_create_pc {
-        let e = by_name.entry(name(sym, *pc)).or_default();
+        let e = by_site
+            .entry((name(sym, *pc), call_at(sym, *pc)))
+            .or_default();
         e.0 += s.created;
         e.1.merge(&s.latency);
     }
-    let mut v: Vec<SiteLatency> = by_name
+    let mut v: Vec<SiteLatency> = by_site
         .into_iter()
         .filter(|(_, (_, h))| h.count > 0)
-        .map(|(site, (created, h))| SiteLatency {
+        .map(|((site, site_at), (created, h))| SiteLatency {
             site,
+            site_at,
             created,
             latency: Latency::of(&h),
         })
@@ -104,6 +124,7 @@ pub fn latency_by_site(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<SiteLa
             .p99_ns
             .cmp(&a.latency.p99_ns)
             .then(a.site.cmp(&b.site))
+            .then(a.site_at.cmp(&b.site_at))
     });
     v.truncate(top);
     v
@@ -177,6 +198,7 @@ pub fn leak_tree(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<LeakGroup> {
         .map(|((chain, cpc, spc), (count, states))| LeakGroup {
             creators: chain.iter().rev().map(|&pc| name(sym, pc)).collect(),
             create_site: name(sym, cpc),
+            create_at: call_at(sym, cpc),
             start_fn: name(sym, spc),
             count,
             states,

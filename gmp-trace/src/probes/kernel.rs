@@ -36,6 +36,19 @@ pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
     })
 }
 
+/// `task_struct.pid` and `.tgid` in bytes (the `--follow` fork tracepoint tells a new process
+/// from a new thread by them).
+pub fn task_pid_tgid() -> anyhow::Result<(u32, u32)> {
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX_BTF))
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("reading the kernel's BTF from {VMLINUX_BTF}"))?;
+    Ok((
+        member_offset(&btf, "task_struct", "pid")? / 8,
+        member_offset(&btf, "task_struct", "tgid")? / 8,
+    ))
+}
+
 /// Bit offset of `field` in struct `name`, looking through anonymous struct/union members
 /// (task_struct wraps most fields in one for layout randomization).
 fn member_offset(btf: &Btf, name: &str, field: &str) -> anyhow::Result<u32> {

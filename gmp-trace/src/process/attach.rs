@@ -23,6 +23,10 @@ pub struct Attach {
     bias: u64,
     /// Readable once the process exits; opened by `start`.
     pidfd: Option<AsyncFd<OwnedFd>>,
+    /// `--follow`: the process is stopped right after an exec (SIGSTOP from the exec
+    /// tracepoint), before its first instruction: nothing exists in it yet, and `start` lets it
+    /// run (SIGCONT).
+    at_exec: bool,
 }
 
 impl Attach {
@@ -42,7 +46,23 @@ impl Attach {
             force,
             bias: 0,
             pidfd: None,
+            at_exec: false,
         })
+    }
+
+    /// A process stopped right after its exec (`--follow`); `start` continues it.
+    pub fn stopped_at_exec(pid: u32) -> anyhow::Result<Attach> {
+        let mut a = Attach::resolve(pid as i32, false)?;
+        a.at_exec = true;
+        Ok(a)
+    }
+
+    /// Lets a process stopped at its exec go on (after its probes are in, or on giving up).
+    pub fn release(&self) {
+        if self.at_exec {
+            // SAFETY: kill has no memory preconditions; a pid that exited meanwhile gets ESRCH.
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGCONT) };
+        }
     }
 
     pub fn exe(&self) -> &Path {
@@ -63,12 +83,16 @@ impl Attach {
     pub fn start(&mut self, bin: &GoBinary) -> anyhow::Result<Bias> {
         self.bias = load_bias(self.pid, bin)?;
         self.pidfd = Some(pidfd_open(self.pid)?);
+        self.release();
         Ok(Bias::Known(self.bias))
     }
 
     /// What already exists in the process, read from its memory; on a layout that does not
     /// fit, an error (or, with `--force`, a warning and nothing).
     pub fn existing(&self, bin: &GoBinary) -> anyhow::Result<Option<LiveReport>> {
+        if self.at_exec {
+            return Ok(None);
+        }
         match validate_live(self.pid, bin, self.bias) {
             Ok(report) => {
                 if let Some(why) = &report.skipped {

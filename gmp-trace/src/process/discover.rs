@@ -207,8 +207,7 @@ fn cgroup_path(text: &str) -> Option<String> {
 fn container_id(cgroup: &str) -> Option<String> {
     cgroup
         .split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|run| run.len() == 64)
-        .next_back()
+        .rfind(|run| run.len() == 64)
         .map(str::to_ascii_lowercase)
 }
 

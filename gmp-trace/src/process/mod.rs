@@ -4,7 +4,7 @@
 //! started held before exec) and `attach` (`--pid`) are its two strategies. `exe` (which file it
 //! runs), `maps` (where it is loaded) and `runtime` (its goroutines, Ms and Ps, read from its
 //! memory) read /proc; the runtime-memory reader of `dump` grows from `runtime`.
-mod attach;
+pub mod attach;
 // Used by --all, --follow and serve, which land next.
 #[allow(dead_code)]
 pub mod discover;

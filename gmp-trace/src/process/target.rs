@@ -96,8 +96,10 @@ impl Target {
 
     /// Gives up before tracing began: a held command exits without having run.
     pub fn abort(&mut self) {
-        if let Target::Launch(t) = self {
-            t.abort();
+        match self {
+            Target::Launch(t) => t.abort(),
+            // One stopped at its exec (`--follow`) runs on untraced.
+            Target::Attach(t) => t.release(),
         }
     }
 

@@ -16,8 +16,11 @@ use std::io::{self, Write};
 use gmp_trace_common::{Event, EventKind};
 
 use crate::binary::Symbolize;
+use crate::export::stacks::StackFrame;
 use crate::fasthash::FastMap;
 use crate::model::{GoState, Model, Transition};
+use crate::process::unwind::RawFrame;
+use crate::source::sampler::CpuSample;
 use crate::source::stacks::StackUse;
 
 mod reasons;
@@ -222,6 +225,35 @@ impl<W: Write> GoTraceWriter<W> {
         id
     }
 
+    /// CPU samples (`--sample-rate`), after the last event: each with its thread, P, goroutine
+    /// and stack, as the runtime's own CPU profile writes them into its trace. Samples from
+    /// before the first event are left out (the trace starts there); returns how many were
+    /// written.
+    pub fn cpu_samples(&mut self, samples: &[CpuSample], sym: &dyn Symbolize) -> io::Result<u64> {
+        let Some(first) = self.st.wire.first() else {
+            return Ok(0);
+        };
+        let mut written = 0;
+        for s in samples.iter().filter(|s| s.ts >= first) {
+            let frames: Vec<wire::Frame> = sample_frames(&s.frames, sym)
+                .into_iter()
+                .map(|f| wire::Frame {
+                    pc: f.pc,
+                    func: self.st.wire.strings.id(&f.function),
+                    file: self.st.wire.strings.id(&f.file),
+                    line: f.line as u64,
+                })
+                .collect();
+            let stack = self.st.wire.stacks.intern(&frames);
+            let p = u64::try_from(s.p).unwrap_or(wire::NO_THREAD);
+            self.st
+                .wire
+                .cpu_sample(s.ts, u64::from(s.tid), p, s.goid, stack)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Keeps `goid`'s start function as the stack its creation or first status carries.
     fn note_start(&mut self, goid: u64, pc: u64, sym: &dyn Symbolize) {
         if pc == 0 || self.st.start_stack.contains_key(&goid) {
@@ -341,4 +373,39 @@ impl<W: Write> GoTraceWriter<W> {
         let synth = self.st.synth;
         Ok((self.st.wire.finish()?, synth))
     }
+}
+
+/// A sample's frames as source frames, innermost first: the interrupted instruction is
+/// symbolized at itself, the callers at their call (return address - 1); inlined calls are
+/// frames of their own, each with its own pc (the reader keys frames by pc).
+fn sample_frames(raw: &[RawFrame], sym: &dyn Symbolize) -> Vec<StackFrame> {
+    let mut out = Vec::with_capacity(raw.len() * 2);
+    for r in raw {
+        let at = if r.trap { r.pc } else { r.pc.wrapping_sub(1) };
+        let src = sym.source_frames(at);
+        if src.is_empty() {
+            out.push(StackFrame {
+                function: sym.func_name(at).unwrap_or("?").to_string(),
+                file: String::new(),
+                line: 0,
+                inlined: false,
+                pc: at,
+            });
+            continue;
+        }
+        for (i, f) in src.into_iter().enumerate() {
+            // A marker frame, not a call: Go's tracebacks leave it out.
+            if f.function == "runtime.systemstack_switch" {
+                continue;
+            }
+            out.push(StackFrame {
+                pc: if i == 0 { at } else { f.pc },
+                function: f.function,
+                file: f.file,
+                line: f.line,
+                inlined: f.inlined,
+            });
+        }
+    }
+    out
 }

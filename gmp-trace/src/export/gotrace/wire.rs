@@ -38,6 +38,8 @@ pub enum Ev {
     Stack = 3,
     Strings = 4,
     String = 5,
+    CpuSamples = 6,
+    CpuSample = 7,
     Frequency = 8,
     ProcsChange = 9,
     ProcStart = 10,
@@ -153,6 +155,9 @@ pub struct Wire<W: Write> {
     batches: BTreeMap<u32, Batch>,
     pub strings: Strings,
     pub stacks: Stacks,
+    /// The open batch of CPU samples (after its CpuSamples header byte), and its first time.
+    samples: Vec<u8>,
+    samples_start: u64,
     /// The earliest event time (the sync batch's time).
     first: Option<u64>,
 }
@@ -166,8 +171,34 @@ impl<W: Write> Wire<W> {
             batches: BTreeMap::new(),
             strings: Strings::default(),
             stacks: Stacks::default(),
+            samples: Vec::new(),
+            samples_start: 0,
             first: None,
         })
+    }
+
+    /// The time of the first event written, if any.
+    pub fn first(&self) -> Option<u64> {
+        self.first
+    }
+
+    /// Appends a CPU sample: thread `m`, P `p` (`NO_THREAD`'s all-ones for none), goroutine `g`
+    /// (0: none), stack `stack`. Samples go in batches of their own (no thread), with absolute
+    /// times, as the runtime writes them.
+    pub fn cpu_sample(&mut self, ts: u64, m: u64, p: u64, g: u64, stack: u64) -> io::Result<()> {
+        if self.samples.is_empty() {
+            self.samples.push(Ev::CpuSamples as u8);
+            self.samples_start = ts;
+        }
+        self.samples.push(Ev::CpuSample as u8);
+        for v in [ts, m, p, g, stack] {
+            uvarint(&mut self.samples, v);
+        }
+        if self.samples.len() >= BATCH_CUT {
+            let data = std::mem::take(&mut self.samples);
+            write_batch(&mut self.out, NO_THREAD, self.samples_start, &data)?;
+        }
+        Ok(())
     }
 
     /// Appends a timed event on thread `m` at `ts` (callers keep `ts` non-decreasing).
@@ -199,6 +230,10 @@ impl<W: Write> Wire<W> {
             if !b.data.is_empty() {
                 write_batch(&mut self.out, m as u64, b.start, &b.data)?;
             }
+        }
+        if !self.samples.is_empty() {
+            let data = std::mem::take(&mut self.samples);
+            write_batch(&mut self.out, NO_THREAD, self.samples_start, &data)?;
         }
         self.write_strings(first)?;
         self.write_stacks(first)?;

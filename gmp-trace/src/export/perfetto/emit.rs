@@ -27,8 +27,9 @@ use super::proto::{
 /// `TracePacket.track_event`'s field number.
 const TRACK_EVENT_FIELD: u32 = 11;
 
-/// The writer's only packet sequence. Interned names are scoped to it.
-const SEQUENCE_ID: u32 = 1;
+/// The writer's packet sequence when it writes the only one in its file. Interned names are
+/// scoped to it; several writers sharing one file (one per traced process) each take their own.
+pub const SEQUENCE_ID: u32 = 1;
 
 /// Seeds track UUIDs and flow ids so two traces (or this trace merged with another producer's)
 /// do not collide by accident.
@@ -243,6 +244,8 @@ struct Sequence {
     clock: u64,
     /// The sequence id and flags of every packet after the first, encoded once.
     header: Field,
+    /// This sequence's `trusted_packet_sequence_id`.
+    id: u32,
 }
 
 impl Sequence {
@@ -257,7 +260,7 @@ impl Sequence {
             p.sequence_flags = None;
             self.header
         } else {
-            p.trusted_packet_sequence_id = Some(SEQUENCE_ID);
+            p.trusted_packet_sequence_id = Some(self.id);
             p.sequence_flags = Some(SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE);
             p.first_packet_on_sequence = Some(true);
             self.started = true;
@@ -461,9 +464,9 @@ fn encode_event(ev: &TrackEvent, buf: &mut Slot) {
 }
 
 /// The sequence id and flags that every packet after the first carries.
-fn header() -> Field {
+fn header(id: u32) -> Field {
     Field::of(&TracePacket {
-        trusted_packet_sequence_id: Some(SEQUENCE_ID),
+        trusted_packet_sequence_id: Some(id),
         sequence_flags: Some(SEQ_NEEDS_INCREMENTAL_STATE),
         ..TracePacket::default()
     })
@@ -651,7 +654,18 @@ impl<W: Write> Emitter<W> {
     /// Starts the sequence: its first packet defines the delta clock, makes it the default
     /// clock of every later timestamp, and interns the fixed vocabulary (`names[i]` and
     /// `annotation_names[i]` get iid `i + 1`).
+    #[cfg(test)]
     pub fn new(out: W, names: &[&str], annotation_names: &[&str]) -> io::Result<Emitter<W>> {
+        Emitter::on_sequence(out, names, annotation_names, SEQUENCE_ID)
+    }
+
+    /// As [`Emitter::new`], on packet sequence `id` (distinct per writer sharing a file).
+    pub fn on_sequence(
+        out: W,
+        names: &[&str],
+        annotation_names: &[&str],
+        id: u32,
+    ) -> io::Result<Emitter<W>> {
         let interned = |names: &[&str]| -> Vec<InternedString> {
             (1..)
                 .zip(names)
@@ -672,7 +686,8 @@ impl<W: Write> Emitter<W> {
                     debug_annotation_names: interned(annotation_names),
                 },
                 clock: 0,
-                header: header(),
+                header: header(id),
+                id,
             },
             event_ts: 0,
             ev: TrackEvent::default(),

@@ -41,6 +41,7 @@ use std::io::{self, Write};
 use gmp_trace_common::Event;
 
 use super::Symbolize;
+pub use emit::SEQUENCE_ID;
 use emit::{track_uuid, CounterTrack, Emitter, EncodedArg, Track, TrackKind};
 use proto::{
     Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
@@ -286,9 +287,17 @@ fn clock_ns(id: libc::clockid_t) -> u64 {
 impl<W: Write> PerfettoWriter<W> {
     /// Starts a trace: the clock snapshot (MONOTONIC and BOOTTIME read now, MONOTONIC the trace
     /// clock), the process track, the group and lane tracks and the counters.
+    #[cfg(test)]
+    pub fn new(out: W, meta: TraceMeta) -> io::Result<Self> {
+        Self::on_sequence(out, meta, SEQUENCE_ID)
+    }
+
+    /// As [`PerfettoWriter::new`], on packet sequence `sequence_id`: writers whose packets share
+    /// one file (one per traced process) each need their own, since interned names and the
+    /// delta clock are scoped to a sequence. Track uuids and flow ids differ already by pid.
     // Long (~105 lines) on purpose: the trace's preamble is one sequence of packets (clock
     // snapshot, process, group, lanes, counters); it reads top to bottom as the file does.
-    pub fn new(out: W, meta: TraceMeta) -> io::Result<Self> {
+    pub fn on_sequence(out: W, meta: TraceMeta, sequence_id: u32) -> io::Result<Self> {
         let pid = meta.pid;
         let fixed = |id| track_uuid(pid, TrackKind::Fixed, id);
         let lane = |id| Lane {
@@ -297,7 +306,7 @@ impl<W: Write> PerfettoWriter<W> {
             open: false,
         };
         let mut w = PerfettoWriter {
-            em: Emitter::new(out, Name::TEXT, ArgName::TEXT)?,
+            em: Emitter::on_sequence(out, Name::TEXT, ArgName::TEXT, sequence_id)?,
             process_uuid: track_uuid(pid, TrackKind::Process, 0),
             process_track: Track::new(track_uuid(pid, TrackKind::Process, 0)),
             procs_group: fixed(FIXED_PROCS),

@@ -1,0 +1,440 @@
+//! `gmp-trace --pid A --pid B ...` and `gmp-trace --all [--exe-filter RE] [--container ID]`:
+//! several Go processes traced side by side in one gmp-trace. Each process gets a session of its
+//! own (`session.rs`: its own BPF object, ring buffer, pipeline and model, attached with the
+//! `--pid` strategy), all on this thread; they end one by one as their processes exit, so memory
+//! is bounded by what is alive plus the outputs. `--all` finds the processes present at the start
+//! and rescans /proc every [`RESCAN`] for new ones. At the end the sessions' reports are joined
+//! (export/many.rs): one summary with `processes[]`, one graph with the process tree; the event
+//! stream was shared all along.
+mod follow;
+mod session;
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufWriter, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cli::{Args, Format};
+use crate::export::files;
+use crate::export::graph::{self, GraphFormat};
+use crate::export::many::{self, NotTraced, ProcessReport, Shared};
+use crate::process::discover::{Discoverer, Filter, Look, ProcessIdentity};
+use crate::process::preflight;
+use session::{Ctx, Failed, How};
+
+/// How often `--all` looks for new Go processes. A process started in between is attached
+/// this late at most (its first instants are not traced).
+const RESCAN: Duration = Duration::from_millis(250);
+
+/// Attempts at a process under `--all` before it is listed as not traced (one that has just
+/// exec'd may not have its runtime set up yet when first seen).
+const ATTEMPTS: u8 = 3;
+
+/// Whether the command line asks for several processes.
+pub fn wanted(args: &Args) -> bool {
+    args.pid.len() > 1 || args.all || args.follow
+}
+
+/// A process, told apart from a later one that reuses its pid (or its own later image).
+type Key = (u32, u64, std::path::PathBuf);
+
+/// The combined outputs, opened before anything is traced.
+struct Outputs {
+    summary: Option<(std::fs::File, std::path::PathBuf)>,
+    /// `--assert`, `--junit`: checked on the combined summary at the end.
+    checks: crate::checks::Checks,
+    graph: Option<(std::fs::File, std::path::PathBuf, GraphFormat)>,
+    events: Option<(Format, Shared)>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<i32> {
+    let format = args.out.output_format().map_err(|e| anyhow!(e))?;
+    if format == Some(Format::Go) {
+        bail!(
+            "--format go writes one process's execution trace (Go's format has no processes); \
+             trace one --pid for it, or use -o FILE.pftrace (a process per pid) or .jsonl"
+        );
+    }
+    if args.sample_rate.is_some() {
+        bail!("--sample-rate goes with --format go, which traces one process");
+    }
+    if args.record.is_some() {
+        bail!("--record keeps one process's events; use it with a single --pid or command");
+    }
+    let filter = Filter::new(args.exe_filter.as_deref(), args.container.as_deref())?;
+    preflight::check_privileges()?;
+    let outputs = open_outputs(&args, format)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mode = match (args.all, args.follow) {
+        (true, _) => "all",
+        (_, true) => "follow",
+        _ => "pids",
+    };
+    let ctx = Rc::new(Ctx {
+        graph: outputs.graph.is_some(),
+        events: outputs.events.clone(),
+        stop: stop_rx,
+        args,
+    });
+    let local = tokio::task::LocalSet::new();
+    let (reports, not_traced, failed) = local
+        .run_until(supervise(ctx.clone(), filter, stop_tx))
+        .await?;
+    let quiet = ctx.args.out.quiet;
+    let outcomes = write_outputs(outputs, mode, &reports, &not_traced, quiet)?;
+    if failed > 0 && mode == "pids" {
+        bail!("{failed} of the processes named with --pid could not be traced (see above)");
+    }
+    // --follow: the launched program's own exit code, as a single launch returns it, unless
+    // an assertion failed (3).
+    let root = reports.iter().find(|r| r.summary.mode == "launch");
+    let code = root.and_then(|r| r.summary.exit_code).unwrap_or(0);
+    Ok(crate::checks::exit_code(&outcomes, code))
+}
+
+fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> {
+    let events = match (&args.out.output, format) {
+        (Some(p), Some(f)) => {
+            let w: Box<dyn Write> = match files::open_output(p, "events")? {
+                Some(file) => Box::new(BufWriter::with_capacity(1 << 16, file)),
+                None => Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout())),
+            };
+            Some((f, Rc::new(RefCell::new(w))))
+        }
+        _ => None,
+    };
+    let summary = match &args.out.summary_json {
+        Some(p) => files::open_output(p, "summary")?.map(|f| (f, p.clone())),
+        None => None,
+    };
+    let graph = match &args.out.graph {
+        Some(p) => {
+            let fmt = GraphFormat::from_path(p).map_err(|e| anyhow!(e))?;
+            files::open_output(p, "graph")?.map(|f| (f, p.clone(), fmt))
+        }
+        None => None,
+    };
+    let checks = crate::checks::Checks::open(&args.out.asserts, args.out.junit.as_deref())?;
+    Ok(Outputs {
+        summary,
+        checks,
+        graph,
+        events,
+    })
+}
+
+/// What the sessions left: reports in start order, the processes not traced, and how many
+/// sessions failed.
+type Results = (Vec<ProcessReport>, Vec<NotTraced>, usize);
+
+/// Starts a session per process (and, with `--all`, per new process) and collects their
+/// reports until every named process has exited, or a signal or `--duration` stops the run.
+async fn supervise(
+    ctx: Rc<Ctx>,
+    filter: Filter,
+    stop: watch::Sender<bool>,
+) -> anyhow::Result<Results> {
+    let args = &ctx.args;
+    let mut disc = Discoverer::new();
+    let mut sel = Selection::default();
+    let named = named_processes(&mut disc, &args.pid)?;
+    let mut tasks = JoinSet::new();
+    for id in named {
+        sel.spawn(&mut tasks, &ctx, id);
+    }
+    let mut watch = match args.follow {
+        true => Some(follow::launch_root(&ctx, &mut sel, &mut tasks)?),
+        false => None,
+    };
+    let mut signals = super::StopSignals::new()?;
+    let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut rescan = tokio::time::interval(RESCAN);
+    let mut stopping = false;
+    let mut waiting_said = false;
+    loop {
+        if tasks.is_empty() && (stopping || !args.all) {
+            break;
+        }
+        tokio::select! {
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let (key, id, r) = joined.context("a tracing session panicked")?;
+                sel.done(&mut disc, key, id, r);
+            }
+            _ = rescan.tick(), if args.all && !stopping => {
+                let found = disc.scan(&filter).0;
+                sel.forget_gone(&found);
+                for id in found {
+                    sel.consider(&mut tasks, &ctx, id);
+                }
+                if tasks.is_empty() && !waiting_said && !args.out.quiet {
+                    eprintln!("gmp-trace: no Go process matches yet; waiting (Ctrl-C to stop)");
+                    waiting_said = true;
+                }
+            }
+            _ = &mut deadline, if args.duration.is_some() && !stopping => {
+                stopping = true;
+                let _ = stop.send(true);
+            }
+            r = follow::next(&mut watch), if watch.is_some() => match r {
+                Ok(exec) => follow::on_exec(&ctx, &mut sel, &mut tasks, &mut disc, exec, stopping),
+                Err(e) => {
+                    // The sessions go on; later execs in the tree run untraced.
+                    log::warn!("--follow: reading the exec ring failed ({e:#}); no more processes will be followed");
+                    if let Some(w) = &mut watch {
+                        follow::let_go_pending(w);
+                    }
+                    watch = None;
+                }
+            },
+            sig = signals.recv(), if !stopping => {
+                if args.follow {
+                    // The launched program has our terminal (Ctrl-C reached it) or gets the
+                    // signal from us; tracing goes on until the tree has exited.
+                    follow::forward(&sel, sig);
+                } else {
+                    stopping = true;
+                    let _ = stop.send(true);
+                }
+            }
+        }
+    }
+    if let Some(w) = &mut watch {
+        follow::let_go_pending(w);
+    }
+    drop(watch);
+    sel.finish()
+}
+
+/// The processes named with `--pid`, each checked to be a Go process before any is traced.
+fn named_processes(disc: &mut Discoverer, pids: &[i32]) -> anyhow::Result<Vec<ProcessIdentity>> {
+    let mut out = Vec::new();
+    for &pid in pids {
+        if pid <= 0 {
+            bail!("--pid {pid}: not a process id");
+        }
+        if out.iter().any(|p: &ProcessIdentity| p.pid == pid as u32) {
+            continue;
+        }
+        match disc.look(pid as u32) {
+            Look::Go(id) => out.push(id),
+            Look::NotGo => bail!("pid {pid} does not run a Go program (no .go.buildinfo)"),
+            Look::Gone => bail!("no process with pid {pid}"),
+            Look::Unreadable(why) => bail!("pid {pid}: {why}; run gmp-trace as root"),
+        }
+    }
+    Ok(out)
+}
+
+type Outcome = Result<ProcessReport, Failed>;
+pub(super) type Joined = (Key, ProcessIdentity, Outcome);
+
+/// Which processes have sessions, which ended, and what they left.
+#[derive(Default)]
+pub(super) struct Selection {
+    /// Every process a session was started for, with its attempts so far.
+    attempts: HashMap<Key, u8>,
+    /// Processes with a session, or done with (traced, or given up on); a failed early attempt
+    /// under `--all` leaves it, to be tried again at the next scan.
+    settled: HashSet<Key>,
+    /// The pids traced, with their ancestors as seen at the start (for the process tree).
+    ancestry: HashMap<u32, Vec<u32>>,
+    reports: Vec<ProcessReport>,
+    pub(super) not_traced: Vec<NotTraced>,
+    failed: usize,
+    next_sequence: u32,
+    /// `--follow`: the launched program's pid, and the processes stopped at an exec.
+    pub(super) root: Option<u32>,
+    pub(super) followed: HashSet<u32>,
+    root_error: Option<anyhow::Error>,
+}
+
+impl Selection {
+    /// Starts a session for `id` unless it has one, was traced, or was given up on.
+    fn consider(&mut self, tasks: &mut JoinSet<Joined>, ctx: &Rc<Ctx>, id: ProcessIdentity) {
+        if id.pid == std::process::id() {
+            return;
+        }
+        let Some(key) = key_of(&id) else { return };
+        if !self.settled.contains(&key) {
+            self.spawn(tasks, ctx, id);
+        }
+    }
+
+    /// Under `--all`, forgets processes no scan will show again (exited: a pid reused later
+    /// has another start time), so what is kept per process follows what is alive (the
+    /// reports, the outputs, are kept).
+    fn forget_gone(&mut self, found: &[ProcessIdentity]) {
+        let alive: HashSet<u32> = found.iter().map(|p| p.pid).collect();
+        self.settled.retain(|k| alive.contains(&k.0));
+        self.attempts.retain(|k, _| alive.contains(&k.0));
+    }
+
+    fn spawn(&mut self, tasks: &mut JoinSet<Joined>, ctx: &Rc<Ctx>, id: ProcessIdentity) {
+        let Some(key) = key_of(&id) else { return };
+        self.spawn_how(tasks, ctx, key, id.clone(), How::Pid(id));
+    }
+
+    /// Starts the session; `id` names the process in messages (`how` has the real one).
+    pub(super) fn spawn_how(
+        &mut self,
+        tasks: &mut JoinSet<Joined>,
+        ctx: &Rc<Ctx>,
+        key: Key,
+        id: ProcessIdentity,
+        how: How,
+    ) {
+        *self.attempts.entry(key.clone()).or_default() += 1;
+        self.settled.insert(key.clone());
+        self.next_sequence += 1;
+        // Sequence 1 is the single-process writer's; ours start above it.
+        let sequence = self.next_sequence + 1;
+        self.ancestry.insert(id.pid, ancestors(id.pid));
+        let ctx = ctx.clone();
+        tasks.spawn_local(async move {
+            let r = session::trace_one(ctx, how, sequence).await;
+            (key, id, r)
+        });
+    }
+
+    /// A session ended: keep its report, or say why it failed (and let `--all` try again a
+    /// process that was only seen too early).
+    fn done(&mut self, disc: &mut Discoverer, key: Key, id: ProcessIdentity, r: Outcome) {
+        match r {
+            Ok(report) => self.reports.push(report),
+            Err(f) if self.root == Some(id.pid) && !f.began => {
+                // --follow's launched program could not be traced: as a single launch, an error.
+                self.root_error = Some(f.error);
+            }
+            Err(f) => {
+                if self.followed.contains(&id.pid) {
+                    // Stopped at its exec: it must not stay stopped because we failed.
+                    // SAFETY: kill has no memory preconditions.
+                    unsafe { libc::kill(id.pid as libc::pid_t, libc::SIGCONT) };
+                }
+                if matches!(disc.look(id.pid), Look::Gone) && !f.began {
+                    log::info!("pid {} exited before it could be traced", id.pid);
+                    return;
+                }
+                let tries = self.attempts.get(&key).copied().unwrap_or(ATTEMPTS);
+                if !f.began && tries < ATTEMPTS {
+                    log::info!(
+                        "pid {}: not traced yet ({:#}); trying again",
+                        id.pid,
+                        f.error
+                    );
+                    self.settled.remove(&key);
+                    return;
+                }
+                eprintln!(
+                    "gmp-trace: pid {} ({}): not traced: {:#}",
+                    id.pid,
+                    id.exe.display(),
+                    f.error
+                );
+                self.failed += 1;
+                self.not_traced.push(NotTraced {
+                    pid: id.pid,
+                    exe: id.exe.display().to_string(),
+                    reason: format!("{:#}", f.error),
+                });
+            }
+        }
+    }
+
+    /// Reports in start order with each process's nearest traced ancestor.
+    fn finish(mut self) -> anyhow::Result<Results> {
+        if let Some(e) = self.root_error.take() {
+            return Err(e);
+        }
+        let traced: HashSet<u32> = self.reports.iter().map(|r| r.identity.pid).collect();
+        for r in &mut self.reports {
+            r.parent = self
+                .ancestry
+                .get(&r.identity.pid)
+                .and_then(|a| a.iter().copied().find(|p| traced.contains(p)));
+        }
+        Ok((self.reports, self.not_traced, self.failed))
+    }
+}
+
+pub(super) fn key_of(id: &ProcessIdentity) -> Option<Key> {
+    let (_, start) = stat(id.pid)?;
+    Some((id.pid, start, id.exe.clone()))
+}
+
+/// `(ppid, starttime)` from /proc/PID/stat (the name in parentheses may hold anything).
+fn stat(pid: u32) -> Option<(u32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// `pid`'s ancestors, nearest first, up to init.
+fn ancestors(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut p = pid;
+    while let Some((ppid, _)) = stat(p) {
+        if ppid == 0 || out.len() >= 64 {
+            break;
+        }
+        out.push(ppid);
+        p = ppid;
+    }
+    out
+}
+
+/// Writes the joined summary and graph, and flushes the shared event output; checks the
+/// assertions on the joined summary and reports them (returned for the exit code).
+fn write_outputs(
+    mut out: Outputs,
+    mode: &str,
+    reports: &[ProcessReport],
+    not_traced: &[NotTraced],
+    quiet: bool,
+) -> anyhow::Result<Vec<crate::checks::Outcome>> {
+    if let Some((_, events)) = &out.events {
+        events.borrow_mut().flush().context("writing the events")?;
+    }
+    let mut v = many::summary_json(mode, reports, not_traced);
+    let outcomes = out.checks.evaluate_processes(&mut v);
+    if let Some((mut f, path)) = out.summary {
+        serde_json::to_writer_pretty(&mut f, &v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| f.write_all(b"\n"))
+            .with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    if let Some((f, path, fmt)) = out.graph {
+        let g = many::merged_graph(reports);
+        let mut w = BufWriter::new(f);
+        graph::write(&g, fmt, &mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("writing the graph to {}", path.display()))?;
+    }
+    if !quiet {
+        eprint!("{}", crate::checks::text(&outcomes));
+    }
+    out.checks.report(&outcomes)?;
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_reads_ppid_and_start_past_odd_names() {
+        let (ppid, start) = stat(std::process::id()).expect("our own stat");
+        assert_eq!(ppid, std::os::unix::process::parent_id());
+        assert!(start > 0);
+        let a = ancestors(std::process::id());
+        assert_eq!(a.first(), Some(&ppid));
+        assert_eq!(a.last(), Some(&1), "{a:?}");
+    }
+}

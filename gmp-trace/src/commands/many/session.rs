@@ -1,0 +1,220 @@
+//! One traced process among several: the trace command's steps (read the binary, plan, attach
+//! with the `--pid` strategy, stream, stop) with a BPF object, ring buffer, pipeline and model
+//! of its own, ending when the process exits (its probes detached at once) or when the run
+//! stops. Its events go to the run's shared output; its summary and graph come back to the run.
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::super::trace::{self, End};
+use crate::binary::GoBinary;
+use crate::cli::{Args, Format, OutputArgs};
+use crate::export::many::{ProcessReport, Shared, SharedOut};
+use crate::model::Model;
+use crate::pipeline::Pipeline;
+use crate::probes::{self, Tracer};
+use crate::process::attach::Attach;
+use crate::process::discover::{Discoverer, Look, ProcessIdentity};
+use crate::process::exe::FileIdentity;
+use crate::process::Target;
+use crate::run::RunInfo;
+use crate::source::live::{monotonic_ns, LiveSource};
+
+/// What every session shares: the command line, the event output, the stop word.
+pub struct Ctx {
+    pub args: Args,
+    pub events: Option<(Format, Shared)>,
+    pub stop: watch::Receiver<bool>,
+    /// Whether to build each process's graph (`--graph`).
+    pub graph: bool,
+}
+
+/// A session that did not end in a report.
+pub struct Failed {
+    /// Whether events of the process were streamed already (tracing it again would repeat them).
+    pub began: bool,
+    pub error: anyhow::Error,
+}
+
+/// How a session's process came to be traced.
+pub enum How {
+    /// Running already (`--pid`, `--all`): attached as `--pid` does.
+    Pid(ProcessIdentity),
+    /// `--follow`: stopped right after its exec at `ts` (CLOCK_MONOTONIC ns), before its first
+    /// instruction; continued once its probes are in.
+    Exec(ProcessIdentity, u64),
+    /// `--follow`'s launched program, already held before its exec (pid given).
+    Launch(Target, u32),
+}
+
+/// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
+/// sequence.
+// Long (~105 lines) on purpose: it is trace.rs's `run`, one process's whole story, step by
+// step with each step's error marked before or after streaming began; split, the steps would
+// hand a dozen values to each other.
+pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessReport, Failed> {
+    let started = Instant::now();
+    let args = &ctx.args;
+    let fail = |began| move |error: anyhow::Error| Failed { began, error };
+    let (mut target, id, held, exec_ts, mode) = match how {
+        How::Pid(id) => {
+            let t = Target::resolve(Some(id.pid as i32), &[], args.force).map_err(fail(false))?;
+            (t, Some(id), None, None, "pid")
+        }
+        How::Exec(id, ts) => {
+            let t = Attach::stopped_at_exec(id.pid).map_err(fail(false))?;
+            (Target::Attach(t), Some(id), None, Some(ts), "follow")
+        }
+        How::Launch(t, pid) => (t, None, Some(pid), None, "launch"),
+    };
+    let exe = target.exe().to_path_buf();
+    let bin = GoBinary::open(&exe).map_err(|e| fail(false)(e.into()))?;
+    let identity = FileIdentity::of(&exe).map_err(fail(false))?;
+    trace::check_supported(&bin, &exe).map_err(fail(false))?;
+    let plan = trace::probe_plan(&bin, args).map_err(fail(false))?;
+    let mut offsets = probes::offsets(&bin).map_err(fail(false))?;
+    let quiet = OutputArgs {
+        quiet: true,
+        ..OutputArgs::default()
+    };
+    let mut pipeline = Pipeline::open(&quiet, Model::new(), &bin).map_err(fail(false))?;
+    pipeline.perfetto_sequence = sequence;
+    if let Some((format, out)) = &ctx.events {
+        pipeline.redirect_events(*format, Box::new(SharedOut::new(out.clone())));
+    }
+    let pid = match held {
+        Some(pid) => pid,
+        None => target.hold().map_err(fail(false))?,
+    };
+    offsets.target_pid = pid;
+    let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
+    let (tracer, mut source, attach_ms) = trace::attach(
+        &mut target,
+        identity,
+        &offsets,
+        &plan,
+        ring_bytes,
+        args,
+        started,
+    )
+    .map_err(fail(false))?;
+    trace::open_stream(&mut pipeline, &target, &bin, pid, None, args.level).map_err(fail(true))?;
+    // The Perfetto writer's clock snapshot goes out now, before any later session's: the trace
+    // processor rejects snapshots that go back in time through the file.
+    pipeline.flush();
+    trace::begin(
+        &mut target,
+        &mut pipeline,
+        &bin,
+        &offsets,
+        &tracer,
+        args.out.quiet,
+    )
+    .map_err(fail(true))?;
+    let exec_held_ns = exec_ts.map(|ts| monotonic_ns().saturating_sub(ts));
+    let id = match id {
+        Some(id) => id,
+        None => identity_of(pid, &bin, &exe),
+    };
+
+    let mut stop = ctx.stop.clone();
+    let end = drive(&mut target, &mut source, &tracer, &mut pipeline, &mut stop)
+        .await
+        .map_err(fail(true))?;
+    let exited = end == End::Exited;
+    let stopped = trace::stop(source, tracer, &mut pipeline, exited, &target, pid, args)
+        .map_err(fail(true))?;
+    let epilogue = (end == End::Stopped && !args.out.quiet).then(|| trace::alive_at_end(pid, &bin));
+    let exit_code = target.finish().await.map_err(fail(true))?;
+    let run = RunInfo {
+        exit_code,
+        read_failures: stopped.read_failures,
+        malformed_records: pipeline.malformed,
+        probes: stopped.probes,
+        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
+        ring_buffer_bytes: Some(u64::from(ring_bytes)),
+        aggregate: stopped.aggregate,
+        ..trace::about(&bin, &exe, mode, pid)
+    };
+    let graph = ctx.graph.then(|| pipeline.graph());
+    let summary = pipeline.finish(run).map_err(fail(true))?;
+    drop(stopped.tracer);
+    if !args.out.quiet {
+        // One eprint (one write under stderr's lock): blocks of processes ending together do
+        // not interleave.
+        eprint!(
+            "{}{}{}",
+            crate::export::many::text_header(&id),
+            summary.text(),
+            epilogue.unwrap_or_default()
+        );
+    }
+    Ok(ProcessReport {
+        identity: id,
+        parent: None,
+        summary,
+        graph,
+        exec_held_ns,
+    })
+}
+
+/// Who the launched program is, looked up once it has exec'd (from its binary if /proc no
+/// longer has it).
+fn identity_of(pid: u32, bin: &GoBinary, exe: &std::path::Path) -> ProcessIdentity {
+    match Discoverer::new().look(pid) {
+        Look::Go(id) => id,
+        _ => ProcessIdentity {
+            pid,
+            exe: exe.to_path_buf(),
+            comm: exe
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            go_version: bin.go_version().to_string(),
+            module_path: bin.main_module().map(str::to_owned),
+            cgroup: None,
+            container_id: None,
+            ns_pid: None,
+        },
+    }
+}
+
+/// Streams the process's events until it exits or replaces its image, or the run stops.
+async fn drive(
+    target: &mut Target,
+    source: &mut LiveSource,
+    tracer: &Tracer,
+    pipeline: &mut Pipeline<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<End> {
+    let mut tick = tokio::time::interval(probes::DRAIN_INTERVAL);
+    loop {
+        if pipeline.image_replaced_now() {
+            return Ok(End::ImageReplaced);
+        }
+        if *stop.borrow() {
+            return Ok(End::Stopped);
+        }
+        tokio::select! {
+            r = source.readable(pipeline) => {
+                r?;
+                pipeline.flush();
+            }
+            _ = tick.tick() => {
+                source.drain(pipeline);
+                source.check_losses(tracer, pipeline)?;
+                pipeline.flush();
+            }
+            r = target.exited() => {
+                r?;
+                return Ok(End::Exited);
+            }
+            r = stop.changed() => {
+                if r.is_err() {
+                    return Ok(End::Stopped);
+                }
+            }
+        }
+    }
+}
