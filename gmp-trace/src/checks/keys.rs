@@ -36,6 +36,7 @@ pub struct KeyDef {
 }
 
 const LIVE_ONLY: &str = "measured by live sessions only; a replay has no value";
+const SAMPLED_ONLY: &str = "present with --sample-rate only";
 
 const fn path(name: &'static str, unit: Unit) -> KeyDef {
     KeyDef {
@@ -117,6 +118,12 @@ pub const KEYS: &[KeyDef] = &[
     derived("blocked_sites", Count, blocked_sites),
     path_or("attach_ms", Millis, LIVE_ONLY),
     path_or("ring_buffer_bytes", Bytes, LIVE_ONLY),
+    path_or("cpu_samples.taken", Count, SAMPLED_ONLY),
+    path_or("cpu_samples.dropped", Count, SAMPLED_ONLY),
+    path_or("cpu_samples.malformed", Count, SAMPLED_ONLY),
+    path_or("cpu_samples.not_kept", Count, SAMPLED_ONLY),
+    path_or("cpu_samples.unwind_failed", Count, SAMPLED_ONLY),
+    path_or("cpu_samples.written", Count, SAMPLED_ONLY),
     path_or(
         "aggregate.counted_events",
         Count,

@@ -22,6 +22,7 @@ fn full_summary() -> Value {
         probes: Vec::new(),
         attach_ms: Some(1.0),
         ring_buffer_bytes: Some(4096),
+        cpu_samples: Some(Default::default()),
         aggregate: Some(Aggregates {
             kinds: Vec::new(),
             status: Vec::new(),
@@ -33,7 +34,7 @@ fn full_summary() -> Value {
 }
 
 /// Numbers of the summary that are identities or positions, not measures to bound.
-const NOT_KEYS: &[&str] = &["pid", "gomaxprocs"];
+const NOT_KEYS: &[&str] = &["pid", "gomaxprocs", "cpu_samples.rate_hz"];
 
 fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
     match v {
