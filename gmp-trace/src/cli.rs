@@ -144,6 +144,16 @@ pub struct OutputArgs {
     /// Do not print the human summary on stderr at the end.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// Check the summary at the end, per process: `[all:|any:]KEY OP VALUE`, OP one of
+    /// < <= == != >= >, e.g. `lost_events == 0`, `sched_latency_p99 < 2ms`, `leak_sites == 0`
+    /// (keys: docs/ci.md). Repeatable. A failure prints a line and makes the exit code 3.
+    #[arg(long = "assert", value_name = "EXPR", value_parser = crate::checks::parse_assertion)]
+    pub asserts: Vec<crate::checks::Assertion>,
+
+    /// Write the --assert results as a JUnit XML report to FILE (one testsuite per process).
+    #[arg(long = "junit", value_name = "FILE", requires = "asserts")]
+    pub junit: Option<PathBuf>,
 }
 
 /// Remake every output from a recording, offline and without privileges.

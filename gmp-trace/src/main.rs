@@ -5,6 +5,7 @@
 //! `model`, `export`; below them `probes` (BPF plan, load, attach), `process` (the live target),
 //! `binary` (static analysis of the executable) and `run` (the run's facts, shared).
 mod binary;
+mod checks;
 mod cli;
 mod commands;
 mod compare;

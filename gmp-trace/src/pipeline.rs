@@ -51,6 +51,8 @@ pub struct Pipeline<'a> {
     pub stacks: StackTable,
     /// The Perfetto text of each stack used, by id.
     stack_texts: crate::fasthash::FastMap<u32, String>,
+    /// `--assert` and `--junit`.
+    checks: crate::checks::Checks,
     /// The Perfetto packet sequence to write on (one per process when several share a file).
     pub perfetto_sequence: u32,
 }
@@ -253,6 +255,7 @@ impl<'a> Pipeline<'a> {
             (Some(p), Some(fmt)) => files::open_output(p, "graph")?.map(|f| (f, p.clone(), fmt)),
             _ => None,
         };
+        let checks = crate::checks::Checks::open(&out.asserts, out.junit.as_deref())?;
         Ok(Pipeline {
             model,
             jsonl,
@@ -273,6 +276,7 @@ impl<'a> Pipeline<'a> {
             exec: ExecWatch::default(),
             stacks: StackTable::default(),
             stack_texts: Default::default(),
+            checks,
             perfetto_sequence: crate::export::perfetto::SEQUENCE_ID,
         })
     }
@@ -430,6 +434,7 @@ impl<'a> Pipeline<'a> {
         }
         let mut summary = Summary::build(&self.model, run, &self.sym);
         summary.blocked_at = crate::export::stacks::blocked_at(&self.stacks, &self.sym);
+        summary.assertions = self.checks.evaluate_one(&summary)?;
         if let Some((mut f, path)) = self.summary_out.take() {
             serde_json::to_writer_pretty(&mut f, &summary)
                 .map_err(std::io::Error::from)
@@ -449,6 +454,7 @@ impl<'a> Pipeline<'a> {
                 eprint!("{e}");
             }
         }
+        self.checks.report(&summary.assertions)?;
         if let Some(e) = self.write_error {
             bail!("{e:#}; the summary is complete");
         }

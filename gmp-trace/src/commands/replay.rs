@@ -68,11 +68,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<i32> {
         aggregate: None,
         cpu_samples: None,
     };
-    pipeline.finish(run)?;
+    let summary = pipeline.finish(run)?;
     // Damage ends the replay where it was found: the outputs above cover the verified events
     // before it (useful, and said so), and the exit status says the recording is not whole.
     if let Some(e) = corrupt {
         anyhow::bail!("{e} (the outputs written cover only those)");
     }
-    Ok(0)
+    Ok(crate::checks::exit_code(&summary.assertions, 0))
 }

@@ -158,9 +158,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         cpu_samples,
         ..about(&bin, &exe, mode, pid)
     };
-    pipeline.finish(run)?;
+    let summary = pipeline.finish(run)?;
     drop(stopped.tracer); // detaches every probe, if still attached
-    Ok(exit_code.unwrap_or(0))
+                          // The target's own exit code, unless an assertion failed (3).
+    Ok(crate::checks::exit_code(
+        &summary.assertions,
+        exit_code.unwrap_or(0),
+    ))
 }
 
 /// The goroutines of `pid` still alive, grouped by state and stack (the largest groups), or

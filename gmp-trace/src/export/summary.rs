@@ -106,6 +106,9 @@ pub struct Summary {
     /// new image is not traced, and everything else here is the first image's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecInfo>,
+    /// `--assert`: each assertion checked on each process (docs/ci.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<crate::checks::Outcome>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -242,6 +245,7 @@ impl Summary {
                 tid: r.tid,
                 events_ignored: model.events_after_exec,
             }),
+            assertions: Vec::new(),
         };
         if let Some(a) = aggregates {
             summary.add_aggregates(&a, model);
@@ -534,6 +538,7 @@ impl Summary {
         s += &self.startup_text();
         s += &self.scheduler_text();
         s += &self.tail_text();
+        s += &crate::checks::text(&self.assertions);
         s
     }
 

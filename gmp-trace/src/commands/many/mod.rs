@@ -46,6 +46,8 @@ type Key = (u32, u64, std::path::PathBuf);
 /// The combined outputs, opened before anything is traced.
 struct Outputs {
     summary: Option<(std::fs::File, std::path::PathBuf)>,
+    /// `--assert`, `--junit`: checked on the combined summary at the end.
+    checks: crate::checks::Checks,
     graph: Option<(std::fs::File, std::path::PathBuf, GraphFormat)>,
     events: Option<(Format, Shared)>,
 }
@@ -83,13 +85,16 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let (reports, not_traced, failed) = local
         .run_until(supervise(ctx.clone(), filter, stop_tx))
         .await?;
-    write_outputs(outputs, mode, &reports, &not_traced)?;
+    let quiet = ctx.args.out.quiet;
+    let outcomes = write_outputs(outputs, mode, &reports, &not_traced, quiet)?;
     if failed > 0 && mode == "pids" {
         bail!("{failed} of the processes named with --pid could not be traced (see above)");
     }
-    // --follow: the launched program's own exit code, as a single launch returns it.
+    // --follow: the launched program's own exit code, as a single launch returns it, unless
+    // an assertion failed (3).
     let root = reports.iter().find(|r| r.summary.mode == "launch");
-    Ok(root.and_then(|r| r.summary.exit_code).unwrap_or(0))
+    let code = root.and_then(|r| r.summary.exit_code).unwrap_or(0);
+    Ok(crate::checks::exit_code(&outcomes, code))
 }
 
 fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> {
@@ -114,8 +119,10 @@ fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> 
         }
         None => None,
     };
+    let checks = crate::checks::Checks::open(&args.out.asserts, args.out.junit.as_deref())?;
     Ok(Outputs {
         summary,
+        checks,
         graph,
         events,
     })
@@ -383,18 +390,21 @@ fn ancestors(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Writes the joined summary and graph, and flushes the shared event output.
+/// Writes the joined summary and graph, and flushes the shared event output; checks the
+/// assertions on the joined summary and reports them (returned for the exit code).
 fn write_outputs(
-    out: Outputs,
+    mut out: Outputs,
     mode: &str,
     reports: &[ProcessReport],
     not_traced: &[NotTraced],
-) -> anyhow::Result<()> {
+    quiet: bool,
+) -> anyhow::Result<Vec<crate::checks::Outcome>> {
     if let Some((_, events)) = &out.events {
         events.borrow_mut().flush().context("writing the events")?;
     }
+    let mut v = many::summary_json(mode, reports, not_traced);
+    let outcomes = out.checks.evaluate_processes(&mut v);
     if let Some((mut f, path)) = out.summary {
-        let v = many::summary_json(mode, reports, not_traced);
         serde_json::to_writer_pretty(&mut f, &v)
             .map_err(std::io::Error::from)
             .and_then(|()| f.write_all(b"\n"))
@@ -407,7 +417,11 @@ fn write_outputs(
             .and_then(|()| w.flush())
             .with_context(|| format!("writing the graph to {}", path.display()))?;
     }
-    Ok(())
+    if !quiet {
+        eprint!("{}", crate::checks::text(&outcomes));
+    }
+    out.checks.report(&outcomes)?;
+    Ok(outcomes)
 }
 
 #[cfg(test)]
