@@ -26,6 +26,8 @@ fn fanout() -> Sample {
 /// Runs python3 on `script` with `arg`, returning its stdout parsed as JSON.
 fn python_json(script: &str, arg: &Path) -> Value {
     let o = Command::new("python3")
+        // PyYAML: the interpreter's own, or the copy `cargo xtask bootstrap` installs there.
+        .env("PYTHONPATH", gmp_trace_tests::tools_dir().join("pyyaml"))
         .args(["-c", script])
         .arg(arg)
         .output()

@@ -67,6 +67,7 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
                 step(&format!("Go {v}"), || go_toolchain(v))?;
             }
             if needs == Needs::Tests {
+                step("PyYAML", pyyaml)?;
                 step("Perfetto trace processor", perfetto_trace_processor)?;
             }
             Ok(())
@@ -262,6 +263,26 @@ pub fn debian_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
 
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_some_and(|s| s.trim() == "0")
+}
+
+/// PyYAML for the test that parses docs/ci.md's CI jobs (tests/tests/assertions): the
+/// interpreter's own when it has one, else a copy under tools/pyyaml (the test puts it on
+/// PYTHONPATH).
+fn pyyaml() -> anyhow::Result<()> {
+    let dir = tools_dir().join("pyyaml");
+    let has = |path: &Path| {
+        Command::new("python3")
+            .args(["-c", "import yaml"])
+            .env("PYTHONPATH", path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&dir) {
+        return Ok(());
+    }
+    pip_install(&dir, "PyYAML==6.0.2", &[])
 }
 
 /// playwright-core (the library without its own browser download: the tests drive Debian's
