@@ -15,6 +15,7 @@ mod pipeline;
 mod probes;
 mod process;
 mod run;
+mod serve;
 mod source;
 
 use std::process::ExitCode;
@@ -54,7 +55,9 @@ fn main() -> ExitCode {
         "top" => rt.block_on(commands::top::run(commands::top::TopArgs::parse_from(
             rest("gmp-trace top"),
         ))),
-        // New commands (serve) get their word here.
+        "serve" => rt.block_on(commands::serve::run(
+            commands::serve::ServeArgs::parse_from(rest("gmp-trace serve")),
+        )),
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

@@ -42,6 +42,9 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
         apt.push(("node", "nodejs"));
         // `gmp-trace top`'s full-screen view is tested in a detached tmux pane.
         apt.push(("tmux", "tmux"));
+        // `gmp-trace serve` is scraped by a real Prometheus; promtool checks our output and
+        // deploy/'s config (tests/tests/serve.rs).
+        apt.push(("prometheus", "prometheus"));
     }
     let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));

@@ -4,11 +4,12 @@
 //!
 //! `trace` (the default) and `replay`, `compare` stream events from uprobes or a recording;
 //! `dump`, `top` and `profile` see without a trap per event: the runtime-memory reader and the
-//! CPU sampler. Coming: `serve` (many processes, a metrics exporter).
+//! CPU sampler; `serve` reads many processes that way for Prometheus.
 pub mod compare;
 pub mod dump;
 pub mod profile;
 pub mod replay;
+pub mod serve;
 pub mod top;
 pub mod trace;
 
