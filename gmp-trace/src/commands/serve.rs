@@ -12,7 +12,6 @@ use clap::Parser;
 
 use crate::cli::parse_duration;
 use crate::process::discover::Filter;
-use crate::process::preflight;
 use crate::serve::{self, http, watch::Selection};
 
 /// Serve metrics of Go processes' schedulers for Prometheus.
@@ -55,9 +54,22 @@ pub struct ServeArgs {
     #[arg(long = "grace", default_value = "5m", value_parser = parse_duration)]
     pub grace: Duration,
 
+    /// Add probes (off by default): `sched`, the scheduling-latency histogram
+    /// (gmptrace_sched_latency_seconds) from two uprobes per process, a trap on every goroutine
+    /// state change (docs/serve.md gives the cost). Needs CAP_BPF and CAP_PERFMON.
+    #[arg(long = "with", value_name = "SET", value_delimiter = ',')]
+    pub with: Vec<ServeWith>,
+
     /// Stop after this long (default: until SIGINT or SIGTERM).
     #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+}
+
+/// A set of probes `serve --with` adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeWith {
+    /// The scheduling-latency histogram (runnable -> running).
+    Sched,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
@@ -75,7 +87,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     } else {
         Selection::Pids(args.pid.clone())
     };
-    preflight::check_privileges()?;
+    let with_sched = args.with.contains(&ServeWith::Sched);
+    if with_sched {
+        crate::process::preflight::check_privileges()?;
+    }
+    // The default sources load no BPF: only the memory reads need privilege (CAP_SYS_PTRACE
+    // for other users' processes), and a plain user still sees their own.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        log::warn!(
+            "not root: only this user's processes can be read (root or CAP_SYS_PTRACE reads all)"
+        );
+    }
     // The port first: in use, nothing else starts.
     let listener = http::bind(args.listen).await?;
     eprintln!(
@@ -89,6 +112,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
         selection,
         args.interval,
         args.grace,
+        with_sched,
         shared.clone(),
         stop.clone(),
     )

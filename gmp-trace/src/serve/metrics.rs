@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use super::hist::HistFamily;
 use super::read::Reading;
 use super::watch::{Watched, Watcher};
 
@@ -43,6 +44,7 @@ impl Default for Exporter {
 struct Families {
     gauges: Vec<(&'static str, &'static str, G)>,
     counters: Vec<(&'static str, &'static str, C)>,
+    latency: HistFamily,
 }
 
 impl Families {
@@ -79,6 +81,7 @@ impl Exporter {
         let mut f = Families {
             gauges: Vec::new(),
             counters: Vec::new(),
+            latency: HistFamily::default(),
         };
         for p in w.procs.values() {
             process(&mut f, p);
@@ -90,6 +93,13 @@ impl Exporter {
         }
         for (name, help, fam) in f.counters {
             reg.register(name, help, fam);
+        }
+        if !f.latency.0.is_empty() {
+            reg.register(
+                "gmptrace_sched_latency_seconds",
+                "Scheduling latency, runnable to running (--with sched; since the probes went on)",
+                f.latency,
+            );
         }
         reg.register(
             "gmptrace_agent_read_duration_seconds",
@@ -308,6 +318,25 @@ fn reading(f: &mut Families, b: &Labels, r: &Reading) {
         with(b.clone(), "mode", "system"),
         r.cpu_system_seconds,
     );
+    if let Some(h) = &r.sched_latency {
+        f.latency.0.push((b.clone(), h.clone()));
+    }
+    if let Some(s) = r.probe_seconds {
+        f.counter(
+            "gmptrace_agent_probe_seconds",
+            "BPF run time of the --with probes on this process (the kernel's accounting)",
+            b.clone(),
+            s,
+        );
+    }
+    if let Some(n) = r.probe_hits {
+        f.counter(
+            "gmptrace_agent_probe_hits",
+            "Runs of the --with probes on this process (one uprobe trap each)",
+            b.clone(),
+            n as f64,
+        );
+    }
     f.gauge(
         "gmptrace_read_torn_goroutines",
         "Goroutines left out of the last read because they changed while read (lost to the race)",

@@ -1,10 +1,11 @@
 //! `gmp-trace serve`'s machinery: a reader thread that watches the selected Go processes with
 //! the cheap sources only (`watch.rs` picks them, `read.rs` reads one, `metrics.rs` turns the
-//! lot into OpenMetrics text) and an HTTP endpoint (`http.rs`) that hands out the last text.
+//! lot into OpenMetrics text, `hist.rs` the `--with sched` latency histogram) and an HTTP endpoint (`http.rs`) that hands out the last text.
 //!
 //! The reads run on their own thread, never on the async runtime: a read of a big process takes
 //! milliseconds of system calls, and the runtime main.rs builds is single-threaded, so a scrape
 //! must never wait behind one. The thread publishes a finished page; a scrape copies it.
+pub mod hist;
 pub mod http;
 pub mod metrics;
 pub mod read;
@@ -34,13 +35,14 @@ pub fn start_reader(
     selection: Selection,
     interval: Duration,
     grace: Duration,
+    with_sched: bool,
     shared: Shared,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gmp-trace-serve-reader".into())
         .spawn(move || {
-            let mut w = Watcher::new(selection, grace);
+            let mut w = Watcher::new(selection, grace, with_sched);
             let mut exporter = metrics::Exporter::default();
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();

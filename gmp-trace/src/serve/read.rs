@@ -16,9 +16,13 @@ use std::sync::Arc;
 use crate::binary::GoBinary;
 use crate::commands::top::frame::{goroutine_counts, thread_counts, ThreadCounts};
 use crate::commands::top::sched::GlobalRunq;
+use crate::commands::top::uprobes::{Probes, With};
 use crate::model::dump::Dump;
+use crate::probes;
 use crate::process::memory::Remote;
 use crate::process::{maps, snapshot};
+
+use super::hist::Buckets;
 
 /// Why a read produced no numbers.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,11 @@ pub struct Reading {
     /// they were read (torn reads).
     pub read_seconds: f64,
     pub torn_reads: u64,
+    /// `--with sched`: the runnable -> running latency since the probes went on, and what the
+    /// probes cost so far (BPF run time, seconds; program runs).
+    pub sched_latency: Option<Buckets>,
+    pub probe_seconds: Option<f64>,
+    pub probe_hits: Option<u64>,
 }
 
 /// Reads one process, keeping what the next read needs.
@@ -73,6 +82,10 @@ pub struct ProcReader {
     /// The totals published so far: counters never go back.
     created_seen: u64,
     exited_seen: u64,
+    /// `--with sched`: wanted, attached, or failed once (said once, not tried again).
+    with_sched: bool,
+    probes: Option<Probes>,
+    probes_failed: bool,
 }
 
 /// Where the goid generator and the Ps' goid caches are.
@@ -85,7 +98,7 @@ struct Goids {
 
 impl ProcReader {
     /// Locates what the reads need in `bin` as process `pid` loaded it.
-    pub fn new(pid: u32, bin: Arc<GoBinary>) -> Result<ProcReader, ReadFailure> {
+    pub fn new(pid: u32, bin: Arc<GoBinary>, with_sched: bool) -> Result<ProcReader, ReadFailure> {
         let bias = maps::load_bias(pid, &bin).map_err(|e| ReadFailure::Failed(e.to_string()))?;
         let goids = bin.data_symbol("runtime.sched").and_then(|s| {
             let off = bin.struct_field_offset("runtime.schedt", "goidgen").ok()?;
@@ -125,6 +138,9 @@ impl ProcReader {
             gc,
             created_seen: 0,
             exited_seen: 0,
+            with_sched,
+            probes: None,
+            probes_failed: false,
         })
     }
 
@@ -161,8 +177,39 @@ impl ProcReader {
             r.cpu_user_seconds = user;
             r.cpu_system_seconds = system;
         }
+        self.sched(&mut r);
         r.read_seconds = t0.elapsed().as_secs_f64();
         Ok(r)
+    }
+
+    /// `--with sched`: attaches the latency probes once the runtime is up (not to a process
+    /// that is gone before its first whole read: a loop of short-lived processes costs no
+    /// probe), then reads their histogram.
+    fn sched(&mut self, r: &mut Reading) {
+        if self.with_sched && self.probes.is_none() && !self.probes_failed {
+            match self.attach() {
+                Ok(p) => self.probes = Some(p),
+                Err(e) => {
+                    self.probes_failed = true;
+                    log::warn!("pid {}: no --with sched probes: {e:#}", self.pid);
+                }
+            }
+        }
+        let Some(p) = self.probes.as_ref() else {
+            return;
+        };
+        r.sched_latency = p.latency_histogram().map(|h| Buckets::of(&h));
+        if let Some(c) = p.run_costs().first() {
+            r.probe_hits = c.hits;
+            r.probe_seconds = c.hits.zip(c.ns_per_hit).map(|(h, ns)| h as f64 * ns / 1e9);
+        }
+    }
+
+    fn attach(&self) -> anyhow::Result<Probes> {
+        let mut offsets = probes::offsets(&self.bin)?;
+        offsets.target_pid = self.pid;
+        let exe = std::path::PathBuf::from(format!("/proc/{}/exe", self.pid));
+        Probes::start(&[With::Sched], &self.bin, &exe, &offsets)
     }
 
     /// Goroutines ever created: the generator minus the goids still unused in the Ps' caches.

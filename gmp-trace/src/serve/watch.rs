@@ -53,6 +53,8 @@ pub struct AgentCounts {
 pub struct Watcher {
     selection: Selection,
     grace: Duration,
+    /// `--with sched`: the latency probes on each process once its runtime is up.
+    with_sched: bool,
     discover: Discoverer,
     /// By (pid, start ticks).
     pub procs: BTreeMap<(u32, u64), Watched>,
@@ -64,10 +66,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(selection: Selection, grace: Duration) -> Watcher {
+    pub fn new(selection: Selection, grace: Duration, with_sched: bool) -> Watcher {
         Watcher {
             selection,
             grace,
+            with_sched,
             discover: Discoverer::new(),
             procs: BTreeMap::new(),
             binaries: HashMap::new(),
@@ -103,6 +106,7 @@ impl Watcher {
         for (key, w) in self.procs.iter_mut() {
             if w.gone_at.is_none() && !alive.contains(key) {
                 w.gone_at = Some(now);
+                // Dropping the reader detaches its probes (--with sched), if any.
                 w.reader = None;
                 log::info!(
                     "pid {} ({}) exited: its series go in {:?}",
@@ -169,7 +173,7 @@ impl Watcher {
         self.agent.processes_seen += 1;
         let reader = match self.binary(id.pid) {
             Ok(bin) => match crate::commands::require_known_runtime(&bin, "serve") {
-                Ok(()) => match ProcReader::new(id.pid, bin) {
+                Ok(()) => match ProcReader::new(id.pid, bin, self.with_sched) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         log::info!("pid {} ({}): not readable: {e}", id.pid, id.exe.display());
