@@ -15,7 +15,6 @@ mod pipeline;
 mod probes;
 mod process;
 mod run;
-mod serve;
 mod source;
 
 use std::process::ExitCode;

@@ -1,7 +1,21 @@
 //! `gmp-trace serve`: the fleet endpoint. A long-running agent that watches Go processes (the
 //! listed pids, or every one on the machine) with the cheap sources only, and serves their
-//! numbers as OpenMetrics text for Prometheus at `/metrics`, plus `/healthz`. The machinery is
-//! in src/serve/; docs/serve.md lists the metrics and what each costs.
+//! numbers as OpenMetrics text for Prometheus at `/metrics`, plus `/healthz`. docs/serve.md
+//! lists the metrics and what each costs.
+//!
+//! The reads run on a thread of their own (`serve/reader.rs`), never on the async runtime: a
+//! read of a big process takes milliseconds of system calls, and the runtime main.rs builds is
+//! single-threaded, so a scrape must never wait behind one. That thread publishes a finished
+//! page; a scrape (`serve/http.rs`) copies it. `serve/watch.rs` picks the processes each pass,
+//! `serve/read.rs` reads one (sharing `top`'s counting, run-queue and `--with` code),
+//! `serve/metrics.rs` and `serve/hist.rs` make the page.
+mod hist;
+mod http;
+mod metrics;
+mod read;
+mod reader;
+mod watch;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +26,7 @@ use clap::Parser;
 
 use crate::cli::parse_duration;
 use crate::process::discover::Filter;
-use crate::serve::{self, http, watch::Selection};
+use watch::Selection;
 
 /// Serve metrics of Go processes' schedulers for Prometheus.
 #[derive(Parser, Debug)]
@@ -106,9 +120,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
         listener.local_addr().unwrap_or(args.listen),
         args.interval
     );
-    let shared = serve::Shared::default();
+    let shared = reader::Shared::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = serve::start_reader(
+    let reader = reader::start_reader(
         selection,
         args.interval,
         args.grace,

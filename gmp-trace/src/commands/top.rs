@@ -13,7 +13,7 @@
 //! to our stderr, with its stderr: `top --batch -- ./prog > frames.txt` keeps the frames clean.
 mod draw;
 // frame (the counts), sched (the global run queue) and uprobes (--with) are shared with
-// `gmp-trace serve` (src/serve/), which reads the same sources for many processes.
+// `gmp-trace serve` (commands/serve/), which reads the same sources for many processes.
 pub(crate) mod frame;
 mod gc;
 mod pick;

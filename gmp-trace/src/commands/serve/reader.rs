@@ -1,21 +1,15 @@
-//! `gmp-trace serve`'s machinery: a reader thread that watches the selected Go processes with
-//! the cheap sources only (`watch.rs` picks them, `read.rs` reads one, `metrics.rs` turns the
-//! lot into OpenMetrics text, `hist.rs` the `--with sched` latency histogram) and an HTTP endpoint (`http.rs`) that hands out the last text.
+//! The reader thread of `gmp-trace serve`: a pass over the watched processes every interval
+//! (`watch.rs`), each turned into a page of metrics (`metrics.rs`) that `http.rs` hands out.
 //!
 //! The reads run on their own thread, never on the async runtime: a read of a big process takes
 //! milliseconds of system calls, and the runtime main.rs builds is single-threaded, so a scrape
 //! must never wait behind one. The thread publishes a finished page; a scrape copies it.
-pub mod hist;
-pub mod http;
-pub mod metrics;
-pub mod read;
-pub mod watch;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use watch::{Selection, Watcher};
+use super::metrics;
+use super::watch::{Selection, Watcher};
 
 /// What the reader thread publishes for the endpoint.
 #[derive(Default)]

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use super::Shared;
+use super::reader::Shared;
 
 /// What the handlers share.
 #[derive(Clone)]

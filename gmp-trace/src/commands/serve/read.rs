@@ -224,8 +224,8 @@ impl ProcReader {
         let len = u64::from_le_bytes(slice[8..].try_into().ok()?).min(1 << 16) as usize;
         let ps = self.mem.read(ptr, len * 8).ok()?;
         let mut unused = 0u64;
-        for p in ps.chunks_exact(8) {
-            let p = u64::from_le_bytes(p.try_into().ok()?);
+        for p in ps.as_chunks::<8>().0 {
+            let p = u64::from_le_bytes(*p);
             if p == 0 {
                 continue;
             }
