@@ -178,6 +178,7 @@ fn process(f: &mut Families, p: &Watched) {
     }
 }
 
+/// The goroutines of one reading, then the rest.
 fn reading(f: &mut Families, b: &Labels, r: &Reading) {
     const GOROUTINES: &str =
         "Goroutines by state (user goroutines, as runtime.NumGoroutine counts them)";
@@ -225,6 +226,12 @@ fn reading(f: &mut Families, b: &Labels, r: &Reading) {
             e as f64,
         );
     }
+    threads_and_procs(f, b, r);
+    totals(f, b, r);
+}
+
+/// Ms, Ps and the run queues at the read.
+fn threads_and_procs(f: &mut Families, b: &Labels, r: &Reading) {
     let t = &r.threads;
     for (state, n) in [
         ("running", t.running),
@@ -289,6 +296,10 @@ fn reading(f: &mut Families, b: &Labels, r: &Reading) {
             f64::from(g),
         );
     }
+}
+
+/// The counters: GC, CPU, the probes' histogram and cost, and what the read missed.
+fn totals(f: &mut Families, b: &Labels, r: &Reading) {
     if let Some(n) = r.gc_cycles_total {
         f.counter(
             "gmptrace_gc_cycles",
