@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         "top" => rt.block_on(commands::top::run(commands::top::TopArgs::parse_from(
             rest("gmp-trace top"),
         ))),
+        "serve" => rt.block_on(commands::serve::run(
+            commands::serve::ServeArgs::parse_from(rest("gmp-trace serve")),
+        )),
         "doctor" => commands::doctor::run(commands::doctor::DoctorArgs::parse_from(rest(
             "gmp-trace doctor",
         ))),
@@ -66,7 +69,7 @@ fn main() -> ExitCode {
         ))),
         // The long report; `-V` (anywhere) is clap's one line.
         "--version" => commands::version::run(),
-        // New commands (serve) get their word here, and a line in commands::completions.
+        // New commands get their word here, and a line in commands::completions.
         _ => rt.block_on(commands::trace::run(cli::Args::parse_from(argv))),
     };
     match result {

@@ -23,6 +23,7 @@ const PAGES: &[&str] = &[
     "gmp-trace-dump",
     "gmp-trace-profile",
     "gmp-trace-top",
+    "gmp-trace-serve",
     "gmp-trace-doctor",
     "gmp-trace-completions",
 ];

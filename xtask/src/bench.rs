@@ -154,7 +154,7 @@ pub(crate) fn run_once(
 }
 
 /// The sections of docs/benchmarks.md, in order: (`--only` name, heading prefix).
-const SECTIONS: [(&str, &str); 9] = [
+const SECTIONS: [(&str, &str); 10] = [
     ("overhead", "## Overhead by workload"),
     ("cost", "## Probe cost"),
     ("stacks", "## Stack capture cost"),
@@ -164,6 +164,7 @@ const SECTIONS: [(&str, &str); 9] = [
     ("attach", "## Attach and detach"),
     ("dump", "## Goroutine dump"),
     ("profile", "## Sampling profiler overhead"),
+    ("serve", "## serve overhead"),
 ];
 
 /// Runs the sections named in `only` (all when empty) and rewrites docs/benchmarks.md, keeping
@@ -204,7 +205,7 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
     let path = workspace_root().join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut doc = String::from(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,stacks,streaming,daemon,memory,attach,dump,profile` \
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (`--only overhead,cost,stacks,streaming,daemon,memory,attach,dump,profile,serve` \
          reruns some sections and keeps the others). Rounds are interleaved (every configuration once \
          per round, so drift and noise hit all alike) and figures are medians. Ratios are against \
          the untraced run of the same round set; the overhead workloads time only their own work, \
@@ -232,6 +233,10 @@ pub fn bench(runs: usize, only: &[String]) -> anyhow::Result<()> {
                 "profile" => (
                     heading.to_string(),
                     crate::bench_profile::profile_overhead(&gmp, &scratch, runs, go)?,
+                ),
+                "serve" => (
+                    format!("{heading} (the fleet endpoint)"),
+                    crate::bench_serve::serve_overhead(&gmp, &scratch, runs, go)?,
                 ),
                 "dump" => (
                     format!("{heading} (gmp-trace dump on a running process)"),

@@ -59,6 +59,9 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
             ("zsh", "zsh"),
             ("fish", "fish"),
         ]);
+        // `gmp-trace serve` is scraped by a real Prometheus; promtool checks our output and
+        // deploy/'s config (tests/tests/serve.rs).
+        apt.push(("prometheus", "prometheus"));
     }
     let results: [anyhow::Result<()>; 3] = std::thread::scope(|s| {
         let linker = s.spawn(|| step("bpf-linker", bpf_linker));

@@ -10,6 +10,7 @@ mod bench_attach;
 mod bench_daemon;
 mod bench_dump;
 mod bench_profile;
+mod bench_serve;
 mod bench_stacks;
 mod bootstrap;
 mod dist;
@@ -64,7 +65,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Only these sections (comma-separated: overhead, cost, stacks, streaming, daemon, memory,
-        /// attach, dump, profile); the others keep their text and date in docs/benchmarks.md.
+        /// attach, dump, profile, serve); the others keep their text and date in docs/benchmarks.md.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

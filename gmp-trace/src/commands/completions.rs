@@ -18,6 +18,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     ("dump", super::dump::DumpArgs::command),
     ("profile", super::profile::ProfileArgs::command),
     ("top", super::top::TopArgs::command),
+    ("serve", super::serve::ServeArgs::command),
     ("doctor", super::doctor::DoctorArgs::command),
     ("completions", CompletionsArgs::command),
 ];

@@ -4,16 +4,17 @@
 //!
 //! `trace` (the default) and `replay`, `compare` stream events from uprobes or a recording;
 //! `dump`, `top` and `profile` see without a trap per event: the runtime-memory reader and the
-//! CPU sampler. `doctor`, `completions` (and the hidden `man`) and `--version` are about
-//! gmp-trace itself. Coming: `serve` (many processes, a metrics exporter).
+//! CPU sampler; `serve` reads many processes that way for Prometheus. `doctor`, `completions`
+//! (and the hidden `man`) and `--version` are about gmp-trace itself.
 pub mod compare;
-pub mod cpu_samples;
 pub mod completions;
+pub mod cpu_samples;
 pub mod doctor;
 pub mod dump;
 mod many;
 pub mod profile;
 pub mod replay;
+pub mod serve;
 pub mod top;
 pub mod trace;
 pub mod version;

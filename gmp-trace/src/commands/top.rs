@@ -12,13 +12,15 @@
 //! keys are ours). With `--batch`, our stdout carries the frames, so the program's stdout goes
 //! to our stderr, with its stderr: `top --batch -- ./prog > frames.txt` keeps the frames clean.
 mod draw;
-mod frame;
+// frame (the counts), sched (the global run queue) and uprobes (--with) are shared with
+// `gmp-trace serve` (commands/serve/), which reads the same sources for many processes.
+pub(crate) mod frame;
 mod gc;
 mod pick;
-mod sched;
+pub(crate) mod sched;
 mod text;
 mod tui;
-mod uprobes;
+pub(crate) mod uprobes;
 mod view;
 
 use std::io::{IsTerminal as _, Write as _};

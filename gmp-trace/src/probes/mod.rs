@@ -5,8 +5,8 @@
 //! Everything that talks to the kernel's BPF interfaces lives here; what the probes send is
 //! read by `source::live`.
 mod counters;
-pub mod follow;
 pub mod features;
+pub mod follow;
 pub mod kernel;
 mod loader;
 mod plan;

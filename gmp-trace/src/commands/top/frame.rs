@@ -436,7 +436,7 @@ pub fn goroutine_counts<'g>(gs: impl IntoIterator<Item = &'g Goroutine>) -> Goro
     }
 }
 
-fn thread_counts(d: &Dump) -> ThreadCounts {
+pub fn thread_counts(d: &Dump) -> ThreadCounts {
     let status: HashMap<u64, &str> = d.goroutines.iter().map(|g| (g.goid, g.status)).collect();
     let mut c = ThreadCounts {
         total: d.threads.len(),

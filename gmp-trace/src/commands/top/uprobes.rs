@@ -227,6 +227,12 @@ impl Probes {
         s.tracer.aggregates().ok().map(|a| latency_of(&a.latency))
     }
 
+    /// The whole latency histogram since attach, raw (`gmp-trace serve` exports its buckets).
+    pub fn latency_histogram(&self) -> Option<Histogram> {
+        let s = self.sched.as_ref()?;
+        s.tracer.aggregates().ok().map(|a| a.latency)
+    }
+
     /// What each set cost in the `secs` since the previous call.
     pub fn costs(&mut self, secs: f64) -> Vec<ProbeCost> {
         let on = self._stats.is_some();
