@@ -268,11 +268,11 @@ pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> 
         now: t0,
     };
     if let Err(why) = r.threads_and_procs(g, &mut d) {
-        d.incomplete = Some(why);
+        d.incomplete = Some(r.gone_or(why));
     }
     if d.incomplete.is_none() {
         if let Err(why) = r.goroutines(g, &mut d) {
-            d.incomplete = Some(why);
+            d.incomplete = Some(r.gone_or(why));
         }
     }
     d.duration_ns = crate::source::live::monotonic_ns().saturating_sub(t0);
@@ -300,8 +300,12 @@ impl Reader<'_> {
         base == G_DEAD || (self.minor >= 26 && base == G_DEADEXTRA)
     }
 
+    /// `what`, or that the process exited: it is not alive, or the kernel said ESRCH (a
+    /// process being torn down by a SIGKILL has no address space left to read while /proc
+    /// still shows it running).
     fn gone_or(&self, what: String) -> String {
-        if alive(self.pid) {
+        let esrch = what.ends_with(&format!("(os error {})", libc::ESRCH));
+        if what.contains("exited during the dump") || (alive(self.pid) && !esrch) {
             what
         } else {
             format!("pid {} exited during the dump", self.pid)
