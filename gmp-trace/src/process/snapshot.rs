@@ -234,6 +234,17 @@ fn alive(pid: u32) -> bool {
 
 /// Reads the dump of process `pid`, running `bin` loaded at `bias`.
 pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> {
+    take_with(pid, bin, bias, true)
+}
+
+/// [`take`] without the stacks: every goroutine's state, wait reason, ids and start function,
+/// the Ms and Ps, for readers that only count (`serve`). No stack walk, no second read of each
+/// g to check it: a tenth of the reads on a busy process, and `Stack::Unavailable` throughout.
+pub fn take_counts(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> {
+    take_with(pid, bin, bias, false)
+}
+
+fn take_with(pid: u32, bin: &GoBinary, bias: u64, stacks: bool) -> Result<Dump, SnapshotError> {
     let rl = bin.runtime_layout()?;
     let sl = bin.stack_layout()?;
     let g = globals(bin, bias)?;
@@ -266,6 +277,7 @@ pub fn take(pid: u32, bin: &GoBinary, bias: u64) -> Result<Dump, SnapshotError> 
         m_ps: FastMap::default(),
         steps: unwind::Steps::default(),
         now: t0,
+        stacks,
     };
     if let Err(why) = r.threads_and_procs(g, &mut d) {
         d.incomplete = Some(r.gone_or(why));
@@ -291,6 +303,8 @@ struct Reader<'b> {
     steps: unwind::Steps,
     /// CLOCK_MONOTONIC at the start: Go's nanotime, for g.waitsince.
     now: u64,
+    /// Walk the stacks (false: counts only, see [`take_counts`]).
+    stacks: bool,
 }
 
 impl Reader<'_> {
@@ -469,6 +483,16 @@ impl Reader<'_> {
         let mut wins = self.read_windows(gps, false);
         if wins.iter().all(Option::is_none) && !alive(self.pid) {
             return Err(format!("pid {} exited during the dump", self.pid));
+        }
+        if !self.stacks {
+            for w in wins {
+                match w {
+                    Some(w) if self.dead(w.status) => {}
+                    Some(w) => d.goroutines.push(self.goroutine(w, Stack::Unavailable)),
+                    None => d.torn_reads += 1,
+                }
+            }
+            return Ok(());
         }
         let mut stacks: Vec<Option<Stack>> = vec![None; gps.len()];
         let mut torn: Vec<Option<String>> = vec![None; gps.len()];

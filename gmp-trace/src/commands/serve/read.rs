@@ -150,7 +150,7 @@ impl ProcReader {
         // Read before the goroutines: a goroutine created between the two reads is then alive
         // but not yet counted as created, which only delays an exit, never invents one.
         let created = self.created();
-        let d = snapshot::take(self.pid, &self.bin, self.bias)
+        let d = snapshot::take_counts(self.pid, &self.bin, self.bias)
             .map_err(|e| ReadFailure::Failed(e.to_string()))?;
         if let Some(why) = &d.incomplete {
             return Err(ReadFailure::Failed(format!("incomplete read: {why}")));
