@@ -120,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     let mode = target.mode();
-    let stopped = stop(
+    let mut stopped = stop(
         source,
         tracer,
         &mut pipeline,
@@ -148,15 +148,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         None => None,
     };
     let run = RunInfo {
-        exit_code,
-        read_failures: stopped.read_failures,
-        malformed_records: pipeline.malformed,
-        probes: stopped.probes,
-        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
-        ring_buffer_bytes: Some(u64::from(ring_bytes)),
-        aggregate: stopped.aggregate,
         cpu_samples,
-        ..about(&bin, &exe, mode, pid)
+        ..live_run(
+            &mut stopped,
+            pipeline.malformed,
+            (attach_ms, ring_bytes),
+            exit_code,
+            about(&bin, &exe, mode, pid),
+        )
     };
     let summary = pipeline.finish(run)?;
     drop(stopped.tracer); // detaches every probe, if still attached
@@ -452,6 +451,27 @@ async fn drive(
 }
 
 /// What tracing left behind once the probes stopped sending.
+/// The run's facts of a live session once it stopped: `base` (from [`about`]) with what the
+/// probes, the ring and the target said; (ms to attach, ring bytes).
+pub(super) fn live_run(
+    stopped: &mut Stopped,
+    malformed_records: u64,
+    (attach_ms, ring_bytes): (f64, u32),
+    exit_code: Option<i32>,
+    base: RunInfo,
+) -> RunInfo {
+    RunInfo {
+        exit_code,
+        read_failures: stopped.read_failures,
+        malformed_records,
+        probes: std::mem::take(&mut stopped.probes),
+        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
+        ring_buffer_bytes: Some(u64::from(ring_bytes)),
+        aggregate: stopped.aggregate.take(),
+        ..base
+    }
+}
+
 pub(super) struct Stopped {
     pub(super) read_failures: u64,
     pub(super) probes: Vec<ProbeInfo>,

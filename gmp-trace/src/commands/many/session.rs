@@ -18,7 +18,6 @@ use crate::process::attach::Attach;
 use crate::process::discover::{Discoverer, Look, ProcessIdentity};
 use crate::process::exe::FileIdentity;
 use crate::process::Target;
-use crate::run::RunInfo;
 use crate::source::live::{monotonic_ns, LiveSource};
 
 /// What every session shares: the command line, the event output, the stop word.
@@ -123,20 +122,17 @@ pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessR
         .await
         .map_err(fail(true))?;
     let exited = end == End::Exited;
-    let stopped = trace::stop(source, tracer, &mut pipeline, exited, &target, pid, args)
+    let mut stopped = trace::stop(source, tracer, &mut pipeline, exited, &target, pid, args)
         .map_err(fail(true))?;
     let epilogue = (end == End::Stopped && !args.out.quiet).then(|| trace::alive_at_end(pid, &bin));
     let exit_code = target.finish().await.map_err(fail(true))?;
-    let run = RunInfo {
+    let run = trace::live_run(
+        &mut stopped,
+        pipeline.malformed,
+        (attach_ms, ring_bytes),
         exit_code,
-        read_failures: stopped.read_failures,
-        malformed_records: pipeline.malformed,
-        probes: stopped.probes,
-        attach_ms: Some((attach_ms * 10.0).round() / 10.0),
-        ring_buffer_bytes: Some(u64::from(ring_bytes)),
-        aggregate: stopped.aggregate,
-        ..trace::about(&bin, &exe, mode, pid)
-    };
+        trace::about(&bin, &exe, mode, pid),
+    );
     let graph = ctx.graph.then(|| pipeline.graph());
     let summary = pipeline.finish(run).map_err(fail(true))?;
     drop(stopped.tracer);

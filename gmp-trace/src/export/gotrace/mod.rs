@@ -288,7 +288,17 @@ impl<W: Write> GoTraceWriter<W> {
         };
         let names: Vec<&str> = visible.iter().map(|f| f.function.as_str()).collect();
         let reason = (!names.is_empty()).then(|| stop_reason(&names));
-        let frames: Vec<wire::Frame> = visible
+        let id = self.intern_frames(&visible);
+        self.stack_ids.insert(u.id, id);
+        if let Some(r) = reason {
+            self.stop_reasons.insert(id, r);
+        }
+        id
+    }
+
+    /// The stack table's id of `frames`, their names and files in the string table.
+    fn intern_frames(&mut self, frames: &[StackFrame]) -> u64 {
+        let frames: Vec<wire::Frame> = frames
             .iter()
             .map(|f| wire::Frame {
                 pc: f.pc,
@@ -297,12 +307,7 @@ impl<W: Write> GoTraceWriter<W> {
                 line: f.line as u64,
             })
             .collect();
-        let id = self.st.wire.stacks.intern(&frames);
-        self.stack_ids.insert(u.id, id);
-        if let Some(r) = reason {
-            self.stop_reasons.insert(id, r);
-        }
-        id
+        self.st.wire.stacks.intern(&frames)
     }
 
     /// CPU samples (`--sample-rate`), after the last event: each with its thread, P, goroutine
@@ -315,16 +320,7 @@ impl<W: Write> GoTraceWriter<W> {
         };
         let mut written = 0;
         for s in samples.iter().filter(|s| s.ts >= first) {
-            let frames: Vec<wire::Frame> = sample_frames(&s.frames, sym)
-                .into_iter()
-                .map(|f| wire::Frame {
-                    pc: f.pc,
-                    func: self.st.wire.strings.id(&f.function),
-                    file: self.st.wire.strings.id(&f.file),
-                    line: f.line as u64,
-                })
-                .collect();
-            let stack = self.st.wire.stacks.intern(&frames);
+            let stack = self.intern_frames(&sample_frames(&s.frames, sym));
             let p = u64::try_from(s.p).unwrap_or(wire::NO_THREAD);
             self.st
                 .wire
