@@ -531,9 +531,57 @@ fn deploy_files() {
     ] {
         assert!(ds.contains(want), "daemonset.yaml lacks `{want}`");
     }
-    // Every YAML document is a mapping with a kind (a cheap syntax check without a parser:
-    // tabs are invalid YAML indentation).
-    assert!(!ds.contains('\t'), "tabs in daemonset.yaml");
-    assert_eq!(ds.matches("\nkind: ").count(), 3);
+    // Parsed as Kubernetes would read it (PyYAML: the interpreter's, or the copy the bootstrap
+    // installs): the three objects, and the settings that matter where they belong.
+    let script = r#"
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+ds = next(d for d in docs if d["kind"] == "DaemonSet")
+pod = ds["spec"]["template"]["spec"]
+c = pod["containers"][0]
+print(json.dumps({
+    "kinds": sorted(d["kind"] for d in docs),
+    "hostPID": pod.get("hostPID"),
+    "args": c["args"],
+    "readOnlyRootFilesystem": c["securityContext"]["readOnlyRootFilesystem"],
+    "escalation": c["securityContext"]["allowPrivilegeEscalation"],
+    "drop": c["securityContext"]["capabilities"]["drop"],
+    "add": c["securityContext"]["capabilities"]["add"],
+    "probe": c["livenessProbe"]["httpGet"]["path"],
+    "limits": sorted(c["resources"]["limits"]),
+    "selector_matches": ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items(),
+}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(deploy.join("daemonset.yaml"))
+        .env("PYTHONPATH", gmp_trace_tests::tools_dir().join("pyyaml"))
+        .output()
+        .expect("python3 (cargo xtask bootstrap makes sure it has PyYAML)");
+    assert!(
+        out.status.success(),
+        "daemonset.yaml does not parse as Kubernetes objects:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["kinds"],
+        serde_json::json!(["DaemonSet", "Namespace", "Service"]),
+        "{v}"
+    );
+    assert_eq!(v["hostPID"], true, "{v}");
+    assert_eq!(v["readOnlyRootFilesystem"], true, "{v}");
+    assert_eq!(v["escalation"], false, "{v}");
+    assert_eq!(v["drop"], serde_json::json!(["ALL"]), "{v}");
+    for cap in ["SYS_PTRACE", "DAC_READ_SEARCH"] {
+        assert!(v["add"].as_array().unwrap().iter().any(|c| c == cap), "{v}");
+    }
+    assert_eq!(v["probe"], "/healthz", "{v}");
+    assert!(
+        v["args"][0] == "serve" && v["args"].as_array().unwrap().iter().any(|a| a == "--all"),
+        "{v}"
+    );
+    assert!(!v["limits"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(v["selector_matches"], true, "{v}");
     assert!(!dashboard_names().is_empty());
 }
