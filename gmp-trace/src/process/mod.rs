@@ -5,8 +5,6 @@
 //! runs), `maps` (where it is loaded) and `runtime` (its goroutines, Ms and Ps, read from its
 //! memory) read /proc; the runtime-memory reader of `dump` grows from `runtime`.
 pub mod attach;
-// Used by --all, --follow and serve, which land next.
-#[allow(dead_code)]
 pub mod discover;
 pub mod exe;
 pub mod launch;
