@@ -8,6 +8,11 @@ pub mod tree {
     pub const MEMBER: u32 = 0;
     /// The launched program itself before its own exec (launch mode probes that one).
     pub const SKIP_NEXT_EXEC: u32 = 1;
+    /// Its leader exited. Either the process is gone (the entry is dropped when a fork outside
+    /// the tree reuses the pid), or a thread other than the leader is exec'ing: execve kills
+    /// the old leader (its exit fires first) and the exec'ing thread takes over its pid, so an
+    /// exec seen in this state is the member's own and is stopped like any other.
+    pub const LEADER_EXITED: u32 = 2;
 }
 
 /// One exec in the followed tree, as the ring sends it.

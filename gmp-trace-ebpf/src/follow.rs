@@ -36,9 +36,7 @@ fn current_tgid() -> u32 {
 pub fn follow_fork(ctx: RawTracePointContext) -> i32 {
     let parent = current_tgid();
     // SAFETY: a lookup; the value is not kept.
-    if unsafe { FOLLOW_TREE.get(&parent) }.is_none() {
-        return 0;
-    }
+    let member = unsafe { FOLLOW_TREE.get(&parent) }.is_some();
     let child = ctx.arg::<u64>(1);
     // SAFETY: plain globals in .rodata, read volatile so the loader's values are used.
     let (o_pid, o_tgid) = unsafe {
@@ -56,7 +54,12 @@ pub fn follow_fork(ctx: RawTracePointContext) -> i32 {
     let tgid = unsafe { bpf_probe_read_kernel((child + u64::from(o_tgid)) as *const i32) };
     if let (Ok(pid), Ok(tgid)) = (pid, tgid) {
         if pid == tgid && pid > 0 {
-            let _ = FOLLOW_TREE.insert(&(tgid as u32), &tree::MEMBER, 0);
+            if member {
+                let _ = FOLLOW_TREE.insert(&(tgid as u32), &tree::MEMBER, 0);
+            } else {
+                // A process outside the tree with a dead member's pid: not ours.
+                let _ = FOLLOW_TREE.remove(&(tgid as u32));
+            }
         }
     }
     0
@@ -75,6 +78,8 @@ pub fn follow_exec(_ctx: RawTracePointContext) -> i32 {
             *state = tree::MEMBER;
             return 0;
         }
+        // An exec from a thread other than the leader: the old leader's exit came first.
+        *state = tree::MEMBER;
     }
     // SAFETY: no preconditions; the signal goes to the current process.
     let sent = unsafe { bpf_send_signal(SIGSTOP) };
@@ -93,7 +98,13 @@ pub fn follow_exec(_ctx: RawTracePointContext) -> i32 {
 pub fn follow_exit(_ctx: RawTracePointContext) -> i32 {
     let id = bpf_get_current_pid_tgid();
     if id as u32 == (id >> 32) as u32 {
-        let _ = FOLLOW_TREE.remove(&((id >> 32) as u32));
+        // Marked, not removed: an exec by another thread of the process kills the leader first
+        // (see tree::LEADER_EXITED); a fork outside the tree reusing the pid removes it.
+        let tgid = (id >> 32) as u32;
+        if let Some(state) = FOLLOW_TREE.get_ptr_mut(&tgid) {
+            // SAFETY: the pointer comes from the lookup.
+            unsafe { *state = tree::LEADER_EXITED };
+        }
     }
     0
 }
