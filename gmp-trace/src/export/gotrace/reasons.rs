@@ -7,18 +7,6 @@
 //! and leave them out the same way.
 use crate::export::perfetto::waitreason::{major_minor, stw_reasons, wait_reasons};
 
-/// Go 1.19 and 1.20 (outside the Perfetto exporter's tables, which start at 1.21): the
-/// `waitReason` constants of runtime/runtime2.go in declaration order.
-#[rustfmt::skip]
-const WAIT_1_19: &[&str] = &[
-    "", "GC assist marking", "IO wait", "chan receive (nil chan)", "chan send (nil chan)",
-    "dumping heap", "garbage collection", "garbage collection scan", "panicwait", "select",
-    "select (no cases)", "GC assist wait", "GC sweep wait", "GC scavenge wait", "chan receive",
-    "chan send", "finalizer wait", "force gc (idle)", "semacquire", "sleep", "sync.Cond.Wait",
-    "timer goroutine (idle)", "trace reader (blocked)", "wait for GC cycle", "GC worker (idle)",
-    "preempted", "debug call",
-];
-
 /// Waits the runtime enters with casGToWaiting / casGToWaitingForSuspendG (or, before 1.21,
 /// the same casgstatus calls), for which Go's tracer writes nothing: the runtime's
 /// `isWaitingForSuspendG` set, and the heap dump's wait. ("debug call" is not here: its
@@ -46,7 +34,8 @@ pub struct Reasons {
 impl Reasons {
     pub fn for_version(go_version: &str) -> Reasons {
         let wait = wait_reasons(go_version).unwrap_or(match major_minor(go_version) {
-            Some((1, 19 | 20)) => WAIT_1_19,
+            // Go 1.19 and 1.20, before the Perfetto exporter's tables (1.21 on): the runtime's own.
+            Some((1, m @ (19 | 20))) => crate::binary::names::wait_reasons(m),
             _ => &[],
         });
         Reasons {
