@@ -34,20 +34,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         return super::many::run(args).await;
     }
     let started = Instant::now();
-    if args.level == Level::Lifecycle
-        && args.out.output_format() == Ok(Some(crate::cli::Format::Go))
-    {
-        anyhow::bail!(
-            "--format go needs goroutine state changes, which --level lifecycle does not trace; \
-             use --level sched or full (the default)"
-        );
-    }
-    if args.sample_rate.is_some() && args.out.output_format() != Ok(Some(crate::cli::Format::Go)) {
-        anyhow::bail!(
-            "--sample-rate puts CPU samples into Go's trace format: add --format go (or an \
-             -o FILE.gotrace); for a CPU profile alone use `gmp-trace profile`"
-        );
-    }
+    check_options(&args)?;
     let mut target = Target::resolve(args.pid.first().copied(), &args.command, args.force)?;
     let exe = target.exe().to_path_buf();
     let bin = GoBinary::open(&exe)?;
@@ -186,6 +173,25 @@ pub(super) fn alive_at_end(pid: u32, bin: &GoBinary) -> String {
         }
         Err(e) => format!("\ngoroutines still alive: not read ({e:#})\n"),
     }
+}
+
+/// Option combinations refused before anything runs.
+fn check_options(args: &Args) -> anyhow::Result<()> {
+    if args.level == Level::Lifecycle
+        && args.out.output_format() == Ok(Some(crate::cli::Format::Go))
+    {
+        anyhow::bail!(
+            "--format go needs goroutine state changes, which --level lifecycle does not trace; \
+             use --level sched or full (the default)"
+        );
+    }
+    if args.sample_rate.is_some() && args.out.output_format() != Ok(Some(crate::cli::Format::Go)) {
+        anyhow::bail!(
+            "--sample-rate puts CPU samples into Go's trace format: add --format go (or an \
+             -o FILE.gotrace); for a CPU profile alone use `gmp-trace profile`"
+        );
+    }
+    Ok(())
 }
 
 /// What gmp-trace reads but cannot probe, said before anything is attached.
