@@ -49,8 +49,6 @@ pub struct Pipeline<'a> {
     pub exec: ExecWatch,
     /// `--stacks`: the probes' stacks, and which event each belongs to.
     pub stacks: StackTable,
-    /// The Perfetto text of each stack used, by id.
-    stack_texts: crate::fasthash::FastMap<u32, String>,
     /// `--assert` and `--junit`.
     checks: crate::checks::Checks,
     /// The Perfetto packet sequence to write on (one per process when several share a file).
@@ -194,14 +192,12 @@ impl<'a> Pipeline<'a> {
     /// then named by the event.
     fn stack_to_writers(&mut self, e: &Event, u: &StackUse) {
         if let Some(w) = &mut self.perfetto {
-            let text = self.stack_texts.entry(u.id).or_insert_with(|| {
-                let frames = u
-                    .pcs
+            let sym = &self.sym;
+            w.set_stack(u.id, || {
+                u.pcs
                     .as_deref()
-                    .map(|pcs| crate::export::stacks::frames(pcs, &self.sym));
-                crate::export::stacks::text(frames.as_deref())
+                    .map(|pcs| crate::export::stacks::frames(pcs, sym))
             });
-            w.set_stack(text.clone());
         }
         if let Some(w) = &mut self.jsonl {
             let r = if u.first {
@@ -275,7 +271,6 @@ impl<'a> Pipeline<'a> {
             epilogue: None,
             exec: ExecWatch::default(),
             stacks: StackTable::default(),
-            stack_texts: Default::default(),
             checks,
             perfetto_sequence: crate::export::perfetto::SEQUENCE_ID,
         })

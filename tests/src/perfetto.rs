@@ -154,3 +154,29 @@ pub fn require_perfetto_tools() {
         "`node` does not run ({node:?}): the Perfetto checks need Node.js; run `cargo xtask bootstrap`"
     );
 }
+
+/// The track events of `trace` that carry a stack, read with Perfetto's own trace schema
+/// (tests/perfetto/callstacks.py on PyPI `perfetto`'s generated module, installed by
+/// `cargo xtask bootstrap` under tools/perfetto-py): `{"events": [{"name", "stack",
+/// "callstack": [[function, file, line], ...] outermost first}], "problems": [...]}`.
+pub fn callstacks(trace: &Path) -> serde_json::Value {
+    let schema = tools_dir().join("perfetto-py");
+    assert!(
+        schema.join("perfetto").exists(),
+        "Perfetto's trace protos (PyPI perfetto) are not installed at {}: run `cargo xtask bootstrap`",
+        schema.display()
+    );
+    let out = Command::new("python3")
+        .arg(workspace_root().join("tests/perfetto/callstacks.py"))
+        .arg(trace)
+        .env("PYTHONPATH", &schema)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "callstacks.py on {}: {}",
+        trace.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("callstacks.py prints JSON")
+}

@@ -72,6 +72,7 @@ pub fn install(needs: Needs) -> anyhow::Result<()> {
             if needs == Needs::Tests {
                 step("PyYAML", pyyaml)?;
                 step("Perfetto trace processor", perfetto_trace_processor)?;
+                step("Perfetto's trace protos (Python)", perfetto_protos)?;
             }
             Ok(())
         });
@@ -286,6 +287,22 @@ fn pyyaml() -> anyhow::Result<()> {
         return Ok(());
     }
     pip_install(&dir, "PyYAML==6.0.2", &[])
+}
+
+/// Perfetto's own trace schema, as the generated Python module of PyPI `perfetto` (v59's
+/// protos, newer than the v52 trace processor the tests run), under tools/perfetto-py with the
+/// protobuf runtime it needs: tests/perfetto/callstacks.py reads our callstacks with it.
+fn perfetto_protos() -> anyhow::Result<()> {
+    const SPEC: &str = "perfetto==0.59.1";
+    let dir = tools_dir().join("perfetto-py");
+    let stamp = dir.join("gmp-trace.stamp");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(SPEC) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    pip_install(&dir, SPEC, &[])?;
+    std::fs::write(&stamp, SPEC)?;
+    Ok(())
 }
 
 /// playwright-core (the library without its own browser download: the tests drive Debian's

@@ -343,7 +343,11 @@ impl Sequence {
     /// Entries interned since the last packet: they ride on the next packet, which is the
     /// one that first uses them.
     fn has_pending(&self) -> bool {
-        !self.pending.event_names.is_empty() || !self.pending.debug_annotation_names.is_empty()
+        // A new callstack is interned with whatever new frames and strings it brings, so its
+        // list stands for the other stack tables.
+        !self.pending.event_names.is_empty()
+            || !self.pending.debug_annotation_names.is_empty()
+            || !self.pending.callstacks.is_empty()
     }
 
     /// Encodes a framed packet into the buffer: the header fields, then `p`. Returns the
@@ -605,8 +609,9 @@ impl Default for Fields {
     }
 }
 
-/// Fields of one event, plus one piece of room for the last copy.
-const FIELDS_MAX: usize = MAX_EXTRA_COUNTERS + MAX_ENCODED_ARGS + 3;
+/// Fields of one event (track, type, callstack, args, counters), plus one piece of room for
+/// the last copy.
+const FIELDS_MAX: usize = MAX_EXTRA_COUNTERS + MAX_ENCODED_ARGS + 4;
 
 impl Fields {
     /// Appends a field (a fixed-size copy); panics past `FIELDS_MAX - 1` fields.
@@ -684,6 +689,7 @@ impl<W: Write> Emitter<W> {
                 pending: InternedData {
                     event_names: interned(names),
                     debug_annotation_names: interned(annotation_names),
+                    ..InternedData::default()
                 },
                 clock: 0,
                 header: header(id),
@@ -790,6 +796,23 @@ impl<W: Write> Emitter<W> {
             name: Some(s),
         });
         iid
+    }
+
+    /// Entries to intern with the next packet (callstacks.rs adds the stack tables' here).
+    pub fn pending(&mut self) -> &mut InternedData {
+        &mut self.seq.pending
+    }
+
+    /// Puts an interned callstack on the event just begun (a slice begin or an instant).
+    pub fn callstack(&mut self, iid: u64) {
+        debug_assert!(
+            self.held && !self.bare,
+            "a begun event to put the callstack on"
+        );
+        self.fixed.push(&Field::of(&TrackEvent {
+            callstack_iid: Some(iid),
+            ..TrackEvent::default()
+        }));
     }
 
     /// Debug annotations (they land in `args` as `debug.<name>`), named by the iids of the

@@ -309,7 +309,8 @@ impl<W: Write> PerfettoWriter<W> {
             flow = Some(id);
         }
         let name = Name::Steal.iid();
-        self.m_instant(e, name, args, flow.as_slice(), &[])
+        self.m_instant(e, name, args, flow.as_slice(), &[])?;
+        Ok(())
     }
 
     pub(super) fn stop_p(&mut self, p: i32, ts: u64) -> io::Result<()> {
@@ -410,7 +411,8 @@ impl<W: Write> PerfettoWriter<W> {
             self.stats.flows_newm += 1;
         }
         let name = Name::MStart.iid();
-        self.m_instant(e, name, Vec::new(), &[], flow.as_slice())
+        self.m_instant(e, name, Vec::new(), &[], flow.as_slice())?;
+        Ok(())
     }
 
     fn on_newm(&mut self, e: &Event, sym: &dyn Symbolize) -> io::Result<()> {
@@ -431,10 +433,11 @@ impl<W: Write> PerfettoWriter<W> {
             flow = Some(id);
         }
         let name = Name::NewM.iid();
-        self.m_instant(e, name, args, flow.as_slice(), &[])
+        self.m_instant(e, name, args, flow.as_slice(), &[])?;
+        Ok(())
     }
 
-    /// An instant on the event's thread track.
+    /// An instant on the event's thread track; false if the thread has none (nothing written).
     fn m_instant(
         &mut self,
         e: &Event,
@@ -442,11 +445,12 @@ impl<W: Write> PerfettoWriter<W> {
         args: Vec<super::proto::DebugAnnotation>,
         flows: &[u64],
         terminating: &[u64],
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let Some((ts, track)) = self.m_instant_at(e) else {
-            return Ok(());
+            return Ok(false);
         };
-        self.em.instant(ts, track, name, args, flows, terminating)
+        self.em.instant(ts, track, name, args, flows, terminating)?;
+        Ok(true)
     }
 
     /// Where an instant of the event goes on its thread's track (time kept in order on the
@@ -582,11 +586,17 @@ impl<W: Write> PerfettoWriter<W> {
         }
         // The stack of the event that changed the state (--stacks): where it blocked, yielded
         // or entered the system call.
-        let args = match self.stack.take() {
-            Some(stack) => self.em.args(&[(ArgName::Stack.iid(), Arg::Str(stack))]),
+        let stack = self.stack.take();
+        let args = match &stack {
+            Some(s) => self
+                .em
+                .args(&[(ArgName::Stack.iid(), Arg::Str(s.text.clone()))]),
             None => Vec::new(),
         };
         let r = self.em.begin(ts, track, name, args, &ends);
+        if let Some(iid) = stack.and_then(|s| s.iid) {
+            self.em.callstack(iid);
+        }
         self.flow_ends = ends;
         r
     }
@@ -657,12 +667,17 @@ impl<W: Write> PerfettoWriter<W> {
         if let Some(site) = created_by {
             args.push((ArgName::CreatedBy.iid(), Arg::Str(site)));
         }
-        if let Some(stack) = self.stack.take() {
-            args.push((ArgName::Stack.iid(), Arg::Str(stack)));
+        let stack = self.stack.take();
+        if let Some(s) = &stack {
+            args.push((ArgName::Stack.iid(), Arg::Str(s.text.clone())));
         }
         let args = self.em.args(&args);
         let name = Name::Go.iid();
-        self.m_instant(e, name, args, &[flow], &[])?;
+        if self.m_instant(e, name, args, &[flow], &[])? {
+            if let Some(iid) = stack.and_then(|s| s.iid) {
+                self.em.callstack(iid);
+            }
+        }
         if let Some(g) = self.gs.get_mut(&goid) {
             g.flows.push((flow, FlowKind::Go));
         }
@@ -740,9 +755,12 @@ impl<W: Write> PerfettoWriter<W> {
                         let args = self.em.args(&[
                             (ArgName::Goid.iid(), Arg::Uint(goid)),
                             (ArgName::ByGoid.iid(), Arg::Uint(by)),
-                            (ArgName::Stack.iid(), Arg::Str(stack)),
+                            (ArgName::Stack.iid(), Arg::Str(stack.text)),
                         ]);
                         self.em.instant(ts, track, name, args, &[flow], &[])?;
+                        if let Some(iid) = stack.iid {
+                            self.em.callstack(iid);
+                        }
                     }
                     None => self.em.instant_encoded(ts, track, name, &args, &[flow])?,
                 }

@@ -23,6 +23,7 @@
 //!
 //! Memory stays bounded: state is kept per live goroutine, thread and P only. Interned
 //! per-goroutine names are forgotten with the goroutine.
+mod callstacks;
 mod emit;
 mod lanes;
 mod layout;
@@ -262,10 +263,11 @@ pub struct PerfettoWriter<W: Write> {
     last_ts: u64,
     /// Flow ids a Running slice ends, reused between slices.
     flow_ends: Vec<u64>,
-    /// `--stacks`: the stack text of the event being laid out (`set_stack`), for the slice or
+    /// `--stacks`: the stack of the event being laid out (`set_stack`), for the slice or
     /// instant it makes: the goroutine's Waiting, Runnable or Syscall slice, the `go` or
     /// `unblock` instant.
-    stack: Option<String>,
+    stack: Option<callstacks::EventStack>,
+    callstacks: callstacks::Callstacks,
     keep_g_stats: bool,
     stats: PerfettoStats,
 }
@@ -329,6 +331,7 @@ impl<W: Write> PerfettoWriter<W> {
             last_ts: 0,
             flow_ends: Vec::new(),
             stack: None,
+            callstacks: Default::default(),
             keep_g_stats: false,
             stats: PerfettoStats::default(),
             meta,
@@ -425,10 +428,17 @@ impl<W: Write> PerfettoWriter<W> {
         self.write_counters(e.ts)
     }
 
-    /// `--stacks`: the next event's stack, as text (a frame a line), shown as the `stack`
-    /// argument of what that event draws.
-    pub fn set_stack(&mut self, text: String) {
-        self.stack = Some(text);
+    /// `--stacks`: the next event's stack (`id` as the pipeline numbers them; `frames`, innermost
+    /// first, asked for at its first use only), shown on what that event draws as a callstack
+    /// and as the `stack` argument (text, a frame a line).
+    pub fn set_stack(
+        &mut self,
+        id: u32,
+        frames: impl FnOnce() -> Option<Vec<crate::export::stacks::StackFrame>>,
+    ) {
+        let exe = &self.meta.process_name;
+        let s = self.callstacks.get(id, exe, frames, self.em.pending());
+        self.stack = Some(s);
     }
 
     /// Pushes written packets to the output (call after each ring-buffer drain).

@@ -151,6 +151,10 @@ pub struct TrackEvent {
     pub flow_ids: Vec<u64>,
     #[prost(fixed64, repeated, packed = "false", tag = "48")]
     pub terminating_flow_ids: Vec<u64>,
+    /// An interned [`Callstack`] (Perfetto v53+ shows it on the slice and builds flamegraphs
+    /// of an area's events from it; older trace processors skip the field).
+    #[prost(uint64, optional, tag = "56")]
+    pub callstack_iid: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -171,6 +175,66 @@ pub struct InternedData {
     pub event_names: Vec<InternedString>,
     #[prost(message, repeated, tag = "3")]
     pub debug_annotation_names: Vec<InternedString>,
+    /// The callstacks' strings and parts (profile_common.proto's messages).
+    #[prost(message, repeated, tag = "5")]
+    pub function_names: Vec<ProfileString>,
+    #[prost(message, repeated, tag = "6")]
+    pub frames: Vec<Frame>,
+    #[prost(message, repeated, tag = "7")]
+    pub callstacks: Vec<Callstack>,
+    #[prost(message, repeated, tag = "17")]
+    pub mapping_paths: Vec<ProfileString>,
+    #[prost(message, repeated, tag = "18")]
+    pub source_paths: Vec<ProfileString>,
+    #[prost(message, repeated, tag = "19")]
+    pub mappings: Vec<Mapping>,
+}
+
+/// profile_common.proto's `InternedString` (its text is `bytes`: the same wire format).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProfileString {
+    #[prost(uint64, optional, tag = "1")]
+    pub iid: Option<u64>,
+    #[prost(string, optional, tag = "2")]
+    pub str: Option<String>,
+}
+
+/// A frame of a callstack: a function, where in its source, and the pc (`rel_pc` in its
+/// mapping).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Frame {
+    #[prost(uint64, optional, tag = "1")]
+    pub iid: Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub function_name_id: Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub mapping_id: Option<u64>,
+    #[prost(uint64, optional, tag = "4")]
+    pub rel_pc: Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub source_path_iid: Option<u64>,
+    #[prost(uint32, optional, tag = "6")]
+    pub line_number: Option<u32>,
+}
+
+/// Frames, outermost first.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Callstack {
+    #[prost(uint64, optional, tag = "1")]
+    pub iid: Option<u64>,
+    #[prost(uint64, repeated, packed = "false", tag = "2")]
+    pub frame_ids: Vec<u64>,
+}
+
+/// The executable the frames are in. No address range: the frames come symbolized, and a
+/// range-less mapping is one the trace processor takes without a process's memory map.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Mapping {
+    #[prost(uint64, optional, tag = "1")]
+    pub iid: Option<u64>,
+    /// Path components, as `mapping_paths` iids.
+    #[prost(uint64, repeated, packed = "false", tag = "7")]
+    pub path_string_ids: Vec<u64>,
 }
 
 /// `EventName` and `DebugAnnotationName` share this shape.

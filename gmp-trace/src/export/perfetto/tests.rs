@@ -991,3 +991,86 @@ fn tp_spinning_and_steals() {
     // The synthetic counter event made no thread track.
     assert_eq!(stats.thread_tracks, 2);
 }
+
+/// `--stacks`: a stack is interned once on the sequence (its frames outermost first, shared
+/// frames and names once), before or with the first event naming it; events whose layout
+/// draws nothing for them do not ask for it; a lost stack gets no callstack.
+#[test]
+fn callstacks_are_interned_once_and_named_by_their_events() {
+    use crate::export::stacks::StackFrame;
+    let frame = |f: &str, line, pc| StackFrame {
+        function: f.into(),
+        file: "main.go".into(),
+        line,
+        inlined: false,
+        pc,
+    };
+    // Innermost first, as the pipeline gives them; stack 3 is lost.
+    let stack_of = |id: u32| match id {
+        3 => None,
+        _ => Some(vec![
+            frame(&format!("main.leaf{id}"), 10 + id, 0x1000 + u64::from(id)),
+            frame("main.main", 5, 0x2000),
+        ]),
+    };
+    let mut w = PerfettoWriter::new(Vec::new(), meta("go1.27.3")).unwrap();
+    let mut asked = HashMap::<u32, u32>::new();
+    for e in Sim::new(3, 40).take(20_000) {
+        let id = (e.ts % 4) as u32;
+        w.set_stack(id, || {
+            *asked.entry(id).or_default() += 1;
+            stack_of(id)
+        });
+        w.event(&e, &SimSymbols).unwrap();
+    }
+    assert!(
+        asked.values().all(|&n| n == 1),
+        "each stack made once: {asked:?}"
+    );
+    let pkts = packets(&w.finish().unwrap());
+    let (mut names, mut frames, mut stacks) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut named = HashMap::<u64, usize>::new();
+    for p in &pkts {
+        if let Some(d) = &p.interned_data {
+            for s in &d.function_names {
+                assert!(names
+                    .insert(s.iid.unwrap(), s.str.clone().unwrap())
+                    .is_none());
+            }
+            for f in &d.frames {
+                assert_eq!(f.mapping_id, Some(1));
+                assert!(frames.insert(f.iid.unwrap(), f.clone()).is_none());
+            }
+            for c in &d.callstacks {
+                assert!(stacks.insert(c.iid.unwrap(), c.frame_ids.clone()).is_none());
+            }
+            assert!(d.mappings.len() <= 1 && d.mapping_paths.len() <= 1);
+        }
+        if let Some(iid) = p.track_event.as_ref().and_then(|e| e.callstack_iid) {
+            assert!(
+                stacks.contains_key(&iid),
+                "callstack {iid} interned before use"
+            );
+            *named.entry(iid).or_default() += 1;
+        }
+    }
+    assert_eq!(stacks.len(), 3, "stacks 0, 1 and 2; the lost one has none");
+    assert_eq!(names.len(), 4, "main.leaf0..2 and main.main, once each");
+    for ids in stacks.values() {
+        let fs: Vec<(&str, u32)> = ids
+            .iter()
+            .map(|i| {
+                (
+                    names[&frames[i].function_name_id.unwrap()].as_str(),
+                    frames[i].line_number.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(fs[0], ("main.main", 5), "outermost first: {fs:?}");
+        assert!(fs[1].0.starts_with("main.leaf"));
+    }
+    assert!(
+        named.len() == 3 && named.values().all(|&n| n > 10),
+        "{named:?}"
+    );
+}
