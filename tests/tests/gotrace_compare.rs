@@ -100,7 +100,9 @@ fn assert_matches(go: &str, r: &Value, m_identity: &str) {
         );
     }
     let gg = &r["go_go"];
-    for name in ["GoBlock", "GoCreate"] {
+    // GoCreate's start function: the `go func(i int){..}(i)` wrappers name the closure they
+    // call, as Go's tracer does (FUNCDATA_WrapInfo).
+    for name in ["GoBlock", "GoCreate", "GoCreate start func"] {
         let s = row(&gg["stacks"], name);
         assert!(
             n(&s["go_with_stack"]) > 100,

@@ -84,17 +84,18 @@ fn go_tool_trace_web_ui_reads_our_trace() {
     let server = serve(&run.dir.join("x.gotrace"));
 
     let goroutines = String::from_utf8_lossy(&get(server.1, "/goroutines")).to_string();
-    // Named by start function: the go statements' wrappers, as for Go's own traces.
-    for f in [
-        "main.main.gowrap1",
-        "main.main.gowrap2",
-        "main.spawnHere.gowrap1",
-    ] {
+    // Named by start function as for Go's own traces: for `go f(x)`, f, not the wrapper the
+    // compiler makes for the statement (main.main.gowrap1 calls main.waitChan).
+    for f in ["main.waitChan", "main.waitMutex", "main.worker"] {
         assert!(
             goroutines.contains(f),
             "goroutine analysis lacks {f}:\n{goroutines}"
         );
     }
+    assert!(
+        !goroutines.contains("gowrap"),
+        "a wrapper named:\n{goroutines}"
+    );
     // The profiles as pprof protos (the HTML form needs Graphviz), read by go tool pprof.
     for (page, want) in [
         ("/block?raw=1", &["main.recvHere", "main.lockHere"][..]),
@@ -132,7 +133,7 @@ fn timeline(port: u16, dir: &Path) {
         .arg(workspace_root().join("tests/gotrace_ui/timeline.js"))
         .arg(format!("http://127.0.0.1:{port}/trace?view=proc"))
         .arg(&png)
-        .args(["main.main.gowrap1", "main.spawnHere.gowrap1", "nosuch.func"])
+        .args(["main.waitChan", "main.worker", "nosuch.func"])
         .env("NODE_PATH", &playwright)
         .output()
         .expect("run node (cargo xtask test installs Node.js and Chromium)");
@@ -163,7 +164,7 @@ fn timeline(port: u16, dir: &Path) {
     ] {
         assert!(labels.contains(&want), "no {want:?} track: {labels:?}");
     }
-    for (name, at_least) in [("main.main.gowrap1", 1), ("main.spawnHere.gowrap1", 1)] {
+    for (name, at_least) in [("main.waitChan", 1), ("main.worker", 1)] {
         let n = r["matches"][name].as_i64().unwrap_or(-1);
         assert!(
             n >= at_least,

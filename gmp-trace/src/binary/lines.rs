@@ -34,6 +34,9 @@ pub struct SourceFrame {
 /// `_PCDATA_InlTreeIndex` and `_FUNCDATA_InlTree` (runtime/symtab.go, abi/symtab.go).
 const PCDATA_INL_TREE_INDEX: u32 = 2;
 const FUNCDATA_INL_TREE: u32 = 3;
+/// `abi.FUNCDATA_WrapInfo` (Go 1.19 has it too): on the wrapper the compiler makes for a `go`/`defer`
+/// statement with arguments, the text offset of the function it calls.
+const FUNCDATA_WRAP_INFO: u8 = 7;
 /// Inlining deeper than this is a corrupt table (the compiler's budget keeps it far smaller).
 const MAX_INLINE_DEPTH: usize = 256;
 
@@ -84,6 +87,19 @@ impl<'a> Lines<'a> {
     pub fn function(&self, pc: u64) -> Option<(&'a [u8], u64)> {
         let f = self.func_at(pc)?;
         Some((self.name_bytes(self.field(f, F_NAME_OFF)?)?, f.entry))
+    }
+
+    /// For a `go`/`defer` statement's wrapper, the entry of the function it wraps,
+    /// as the runtime's `startPCForTrace` finds it: Go's own traces and tracebacks name a
+    /// goroutine by that function. None for any other function.
+    pub fn wrapped(&self, pc: u64) -> Option<u64> {
+        let f = self.func_at(pc)?;
+        let off = self.funcdata(f, FUNCDATA_WRAP_INFO)?;
+        let at = usize::try_from(off).ok()?;
+        let text_off = self.gofunc?.get(at..at.checked_add(4)?)?;
+        let text_off = u32::from_le_bytes(text_off.try_into().ok()?);
+        // moduledata.textOff with one text section (amd64 binaries have one).
+        self.layout.text_base.checked_add(u64::from(text_off))
     }
 
     /// The stack frame's size at `pc` (bytes between SP and the return address; 0 at the

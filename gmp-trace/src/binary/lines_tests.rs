@@ -195,3 +195,45 @@ fn generic_names_print_as_go_prints_them() {
     assert_eq!(p("odd]name["), "odd]name[");
     assert_eq!(print_name(None), "?");
 }
+
+/// FUNCDATA_WrapInfo: the wrapper a `go f(x)` statement compiles to (`main.main.gowrap1`, or
+/// `main.main.func1` before Go 1.22) names `f`, as the runtime's startPCForTrace finds it, on
+/// every release we support; `f` itself and main.main are no wrappers.
+#[test]
+fn go_statement_wrappers_name_the_function_they_call() {
+    let calls = [
+        ("main.main", "main.waitChan"),
+        ("main.main", "main.waitMutex"),
+        ("main.main", "main.waitRead"),
+        ("main.spawnHere", "main.worker"),
+    ];
+    for v in all_versions() {
+        for variant in [Variant::Default, Variant::Pie] {
+            let bin = GoBinary::open(&named("blockspots", v, variant)).unwrap();
+            let lines = bin.lines().unwrap();
+            let entry = |n: &str| bin.function(n).unwrap_or_else(|| panic!("go{v}: {n}")).addr;
+            let name = |pc: u64| bin.func_name_for_pc(pc).map(str::to_string);
+            let mut wrappers = 0;
+            for (caller, callee) in calls {
+                assert_eq!(lines.wrapped(entry(callee)), None, "go{v} {callee}");
+                // The statement's wrapper: a closure of the caller that calls the callee.
+                let closures = (1..=4)
+                    .flat_map(|i| [format!("{caller}.gowrap{i}"), format!("{caller}.func{i}")]);
+                let found: Vec<String> = closures
+                    .filter_map(|c| bin.function(&c).map(|f| (c, f.addr)))
+                    .filter_map(|(_, addr)| lines.wrapped(addr))
+                    .filter_map(name)
+                    .collect();
+                if found.iter().any(|f| f == callee) {
+                    wrappers += 1;
+                }
+            }
+            assert_eq!(
+                wrappers,
+                calls.len(),
+                "go{v} {variant:?}: wrappers naming their callee"
+            );
+            assert_eq!(lines.wrapped(entry("main.main")), None, "go{v}");
+        }
+    }
+}

@@ -12,6 +12,12 @@ pub trait Symbolize {
     fn source_frames(&self, _pc: u64) -> Vec<super::lines::SourceFrame> {
         Vec::new()
     }
+
+    /// For a `go`/`defer` statement's wrapper function, the entry pc of the
+    /// function it calls (FUNCDATA_WrapInfo); None otherwise or when unknown.
+    fn wrapped(&self, _pc: u64) -> Option<u64> {
+        None
+    }
 }
 
 impl Symbolize for GoBinary {
@@ -21,6 +27,10 @@ impl Symbolize for GoBinary {
 
     fn source_frames(&self, pc: u64) -> Vec<super::lines::SourceFrame> {
         self.lines().map(|l| l.frames(pc)).unwrap_or_default()
+    }
+
+    fn wrapped(&self, pc: u64) -> Option<u64> {
+        self.lines().ok()?.wrapped(pc)
     }
 }
 
@@ -46,6 +56,15 @@ impl Symbolize for Biased<'_> {
 
     fn source_frames(&self, pc: u64) -> Vec<super::lines::SourceFrame> {
         self.inner.source_frames(pc.wrapping_sub(self.bias.get()))
+    }
+
+    fn wrapped(&self, pc: u64) -> Option<u64> {
+        let bias = self.bias.get();
+        Some(
+            self.inner
+                .wrapped(pc.wrapping_sub(bias))?
+                .wrapping_add(bias),
+        )
     }
 }
 

@@ -23,13 +23,61 @@ pub const STACK_RULE: &str = "both stacks without a bottom runtime.goexit and th
 function name (Go's tracer skips a call-site-dependent number of leaf frames inside the runtime, \
 e.g. gopark and chanrecv; our probes fire deeper in the same call), and not empty";
 
-/// Stack rows: (name, from, to, required). GoBlock and GoCreate are held to the threshold.
-const STACK_ROWS: &[(&str, GoState, GoState, bool)] = &[
-    ("GoBlock", GoState::Running, GoState::Waiting, true),
-    ("GoCreate", GoState::NotExist, GoState::Runnable, true),
-    ("GoStop", GoState::Running, GoState::Runnable, false),
-    ("GoUnblock", GoState::Waiting, GoState::Runnable, false),
-    ("GoSyscallBegin", GoState::Running, GoState::Syscall, false),
+/// Which stack of a transition a row compares.
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    /// `Stack=`, by [`same_stack`] (GoCreate's is the creator's).
+    Event,
+    /// `TransitionStack=`: GoCreate's start function (for a `go` statement's wrapper, the
+    /// function it calls), which must be the same.
+    Start,
+}
+
+/// Stack rows: (name, from, to, required, which stack). GoBlock, GoCreate and GoCreate's
+/// start function are held to the threshold.
+const STACK_ROWS: &[(&str, GoState, GoState, bool, Which)] = &[
+    (
+        "GoBlock",
+        GoState::Running,
+        GoState::Waiting,
+        true,
+        Which::Event,
+    ),
+    (
+        "GoCreate",
+        GoState::NotExist,
+        GoState::Runnable,
+        true,
+        Which::Event,
+    ),
+    (
+        "GoCreate start func",
+        GoState::NotExist,
+        GoState::Runnable,
+        true,
+        Which::Start,
+    ),
+    (
+        "GoStop",
+        GoState::Running,
+        GoState::Runnable,
+        false,
+        Which::Event,
+    ),
+    (
+        "GoUnblock",
+        GoState::Waiting,
+        GoState::Runnable,
+        false,
+        Which::Event,
+    ),
+    (
+        "GoSyscallBegin",
+        GoState::Running,
+        GoState::Syscall,
+        false,
+        Which::Event,
+    ),
 ];
 
 /// What a comparison of two Go traces adds to the [`Report`].
@@ -246,9 +294,10 @@ fn by_goroutine(items: &[Item], from: GoState, to: GoState) -> BTreeMap<u64, Vec
 type Lookup<'a> = dyn Fn(&Item) -> &'a go_side::GoTransition + 'a;
 
 /// One stack row: Go's k-th event of a goroutine against our k-th; GoCreate's stack is the
-/// creator's (`Stack=`), the others' the goroutine's own.
+/// creator's (`Stack=`), the others' the goroutine's own; a start-function row compares
+/// `TransitionStack=` (runtime.main's, g1's, is left out as the stack rule leaves it out).
 fn stack_row<'a>(
-    &(name, from, to, required): &(&str, GoState, GoState, bool),
+    &(name, from, to, required, which): &(&str, GoState, GoState, bool, Which),
     go_items: &[Item],
     our_items: &[Item],
     go_of: &Lookup<'a>,
@@ -265,7 +314,11 @@ fn stack_row<'a>(
         for (nth, g) in gs.iter().enumerate() {
             row.go += 1;
             let gt = go_of(g);
-            if comparable(&gt.stack).is_empty() {
+            let stack_of = |t: &'a go_side::GoTransition| match which {
+                Which::Event => &t.stack,
+                Which::Start => &t.tstack,
+            };
+            if comparable(stack_of(gt)).is_empty() {
                 continue;
             }
             row.go_with_stack += 1;
@@ -273,15 +326,19 @@ fn stack_row<'a>(
                 continue;
             };
             row.paired += 1;
-            let ot = ours_of(o);
-            if same_stack(&gt.stack, &ot.stack) {
+            let (gs, os) = (stack_of(gt), stack_of(ours_of(o)));
+            let same = match which {
+                Which::Event => same_stack(gs, os),
+                Which::Start => comparable(gs) == comparable(os),
+            };
+            if same {
                 row.same += 1;
             } else if row.differing.len() < 5 {
                 row.differing.push(StackDiff {
                     goid,
                     nth,
-                    go: gt.stack.clone(),
-                    ours: ot.stack.clone(),
+                    go: gs.clone(),
+                    ours: os.clone(),
                 });
             }
         }

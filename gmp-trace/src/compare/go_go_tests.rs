@@ -135,7 +135,7 @@ fn same_run_matches_every_row_and_stack() {
     }
     assert_eq!(r.gostart_placement.same_m_pct, Some(100.0));
     assert_eq!(r.gostart_placement.m_identity, "tid");
-    for name in ["GoBlock", "GoCreate"] {
+    for name in ["GoBlock", "GoCreate", "GoCreate start func"] {
         let s = stack_row(&r, name);
         assert_eq!((s.go_with_stack, s.same), (1, 1), "{s:?}");
     }
@@ -176,8 +176,8 @@ fn stacks_that_differ_or_are_missing_fail_the_stack_rows() {
     r.go_go.as_ref().unwrap().check(99.9, 99.0, &mut failures);
     assert_eq!(
         failures.len(),
-        2,
-        "GoBlock and GoCreate stacks: {failures:?}"
+        3,
+        "GoBlock and GoCreate stacks, GoCreate's start function: {failures:?}"
     );
     for row in r.rows.iter().filter(|r| r.go > 0) {
         assert_eq!(row.match_pct, Some(100.0), "the transitions still match");
@@ -225,4 +225,31 @@ fn a_thread_that_is_another_m_shows() {
     let r = compare_go_go(&go, &ours, opts((1, 27)));
     let pl = &r.gostart_placement;
     assert_eq!((pl.go_starts, pl.same_m), (2, 1), "{pl:?}");
+}
+
+/// GoCreate's start function must be the one Go names: a `go` statement's wrapper in its
+/// place (what we wrote before reading FUNCDATA_WrapInfo) fails the row.
+#[test]
+fn a_wrapper_for_the_start_function_fails_its_row() {
+    let go = parse_go(&trace(1_000_000, 8306, GO_BLOCK, false));
+    let ours = trace(1_000_150, 8306, GO_BLOCK, true).replacen(
+        "TransitionStack=\n\tmain.worker",
+        "TransitionStack=\n\tmain.main.gowrap1",
+        1,
+    );
+    let r = compare_go_go(&go, &parse_go(&ours), opts((1, 27)));
+    let s = stack_row(&r, "GoCreate start func");
+    assert_eq!((s.paired, s.same, s.match_pct), (1, 0, Some(0.0)), "{s:?}");
+    assert_eq!(
+        stack_row(&r, "GoCreate").same,
+        1,
+        "the creator's stack is still the same"
+    );
+    let mut failures = Vec::new();
+    r.go_go.as_ref().unwrap().check(99.9, 99.0, &mut failures);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].starts_with("GoCreate start func"),
+        "{failures:?}"
+    );
 }

@@ -330,11 +330,14 @@ impl<W: Write> GoTraceWriter<W> {
         Ok(written)
     }
 
-    /// Keeps `goid`'s start function as the stack its creation or first status carries.
+    /// Keeps `goid`'s start function as the stack its creation or first status carries: for a
+    /// `go` statement's wrapper, the function it calls, as Go's tracer writes it
+    /// (runtime.startPCForTrace), so that `go tool trace` groups the goroutines by it.
     fn note_start(&mut self, goid: u64, pc: u64, sym: &dyn Symbolize) {
         if pc == 0 || self.st.start_stack.contains_key(&goid) {
             return;
         }
+        let pc = sym.wrapped(pc).unwrap_or(pc);
         let name = match sym.func_name(pc) {
             Some(n) => n.to_string(),
             None => format!("0x{pc:x}"),
