@@ -409,7 +409,7 @@ fn followed_processes_are_checked_one_by_one() {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![root.join("bin")];
     paths.extend(std::env::split_paths(&path));
-    let spawned = "goroutines_by_start_fn.example.com/multipkg.Spawn.gowrap1 >= 1";
+    let spawned = "goroutines_by_start_fn.example.com/multipkg.Spawn.func1 >= 1";
     let go_test = |gmp: bool| {
         let mut cmd = if gmp {
             let mut c = Command::new(gmp_trace_bin());

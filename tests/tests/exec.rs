@@ -19,8 +19,7 @@ use serde_json::Value;
 /// Goroutines the first image runs (execer -workers).
 const WORKERS: usize = 10;
 
-/// JSONL creations by main.run (the first image's workers): Go names the closure
-/// main.run.func1 or main.run.gowrap1 by version, so count by creation site.
+/// JSONL creations by main.run (the first image's workers), counted by creation site.
 fn workers_created(events: &[Value]) -> usize {
     events
         .iter()

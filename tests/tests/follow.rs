@@ -113,7 +113,7 @@ fn go_test_shows_every_test_binary() {
             .trim()
             .parse()
             .unwrap();
-        let seen = &p["goroutines_by_start_fn"]["example.com/multipkg.Spawn.gowrap1"];
+        let seen = &p["goroutines_by_start_fn"]["example.com/multipkg.Spawn.func1"];
         assert_eq!(
             seen.as_u64(),
             Some(reported),
@@ -192,7 +192,7 @@ fn exec_of_a_new_image_and_non_go_children() {
         .iter()
         .map(|p| (p["mode"].as_str().unwrap().to_string(), p))
         .collect();
-    let workers = |m: &str| by_mode[m]["goroutines_by_start_fn"]["main.run.gowrap1"].as_u64();
+    let workers = |m: &str| by_mode[m]["goroutines_by_start_fn"]["main.run.func1"].as_u64();
     assert_eq!(workers("launch"), Some(4), "{s}");
     assert_eq!(workers("follow"), Some(6), "{s}");
     assert_eq!(by_mode["launch"]["pid"], by_mode["follow"]["pid"]);

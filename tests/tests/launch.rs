@@ -8,14 +8,14 @@ use gmp_trace_tests::{
 };
 use serde_json::Value;
 
-/// What a runtime-started goroutine is for, by its start function (names differ by version:
-/// closures are `funcN` up to Go 1.21 and `gowrapN` from 1.22).
+/// What a runtime-started goroutine is for, by its start function (as Go names it: the function
+/// a `go f(x)` statement's wrapper calls, the same in every release).
 fn runtime_role(start_fn: &str) -> Option<&'static str> {
     Some(match start_fn {
         "runtime.main" => "main goroutine",
         "runtime.forcegchelper" => "forced-GC helper",
-        "runtime.gcenable.func1" | "runtime.gcenable.gowrap1" => "background sweeper",
-        "runtime.gcenable.func2" | "runtime.gcenable.gowrap2" => "background scavenger",
+        "runtime.bgsweep" => "background sweeper",
+        "runtime.bgscavenge" => "background scavenger",
         "runtime.runfinq" | "runtime.runFinalizers" => "finalizer goroutine",
         _ => return None,
     })

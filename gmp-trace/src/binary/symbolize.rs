@@ -18,6 +18,12 @@ pub trait Symbolize {
     fn wrapped(&self, _pc: u64) -> Option<u64> {
         None
     }
+
+    /// The name a goroutine starting at `pc` goes by, as Go's tools give it (its tracer's
+    /// start function, its tracebacks' bottom frame): for a `go f(x)` statement's wrapper, `f`.
+    fn start_name(&self, pc: u64) -> Option<&str> {
+        self.func_name(self.wrapped(pc).unwrap_or(pc))
+    }
 }
 
 impl Symbolize for GoBinary {

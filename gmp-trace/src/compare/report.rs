@@ -352,7 +352,9 @@ impl Report {
         if let Some(min) = self.min_match {
             if self.failures.is_empty() {
                 let stacks = match self.go_go.as_ref().and_then(|g| g.min_stack_match) {
-                    Some(m) => format!(", GoBlock and GoCreate stacks and start functions at least {m}%"),
+                    Some(m) => {
+                        format!(", GoBlock and GoCreate stacks and start functions at least {m}%")
+                    }
                     None => String::new(),
                 };
                 let _ = writeln!(s, "PASS: every row at least {min}% (GoCreate 100%){stacks}");

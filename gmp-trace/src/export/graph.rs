@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Symbolize;
-use crate::model::views::name;
+use crate::model::views::start_name;
 use crate::model::Model;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
         if pc == 0 {
             "runtime".to_string()
         } else {
-            format!("G:{}", name(sym, pc))
+            format!("G:{}", start_name(sym, pc))
         }
     };
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
@@ -72,7 +72,7 @@ pub fn build(m: &Model, sym: &dyn Symbolize) -> Graph {
         let label = if pc == 0 {
             "runtime (g0)".to_string()
         } else {
-            name(sym, pc)
+            start_name(sym, pc)
         };
         let n = nodes.entry(id.clone()).or_insert(Node {
             id: id.clone(),

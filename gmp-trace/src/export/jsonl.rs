@@ -120,8 +120,19 @@ impl Line<'_> {
     /// A function name as a JSON string (serde_json escapes it: names are plain ASCII in
     /// practice, but a name from a corrupt symbol table must not break the line), or null.
     fn func(&mut self, key: &str, pc: u64) -> io::Result<()> {
+        let name = self.sym.func_name(pc);
+        self.name_or_null(key, name)
+    }
+
+    /// A start function's name as Go's tools give it ([`Symbolize::start_name`]).
+    fn start_func(&mut self, key: &str, pc: u64) -> io::Result<()> {
+        let name = self.sym.start_name(pc);
+        self.name_or_null(key, name)
+    }
+
+    fn name_or_null(&mut self, key: &str, name: Option<&str>) -> io::Result<()> {
         self.buf.extend_from_slice(key.as_bytes());
-        match self.sym.func_name(pc) {
+        match name {
             Some(n) => serde_json::to_writer(&mut *self.buf, n).map_err(io::Error::from),
             None => {
                 self.buf.extend_from_slice(b"null");
@@ -246,7 +257,7 @@ impl<W: Write> JsonlWriter<W> {
             Some(EventKind::GoCreate) => {
                 l.u(key!("parent_goid"), e.arg0);
                 l.u(key!("start_pc"), e.arg1);
-                l.func(key!("start_fn"), e.arg1)?;
+                l.start_func(key!("start_fn"), e.arg1)?;
                 l.u(key!("create_pc"), e.arg2);
                 l.func(key!("create_fn"), e.arg2)?;
             }

@@ -406,7 +406,7 @@ impl Startup {
                 .map(|&(goid, _, pc)| GoAtMain {
                     goid,
                     start_fn: sym
-                        .func_name(pc)
+                        .start_name(pc)
                         .map_or_else(|| format!("{pc:#x}"), str::to_owned),
                 })
                 .collect(),

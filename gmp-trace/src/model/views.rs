@@ -85,6 +85,15 @@ pub fn name(sym: &dyn Symbolize, pc: u64) -> String {
         .map_or_else(|| format!("{pc:#x}"), str::to_owned)
 }
 
+/// A start function's name ([`Symbolize::start_name`]: `f` for `go f(x)`'s wrapper).
+pub fn start_name(sym: &dyn Symbolize, pc: u64) -> String {
+    if pc == 0 {
+        return "?".to_string();
+    }
+    sym.start_name(pc)
+        .map_or_else(|| format!("{pc:#x}"), str::to_owned)
+}
+
 /// Where a return address's call is in the source: `file:line` of the innermost frame there (an
 /// inlined call's own line), as Go's `created by` lines print it; empty when unknown.
 pub fn call_at(sym: &dyn Symbolize, pc: u64) -> String {
@@ -136,7 +145,7 @@ pub fn worst_goroutines(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<Worst
         .take(top)
         .map(|&(lat, goid, spc)| WorstGoroutine {
             goid,
-            start_fn: name(sym, spc),
+            start_fn: start_name(sym, spc),
             latency_ns: lat,
         })
         .collect()
@@ -199,7 +208,7 @@ pub fn leak_tree(m: &Model, sym: &dyn Symbolize, top: usize) -> Vec<LeakGroup> {
             creators: chain.iter().rev().map(|&pc| name(sym, pc)).collect(),
             create_site: name(sym, cpc),
             create_at: call_at(sym, cpc),
-            start_fn: name(sym, spc),
+            start_fn: start_name(sym, spc),
             count,
             states,
         })
@@ -214,7 +223,7 @@ pub fn created_by_start_fn(m: &Model, sym: &dyn Symbolize) -> BTreeMap<String, u
     let mut out = BTreeMap::new();
     for (pc, s) in &m.by_start_pc {
         if s.created > 0 {
-            *out.entry(name(sym, *pc)).or_insert(0) += s.created;
+            *out.entry(start_name(sym, *pc)).or_insert(0) += s.created;
         }
     }
     out

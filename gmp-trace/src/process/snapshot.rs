@@ -616,7 +616,7 @@ impl Reader<'_> {
 
     fn goroutine(&mut self, w: GWin, stack: Stack) -> Goroutine {
         let base = w.status & !names::G_SCAN;
-        let start_function = self.sym.name(w.startpc);
+        let start_function = self.sym.start_name(w.startpc);
         let waiting = w.waitsince > 0 && matches!(base, G_SYSCALL | G_WAITING);
         Goroutine {
             goid: w.goid,

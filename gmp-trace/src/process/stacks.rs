@@ -110,6 +110,16 @@ impl<'b> Symbols<'b> {
         n
     }
 
+    /// The name a goroutine starting at `pc` (g.startpc) goes by in Go's tools: for a `go f(x)`
+    /// statement's wrapper, `f` (FUNCDATA_WrapInfo, as the runtime's startPCForTrace).
+    pub fn start_name(&mut self, pc: u64) -> Option<Arc<str>> {
+        let at = match self.lines.wrapped(pc.wrapping_sub(self.bias)) {
+            Some(f) => f.wrapping_add(self.bias),
+            None => pc,
+        };
+        self.name(at)
+    }
+
     /// `created by` for g.gopc: the physical function, the position of the go statement.
     pub fn creator(&mut self, gopc: u64) -> Option<Creator> {
         if let Some(c) = self.creators.get(&gopc) {

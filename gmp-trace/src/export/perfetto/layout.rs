@@ -646,7 +646,7 @@ impl<W: Write> PerfettoWriter<W> {
             return Ok(());
         }
         let start_fn = sym
-            .func_name(e.arg1)
+            .start_name(e.arg1)
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{:#x}", e.arg1));
         let created_by = match sym.func_name(e.arg2) {
