@@ -5,9 +5,10 @@
 //! The blocking part of the setup (reading the binary, loading and attaching the BPF object)
 //! runs on tokio's blocking pool, a few at a time, so that processes exec'ing together (each
 //! held stopped until its probes are in) are set up side by side, not one after the other.
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use anyhow::anyhow;
@@ -19,7 +20,7 @@ use crate::cli::{Args, Format, OutputArgs};
 use crate::export::many::{ProcessReport, Shared, SharedOut};
 use crate::model::Model;
 use crate::pipeline::Pipeline;
-use crate::probes::{self, Tracer};
+use crate::probes::{self, Attachment, Tracer};
 use crate::process::attach::Attach;
 use crate::process::discover::{Discoverer, Look, ProcessIdentity};
 use crate::process::exe::FileIdentity;
@@ -37,6 +38,7 @@ pub struct Ctx {
     /// Setups running at once: loading a BPF object is CPU work in the kernel (the verifier),
     /// so more than a couple per core only makes each slower.
     setups: Arc<Semaphore>,
+    binaries: Arc<Binaries>,
 }
 
 impl Ctx {
@@ -53,12 +55,73 @@ impl Ctx {
             stop,
             graph,
             setups: Arc::new(Semaphore::new(SETUPS_PER_CORE * cores)),
+            binaries: Arc::default(),
         }
     }
 }
 
 /// See [`Ctx::setups`].
 const SETUPS_PER_CORE: usize = 2;
+
+/// A binary read, checked and planned for (with the run's options): the same for every process
+/// that runs it.
+struct Planned {
+    identity: FileIdentity,
+    bin: Arc<GoBinary>,
+    plan: Vec<Attachment>,
+    offsets: Offsets,
+}
+
+type Slot = Arc<OnceLock<Result<Arc<Planned>, String>>>;
+
+/// The last few binaries planned, by file identity: a program run over and over (a test
+/// binary, a shell loop's) is read once, not at each exec while the process is held, and
+/// processes exec'ing the same binary together wait for one reading of it.
+#[derive(Default)]
+struct Binaries(Mutex<VecDeque<(FileIdentity, Slot)>>);
+
+/// How many binaries [`Binaries`] keeps (each holds its file mapped and its tables).
+const BINARIES_KEPT: usize = 8;
+
+impl Binaries {
+    fn get(&self, exe: &Path, args: &Args) -> anyhow::Result<Arc<Planned>> {
+        let identity = FileIdentity::of(exe)?;
+        let slot = {
+            let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            match kept.iter().find(|(id, _)| *id == identity) {
+                Some((_, slot)) => slot.clone(),
+                None => {
+                    let slot = Slot::default();
+                    kept.push_front((identity, slot.clone()));
+                    kept.truncate(BINARIES_KEPT);
+                    slot
+                }
+            }
+        };
+        slot.get_or_init(|| plan_binary(exe, identity, args).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(|e| anyhow!(e))
+    }
+}
+
+fn plan_binary(exe: &Path, identity: FileIdentity, args: &Args) -> anyhow::Result<Arc<Planned>> {
+    let bin = GoBinary::open(exe)?;
+    if FileIdentity::of(exe)? != identity {
+        anyhow::bail!(
+            "{} changed on disk while gmp-trace was reading it",
+            exe.display()
+        );
+    }
+    trace::check_supported(&bin, exe)?;
+    let plan = trace::probe_plan(&bin, args)?;
+    let offsets = probes::offsets(&bin)?;
+    Ok(Arc::new(Planned {
+        identity,
+        bin: Arc::new(bin),
+        plan,
+        offsets,
+    }))
+}
 
 /// A session that did not end in a report.
 pub struct Failed {
@@ -86,7 +149,7 @@ struct Ready {
     exec_ts: Option<u64>,
     mode: &'static str,
     exe: PathBuf,
-    bin: GoBinary,
+    bin: Arc<GoBinary>,
     offsets: Offsets,
     pid: u32,
     ring_bytes: u32,
@@ -97,7 +160,7 @@ struct Ready {
 
 /// The setup up to the probes being in, on a blocking thread (no session state in it, so no
 /// `Rc`); every error is from before streaming began.
-fn prepare(args: &Args, how: How, started: Instant) -> anyhow::Result<Ready> {
+fn prepare(args: &Args, binaries: &Binaries, how: How, started: Instant) -> anyhow::Result<Ready> {
     let (mut target, id, held, exec_ts, mode) = match how {
         How::Pid(id) => {
             let t = Target::resolve(Some(id.pid as i32), &[], args.force)?;
@@ -110,11 +173,9 @@ fn prepare(args: &Args, how: How, started: Instant) -> anyhow::Result<Ready> {
         How::Launch(t, pid) => (t, None, Some(pid), None, "launch"),
     };
     let exe = target.exe().to_path_buf();
-    let bin = GoBinary::open(&exe)?;
-    let identity = FileIdentity::of(&exe)?;
-    trace::check_supported(&bin, &exe)?;
-    let plan = trace::probe_plan(&bin, args)?;
-    let mut offsets = probes::offsets(&bin)?;
+    let planned = binaries.get(&exe, args)?;
+    let mut offsets = planned.offsets;
+    log::debug!("binary read and planned at {:?}", started.elapsed());
     let pid = match held {
         Some(pid) => pid,
         None => target.hold()?,
@@ -123,9 +184,9 @@ fn prepare(args: &Args, how: How, started: Instant) -> anyhow::Result<Ready> {
     let ring_bytes = probes::ring_bytes(args.buffer_size, args.event_rate);
     let (tracer, source, attach_ms) = trace::attach(
         &mut target,
-        identity,
+        planned.identity,
         &offsets,
-        &plan,
+        &planned.plan,
         ring_bytes,
         args,
         started,
@@ -136,7 +197,7 @@ fn prepare(args: &Args, how: How, started: Instant) -> anyhow::Result<Ready> {
         exec_ts,
         mode,
         exe,
-        bin,
+        bin: planned.bin.clone(),
         offsets,
         pid,
         ring_bytes,
@@ -157,8 +218,8 @@ pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessR
     let fail = |began| move |error: anyhow::Error| Failed { began, error };
     let ready = {
         let _permit = ctx.setups.clone().acquire_owned().await;
-        let args = ctx.args.clone();
-        tokio::task::spawn_blocking(move || prepare(&args, how, started))
+        let (args, binaries) = (ctx.args.clone(), ctx.binaries.clone());
+        tokio::task::spawn_blocking(move || prepare(&args, &binaries, how, started))
             .await
             .map_err(|e| fail(false)(anyhow!("setting up the session failed: {e}")))?
             .map_err(fail(false))?
@@ -181,7 +242,7 @@ pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessR
         quiet: true,
         ..OutputArgs::default()
     };
-    let mut pipeline = Pipeline::open(&quiet, Model::new(), &bin).map_err(fail(false))?;
+    let mut pipeline = Pipeline::open(&quiet, Model::new(), &*bin).map_err(fail(false))?;
     pipeline.perfetto_sequence = sequence;
     if let Some((format, out)) = &ctx.events {
         pipeline.redirect_events(*format, Box::new(SharedOut::new(out.clone())));
