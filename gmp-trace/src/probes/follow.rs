@@ -3,7 +3,7 @@
 //! and the ring of stopped execs read as they come; which members are still alive (the run
 //! lasts while one is), pruning the dead from the tree. One per run, whatever the number of
 //! processes it follows.
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use anyhow::{anyhow, Context as _};
 use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
@@ -22,6 +22,8 @@ pub struct FollowWatch {
     tree: HashMap<MapData, u32, u32>,
     missed: PerCpuArray<MapData, u64>,
     ready: VecDeque<FollowExec>,
+    /// Members found dead at the last look: dead at two looks in a row, they are.
+    dead_once: HashSet<u32>,
 }
 
 impl FollowWatch {
@@ -82,23 +84,35 @@ impl FollowWatch {
             tree,
             missed,
             ready: VecDeque::new(),
+            dead_once: HashSet::new(),
         })
     }
 
     /// The members alive now (processes, not zombies), after dropping the dead from the tree
     /// so that it holds what is alive (a long `make` forks far more than the map's size).
-    /// A dead member's pid taken by a fork of another member between the look and the
-    /// removal would be dropped too: that needs the pid space to wrap in those microseconds.
+    /// A member is taken for dead when found so at two looks in a row: an exec by a thread
+    /// other than the leader shows a zombie leader for an instant. A dead member's pid taken by
+    /// a fork of another member between the last look and the removal would be dropped too:
+    /// that needs the pid space to wrap in those microseconds.
     pub fn live_members(&mut self) -> Vec<u32> {
         let keys: Vec<u32> = self.tree.keys().filter_map(Result::ok).collect();
         let mut live = Vec::new();
+        let mut dead = HashSet::new();
         for pid in keys {
             if process_alive(pid) {
                 live.push(pid);
+            } else if !self.dead_once.contains(&pid) {
+                // Counted alive until the next look says the same.
+                dead.insert(pid);
+                live.push(pid);
             } else if self.tree.get(&pid, 0).ok() == Some(tree::LEADER_EXITED) {
                 let _ = self.tree.remove(&pid);
+            } else {
+                // Dead without its exit seen (not expected): not alive, kept.
+                dead.insert(pid);
             }
         }
+        self.dead_once = dead;
         live
     }
 

@@ -1,9 +1,10 @@
 //! `gmp-trace --pid A --pid B ...` and `gmp-trace --all [--exe-filter RE] [--container ID]`:
 //! several Go processes traced side by side in one gmp-trace. Each process gets a session of its
 //! own (`session.rs`: its own BPF object, ring buffer, pipeline and model, attached with the
-//! `--pid` strategy), all on this thread; they end one by one as their processes exit, so memory
-//! is bounded by what is alive plus the outputs. `--all` finds the processes present at the start
-//! and rescans /proc every [`RESCAN`] for new ones. At the end the sessions' reports are joined
+//! `--pid` strategy), all on this thread (each one's blocking setup on tokio's blocking pool);
+//! they end one by one as their processes exit, so memory is bounded by what is alive plus the
+//! outputs. `--all` finds the processes present at the start and rescans /proc every [`RESCAN`]
+//! for new ones. At the end the sessions' reports are joined
 //! (export/many.rs): one summary with `processes[]`, one graph with the process tree; the event
 //! stream was shared all along.
 mod follow;
