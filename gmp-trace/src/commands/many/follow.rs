@@ -313,9 +313,10 @@ fn on_exec(
             sel.spawn_how(tasks, ctx, key, id.clone(), How::Exec(id, exec.ts));
         }
         look => {
+            // Named while it is still held: a quick program is gone once continued.
+            let exe = exe_of(pid);
             cont(pid);
             let held_us = monotonic_ns().saturating_sub(exec.ts) / 1000;
-            let exe = exe_of(pid);
             let reason = match &look {
                 Look::Go(_) => "started while tracing was stopping".to_string(),
                 Look::NotGo => "not Go, not traced".to_string(),
