@@ -1,12 +1,13 @@
 //! `--follow`: the launched program's process tree, kept in `FOLLOW_TREE` (tgids) by the fork
 //! and exit tracepoints; at an exec of a member, SIGSTOP to it (queued now, taken on the way
 //! out of execve, before the new image's first instruction) and a record to `FOLLOW_EXECS`, so
-//! userspace can probe the new image before it runs and then send SIGCONT. Loaded as an object
+//! userspace can probe the new image before it runs and then send SIGCONT (when the ring is full
+//! the exec is not stopped but counted in `FOLLOW_MISSED`). Loaded as an object
 //! of its own (probes/follow.rs), apart from any traced process's probes.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_send_signal},
     macros::{map, raw_tracepoint},
-    maps::{HashMap, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::RawTracePointContext,
 };
 use gmp_trace_common::follow::{tree, FollowExec};
@@ -24,6 +25,11 @@ static FOLLOW_TREE: HashMap<u32, u32> = HashMap::with_max_entries(16384, 0);
 /// Execs of members, stopped, for userspace.
 #[map]
 static FOLLOW_EXECS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+/// Execs of members let run unstopped because `FOLLOW_EXECS` was full (no record, so no
+/// SIGSTOP: a stopped process nobody hears of would stay stopped). Read at the end of the run.
+#[map]
+static FOLLOW_MISSED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 const SIGSTOP: u32 = 19;
 
@@ -81,15 +87,23 @@ pub fn follow_exec(_ctx: RawTracePointContext) -> i32 {
         // An exec from a thread other than the leader: the old leader's exit came first.
         *state = tree::MEMBER;
     }
+    // The record's slot first: without one userspace would never hear of the stop.
+    let Some(mut slot) = FOLLOW_EXECS.reserve::<FollowExec>(0) else {
+        if let Some(n) = FOLLOW_MISSED.get_ptr_mut(0) {
+            // SAFETY: the pointer comes from the lookup; per-CPU, so no other writer.
+            unsafe { *n += 1 };
+        }
+        return 0;
+    };
     // SAFETY: no preconditions; the signal goes to the current process.
     let sent = unsafe { bpf_send_signal(SIGSTOP) };
-    let rec = FollowExec {
+    slot.write(FollowExec {
         // SAFETY: no preconditions.
         ts: unsafe { bpf_ktime_get_ns() },
         pid: tgid,
         signal_result: sent as i32,
-    };
-    let _ = FOLLOW_EXECS.output(&rec, 0);
+    });
+    slot.submit(0);
     0
 }
 

@@ -2,7 +2,9 @@
 //! instruction. `gmp-trace -f -- go test -count=1 ./...` over tests/go/multipkg shows every test
 //! binary as a process of its own, with its startup and the goroutines its test reports having
 //! started; an exec of the program's own pid (a new image) is a new process; a non-Go child is
-//! listed and let go; the exit code is the launched program's.
+//! listed and let go; a launched program that is not Go (a shell) is let run and its Go
+//! children traced; the run lasts while the tree has live members; the exit code is the
+//! launched program's.
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -212,12 +214,132 @@ fn exec_of_a_new_image_and_non_go_children() {
     assert_eq!(nt["reason"], "not Go, not traced", "{s}");
     assert!(nt["exe"].as_str().unwrap().ends_with("/true"), "{s}");
 
-    // A launched program that is not Go is an error, as without -f.
+    // A launched program that is not Go runs untraced, listed; nothing else to trace here.
     let out = Command::new(gmp_trace_bin())
-        .args(["-f", "--", "/bin/true"])
+        .args([
+            "-f",
+            "--summary-json",
+            sum.to_str().unwrap(),
+            "--",
+            "/bin/true",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("not a Go program"), "{e}");
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(e.contains("not Go, not traced"), "{e}");
+    let s = summary(&sum);
+    assert_eq!(s["processes"].as_array().unwrap().len(), 0, "{s}");
+    assert!(s["not_traced"][0]["exe"]
+        .as_str()
+        .unwrap()
+        .ends_with("/true"));
+}
+
+/// A shell as the launched program (not Go, let run untraced): the Go programs it runs are
+/// traced from their first instruction, and gmp-trace exits with the shell's code.
+#[test]
+fn shell_root_and_its_go_children() {
+    require_bpf!();
+    let dir = scratch_dir("follow-shell");
+    let bin = build_sample("execer", GO_VERSIONS[0], Variant::Default);
+    let bin = bin.to_str().unwrap();
+    let sum = dir.join("s.json");
+    let script =
+        format!("{bin} -child -workers 3; {bin} -child -workers 5 -code 4; echo \"$?\"; exit 5");
+    let out = Command::new(gmp_trace_bin())
+        .args(["-f", "--summary-json", sum.to_str().unwrap(), "--"])
+        .args(["/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().last(),
+        Some("4")
+    );
+    let s = summary(&sum);
+    let ps = s["processes"].as_array().unwrap();
+    let mut workers: Vec<u64> = ps
+        .iter()
+        .map(|p| {
+            assert_eq!(p["mode"], "follow", "{p}");
+            assert_eq!(p["startup"][0]["phase"], "rt0_go", "{p}");
+            p["goroutines_by_start_fn"]["main.run.gowrap1"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    workers.sort_unstable();
+    assert_eq!(workers, [3, 5], "{s}");
+    let nt = &s["not_traced"][0];
+    assert_eq!(nt["reason"], "not Go, not traced", "{s}");
+    assert!(nt["exe"].as_str().unwrap().ends_with("sh"), "{s}");
+    assert!(stderr.contains("following its children"), "{stderr}");
+}
+
+/// The launched program exits while a child it started in the background lives on and runs a
+/// Go program later: the run lasts until the tree has no live member, and that program is
+/// traced; the exit code stays the launched program's.
+#[test]
+fn a_child_outliving_the_launched_program_is_followed() {
+    require_bpf!();
+    let dir = scratch_dir("follow-outlive");
+    let bin = build_sample("execer", GO_VERSIONS[0], Variant::Default);
+    let bin = bin.to_str().unwrap();
+    let sum = dir.join("s.json");
+    let script = format!("(sleep 1.5; exec {bin} -child -workers 7) >/dev/null & exit 2");
+    let out = Command::new(gmp_trace_bin())
+        .args(["-f", "--summary-json", sum.to_str().unwrap(), "--"])
+        .args(["/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let s = summary(&sum);
+    let ps = s["processes"].as_array().unwrap();
+    assert_eq!(ps.len(), 1, "{s}");
+    assert_eq!(ps[0]["goroutines_by_start_fn"]["main.run.gowrap1"], 7);
+    assert_eq!(ps[0]["startup"][0]["phase"], "rt0_go");
+}
+
+/// A process the launched program left behind that never exits (a daemon): the run goes on
+/// for it, says so, and a signal to gmp-trace once the launched program is gone ends the run
+/// with the launched program's code (the daemon runs on).
+#[test]
+fn a_signal_ends_the_run_once_the_launched_program_is_gone() {
+    require_bpf!();
+    let dir = scratch_dir("follow-daemon");
+    let pidfile = dir.join("pid");
+    // The sleep must not hold our pipe of gmp-trace's stderr open.
+    let script = format!(
+        "sleep 60 >/dev/null 2>&1 & echo $! > {}; exit 6",
+        pidfile.display()
+    );
+    let mut gmp = Command::new(gmp_trace_bin())
+        .args(["-f", "--", "/bin/sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        gmp.try_wait().unwrap().is_none(),
+        "ended while the tree lives"
+    );
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(gmp.id() as i32, libc::SIGINT) };
+    let out = gmp.wait_with_output().unwrap();
+    let daemon: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = Path::new(&format!("/proc/{daemon}")).exists();
+    // SAFETY: as above; the sleep this test started.
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("still run"), "{stderr}");
+    assert!(alive, "the daemon was let run");
 }

@@ -1,11 +1,12 @@
 //! `--follow`'s BPF side from userspace: the object's `follow_*` programs loaded on their own
 //! (tracepoints on fork, exec and exit; no uprobes), the tree seeded with the launched program,
-//! and the ring of stopped execs read as they come. One per run, whatever the number of
+//! and the ring of stopped execs read as they come; which members are still alive (the run
+//! lasts while one is), pruning the dead from the tree. One per run, whatever the number of
 //! processes it follows.
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use anyhow::{anyhow, Context as _};
-use aya::maps::{HashMap, MapData, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use gmp_trace_bpf_object::BPF_OBJECT;
@@ -15,10 +16,14 @@ use tokio::io::unix::AsyncFd;
 use super::kernel;
 
 pub struct FollowWatch {
-    /// Owns the programs and their links (dropping it detaches them).
-    _ebpf: Ebpf,
+    /// Owns the programs and their links (dropping it detaches them); `None` once closed.
+    ebpf: Option<Ebpf>,
     ring: AsyncFd<RingBuf<MapData>>,
+    tree: HashMap<MapData, u32, u32>,
+    missed: PerCpuArray<MapData, u64>,
     ready: VecDeque<FollowExec>,
+    /// Members found dead at the last look: dead at two looks in a row, they are.
+    dead_once: HashSet<u32>,
 }
 
 impl FollowWatch {
@@ -63,19 +68,71 @@ impl FollowWatch {
             .take_map("FOLLOW_EXECS")
             .ok_or_else(|| anyhow!("FOLLOW_EXECS map missing from the BPF object"))?;
         let ring = RingBuf::try_from(map)?;
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("{name} map missing from the BPF object"))
+        };
+        let tree = HashMap::try_from(take(&mut ebpf, "FOLLOW_TREE")?)?;
+        let missed = PerCpuArray::try_from(take(&mut ebpf, "FOLLOW_MISSED")?)?;
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as
         // the AsyncFd holds it.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .context("watching the --follow ring")?;
         Ok(FollowWatch {
-            _ebpf: ebpf,
+            ebpf: Some(ebpf),
             ring,
+            tree,
+            missed,
             ready: VecDeque::new(),
+            dead_once: HashSet::new(),
         })
     }
 
-    /// Stopped execs read from the ring now, without waiting (at the end of a run).
-    pub fn pending(&mut self) -> Vec<FollowExec> {
+    /// The members alive now (processes, not zombies), after dropping the dead from the tree
+    /// so that it holds what is alive (a long `make` forks far more than the map's size).
+    /// A member is taken for dead when found so at two looks in a row: an exec by a thread
+    /// other than the leader shows a zombie leader for an instant. A dead member's pid taken by
+    /// a fork of another member between the last look and the removal would be dropped too:
+    /// that needs the pid space to wrap in those microseconds.
+    pub fn live_members(&mut self) -> Vec<u32> {
+        let keys: Vec<u32> = self.tree.keys().filter_map(Result::ok).collect();
+        let mut live = Vec::new();
+        let mut dead = HashSet::new();
+        for pid in keys {
+            if process_alive(pid) {
+                live.push(pid);
+            } else if !self.dead_once.contains(&pid) {
+                // Counted alive until the next look says the same.
+                dead.insert(pid);
+                live.push(pid);
+            } else if self.tree.get(&pid, 0).ok() == Some(tree::LEADER_EXITED) {
+                let _ = self.tree.remove(&pid);
+            } else {
+                // Dead without its exit seen (not expected): not alive, kept.
+                dead.insert(pid);
+            }
+        }
+        self.dead_once = dead;
+        live
+    }
+
+    /// Execs of members the kernel side could not stop (its ring was full): they ran untraced.
+    pub fn missed(&self) -> u64 {
+        self.missed
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Detaches the programs (no exec is stopped after this returns: detaching waits for the
+    /// programs running), then returns the stopped execs not read yet, for the caller to let go.
+    pub fn close(&mut self) -> Vec<FollowExec> {
+        drop(self.ebpf.take());
+        self.pending()
+    }
+
+    /// Stopped execs read from the ring now, without waiting.
+    fn pending(&mut self) -> Vec<FollowExec> {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             if let Some(e) = FollowExec::from_bytes(&item) {
@@ -100,5 +157,51 @@ impl FollowWatch {
             }
             guard.clear_ready();
         }
+    }
+}
+
+/// Whether `pid` is a live process: a thread group leader (a thread of another process may
+/// have the pid of a dead member) that is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let zombie = matches!(field("State:").chars().next(), Some('Z' | 'X'));
+    !zombie && field("Tgid:") == pid.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_is_a_live_leader() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Exited but not reaped: a zombie, so not alive.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!process_alive(pid));
+        child.wait().expect("reap");
+        assert!(!process_alive(pid));
+        // A thread's id is not a process (tests run on threads other than the main one).
+        let me = std::thread::spawn(|| {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() } as u32;
+            (tid, process_alive(tid))
+        })
+        .join()
+        .expect("thread");
+        assert_ne!(me.0, std::process::id());
+        assert!(!me.1, "thread {} taken for a process", me.0);
     }
 }

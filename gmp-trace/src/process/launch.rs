@@ -117,6 +117,18 @@ impl Launch {
         Ok(bias)
     }
 
+    /// Lets the held child exec without probes (`--follow`'s launched program when it is not
+    /// Go: only its descendants are traced) and starts waiting for it.
+    pub fn start_untraced(&mut self) -> anyhow::Result<()> {
+        let held = self
+            .held
+            .take()
+            .ok_or_else(|| anyhow!("the command was not started"))?;
+        let mut child = held.release()?;
+        self.wait = Some(tokio::task::spawn_blocking(move || child.wait()));
+        Ok(())
+    }
+
     pub async fn exited(&mut self) -> anyhow::Result<()> {
         let Some(wait) = self.wait.as_mut() else {
             return std::future::pending().await;

@@ -1,9 +1,10 @@
 //! `gmp-trace --pid A --pid B ...` and `gmp-trace --all [--exe-filter RE] [--container ID]`:
 //! several Go processes traced side by side in one gmp-trace. Each process gets a session of its
 //! own (`session.rs`: its own BPF object, ring buffer, pipeline and model, attached with the
-//! `--pid` strategy), all on this thread; they end one by one as their processes exit, so memory
-//! is bounded by what is alive plus the outputs. `--all` finds the processes present at the start
-//! and rescans /proc every [`RESCAN`] for new ones. At the end the sessions' reports are joined
+//! `--pid` strategy), all on this thread (each one's blocking setup on tokio's blocking pool);
+//! they end one by one as their processes exit, so memory is bounded by what is alive plus the
+//! outputs. `--all` finds the processes present at the start and rescans /proc every [`RESCAN`]
+//! for new ones. At the end the sessions' reports are joined
 //! (export/many.rs): one summary with `processes[]`, one graph with the process tree; the event
 //! stream was shared all along.
 mod follow;
@@ -75,14 +76,14 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         (_, true) => "follow",
         _ => "pids",
     };
-    let ctx = Rc::new(Ctx {
-        graph: outputs.graph.is_some(),
-        events: outputs.events.clone(),
-        stop: stop_rx,
+    let ctx = Rc::new(Ctx::new(
         args,
-    });
+        outputs.events.clone(),
+        stop_rx,
+        outputs.graph.is_some(),
+    ));
     let local = tokio::task::LocalSet::new();
-    let (reports, not_traced, failed) = local
+    let (reports, not_traced, failed, root_code) = local
         .run_until(supervise(ctx.clone(), filter, stop_tx))
         .await?;
     let quiet = ctx.args.out.quiet;
@@ -90,10 +91,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if failed > 0 && mode == "pids" {
         bail!("{failed} of the processes named with --pid could not be traced (see above)");
     }
-    // --follow: the launched program's own exit code, as a single launch returns it, unless
-    // an assertion failed (3).
+    // --follow: the launched program's own exit code, as a single launch returns it (from its
+    // report, or waited for when it is not Go), unless an assertion failed (3).
     let root = reports.iter().find(|r| r.summary.mode == "launch");
-    let code = root.and_then(|r| r.summary.exit_code).unwrap_or(0);
+    let code = root
+        .and_then(|r| r.summary.exit_code)
+        .or(root_code)
+        .unwrap_or(0);
     Ok(crate::checks::exit_code(&outcomes, code))
 }
 
@@ -128,12 +132,13 @@ fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> 
     })
 }
 
-/// What the sessions left: reports in start order, the processes not traced, and how many
-/// sessions failed.
-type Results = (Vec<ProcessReport>, Vec<NotTraced>, usize);
+/// What the sessions left: reports in start order, the processes not traced, how many
+/// sessions failed, and `--follow`'s launched program's exit code when it was not traced.
+type Results = (Vec<ProcessReport>, Vec<NotTraced>, usize, Option<i32>);
 
 /// Starts a session per process (and, with `--all`, per new process) and collects their
-/// reports until every named process has exited, or a signal or `--duration` stops the run.
+/// reports until every named process has exited (`--follow`: and the launched program's tree;
+/// see follow.rs), or a signal or `--duration` stops the run.
 async fn supervise(
     ctx: Rc<Ctx>,
     filter: Filter,
@@ -147,8 +152,8 @@ async fn supervise(
     for id in named {
         sel.spawn(&mut tasks, &ctx, id);
     }
-    let mut watch = match args.follow {
-        true => Some(follow::launch_root(&ctx, &mut sel, &mut tasks)?),
+    let mut follow = match args.follow {
+        true => Some(follow::Follow::start(&ctx, &mut sel, &mut tasks)?),
         false => None,
     };
     let mut signals = super::StopSignals::new()?;
@@ -158,7 +163,8 @@ async fn supervise(
     let mut stopping = false;
     let mut waiting_said = false;
     loop {
-        if tasks.is_empty() && (stopping || !args.all) {
+        let tree_done = follow.as_ref().is_none_or(|f| f.done(stopping));
+        if tasks.is_empty() && (stopping || !args.all) && tree_done {
             break;
         }
         tokio::select! {
@@ -181,34 +187,25 @@ async fn supervise(
                 stopping = true;
                 let _ = stop.send(true);
             }
-            r = follow::next(&mut watch), if watch.is_some() => match r {
-                Ok(exec) => follow::on_exec(&ctx, &mut sel, &mut tasks, &mut disc, exec, stopping),
-                Err(e) => {
-                    // The sessions go on; later execs in the tree run untraced.
-                    log::warn!("--follow: reading the exec ring failed ({e:#}); no more processes will be followed");
-                    if let Some(w) = &mut watch {
-                        follow::let_go_pending(w);
-                    }
-                    watch = None;
+            ev = follow::next(&mut follow) => {
+                if let Some(f) = &mut follow {
+                    f.handle(ev, &ctx, &mut sel, &mut tasks, &mut disc, stopping);
                 }
-            },
+            }
             sig = signals.recv(), if !stopping => {
-                if args.follow {
-                    // The launched program has our terminal (Ctrl-C reached it) or gets the
-                    // signal from us; tracing goes on until the tree has exited.
-                    follow::forward(&sel, sig);
-                } else {
+                // --follow: the launched program decides while it runs (see follow.rs).
+                if follow.as_ref().is_none_or(|f| f.on_signal(sig)) {
                     stopping = true;
                     let _ = stop.send(true);
                 }
             }
         }
     }
-    if let Some(w) = &mut watch {
-        follow::let_go_pending(w);
-    }
-    drop(watch);
-    sel.finish()
+    let root_code = follow.as_mut().and_then(|f| {
+        f.close(&mut sel);
+        f.root_code
+    });
+    sel.finish(root_code)
 }
 
 /// The processes named with `--pid`, each checked to be a Go process before any is traced.
@@ -348,7 +345,7 @@ impl Selection {
     }
 
     /// Reports in start order with each process's nearest traced ancestor.
-    fn finish(mut self) -> anyhow::Result<Results> {
+    fn finish(mut self, root_code: Option<i32>) -> anyhow::Result<Results> {
         if let Some(e) = self.root_error.take() {
             return Err(e);
         }
@@ -359,7 +356,7 @@ impl Selection {
                 .get(&r.identity.pid)
                 .and_then(|a| a.iter().copied().find(|p| traced.contains(p)));
         }
-        Ok((self.reports, self.not_traced, self.failed))
+        Ok((self.reports, self.not_traced, self.failed, root_code))
     }
 }
 
