@@ -265,7 +265,7 @@ fn shell_root_and_its_go_children() {
         .map(|p| {
             assert_eq!(p["mode"], "follow", "{p}");
             assert_eq!(p["startup"][0]["phase"], "rt0_go", "{p}");
-            p["goroutines_by_start_fn"]["main.run.gowrap1"]
+            p["goroutines_by_start_fn"]["main.run.func1"]
                 .as_u64()
                 .unwrap()
         })
@@ -299,7 +299,7 @@ fn a_child_outliving_the_launched_program_is_followed() {
     let s = summary(&sum);
     let ps = s["processes"].as_array().unwrap();
     assert_eq!(ps.len(), 1, "{s}");
-    assert_eq!(ps[0]["goroutines_by_start_fn"]["main.run.gowrap1"], 7);
+    assert_eq!(ps[0]["goroutines_by_start_fn"]["main.run.func1"], 7);
     assert_eq!(ps[0]["startup"][0]["phase"], "rt0_go");
 }
 
