@@ -500,4 +500,14 @@ mod tests {
         assert_eq!(a.first(), Some(&ppid));
         assert_eq!(a.last(), Some(&1), "{a:?}");
     }
+
+    #[test]
+    fn attached_after_exec_goes_to_its_process() {
+        let mut v = serde_json::json!({"processes": [{"pid": 7}, {"pid": 8}, {"pid": 9}]});
+        note_after_exec(&mut v, &[Some(12.5), None, Some(3.0)]);
+        let ps = v["processes"].as_array().unwrap();
+        assert_eq!(ps[0]["attached_after_exec_ms"], 12.5);
+        assert!(ps[1].get("attached_after_exec_ms").is_none());
+        assert_eq!(ps[2]["attached_after_exec_ms"], 3.0);
+    }
 }
