@@ -494,6 +494,7 @@ pub mod result_loc {
     pub const STACK: u64 = 1 << 32;
 }
 
+pub mod execs;
 pub mod follow;
 pub mod sample;
 

@@ -19,6 +19,7 @@ mod aggregate;
 mod cache;
 mod emit;
 mod event;
+mod execs;
 mod follow;
 mod maps;
 mod probes;

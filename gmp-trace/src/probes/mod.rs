@@ -1,10 +1,12 @@
 //! Probes: the registry of what is probed (`registry`), the plan for one binary (`plan`), the
 //! kernel facts and ring sizing the BPF side needs (`kernel`, `ring`), loading and attaching
 //! (`loader`), what this kernel supports (`features`, for --version and doctor), reading the
-//! probes' counters back (`counters`), and the CPU sampler's perf-event program (`sampler`).
+//! probes' counters back (`counters`), the CPU sampler's perf-event program (`sampler`), and the exec
+//! tracepoints of `--follow` (`follow`) and `--all` (`execs`).
 //! Everything that talks to the kernel's BPF interfaces lives here; what the probes send is
 //! read by `source::live`.
 mod counters;
+pub mod execs;
 pub mod features;
 pub mod follow;
 pub mod kernel;

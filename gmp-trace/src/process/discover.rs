@@ -87,7 +87,11 @@ impl Filter {
     }
 }
 
-/// Looks at processes, remembering which files are Go programs.
+/// Files whose answer is remembered at most (a few hundred bytes each).
+const MAX_STAMPS: usize = 4096;
+
+/// Looks at processes, remembering which files are Go programs (by file identity, so a path
+/// exec'd thousands of times costs one stat each time once it is known).
 #[derive(Default)]
 pub struct Discoverer {
     stamps: HashMap<(u64, u64, u64, i64), Option<GoStamp>>,
@@ -110,6 +114,11 @@ impl Discoverer {
             Some(s) => s.clone(),
             None => match go_stamp(&proc_exe) {
                 Ok(s) => {
+                    if self.stamps.len() >= MAX_STAMPS {
+                        // Files come and go (a build writes new test binaries each run): the
+                        // cache is emptied rather than let grow with them.
+                        self.stamps.clear();
+                    }
                     self.stamps.insert(key, s.clone());
                     s
                 }

@@ -3,10 +3,11 @@
 //! own (`session.rs`: its own BPF object, ring buffer, pipeline and model, attached with the
 //! `--pid` strategy), all on this thread (each one's blocking setup on tokio's blocking pool);
 //! they end one by one as their processes exit, so memory is bounded by what is alive plus the
-//! outputs. `--all` finds the processes present at the start and rescans /proc every [`RESCAN`]
-//! for new ones. At the end the sessions' reports are joined
+//! outputs. `--all` finds the processes present at the start and each new one at its exec
+//! (`all.rs`). At the end the sessions' reports are joined
 //! (export/many.rs): one summary with `processes[]`, one graph with the process tree; the event
 //! stream was shared all along.
+mod all;
 mod follow;
 mod session;
 
@@ -27,10 +28,6 @@ use crate::export::many::{self, NotTraced, ProcessReport, Shared};
 use crate::process::discover::{Discoverer, Filter, Look, ProcessIdentity};
 use crate::process::preflight;
 use session::{Ctx, Failed, How};
-
-/// How often `--all` looks for new Go processes. A process started in between is attached
-/// this late at most (its first instants are not traced).
-const RESCAN: Duration = Duration::from_millis(250);
 
 /// Attempts at a process under `--all` before it is listed as not traced (one that has just
 /// exec'd may not have its runtime set up yet when first seen).
@@ -83,11 +80,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         outputs.graph.is_some(),
     ));
     let local = tokio::task::LocalSet::new();
-    let (reports, not_traced, failed, root_code) = local
+    let (reports, not_traced, failed, after_exec, root_code) = local
         .run_until(supervise(ctx.clone(), filter, stop_tx))
         .await?;
     let quiet = ctx.args.out.quiet;
-    let outcomes = write_outputs(outputs, mode, &reports, &not_traced, quiet)?;
+    let outcomes = write_outputs(outputs, mode, (&reports, &after_exec), &not_traced, quiet)?;
     if failed > 0 && mode == "pids" {
         bail!("{failed} of the processes named with --pid could not be traced (see above)");
     }
@@ -133,8 +130,15 @@ fn open_outputs(args: &Args, format: Option<Format>) -> anyhow::Result<Outputs> 
 }
 
 /// What the sessions left: reports in start order, the processes not traced, how many
-/// sessions failed, and `--follow`'s launched program's exit code when it was not traced.
-type Results = (Vec<ProcessReport>, Vec<NotTraced>, usize, Option<i32>);
+/// sessions failed, each report's delay from its process's exec to its probes (ms), and
+/// `--follow`'s launched program's exit code when it was not traced.
+type Results = (
+    Vec<ProcessReport>,
+    Vec<NotTraced>,
+    usize,
+    Vec<Option<f64>>,
+    Option<i32>,
+);
 
 /// Starts a session per process (and, with `--all`, per new process) and collects their
 /// reports until every named process has exited (`--follow`: and the launched program's tree;
@@ -146,7 +150,10 @@ async fn supervise(
 ) -> anyhow::Result<Results> {
     let args = &ctx.args;
     let mut disc = Discoverer::new();
-    let mut sel = Selection::default();
+    let mut sel = Selection {
+        all: args.all,
+        ..Selection::default()
+    };
     let named = named_processes(&mut disc, &args.pid)?;
     let mut tasks = JoinSet::new();
     for id in named {
@@ -159,9 +166,8 @@ async fn supervise(
     let mut signals = super::StopSignals::new()?;
     let deadline = tokio::time::sleep(args.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
-    let mut rescan = tokio::time::interval(RESCAN);
+    let mut all = args.all.then(all::AllWatch::start);
     let mut stopping = false;
-    let mut waiting_said = false;
     loop {
         let tree_done = follow.as_ref().is_none_or(|f| f.done(stopping));
         if tasks.is_empty() && (stopping || !args.all) && tree_done {
@@ -169,18 +175,26 @@ async fn supervise(
         }
         tokio::select! {
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let (key, id, r) = joined.context("a tracing session panicked")?;
-                sel.done(&mut disc, key, id, r);
-            }
-            _ = rescan.tick(), if args.all && !stopping => {
-                let found = disc.scan(&filter).0;
-                sel.forget_gone(&found);
-                for id in found {
-                    sel.consider(&mut tasks, &ctx, id);
+                let (key, id, r, began_ns) = joined.context("a tracing session panicked")?;
+                sel.done(&mut disc, key, id, r, began_ns);
+                match &mut all {
+                    Some(a) => a.take_retries(&mut sel),
+                    None => {
+                        for (key, _) in sel.retry.drain(..) {
+                            sel.found_at.remove(&key);
+                        }
+                    }
                 }
-                if tasks.is_empty() && !waiting_said && !args.out.quiet {
-                    eprintln!("gmp-trace: no Go process matches yet; waiting (Ctrl-C to stop)");
-                    waiting_said = true;
+            }
+            wake = all::next(&mut all), if all.is_some() && !stopping => {
+                let started = match &mut all {
+                    Some(a) => a.handle(wake, &ctx, &mut sel, &mut tasks, &mut disc, &filter),
+                    None => false,
+                };
+                if started {
+                    // The new session sets itself up (tens of ms on this thread) before the
+                    // watch picks the next process: the newest one by then.
+                    tokio::task::yield_now().await;
                 }
             }
             _ = &mut deadline, if args.duration.is_some() && !stopping => {
@@ -229,7 +243,8 @@ fn named_processes(disc: &mut Discoverer, pids: &[i32]) -> anyhow::Result<Vec<Pr
 }
 
 type Outcome = Result<ProcessReport, Failed>;
-pub(super) type Joined = (Key, ProcessIdentity, Outcome);
+/// A session's end: its process, outcome, and when it began (CLOCK_MONOTONIC ns).
+pub(super) type Joined = (Key, ProcessIdentity, Outcome, u64);
 
 /// Which processes have sessions, which ended, and what they left.
 #[derive(Default)]
@@ -249,6 +264,15 @@ pub(super) struct Selection {
     pub(super) root: Option<u32>,
     pub(super) followed: HashSet<u32>,
     root_error: Option<anyhow::Error>,
+    /// `--all`: when each process waiting for its session or in one exec'd (CLOCK_MONOTONIC
+    /// ns; an entry goes when its session ends), to say how late its probes came;
+    /// `after_exec` has that delay per report (ms), in `reports`' order.
+    found_at: HashMap<Key, u64>,
+    after_exec: Vec<Option<f64>>,
+    /// Processes whose session failed early and may be tried again (`--all` does, soon).
+    retry: Vec<(Key, ProcessIdentity)>,
+    /// `--all`: processes come and go on their own.
+    all: bool,
 }
 
 impl Selection {
@@ -270,6 +294,11 @@ impl Selection {
         let alive: HashSet<u32> = found.iter().map(|p| p.pid).collect();
         self.settled.retain(|k| alive.contains(&k.0));
         self.attempts.retain(|k, _| alive.contains(&k.0));
+    }
+
+    /// Whether `key` has a session or is done with.
+    fn has(&self, key: &Key) -> bool {
+        self.settled.contains(key)
     }
 
     fn spawn(&mut self, tasks: &mut JoinSet<Joined>, ctx: &Rc<Ctx>, id: ProcessIdentity) {
@@ -294,16 +323,33 @@ impl Selection {
         self.ancestry.insert(id.pid, ancestors(id.pid));
         let ctx = ctx.clone();
         tasks.spawn_local(async move {
+            let began = crate::source::live::monotonic_ns();
             let r = session::trace_one(ctx, how, sequence).await;
-            (key, id, r)
+            (key, id, r, began)
         });
     }
 
     /// A session ended: keep its report, or say why it failed (and let `--all` try again a
     /// process that was only seen too early).
-    fn done(&mut self, disc: &mut Discoverer, key: Key, id: ProcessIdentity, r: Outcome) {
+    fn done(
+        &mut self,
+        disc: &mut Discoverer,
+        key: Key,
+        id: ProcessIdentity,
+        r: Outcome,
+        began_ns: u64,
+    ) {
+        let exec_ns = self.found_at.remove(&key);
         match r {
-            Ok(report) => self.reports.push(report),
+            Ok(report) => {
+                // The session's attach_ms counts from its beginning to the last probe in.
+                let after = exec_ns.zip(report.summary.attach_ms).map(|(exec, attach)| {
+                    let ns = began_ns as f64 + attach * 1e6 - exec as f64;
+                    (ns.max(0.0) / 1e5).round() / 10.0
+                });
+                self.after_exec.push(after);
+                self.reports.push(report);
+            }
             Err(f) if self.root == Some(id.pid) && !f.began => {
                 // --follow's launched program could not be traced: as a single launch, an error.
                 self.root_error = Some(f.error);
@@ -314,7 +360,10 @@ impl Selection {
                     // SAFETY: kill has no memory preconditions.
                     unsafe { libc::kill(id.pid as libc::pid_t, libc::SIGCONT) };
                 }
-                if matches!(disc.look(id.pid), Look::Gone) && !f.began {
+                // Under --all a process that exits while its probes go in (its exit watch,
+                // or the read of its runtime, then fails) is one more that came and went.
+                let gone = matches!(disc.look(id.pid), Look::Gone) || all::exited(id.pid);
+                if gone && (!f.began || self.all) {
                     log::info!("pid {} exited before it could be traced", id.pid);
                     return;
                 }
@@ -326,6 +375,10 @@ impl Selection {
                         f.error
                     );
                     self.settled.remove(&key);
+                    if let Some(ns) = exec_ns {
+                        self.found_at.insert(key.clone(), ns);
+                    }
+                    self.retry.push((key, id));
                     return;
                 }
                 eprintln!(
@@ -356,7 +409,13 @@ impl Selection {
                 .get(&r.identity.pid)
                 .and_then(|a| a.iter().copied().find(|p| traced.contains(p)));
         }
-        Ok((self.reports, self.not_traced, self.failed, root_code))
+        Ok((
+            self.reports,
+            self.not_traced,
+            self.failed,
+            self.after_exec,
+            root_code,
+        ))
     }
 }
 
@@ -392,7 +451,7 @@ fn ancestors(pid: u32) -> Vec<u32> {
 fn write_outputs(
     mut out: Outputs,
     mode: &str,
-    reports: &[ProcessReport],
+    (reports, after_exec): (&[ProcessReport], &[Option<f64>]),
     not_traced: &[NotTraced],
     quiet: bool,
 ) -> anyhow::Result<Vec<crate::checks::Outcome>> {
@@ -400,6 +459,7 @@ fn write_outputs(
         events.borrow_mut().flush().context("writing the events")?;
     }
     let mut v = many::summary_json(mode, reports, not_traced);
+    note_after_exec(&mut v, after_exec);
     let outcomes = out.checks.evaluate_processes(&mut v);
     if let Some((mut f, path)) = out.summary {
         serde_json::to_writer_pretty(&mut f, &v)
@@ -421,6 +481,22 @@ fn write_outputs(
     Ok(outcomes)
 }
 
+/// `processes[i].attached_after_exec_ms` for the processes `--all` saw start (summary_json
+/// keeps the reports' order).
+fn note_after_exec(v: &mut serde_json::Value, after_exec: &[Option<f64>]) {
+    let Some(ps) = v.get_mut("processes").and_then(|p| p.as_array_mut()) else {
+        return;
+    };
+    for (p, after) in ps.iter_mut().zip(after_exec) {
+        if let (Some(m), Some(ms)) = (p.as_object_mut(), after) {
+            m.insert(
+                "attached_after_exec_ms".into(),
+                serde_json::Value::from(*ms),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,5 +509,15 @@ mod tests {
         let a = ancestors(std::process::id());
         assert_eq!(a.first(), Some(&ppid));
         assert_eq!(a.last(), Some(&1), "{a:?}");
+    }
+
+    #[test]
+    fn attached_after_exec_goes_to_its_process() {
+        let mut v = serde_json::json!({"processes": [{"pid": 7}, {"pid": 8}, {"pid": 9}]});
+        note_after_exec(&mut v, &[Some(12.5), None, Some(3.0)]);
+        let ps = v["processes"].as_array().unwrap();
+        assert_eq!(ps[0]["attached_after_exec_ms"], 12.5);
+        assert!(ps[1].get("attached_after_exec_ms").is_none());
+        assert_eq!(ps[2]["attached_after_exec_ms"], 3.0);
     }
 }

@@ -1,0 +1,3 @@
+module example.com/blip
+
+go 1.19
