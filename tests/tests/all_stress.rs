@@ -202,7 +202,7 @@ fn all_keeps_up_with_thousands_of_short_lived_processes() {
         assert_eq!(p["mode"], "pid", "{p}");
         assert!(p["probes"].as_array().unwrap().len() >= 10, "{p}");
         assert!(p["attach_ms"].as_f64().is_some(), "{p}");
-        let ticks = p["goroutines_by_start_fn"]["main.main.gowrap1"]
+        let ticks = p["goroutines_by_start_fn"]["main.tick"]
             .as_u64()
             .unwrap_or(0);
         if long_pids.contains(&pid) {

@@ -23,11 +23,22 @@ fn start_copy(dir: &Path, name: &str) -> (Target, u32, PathBuf) {
     let src = build_sample("parker", GO_VERSIONS[0], Variant::Default);
     let exe = dir.join(name);
     std::fs::copy(&src, &exe).unwrap();
-    let mut child = Command::new(&exe)
-        .arg("-loop")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start parker copy");
+    // Another test thread forking while the copy was open for writing holds it open in its
+    // child until that child execs: ETXTBSY (26) for a moment.
+    let mut tries = 0;
+    let mut child = loop {
+        match Command::new(&exe)
+            .arg("-loop")
+            .stdout(Stdio::piped())
+            .spawn()
+        {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => break r.expect("start parker copy"),
+        }
+    };
     let pid = child.id();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
