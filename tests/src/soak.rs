@@ -106,10 +106,16 @@ fn server_now(stats: &Stats) -> f64 {
     stats.lock().unwrap().last().map_or(0.0, |s| s.0)
 }
 
-fn vm_rss_kib(pid: u32) -> Option<u64> {
+/// A process's resident set (KiB), from /proc/PID/status.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    vm_kib(pid, "VmRSS:")
+}
+
+/// A `Vm*:` line of /proc/PID/status (`key` with its colon), in KiB.
+pub fn vm_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .split_whitespace()
         .next()?
         .parse()

@@ -23,17 +23,7 @@ const BATCH: usize = 6;
 const LONG: usize = 3;
 
 fn vm_kb(pid: u32, key: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    gmp_trace_tests::soak::vm_kib(pid, key).unwrap_or(0)
 }
 
 /// The pids of the short processes that ran to their end ("blip N PID" lines).

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gmp_trace_tests::pid::{all_link_ids, links_held_by};
+use gmp_trace_tests::soak::vm_rss_kib;
 use gmp_trace_tests::{
     build_sample, gmp_trace_bin, require_bpf, scratch_dir, Variant, GO_VERSIONS,
 };
@@ -57,15 +58,6 @@ fn descendants(root: u32) -> Vec<(u32, char, u64)> {
         .collect()
 }
 
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
 
 #[test]
 fn shell_loop_of_go_execs() {
