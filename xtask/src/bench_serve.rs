@@ -229,6 +229,15 @@ fn rounds(
                     None
                 }
             };
+            if let Some((s, reads, agent_cpu)) = &run {
+                eprintln!(
+                    "xtask: bench serve {name} ({label}): {:.0} ms wall, {:.0} ms CPU, \
+                     {reads:.0} reads, agent {:.0} ms CPU",
+                    s.elapsed_ns / 1e6,
+                    s.cpu_ns / 1e6,
+                    agent_cpu * 1e3
+                );
+            }
             runs[i].push(run.map(|(s, reads, agent_cpu)| Run {
                 wall: s.elapsed_ns / 1e9,
                 cpu: s.cpu_ns / 1e9,
@@ -288,18 +297,18 @@ fn direct_row(name: &str, runs: &Runs) -> anyhow::Result<String> {
     Ok(row)
 }
 
-/// The fit: per round, (reads, y) over the configurations `configs`.
+/// The fit's points: per round, (x, y) of each run of the configurations `configs`.
 fn points(
     runs: &Runs,
     configs: std::ops::Range<usize>,
-    y: fn(&Run) -> f64,
+    xy: impl Fn(&Run) -> (f64, f64),
 ) -> Vec<Vec<(f64, f64)>> {
     let n = runs[0].len();
     (0..n)
         .map(|round| {
             configs
                 .clone()
-                .filter_map(|i| runs[i][round].as_ref().map(|r| (r.reads, y(r))))
+                .filter_map(|i| runs[i][round].as_ref().map(&xy))
                 .collect()
         })
         .collect()
@@ -316,28 +325,33 @@ fn measure(
     let direct = direct_row(name, &runs)?;
     let base: Vec<Run> = runs[0].iter().flatten().copied().collect();
     let wall = median(base.iter().map(|r| r.wall).collect());
+    let base_cpu = median(base.iter().map(|r| r.cpu).collect());
     // The workload's CPUs in use: its CPU seconds per wall second, untraced.
-    let cpus = median(base.iter().map(|r| r.cpu).collect()) / wall;
-    let w = Fit::of(&points(&runs, 0..FIT, |r| r.wall));
-    let c = Fit::of(&points(&runs, 0..FIT, |r| r.cpu));
-    let a = Fit::of(&points(&runs, 1..FIT, |r| r.agent_cpu));
-    let max_reads = median(runs[FIT - 1].iter().flatten().map(|r| r.reads).collect());
-    // At the default interval: one read a second. Wall: s per read = the fraction of each
-    // second lost; CPU: over the CPU seconds the workload uses each second.
+    let cpus = base_cpu / wall;
+    // The workload's time as a fraction of its untraced median, against the reads per second
+    // of its run: the slope is the fraction lost per read a second, i.e. the seconds a read
+    // costs, and directly the change at 1 s. The rate, not the count: at a fixed interval a
+    // run slowed by the machine gets more reads, which would pass its noise off as cost.
+    let rate = |r: &Run| r.reads / r.wall;
+    let w = Fit::of(&points(&runs, 0..FIT, |r| (rate(r), r.wall / wall)));
+    let c = Fit::of(&points(&runs, 0..FIT, |r| (rate(r), r.cpu / base_cpu)));
+    // The agent's CPU is its own: its seconds against the reads.
+    let a = Fit::of(&points(&runs, 1..FIT, |r| (r.reads, r.agent_cpu)));
+    let top_rate = median(runs[FIT - 1].iter().flatten().map(rate).collect());
     let fit = format!(
-        "| {name} | {max_reads:.0} | {} | {} | {} | {} | {} | {} |",
+        "| {name} | {top_rate:.0}/s | {} | {} | {} | {} | {} | {} |",
         w.show(1e3, " ms"),
-        c.show(1e3, " ms"),
+        c.show(1e3 * cpus, " ms"),
         a.show(1e3, " ms"),
         w.show(100.0, "%"),
-        c.show(100.0 / cpus, "%"),
+        c.show(100.0, "%"),
         a.show(100.0, "%"),
     );
     Ok(Rows {
         direct,
         fit,
-        at_1s: (w.pooled * 100.0, c.pooled * 100.0 / cpus),
-        at_1s_worst: (w.hi * 100.0, c.hi * 100.0 / cpus),
+        at_1s: (w.pooled * 100.0, c.pooled * 100.0),
+        at_1s_worst: (w.hi * 100.0, c.hi * 100.0),
     })
 }
 
@@ -392,8 +406,10 @@ pub fn serve_overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyh
     let mut fit = String::new();
     let mut worst: (f64, f64) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
     let mut worst_round: (f64, f64) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    let mut load = vec![loadavg()];
     for (name, cmd) in &workloads {
         let r = measure(gmp, scratch, runs, name, cmd)?;
+        load.push(loadavg());
         eprintln!("{}\n{}", r.direct, r.fit);
         let _ = writeln!(direct, "{}", r.direct);
         let _ = writeln!(fit, "{}", r.fit);
@@ -407,13 +423,29 @@ pub fn serve_overhead(gmp: &Path, scratch: &Path, runs: usize, go: &str) -> anyh
     let check = &workloads[2].1;
     let default_links = links_held(gmp, scratch, check, CONFIGS[1].1)?;
     let sched_links = links_held(gmp, scratch, check, CONFIGS[SCHED].1)?;
-    Ok(text(
+    let load = load.iter().map(|l| format!("{l:.1}")).collect::<Vec<_>>();
+    let mut t = text(
         &direct,
         &fit,
         worst,
         worst_round,
         (default_links, sched_links),
-    ))
+    );
+    let _ = writeln!(
+        t,
+        "\nThe machine's 1-minute load average before the first workload and after each: {} \
+         (other jobs shared it; the untraced spread above is the noise this made).",
+        load.join(", ")
+    );
+    Ok(t)
+}
+
+/// The machine's 1-minute load average (NaN when unreadable).
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// The section's text around the two tables.
@@ -444,16 +476,18 @@ fn text(
          At 1 s a run is read once or twice, a few ms of cost against an untraced spread of \
          tens to hundreds of ms: the 1 s column cannot show 1%. The shorter intervals raise the \
          same per-read cost 10-100x above the noise. Per read = the least-squares slope of the \
-         workload's wall (CPU) seconds against serve's reads of it, untraced = 0 reads, each \
-         round centred on its own means (drift between rounds moves a round's line, not its \
-         slope): pooled over the rounds, then each round's own slope (median, min..max). Agent \
-         = serve's own CPU seconds (rusage) against the same reads, over the four intervals (a \
-         pass also rescans /proc, so this is per interval). At 1 s = one read a second: wall = \
-         per read / 1 s; CPU = per read / the workload's CPU seconds per second (untraced); \
-         agent = per read / 1 s, a fraction of one CPU. A linear projection: at 10 ms a busy \
+         workload's wall (CPU) time, as a fraction of its untraced median, against the reads \
+         per second serve made of that run (untraced = 0; the rate, not the count, since at a \
+         fixed interval a run the machine slows gets more reads), each round centred on its own \
+         means (drift between rounds moves a round's line, not its slope): pooled over the \
+         rounds, then each round's own slope (median, min..max). The slope is the fraction of \
+         the workload's time one read a second costs, i.e. the change at 1 s; per read in ms = \
+         that x 1 s (CPU: x the workload's CPUs in use). Agent = serve's own CPU seconds \
+         (rusage) against its reads, over the four intervals (a pass also rescans /proc, so \
+         this is per interval); at 1 s = per read / 1 s, a fraction of one CPU. A linear projection: at 10 ms a busy \
          agent competes with the workload for the two CPUs on every read, which is what a read \
          at 1 s does too, for its few ms.\n\n\
-         | workload | reads at 10 ms | wall per read | CPU per read | agent CPU per read | at 1 s: wall | at 1 s: CPU | at 1 s: agent (of one CPU) |\n\
+         | workload | read rate at 10 ms | wall per read | CPU per read | agent CPU per read | at 1 s: wall | at 1 s: CPU | at 1 s: agent (of one CPU) |\n\
          |---|---|---|---|---|---|---|---|\n{fit}\n\
          The <= 1% target with the default sources {verdict} on these fits: at most {:+.2}% \
          wall and {:+.2}% CPU projected at 1 s (pooled); the worst single round's slope gives \
