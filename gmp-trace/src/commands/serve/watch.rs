@@ -138,9 +138,17 @@ impl Watcher {
             Selection::All(filter) => {
                 let (found, unreadable) = self.discover.scan(filter);
                 if unreadable != self.agent.unreadable && unreadable > 0 {
+                    // SAFETY: geteuid has no preconditions.
+                    let fix = match unsafe { libc::geteuid() } {
+                        // Root and still refused (ptrace's access check): a process with
+                        // capabilities this one lacks, e.g. a sandbox's init.
+                        0 => "skipped (denied even to root: they hold capabilities gmp-trace \
+                              lacks)",
+                        _ => "run gmp-trace serve as root (or with CAP_SYS_PTRACE)",
+                    };
                     log::warn!(
                         "{unreadable} processes cannot be inspected (/proc/PID/exe unreadable): \
-                         run gmp-trace serve as root (or with CAP_SYS_PTRACE)"
+                         {fix}"
                     );
                 }
                 self.agent.unreadable = unreadable;
