@@ -58,7 +58,6 @@ fn descendants(root: u32) -> Vec<(u32, char, u64)> {
         .collect()
 }
 
-
 #[test]
 fn shell_loop_of_go_execs() {
     require_bpf!();

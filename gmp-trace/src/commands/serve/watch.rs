@@ -142,8 +142,10 @@ impl Watcher {
                     let fix = match unsafe { libc::geteuid() } {
                         // Root and still refused (ptrace's access check): a process with
                         // capabilities this one lacks, e.g. a sandbox's init.
-                        0 => "skipped (denied even to root: they hold capabilities gmp-trace \
-                              lacks)",
+                        0 => {
+                            "skipped (denied even to root: they hold capabilities gmp-trace \
+                              lacks)"
+                        }
                         _ => "run gmp-trace serve as root (or with CAP_SYS_PTRACE)",
                     };
                     log::warn!(
