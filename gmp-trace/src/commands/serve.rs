@@ -32,7 +32,7 @@ use watch::Selection;
 #[derive(Parser, Debug)]
 #[command(name = "gmp-trace serve", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  sudo gmp-trace serve --listen 127.0.0.1:9464 --all\n  sudo gmp-trace serve --all --exe-filter '/srv/.*api' --interval 5s\n  sudo gmp-trace serve --pid 4242 --pid 4243\n\nNothing is attached to the programs' code: the numbers are read from their memory and /proc\nat each interval. docs/serve.md lists the metrics."
+    after_help = "Examples:\n  sudo gmp-trace serve --listen 127.0.0.1:9464 --all\n  sudo gmp-trace serve --all --exe-filter '/srv/.*api' --interval 1s\n  sudo gmp-trace serve --pid 4242 --pid 4243\n\nNothing is attached to the programs' code: the numbers are read from their memory and /proc\nat each interval. docs/serve.md lists the metrics."
 )]
 pub struct ServeArgs {
     /// Address and port of the HTTP endpoint.
@@ -59,8 +59,10 @@ pub struct ServeArgs {
     #[arg(short = 'p', long = "pid", value_name = "N")]
     pub pid: Vec<u32>,
 
-    /// Time between reads of every watched process (and rescans for new ones).
-    #[arg(short = 'i', long = "interval", default_value = "1s", value_parser = parse_duration)]
+    /// Time between reads of every watched process (and rescans for new ones). The default
+    /// stays under what Prometheus scrapes at (15-60 s) while keeping each read's cost small
+    /// (docs/serve.md, Cost); 1s for a closer look.
+    #[arg(short = 'i', long = "interval", default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
 
     /// How long the series of a process that exited stay (at its last values, with
