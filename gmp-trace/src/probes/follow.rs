@@ -3,25 +3,24 @@
 //! and the ring of stopped execs read as they come; which members are still alive (the run
 //! lasts while one is), pruning the dead from the tree. One per run, whatever the number of
 //! processes it follows.
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
 use anyhow::{anyhow, Context as _};
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap, MapData, PerCpuArray};
 use aya::programs::RawTracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use gmp_trace_bpf_object::BPF_OBJECT;
 use gmp_trace_common::follow::{tree, FollowExec};
-use tokio::io::unix::AsyncFd;
 
 use super::kernel;
+use super::records::Records;
 
 pub struct FollowWatch {
     /// Owns the programs and their links (dropping it detaches them); `None` once closed.
     ebpf: Option<Ebpf>,
-    ring: AsyncFd<RingBuf<MapData>>,
+    ring: Records<FollowExec>,
     tree: HashMap<MapData, u32, u32>,
     missed: PerCpuArray<MapData, u64>,
-    ready: VecDeque<FollowExec>,
     /// Members found dead at the last look: dead at two looks in a row, they are.
     dead_once: HashSet<u32>,
 }
@@ -32,14 +31,9 @@ impl FollowWatch {
     /// it), every later exec in the tree is stopped and reported.
     pub fn start(root: u32) -> anyhow::Result<FollowWatch> {
         let (task_pid, task_tgid) = kernel::task_pid_tgid()?;
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = super::trimmed_loader(&["FOLLOW_TREE", "FOLLOW_EXECS"])
             .override_global("FOLLOW_TASK_PID", &task_pid, true)
             .override_global("FOLLOW_TASK_TGID", &task_tgid, true)
-            // The object's other maps come with it: as small as they go.
-            .map_max_entries("EVENTS", 4096)
-            .map_max_entries("SAMPLES", 4096)
-            .map_max_entries("SEEN_STACKS", 1)
-            .map_max_entries("RUNNABLE_SINCE", 1)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the --follow programs failed: {e}"))?;
         {
@@ -67,23 +61,18 @@ impl FollowWatch {
         let map = ebpf
             .take_map("FOLLOW_EXECS")
             .ok_or_else(|| anyhow!("FOLLOW_EXECS map missing from the BPF object"))?;
-        let ring = RingBuf::try_from(map)?;
+        let ring = Records::new(map, FollowExec::from_bytes).context("the --follow ring")?;
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
                 .ok_or_else(|| anyhow!("{name} map missing from the BPF object"))
         };
         let tree = HashMap::try_from(take(&mut ebpf, "FOLLOW_TREE")?)?;
         let missed = PerCpuArray::try_from(take(&mut ebpf, "FOLLOW_MISSED")?)?;
-        // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for as long as
-        // the AsyncFd holds it.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-            .context("watching the --follow ring")?;
         Ok(FollowWatch {
             ebpf: Some(ebpf),
             ring,
             tree,
             missed,
-            ready: VecDeque::new(),
             dead_once: HashSet::new(),
         })
     }
@@ -128,34 +117,16 @@ impl FollowWatch {
     /// programs running), then returns the stopped execs not read yet, for the caller to let go.
     pub fn close(&mut self) -> Vec<FollowExec> {
         drop(self.ebpf.take());
-        self.pending()
+        self.ring.take_all()
     }
 
-    /// Stopped execs read from the ring now, without waiting.
-    fn pending(&mut self) -> Vec<FollowExec> {
-        let ring = self.ring.get_mut();
-        while let Some(item) = ring.next() {
-            if let Some(e) = FollowExec::from_bytes(&item) {
-                self.ready.push_back(e);
-            }
-        }
-        self.ready.drain(..).collect()
-    }
-
-    /// The next stopped exec. Cancel-safe: records read but not returned wait in `ready`.
+    /// The next stopped exec. Cancel-safe.
     pub async fn next(&mut self) -> anyhow::Result<FollowExec> {
         loop {
-            if let Some(e) = self.ready.pop_front() {
+            if let Some(e) = self.ring.pop() {
                 return Ok(e);
             }
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if let Some(e) = FollowExec::from_bytes(&item) {
-                    self.ready.push_back(e);
-                }
-            }
-            guard.clear_ready();
+            self.ring.wait().await?;
         }
     }
 }

@@ -8,7 +8,7 @@ use aya::maps::{MapData, RingBuf};
 use aya::programs::links::FdLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{RawTracePoint, UProbe};
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use gmp_trace_bpf_object::BPF_OBJECT;
 use gmp_trace_common::Offsets;
 
@@ -101,7 +101,7 @@ impl Tracer {
         let stacks = stacks && !aggregate;
         // The probes use no CO-RE relocations (kernel offsets come from kernel.rs), so aya
         // does not parse the kernel's BTF (it reads it only for objects that need it).
-        let ebpf = EbpfLoader::new()
+        let ebpf = super::trimmed_loader(&["GOIDS", "STEAL_ARGS"])
             .override_global("OFFSETS", offsets, true)
             .override_global("AGGREGATE", &u32::from(aggregate), true)
             .override_global("LAUNCH_EXECS", &launch_execs, true)
@@ -111,8 +111,6 @@ impl Tracer {
             // An LRU map is allocated whole at creation: only aggregate mode needs room in it.
             .map_max_entries("RUNNABLE_SINCE", if aggregate { 1 << 16 } else { 1 })
             .map_max_entries("EVENTS", size)
-            // The CPU sampler's ring (probes/sampler.rs) comes with the object: one page here.
-            .map_max_entries("SAMPLES", 4096)
             .load(BPF_OBJECT)
             .map_err(|e| anyhow!("loading the BPF probes into the kernel failed: {e}"))?;
         Ok(Tracer {

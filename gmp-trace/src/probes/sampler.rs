@@ -7,7 +7,7 @@ use aya::programs::perf_event::{
     PerfEventConfig, PerfEventLink, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
 use aya::programs::PerfEvent;
-use aya::{Ebpf, EbpfLoader};
+use aya::Ebpf;
 use gmp_trace_common::sample::{stat, SampleHeader, SampleStacks, SAMPLE_SIZE};
 use gmp_trace_common::Offsets;
 
@@ -88,13 +88,9 @@ impl Sampler {
             return Err(SamplerError::NoRate);
         }
         let cpus = aya::util::online_cpus().map_err(|(what, e)| SamplerError::Cpus(what, e))?;
-        // The tracer's maps come with the object: kept as small as the kernel allows, since
-        // only SAMPLES and SAMPLE_STATS are used here.
-        let mut ebpf = EbpfLoader::new()
+        // Only SAMPLES and SAMPLE_STATS are used here.
+        let mut ebpf = super::trimmed_loader(&[])
             .override_global("OFFSETS", offsets, true)
-            .map_max_entries("EVENTS", 4096)
-            .map_max_entries("RUNNABLE_SINCE", 1)
-            .map_max_entries("STEAL_ARGS", 1)
             .map_max_entries("SAMPLES", sample_ring_bytes(rate_hz, cpus.len()))
             .load(BPF_OBJECT)?;
         let kernel_stacks = load_program(&mut ebpf, PROGRAM).is_ok();

@@ -11,6 +11,7 @@ pub mod launch;
 pub mod maps;
 pub mod memory;
 pub mod preflight;
+pub mod procstat;
 pub mod runtime;
 pub mod snapshot;
 pub mod stacks;

@@ -224,12 +224,7 @@ fn realtime_ns() -> u64 {
 /// Whether process `pid` still runs (a killed process stays a zombie until it is reaped, and
 /// its memory is gone already).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-        // The state follows the command name in parentheses, which may itself hold spaces.
-        st.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| !matches!(state, "Z" | "X"))
-    })
+    !super::procstat::exited(pid)
 }
 
 /// Reads the dump of process `pid`, running `bin` loaded at `bias`.

@@ -192,8 +192,8 @@ async fn supervise(
                     None => false,
                 };
                 if started {
-                    // The new session sets itself up (tens of ms on this thread) before the
-                    // watch picks the next process: the newest one by then.
+                    // The new session hands its setup to the blocking pool before the watch
+                    // picks the next process (the newest one by then).
                     tokio::task::yield_now().await;
                 }
             }
@@ -362,7 +362,8 @@ impl Selection {
                 }
                 // Under --all a process that exits while its probes go in (its exit watch,
                 // or the read of its runtime, then fails) is one more that came and went.
-                let gone = matches!(disc.look(id.pid), Look::Gone) || all::exited(id.pid);
+                let gone = matches!(disc.look(id.pid), Look::Gone)
+                    || crate::process::procstat::exited(id.pid);
                 if gone && (!f.began || self.all) {
                     log::info!("pid {} exited before it could be traced", id.pid);
                     return;
@@ -426,10 +427,8 @@ pub(super) fn key_of(id: &ProcessIdentity) -> Option<Key> {
 
 /// `(ppid, starttime)` from /proc/PID/stat (the name in parentheses may hold anything).
 fn stat(pid: u32) -> Option<(u32, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    let (ppid, start) = crate::process::procstat::two_fields(pid, 1, 19)?;
+    Some((ppid.parse().ok()?, start.parse().ok()?))
 }
 
 /// `pid`'s ancestors, nearest first, up to init.
