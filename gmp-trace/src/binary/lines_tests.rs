@@ -221,7 +221,11 @@ fn go_statement_wrappers_name_the_function_they_call() {
                     .flat_map(|i| [format!("{caller}.gowrap{i}"), format!("{caller}.func{i}")]);
                 let found: Vec<String> = closures
                     .filter_map(|c| bin.function(&c).map(|f| (c, f.addr)))
-                    .filter_map(|(_, addr)| lines.wrapped(addr))
+                    .filter_map(|(_, addr)| {
+                        // The binary's table of wrappers says what the line tables say.
+                        assert_eq!(bin.wrapped(addr), lines.wrapped(addr), "go{v}");
+                        bin.wrapped(addr)
+                    })
                     .filter_map(name)
                     .collect();
                 if found.iter().any(|f| f == callee) {

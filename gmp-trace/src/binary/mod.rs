@@ -150,6 +150,9 @@ pub struct GoBinary {
     symbols: Option<SymbolTable>,
     /// The function table from `.gopclntab`, parsed on first use (stripped binaries, checks).
     pclntab: OnceLock<Result<pclntab::Pclntab, String>>,
+    /// `go` statements' wrappers, by entry: the entry of the function each calls (FUNCDATA_
+    /// WrapInfo), found once for the whole table (a goroutine's creation asks, per output).
+    wrappers: OnceLock<crate::fasthash::FastMap<u64, u64>>,
     segments: Vec<Segment>,
     /// ET_DYN (PIE): loaded at an address chosen at exec; ET_EXEC loads where it says.
     position_independent: bool,
@@ -325,6 +328,7 @@ impl GoBinary {
             gnu_build_id,
             symbols,
             pclntab: OnceLock::new(),
+            wrappers: OnceLock::new(),
             segments,
             position_independent,
             code_sections,
@@ -448,6 +452,23 @@ impl GoBinary {
             })
             .and_then(|va| self.file_bytes_from(va));
         Ok(Lines::new(tab, l, gofunc))
+    }
+
+    /// For a `go`/`defer` statement's wrapper at `entry` (a function's entry: g.startpc), the
+    /// entry of the function it calls; None for any other function.
+    pub fn wrapped(&self, entry: u64) -> Option<u64> {
+        self.wrappers
+            .get_or_init(|| {
+                let (Ok(lines), Ok(funcs)) = (self.lines(), self.pclntab_functions()) else {
+                    return Default::default();
+                };
+                funcs
+                    .iter()
+                    .filter_map(|f| Some((f.addr, lines.wrapped(f.addr)?)))
+                    .collect()
+            })
+            .get(&entry)
+            .copied()
     }
 
     /// The file's bytes from `vaddr` to the end of the PT_LOAD segment holding it.

@@ -13,7 +13,7 @@ pub trait Symbolize {
         Vec::new()
     }
 
-    /// For a `go`/`defer` statement's wrapper function, the entry pc of the
+    /// For the entry `pc` of a `go`/`defer` statement's wrapper function, the entry pc of the
     /// function it calls (FUNCDATA_WrapInfo); None otherwise or when unknown.
     fn wrapped(&self, _pc: u64) -> Option<u64> {
         None
@@ -36,7 +36,7 @@ impl Symbolize for GoBinary {
     }
 
     fn wrapped(&self, pc: u64) -> Option<u64> {
-        self.lines().ok()?.wrapped(pc)
+        GoBinary::wrapped(self, pc)
     }
 }
 

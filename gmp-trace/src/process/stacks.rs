@@ -24,6 +24,8 @@ pub struct Symbols<'b> {
     frames: FastMap<(u64, bool), Arc<[Frame]>>,
     stacks: FastMap<Vec<RawFrame>, Arc<[Frame]>>,
     names: FastMap<u64, Option<Arc<str>>>,
+    /// g.startpc -> [`Symbols::start_name`].
+    start_names: FastMap<u64, Option<Arc<str>>>,
     creators: FastMap<u64, Option<Creator>>,
     strings: FastMap<String, Arc<str>>,
 }
@@ -38,6 +40,7 @@ impl<'b> Symbols<'b> {
             frames: FastMap::default(),
             stacks: FastMap::default(),
             names: FastMap::default(),
+            start_names: FastMap::default(),
             creators: FastMap::default(),
             strings: FastMap::default(),
         }
@@ -113,11 +116,16 @@ impl<'b> Symbols<'b> {
     /// The name a goroutine starting at `pc` (g.startpc) goes by in Go's tools: for a `go f(x)`
     /// statement's wrapper, `f` (FUNCDATA_WrapInfo, as the runtime's startPCForTrace).
     pub fn start_name(&mut self, pc: u64) -> Option<Arc<str>> {
+        if let Some(n) = self.start_names.get(&pc) {
+            return n.clone();
+        }
         let at = match self.lines.wrapped(pc.wrapping_sub(self.bias)) {
             Some(f) => f.wrapping_add(self.bias),
             None => pc,
         };
-        self.name(at)
+        let n = self.name(at);
+        self.start_names.insert(pc, n.clone());
+        n
     }
 
     /// `created by` for g.gopc: the physical function, the position of the go statement.
