@@ -11,6 +11,7 @@ mod commands;
 mod compare;
 mod export;
 mod fasthash;
+mod heap;
 mod model;
 mod pipeline;
 mod probes;
@@ -22,20 +23,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// glibc gives each thread that allocates an arena of its own, and memory freed there stays
-/// with it: sessions set up on tokio's blocking pool (`--all`, `-f`) grew the RSS by ~50 MB
-/// over 1,000 short-lived processes with the default (8 per core); two arenas keep it flat.
-/// The allocation-heavy paths run on the main thread anyway. (musl has no arenas.)
-fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    heap::limit_arenas();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();

@@ -395,6 +395,19 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "top"])
     }
 
+    /// Presses q and waits for the shell's prompt, as a person would before typing: keys sent
+    /// while top is still tearing down would reach top, not the shell.
+    fn quit_to_shell(&self) -> String {
+        self.run(&["send-keys", "-t", "top", "q"]);
+        self.wait_for("the shell's prompt after q", |s| {
+            !s.contains("┌ Ps ")
+                && s.lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .is_some_and(|l| l.starts_with("bash-") && l.trim_end().ends_with(['#', '$']))
+        })
+    }
+
     /// Waits until the screen satisfies `ok`; returns it.
     fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
@@ -453,7 +466,7 @@ fn the_full_screen_view_draws_resizes_and_gives_the_terminal_back() {
     });
     tmux.run(&["send-keys", "-t", "top", "?"]);
     tmux.wait_for("the help box", |s| s.contains("this help"));
-    tmux.run(&["send-keys", "-t", "top", "q"]);
+    tmux.quit_to_shell();
     // The shell is back on the main screen: its prompt and our command line, no panel.
     tmux.run(&["send-keys", "-t", "top", "echo restored-$((40+2))", "Enter"]);
     let s = tmux.wait_for("the shell after q", |s| {

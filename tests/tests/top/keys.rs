@@ -123,7 +123,7 @@ fn slash_filters_the_panels_and_enter_shows_the_picked_rows_stacks() {
     ] {
         assert!(s.contains(k), "the help lacks {k:?}:\n{s}");
     }
-    key(&tmux, "q");
+    tmux.quit_to_shell();
     tmux.run(&["send-keys", "-t", "top", "echo quit-$((40+2))", "Enter"]);
     tmux.wait_for("the shell after q", |s| s.lines().any(|l| l == "quit-42"));
 }

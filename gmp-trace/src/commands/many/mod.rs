@@ -168,6 +168,8 @@ async fn supervise(
     tokio::pin!(deadline);
     let mut all = args.all.then(all::AllWatch::start);
     let mut stopping = false;
+    let mut trim_tick = tokio::time::interval(Duration::from_secs(1));
+    trim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let tree_done = follow.as_ref().is_none_or(|f| f.done(stopping));
         if tasks.is_empty() && (stopping || !args.all) && tree_done {
@@ -196,6 +198,9 @@ async fn supervise(
                     // picks the next process (the newest one by then).
                     tokio::task::yield_now().await;
                 }
+            }
+            _ = trim_tick.tick(), if sel.trim.owed() => {
+                sel.trim.maybe_trim();
             }
             _ = &mut deadline, if args.duration.is_some() && !stopping => {
                 stopping = true;
@@ -273,6 +278,9 @@ pub(super) struct Selection {
     retry: Vec<(Key, ProcessIdentity)>,
     /// `--all`: processes come and go on their own.
     all: bool,
+    /// What an ended session freed goes back to the kernel (a long run's RSS follows what is
+    /// alive, not the busiest moment).
+    pub(super) trim: crate::heap::Trimmer,
 }
 
 impl Selection {
@@ -340,6 +348,7 @@ impl Selection {
         began_ns: u64,
     ) {
         let exec_ns = self.found_at.remove(&key);
+        self.trim.maybe_trim();
         match r {
             Ok(report) => {
                 // The session's attach_ms counts from its beginning to the last probe in.
