@@ -51,8 +51,10 @@ pub struct Pipeline<'a> {
     pub stacks: StackTable,
     /// `--assert` and `--junit`.
     checks: crate::checks::Checks,
-    /// The Perfetto packet sequence to write on (one per process when several share a file).
+    /// The Perfetto packet sequence to write on (one per process when several share a file),
+    /// and which image of its process this is (`TraceMeta::image`).
     pub perfetto_sequence: u32,
+    pub perfetto_image: u32,
 }
 
 impl Sink for Pipeline<'_> {
@@ -273,6 +275,7 @@ impl<'a> Pipeline<'a> {
             stacks: StackTable::default(),
             checks,
             perfetto_sequence: crate::export::perfetto::SEQUENCE_ID,
+            perfetto_image: 0,
         })
     }
 
@@ -297,6 +300,7 @@ impl<'a> Pipeline<'a> {
         if let Some(out) = self.perfetto_out.take() {
             let meta = TraceMeta {
                 pid,
+                image: self.perfetto_image,
                 process_name: process_name.to_string(),
                 go_version: go_version.to_string(),
                 ..TraceMeta::default()

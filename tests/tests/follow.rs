@@ -175,13 +175,15 @@ fn comms(ps: &[Value]) -> Vec<String> {
 /// image is not Go (listed, let go).
 #[test]
 fn exec_of_a_new_image_and_non_go_children() {
+    require_perfetto_tools();
     require_bpf!();
     let dir = scratch_dir("follow-exec");
     let bin = build_sample("execer", GO_VERSIONS[0], Variant::Default);
     let bin = bin.to_str().unwrap();
-    let sum = dir.join("s.json");
+    let (sum, trace) = (dir.join("s.json"), dir.join("t.pftrace"));
     let out = Command::new(gmp_trace_bin())
-        .args(["-f", "-q", "--summary-json", sum.to_str().unwrap(), "--"])
+        .args(["-f", "-q", "--summary-json", sum.to_str().unwrap()])
+        .args(["-o", trace.to_str().unwrap(), "--"])
         .args([bin, "-workers", "4", "-exec", bin, "--"])
         .args(["-child", "-workers", "6", "-code", "3"])
         .output()
@@ -199,6 +201,27 @@ fn exec_of_a_new_image_and_non_go_children() {
     assert_eq!(workers("follow"), Some(6), "{s}");
     assert_eq!(by_mode["launch"]["pid"], by_mode["follow"]["pid"]);
     assert_eq!(by_mode["follow"]["startup"][0]["phase"], "rt0_go");
+    // In Perfetto each image is a process of its own with its own goroutine tracks (ids start
+    // over in the new image: one G1 track would hold both images' runtime.main).
+    let pid = by_mode["launch"]["pid"].as_u64().unwrap();
+    let q = trace_processor(
+        &trace,
+        &[
+            &format!("SELECT upid FROM process WHERE pid = {pid}"),
+            &format!(
+                "SELECT t.id, count(s.id) AS n FROM process_track t JOIN process p USING (upid) \
+                 LEFT JOIN slice s ON s.track_id = t.id \
+                 WHERE p.pid = {pid} AND t.name LIKE 'G1 %' GROUP BY t.id"
+            ),
+            PERFETTO_IMPORT_PROBLEMS_SQL,
+        ],
+    );
+    assert_eq!(q[0].len(), 2, "a process per image: {:?}", q[0]);
+    assert_eq!(q[1].len(), 2, "a G1 track per image: {:?}", q[1]);
+    for g1 in &q[1] {
+        assert!(g1["n"].as_u64().unwrap() > 0, "{:?}", q[1]);
+    }
+    assert!(q[2].is_empty(), "import problems: {:?}", q[2]);
 
     let out = Command::new(gmp_trace_bin())
         .args(["-f", "--summary-json", sum.to_str().unwrap(), "--"])
@@ -245,8 +268,10 @@ fn shell_root_and_its_go_children() {
     let bin = build_sample("execer", GO_VERSIONS[0], Variant::Default);
     let bin = bin.to_str().unwrap();
     let sum = dir.join("s.json");
-    let script =
-        format!("{bin} -child -workers 3; {bin} -child -workers 5 -code 4; echo \"$?\"; exit 5");
+    let script = format!(
+        "{bin} -child -workers 3; /bin/true; {bin} -child -workers 5 -code 4; echo \"$?\"; \
+         /bin/true; /bin/true; exit 5"
+    );
     let out = Command::new(gmp_trace_bin())
         .args(["-f", "--summary-json", sum.to_str().unwrap(), "--"])
         .args(["/bin/sh", "-c", &script])
@@ -276,6 +301,21 @@ fn shell_root_and_its_go_children() {
     assert_eq!(nt["reason"], "not Go, not traced", "{s}");
     assert!(nt["exe"].as_str().unwrap().ends_with("sh"), "{s}");
     assert!(stderr.contains("following its children"), "{stderr}");
+    // Three runs of /bin/true: one entry that counts them, said once.
+    let trues: Vec<&Value> = s["not_traced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["exe"].as_str().unwrap().ends_with("/true"))
+        .collect();
+    assert_eq!(trues.len(), 1, "{s}");
+    assert_eq!(trues[0]["count"], 3, "{s}");
+    assert_eq!(trues[0]["reason"], "not Go, not traced", "{s}");
+    let said = stderr
+        .lines()
+        .filter(|l| l.contains("/true): not Go"))
+        .count();
+    assert_eq!(said, 1, "{stderr}");
 }
 
 /// The launched program exits while a child it started in the background lives on and runs a

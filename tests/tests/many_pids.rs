@@ -6,7 +6,7 @@
 //! picked up. The samples run from copies with names of their own, so the filter picks exactly
 //! them among whatever else the machine runs.
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,22 +23,7 @@ fn start_copy(dir: &Path, name: &str) -> (Target, u32, PathBuf) {
     let src = build_sample("parker", GO_VERSIONS[0], Variant::Default);
     let exe = dir.join(name);
     std::fs::copy(&src, &exe).unwrap();
-    // Another test thread forking while the copy was open for writing holds it open in its
-    // child until that child execs: ETXTBSY (26) for a moment.
-    let mut tries = 0;
-    let mut child = loop {
-        match Command::new(&exe)
-            .arg("-loop")
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            r => break r.expect("start parker copy"),
-        }
-    };
+    let mut child = spawn_copy(Command::new(&exe).arg("-loop").stdout(Stdio::piped()));
     let pid = child.id();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
@@ -46,6 +31,21 @@ fn start_copy(dir: &Path, name: &str) -> (Target, u32, PathBuf) {
         .unwrap();
     assert_eq!(line.trim(), format!("parker pid {pid}"));
     (Target(child), pid, std::fs::canonicalize(exe).unwrap())
+}
+
+/// Spawns a program just copied. Another test thread forking while the copy was open for
+/// writing holds it open in its child until that child execs: ETXTBSY (26) for a moment.
+fn spawn_copy(cmd: &mut Command) -> std::process::Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => break r.expect("start a copied sample"),
+        }
+    }
 }
 
 fn summary(path: &Path) -> Value {
@@ -269,6 +269,103 @@ fn all_follows_processes_coming_and_going() {
     let (sa, sb) = (span[&u64::from(pid_a)], span[&u64::from(pid_b)]);
     assert!(sa.2 > 1000 && sb.2 > 1000, "{span:?}");
     assert!(sb.0 > sa.0 && sa.1 < sb.1, "{span:?}");
+}
+
+/// `--all` and a process that execs its own file again (a self re-exec keeps the pid, the start
+/// time and the path): the old image's session ends at the exec, its summary saying so, and
+/// the new image is traced by a session of its own, from soon after its exec.
+#[test]
+fn all_traces_a_process_that_execs_its_own_file_again() {
+    require_bpf!();
+    let dir = scratch_dir("many-all-reexec").canonicalize().unwrap();
+    let exe = dir.join("reexecer");
+    std::fs::copy(
+        build_sample("execer", GO_VERSIONS[0], Variant::Default),
+        &exe,
+    )
+    .unwrap();
+    let mut target = Target(spawn_copy(
+        Command::new(&exe)
+            .args(["-wait", "-workers", "2", "-exec"])
+            .arg(&exe)
+            .args(["--", "-child", "-pause", "700ms", "-workers", "6"])
+            .args(["-sleep", "300ms"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    ));
+    let pid = target.0.id();
+    let mut out = BufReader::new(target.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "execer ready");
+    let (events, sum) = (dir.join("e.jsonl"), dir.join("s.json"));
+    let filter = format!("^{}/reexecer$", dir.display());
+    let mut tracer = Command::new(gmp_trace_bin())
+        .args(["--all", "--exe-filter", &filter, "-d", "20s"])
+        .args(["-o", events.to_str().unwrap()])
+        .args(["--summary-json", sum.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(tracer.stderr.take().unwrap());
+    let mut said = String::new();
+    let attached = format!("attached to pid {pid}");
+    let mut read_until = |said: &mut String, n: usize| {
+        while said.matches(&attached).count() < n {
+            let mut l = String::new();
+            assert!(err.read_line(&mut l).unwrap() > 0, "ended early: {said}");
+            *said += &l;
+        }
+    };
+    read_until(&mut said, 1);
+    // The exec: the new image pauses, then runs its 6 goroutines, sleeps and exits.
+    let exec_at = Instant::now();
+    writeln!(target.0.stdin.as_mut().unwrap()).unwrap();
+    read_until(&mut said, 2);
+    let again_after = exec_at.elapsed();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "execer child ran 6 goroutines");
+    assert!(target.0.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    said += &rest;
+    assert!(tracer.wait().unwrap().success(), "{said}");
+    eprintln!("the new image's probes were in {again_after:?} after the exec");
+
+    let s = summary(&sum);
+    let ps: Vec<&Value> = s["processes"].as_array().unwrap().iter().collect();
+    assert_eq!(ps.len(), 2, "one report per image: {s:#}");
+    let (old, new) = (ps[0], ps[1]);
+    for p in [old, new] {
+        assert_eq!(p["pid"], pid, "{p}");
+        assert_eq!(p["exe"], exe.display().to_string(), "{p}");
+    }
+    assert_eq!(
+        old["exec"]["path"],
+        exe.display().to_string(),
+        "the old image's summary says it exec'd: {old}"
+    );
+    assert!(new.get("exec").is_none(), "{new}");
+    assert_eq!(
+        new["goroutines_by_start_fn"]["main.run.func1"], 6,
+        "the new image's goroutines: {new}"
+    );
+    assert!(
+        new["attached_after_exec_ms"].as_f64().is_some(),
+        "the new image's delay from its exec: {new}"
+    );
+    // The events of both images carry the pid; the new image's come after the exec.
+    let exec_ts = old["exec"]["ts"].as_u64().unwrap();
+    let evs = read_jsonl(&events);
+    let after = evs
+        .iter()
+        .filter(|e| e["pid"] == pid && e["ts"].as_u64().unwrap() > exec_ts)
+        .count();
+    assert!(after > 20, "{after} events of the new image");
 }
 
 /// What a multi-process run cannot do is refused before anything is traced.

@@ -69,12 +69,26 @@ pub struct ProcessReport {
     pub exec_held_ns: Option<u64>,
 }
 
-/// A process that was selected but could not be traced, and why.
+/// A process that was selected but could not be traced, and why. `--follow`'s execs of a
+/// non-Go image are one entry per executable: `pid` the first, `count` how many.
 #[derive(Clone, Debug, Serialize)]
 pub struct NotTraced {
     pub pid: u32,
     pub exe: String,
     pub reason: String,
+    pub count: u64,
+}
+
+impl NotTraced {
+    /// One process.
+    pub fn one(pid: u32, exe: String, reason: String) -> NotTraced {
+        NotTraced {
+            pid,
+            exe,
+            reason,
+            count: 1,
+        }
+    }
 }
 
 /// The combined summary: each process's usual keys plus its identity (`pid`, `exe`, `comm`,

@@ -191,7 +191,7 @@ fn profile_burn(version: &str) {
     }
     // Samples charged to the burning goroutines, by start function.
     let mut by_start: HashMap<String, usize> = HashMap::new();
-    let (mut in_leaf, mut leaf_ok, mut whole) = (0, 0, 0);
+    let (mut in_leaf, mut leaf_ok, mut whole, mut user) = (0, 0, 0, 0);
     for s in &prof.samples {
         let start = name(s.start_pc);
         let Some(&goid) = goids.get(&start) else {
@@ -206,6 +206,7 @@ fn profile_burn(version: &str) {
         if s.in_kernel {
             continue;
         }
+        user += 1;
         let names: Vec<String> = s
             .frames
             .iter()
@@ -224,16 +225,17 @@ fn profile_burn(version: &str) {
         }
     }
     let (a, b) = (by_start["main.burnA"], by_start["main.burnB"]);
-    eprintln!("Go {version}: burnA {a}, burnB {b}; {leaf_ok}/{in_leaf} leaf samples unwound to their burner; {whole} whole stacks");
-    assert!(in_leaf * 2 > a + b, "most burning is in the leaf");
+    eprintln!("Go {version}: burnA {a}, burnB {b} ({user} in user code); {leaf_ok}/{in_leaf} leaf samples unwound to their burner; {whole} whole stacks");
+    // Shares of the samples in user code: on a loaded machine a tenth or more of a burner's
+    // samples land in the kernel (timer interrupts, preemption), whose frames are judged above.
+    assert!(in_leaf * 2 > user, "most burning is in the leaf");
     assert_eq!(
         leaf_ok, in_leaf,
         "Go {version}: a leaf sample not unwound to its caller"
     );
     assert!(
-        whole * 10 >= (a + b) * 9,
-        "Go {version}: {whole} of {} stacks reach goexit",
-        a + b
+        whole * 10 >= user * 9,
+        "Go {version}: {whole} of {user} user-code stacks reach goexit"
     );
     let share = a as f64 / (a + b) as f64;
     assert!(

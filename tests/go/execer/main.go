@@ -5,8 +5,8 @@
 //
 // It runs N goroutines to completion (so a tracer has a known count for the first image),
 // prints "execer ready" and, with -wait, waits for a line on stdin (time to attach), then
-// execs PATH with ARGS. With -child it is the new image instead: it runs -workers goroutines,
-// sleeps -sleep, and exits with code -code.
+// execs PATH with ARGS. With -child it is the new image instead: it waits -pause, runs -workers
+// goroutines, sleeps -sleep, and exits with code -code.
 package main
 
 import (
@@ -25,9 +25,13 @@ func main() {
 	exe := flag.String("exec", "", "the program to exec")
 	child := flag.Bool("child", false, "be the new image: run goroutines, sleep, exit")
 	sleep := flag.Duration("sleep", 0, "-child: how long to run before exiting")
+	pause := flag.Duration("pause", 0, "-child: how long to wait before the goroutines")
 	code := flag.Int("code", 0, "-child: exit code")
 	flag.Parse()
 
+	if *child {
+		time.Sleep(*pause)
+	}
 	run(*workers)
 	if *child {
 		fmt.Printf("execer child ran %d goroutines\n", *workers)

@@ -147,7 +147,13 @@ impl AllWatch {
                         continue;
                     }
                     if let Look::Go(id) = disc.look(e.pid) {
-                        if filter.accepts(&id) {
+                        if !filter.accepts(&id) {
+                            continue;
+                        }
+                        // A process with a session that execs its own file again keeps its
+                        // key: the selection decides when the new image gets its session.
+                        let queue = key_of(&id).is_some_and(|k| sel.exec_seen(&k, e.ts));
+                        if queue {
                             self.want(sel, id, Some(e.ts));
                         }
                     }

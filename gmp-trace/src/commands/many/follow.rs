@@ -103,11 +103,8 @@ impl Follow {
                     "gmp-trace: pid {pid} ({exe}): not Go, not traced; following its children"
                 );
             }
-            sel.not_traced.push(NotTraced {
-                pid,
-                exe,
-                reason: "not Go, not traced".to_string(),
-            });
+            sel.not_traced
+                .push(NotTraced::one(pid, exe, NOT_GO.to_string()));
             follow.untraced_root = Some(launch);
             follow.root_waited = false;
             return Ok(follow);
@@ -231,20 +228,20 @@ impl Follow {
         };
         for e in w.close() {
             cont(e.pid);
-            sel.not_traced.push(NotTraced {
-                pid: e.pid,
-                exe: exe_of(e.pid),
-                reason: "exec'd while tracing was ending".to_string(),
-            });
+            sel.not_traced.push(NotTraced::one(
+                e.pid,
+                exe_of(e.pid),
+                "exec'd while tracing was ending".to_string(),
+            ));
         }
         let missed = w.missed();
         if missed > 0 {
             eprintln!("gmp-trace: {missed} exec(s) in the followed tree ran untraced: the exec ring was full");
-            sel.not_traced.push(NotTraced {
-                pid: 0,
-                exe: String::new(),
-                reason: format!("{missed} exec(s) not stopped: the exec ring was full"),
-            });
+            sel.not_traced.push(NotTraced::one(
+                0,
+                String::new(),
+                format!("{missed} exec(s) not stopped: the exec ring was full"),
+            ));
         }
         self.live = Some(Vec::new());
     }
@@ -296,11 +293,8 @@ fn on_exec(
             exec.signal_result
         );
         log::warn!("pid {pid}: {reason}: not traced");
-        sel.not_traced.push(NotTraced {
-            pid,
-            exe: exe_of(pid),
-            reason,
-        });
+        sel.not_traced
+            .push(NotTraced::one(pid, exe_of(pid), reason));
         return;
     }
     match disc.look(pid) {
@@ -319,15 +313,42 @@ fn on_exec(
             let held_us = monotonic_ns().saturating_sub(exec.ts) / 1000;
             let reason = match &look {
                 Look::Go(_) => "started while tracing was stopping".to_string(),
-                Look::NotGo => "not Go, not traced".to_string(),
+                Look::NotGo => NOT_GO.to_string(),
                 Look::Gone => "exited before it could be looked at".to_string(),
                 Look::Unreadable(why) => format!("not traced: {why}"),
             };
             log::info!("pid {pid} ({exe}): {reason} (held {held_us} us)");
-            if !ctx.args.out.quiet && matches!(look, Look::NotGo) {
-                eprintln!("gmp-trace: pid {pid} ({exe}): not Go, not traced");
+            if matches!(look, Look::NotGo) {
+                not_go(sel, pid, exe, ctx.args.out.quiet);
+            } else {
+                sel.not_traced.push(NotTraced::one(pid, exe, reason));
             }
-            sel.not_traced.push(NotTraced { pid, exe, reason });
+        }
+    }
+}
+
+/// Why an exec of a program that is not Go was let go.
+const NOT_GO: &str = "not Go, not traced";
+
+/// An exec of a non-Go image, let go: the first of each executable is listed and said on
+/// stderr, the later ones counted in its entry (a `make` or a shell loop runs the same few
+/// programs thousands of times).
+fn not_go(sel: &mut Selection, pid: u32, exe: String, quiet: bool) {
+    let seen = sel
+        .not_traced
+        .iter_mut()
+        .find(|n| n.reason == NOT_GO && n.exe == exe);
+    match seen {
+        Some(n) => n.count += 1,
+        None => {
+            if !quiet {
+                eprintln!(
+                    "gmp-trace: pid {pid} ({exe}): not Go, not traced (its later execs are \
+                     counted in the summary, not said)"
+                );
+            }
+            sel.not_traced
+                .push(NotTraced::one(pid, exe, NOT_GO.to_string()));
         }
     }
 }

@@ -274,8 +274,19 @@ pub(super) struct Selection {
     /// `after_exec` has that delay per report (ms), in `reports`' order.
     found_at: HashMap<Key, u64>,
     after_exec: Vec<Option<f64>>,
-    /// Processes whose session failed early and may be tried again (`--all` does, soon).
+    /// Processes whose session failed early and may be tried again (`--all` does, soon), or
+    /// that exec'd a new image of their own file under `--all`.
     retry: Vec<(Key, ProcessIdentity)>,
+    /// `--all`: when each process's session began (CLOCK_MONOTONIC ns), while the process
+    /// lives; and which sessions are still running.
+    began: HashMap<Key, u64>,
+    running: HashSet<Key>,
+    /// `--all`: processes that exec'd their own file again while their session ran (same pid,
+    /// start time and path: the same key), with when; a session for the new image follows the
+    /// old one's end.
+    re_execed: HashMap<Key, u64>,
+    /// Sessions so far per pid (its next session's image number, for the Perfetto tracks).
+    images: HashMap<u32, u32>,
     /// `--all`: processes come and go on their own.
     all: bool,
     /// What an ended session freed goes back to the kernel (a long run's RSS follows what is
@@ -302,6 +313,37 @@ impl Selection {
         let alive: HashSet<u32> = found.iter().map(|p| p.pid).collect();
         self.settled.retain(|k| alive.contains(&k.0));
         self.attempts.retain(|k, _| alive.contains(&k.0));
+        self.began
+            .retain(|k, _| alive.contains(&k.0) || self.running.contains(k));
+    }
+
+    /// An exec of `key`'s process at `ts`, seen by `--all`'s watch. When the process had a
+    /// session that began before the exec, it exec'd its own file again (a self re-exec keeps
+    /// the pid, start time and path): the old image's session ends by itself at the exec, and
+    /// the new image gets a session of its own once it has (at once if it had already ended).
+    /// Says whether the caller should queue the process (a new image with no session yet).
+    pub(super) fn exec_seen(&mut self, key: &Key, ts: u64) -> bool {
+        match self.began.get(key) {
+            None => !self.settled.contains(key),
+            Some(&began) if began >= ts => false,
+            Some(_) if self.running.contains(key) => {
+                log::info!("pid {}: exec'd its own file again; traced anew", key.0);
+                self.re_execed.insert(key.clone(), ts);
+                false
+            }
+            Some(_) => {
+                log::info!("pid {}: exec'd its own file again; traced anew", key.0);
+                self.forget(key);
+                true
+            }
+        }
+    }
+
+    /// Forgets that `key` had a session, so that it may have another.
+    fn forget(&mut self, key: &Key) {
+        self.settled.remove(key);
+        self.attempts.remove(key);
+        self.began.remove(key);
     }
 
     /// Whether `key` has a session or is done with.
@@ -325,20 +367,32 @@ impl Selection {
     ) {
         *self.attempts.entry(key.clone()).or_default() += 1;
         self.settled.insert(key.clone());
+        if self.all {
+            self.began
+                .insert(key.clone(), crate::source::live::monotonic_ns());
+            self.running.insert(key.clone());
+        }
         self.next_sequence += 1;
         // Sequence 1 is the single-process writer's; ours start above it.
         let sequence = self.next_sequence + 1;
+        // A pid traced before in this run (an exec of a new image, or a reused pid) gets tracks
+        // of its own.
+        let image = {
+            let n = self.images.entry(id.pid).or_default();
+            *n += 1;
+            *n - 1
+        };
         self.ancestry.insert(id.pid, ancestors(id.pid));
         let ctx = ctx.clone();
         tasks.spawn_local(async move {
             let began = crate::source::live::monotonic_ns();
-            let r = session::trace_one(ctx, how, sequence).await;
+            let r = session::trace_one(ctx, how, (sequence, image)).await;
             (key, id, r, began)
         });
     }
 
-    /// A session ended: keep its report, or say why it failed (and let `--all` try again a
-    /// process that was only seen too early).
+    /// A session ended: its outcome is taken (`outcome`), and under `--all` a process that
+    /// exec'd its own file again meanwhile is queued for a session of its new image.
     fn done(
         &mut self,
         disc: &mut Discoverer,
@@ -347,8 +401,31 @@ impl Selection {
         r: Outcome,
         began_ns: u64,
     ) {
-        let exec_ns = self.found_at.remove(&key);
+        self.running.remove(&key);
         self.trim.maybe_trim();
+        let again = self.re_execed.remove(&key);
+        self.outcome(disc, key.clone(), id.clone(), r, began_ns);
+        if let Some(ts) = again {
+            if !crate::process::procstat::exited(id.pid) {
+                self.forget(&key);
+                self.retry.retain(|(k, _)| *k != key);
+                self.found_at.insert(key.clone(), ts);
+                self.retry.push((key, id));
+            }
+        }
+    }
+
+    /// Keeps a session's report, or says why it failed (and lets `--all` try again a process
+    /// that was only seen too early).
+    fn outcome(
+        &mut self,
+        disc: &mut Discoverer,
+        key: Key,
+        id: ProcessIdentity,
+        r: Outcome,
+        began_ns: u64,
+    ) {
+        let exec_ns = self.found_at.remove(&key);
         match r {
             Ok(report) => {
                 // The session's attach_ms counts from its beginning to the last probe in.
@@ -398,11 +475,11 @@ impl Selection {
                     f.error
                 );
                 self.failed += 1;
-                self.not_traced.push(NotTraced {
-                    pid: id.pid,
-                    exe: id.exe.display().to_string(),
-                    reason: format!("{:#}", f.error),
-                });
+                self.not_traced.push(NotTraced::one(
+                    id.pid,
+                    id.exe.display().to_string(),
+                    format!("{:#}", f.error),
+                ));
             }
         }
     }

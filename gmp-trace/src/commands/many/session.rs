@@ -208,11 +208,15 @@ fn prepare(args: &Args, binaries: &Binaries, how: How, started: Instant) -> anyh
 }
 
 /// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
-/// sequence.
+/// sequence, `image` which image of the process it is in the run (0 the first).
 // Long (~90 lines) on purpose: it is trace.rs's `run`, one process's whole story, step by
 // step with each step's error marked before or after streaming began; split, the steps would
 // hand a dozen values to each other.
-pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessReport, Failed> {
+pub async fn trace_one(
+    ctx: Rc<Ctx>,
+    how: How,
+    (sequence, image): (u32, u32),
+) -> Result<ProcessReport, Failed> {
     let started = Instant::now();
     let args = &ctx.args;
     let fail = |began| move |error: anyhow::Error| Failed { began, error };
@@ -244,6 +248,7 @@ pub async fn trace_one(ctx: Rc<Ctx>, how: How, sequence: u32) -> Result<ProcessR
     };
     let mut pipeline = Pipeline::open(&quiet, Model::new(), &*bin).map_err(fail(false))?;
     pipeline.perfetto_sequence = sequence;
+    pipeline.perfetto_image = image;
     if let Some((format, out)) = &ctx.events {
         pipeline.redirect_events(*format, Box::new(SharedOut::new(out.clone())));
     }

@@ -53,10 +53,26 @@ pub enum TrackKind {
     Fixed = 5,
 }
 
-/// A stable UUID: the same (pid, kind, id) gives the same track in every run; never 0 (the
-/// implicit global track).
-pub fn track_uuid(pid: u32, kind: TrackKind, id: u64) -> u64 {
-    let h = mix(mix(mix(SEED ^ u64::from(pid)) ^ kind as u64) ^ id);
+/// Whose tracks: a process's pid and which of its images in the run (0 the first; a process
+/// that exec'd and is traced again in its new image, under `-f` or `--all`, gets 1, 2, ...:
+/// goroutine and thread ids start over there, so the new image's tracks must not be the old
+/// one's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub image: u32,
+}
+
+impl Owner {
+    fn bits(self) -> u64 {
+        u64::from(self.pid) | (u64::from(self.image) << 32)
+    }
+}
+
+/// A stable UUID: the same (owner, kind, id) gives the same track in every run; never 0 (the
+/// implicit global track). A first image's uuids depend on its pid alone.
+pub fn track_uuid(owner: Owner, kind: TrackKind, id: u64) -> u64 {
+    let h = mix(mix(mix(SEED ^ owner.bits()) ^ kind as u64) ^ id);
     h.max(1)
 }
 
@@ -189,9 +205,10 @@ const ANNOTATION_NAME_IID: u32 = 1;
 const ANNOTATION_UINT_VALUE: u32 = 3;
 const ANNOTATION_INT_VALUE: u32 = 4;
 
-/// Trace-global flow ids: a per-pid base plus a counter.
-pub fn flow_base(pid: u32) -> u64 {
-    mix(SEED ^ 0xf10 ^ (u64::from(pid) << 32))
+/// Trace-global flow ids: a per-owner base plus a counter.
+pub fn flow_base(owner: Owner) -> u64 {
+    let image = u64::from(owner.image).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mix(SEED ^ 0xf10 ^ (u64::from(owner.pid) << 32) ^ image)
 }
 
 /// Framed packets are gathered here and written out in chunks of about this size: one write
@@ -1109,13 +1126,19 @@ mod tests {
 
     #[test]
     fn uuids_are_stable_and_distinct() {
-        let a = track_uuid(10, TrackKind::Goroutine, 7);
-        assert_eq!(a, track_uuid(10, TrackKind::Goroutine, 7));
-        assert_ne!(a, track_uuid(10, TrackKind::Thread, 7));
-        assert_ne!(a, track_uuid(11, TrackKind::Goroutine, 7));
-        assert_ne!(a, track_uuid(10, TrackKind::Goroutine, 8));
+        let o = |pid, image| Owner { pid, image };
+        let a = track_uuid(o(10, 0), TrackKind::Goroutine, 7);
+        assert_eq!(a, track_uuid(o(10, 0), TrackKind::Goroutine, 7));
+        assert_ne!(a, track_uuid(o(10, 0), TrackKind::Thread, 7));
+        assert_ne!(a, track_uuid(o(11, 0), TrackKind::Goroutine, 7));
+        assert_ne!(a, track_uuid(o(10, 0), TrackKind::Goroutine, 8));
+        assert_ne!(a, track_uuid(o(10, 1), TrackKind::Goroutine, 7));
+        assert_ne!(flow_base(o(10, 0)), flow_base(o(10, 1)));
         // Pinned: a change here changes every trace's track ids between versions.
-        assert_eq!(track_uuid(1, TrackKind::Process, 0), PINNED);
+        assert_eq!(
+            track_uuid(Owner { pid: 1, image: 0 }, TrackKind::Process, 0),
+            PINNED
+        );
     }
 
     /// Decodes framed packets (each 0x0A + length + a packet).

@@ -124,7 +124,11 @@ impl<W: Write> PerfettoWriter<W> {
             None => format!("M? (tid {tid})"),
         };
         TrackDescriptor {
-            uuid: Some(track_uuid(self.meta.pid, TrackKind::Thread, u64::from(tid))),
+            uuid: Some(track_uuid(
+                self.meta.owner(),
+                TrackKind::Thread,
+                u64::from(tid),
+            )),
             parent_uuid: Some(self.process_uuid),
             thread: Some(ThreadDescriptor {
                 pid: Some(self.meta.pid as i32),
@@ -173,7 +177,7 @@ impl<W: Write> PerfettoWriter<W> {
         if self.ps.contains_key(&p) {
             return Ok(());
         }
-        let uuid = track_uuid(self.meta.pid, TrackKind::Proc, p as u32 as u64);
+        let uuid = track_uuid(self.meta.owner(), TrackKind::Proc, p as u32 as u64);
         let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
             uuid: Some(uuid),
@@ -536,7 +540,7 @@ impl<W: Write> PerfettoWriter<W> {
             Some(f) => format!("G{goid} {f}"),
             None => format!("G{goid}"),
         };
-        let uuid = track_uuid(self.meta.pid, TrackKind::Goroutine, goid);
+        let uuid = track_uuid(self.meta.owner(), TrackKind::Goroutine, goid);
         let track = Track::new(uuid);
         self.em.track(TrackDescriptor {
             uuid: Some(uuid),

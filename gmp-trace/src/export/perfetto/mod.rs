@@ -43,7 +43,7 @@ use gmp_trace_common::Event;
 
 use super::Symbolize;
 pub use emit::SEQUENCE_ID;
-use emit::{track_uuid, CounterTrack, Emitter, EncodedArg, Track, TrackKind};
+use emit::{track_uuid, CounterTrack, Emitter, EncodedArg, Owner, Track, TrackKind};
 use proto::{
     Clock, ClockSnapshot, CounterDescriptor, ProcessDescriptor, TracePacket, TrackDescriptor,
     CLOCK_BOOTTIME, CLOCK_MONOTONIC, ORDER_CHRONOLOGICAL, ORDER_EXPLICIT,
@@ -54,6 +54,8 @@ use vocab::{ArgName, Name};
 #[derive(Default)]
 pub struct TraceMeta {
     pub pid: u32,
+    /// Which image of the process this is in the run (0 the first; see `Owner`).
+    pub image: u32,
     /// Shown on the process track (e.g. the binary's file name).
     pub process_name: String,
     /// The target's Go version ("go1.27.3"): picks the table that names wait reasons.
@@ -63,6 +65,15 @@ pub struct TraceMeta {
     /// task's first init function (the event's arg2) through the symbolizer, else the phase
     /// reads "init task 0x...".
     pub init_task_name: Option<Box<dyn Fn(u64) -> Option<String> + Send>>,
+}
+
+impl TraceMeta {
+    fn owner(&self) -> Owner {
+        Owner {
+            pid: self.pid,
+            image: self.image,
+        }
+    }
 }
 
 /// What the writer emitted, to compare with what a trace processor reads back.
@@ -296,12 +307,13 @@ impl<W: Write> PerfettoWriter<W> {
 
     /// As [`PerfettoWriter::new`], on packet sequence `sequence_id`: writers whose packets share
     /// one file (one per traced process) each need their own, since interned names and the
-    /// delta clock are scoped to a sequence. Track uuids and flow ids differ already by pid.
+    /// delta clock are scoped to a sequence. Track uuids and flow ids differ already by owner
+    /// (pid, and image for a process traced again after an exec).
     // Long (~105 lines) on purpose: the trace's preamble is one sequence of packets (clock
     // snapshot, process, group, lanes, counters); it reads top to bottom as the file does.
     pub fn on_sequence(out: W, meta: TraceMeta, sequence_id: u32) -> io::Result<Self> {
-        let pid = meta.pid;
-        let fixed = |id| track_uuid(pid, TrackKind::Fixed, id);
+        let owner = meta.owner();
+        let fixed = |id| track_uuid(owner, TrackKind::Fixed, id);
         let lane = |id| Lane {
             track: Track::new(fixed(id)),
             last_ts: 0,
@@ -309,8 +321,8 @@ impl<W: Write> PerfettoWriter<W> {
         };
         let mut w = PerfettoWriter {
             em: Emitter::on_sequence(out, Name::TEXT, ArgName::TEXT, sequence_id)?,
-            process_uuid: track_uuid(pid, TrackKind::Process, 0),
-            process_track: Track::new(track_uuid(pid, TrackKind::Process, 0)),
+            process_uuid: track_uuid(owner, TrackKind::Process, 0),
+            process_track: Track::new(track_uuid(owner, TrackKind::Process, 0)),
             procs_group: fixed(FIXED_PROCS),
             goroutines_group: fixed(FIXED_GOROUTINES),
             gs: FastMap::default(),
@@ -323,7 +335,7 @@ impl<W: Write> PerfettoWriter<W> {
             counter_dirty: 0,
             newm_flows: FastMap::default(),
             next_flow: 0,
-            flow_base: emit::flow_base(pid),
+            flow_base: emit::flow_base(owner),
             init_tasks: FastSet::default(),
             init_stack: Default::default(),
             wait_names: FastMap::default(),
@@ -359,7 +371,7 @@ impl<W: Write> PerfettoWriter<W> {
         w.em.track(TrackDescriptor {
             uuid: Some(w.process_uuid),
             process: Some(ProcessDescriptor {
-                pid: Some(pid as i32),
+                pid: Some(owner.pid as i32),
                 process_name: Some(w.meta.process_name.clone()),
             }),
             child_ordering: Some(ORDER_EXPLICIT),

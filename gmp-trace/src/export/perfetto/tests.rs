@@ -20,6 +20,7 @@ use crate::binary::NoSymbols;
 fn meta(go: &str) -> TraceMeta {
     TraceMeta {
         pid: sim::PID,
+        image: 0,
         process_name: "sim".into(),
         go_version: go.into(),
         init_task_name: Some(Box::new(|addr| (addr == 0xa100).then(|| "main".to_owned()))),
@@ -715,6 +716,7 @@ fn replay_recording(name: &str, sample: &str, go: &str) {
         Vec::new(),
         TraceMeta {
             pid: header.pid,
+            image: 0,
             process_name: sample.to_owned(),
             go_version: header.go_version.clone(),
             init_task_name: None,
