@@ -180,9 +180,14 @@ fn exec_of_a_new_image_and_non_go_children() {
     let dir = scratch_dir("follow-exec");
     let bin = build_sample("execer", GO_VERSIONS[0], Variant::Default);
     let bin = bin.to_str().unwrap();
-    let (sum, trace) = (dir.join("s.json"), dir.join("t.pftrace"));
+    let (sum, trace, graph) = (
+        dir.join("s.json"),
+        dir.join("t.pftrace"),
+        dir.join("g.json"),
+    );
     let out = Command::new(gmp_trace_bin())
         .args(["-f", "-q", "--summary-json", sum.to_str().unwrap()])
+        .args(["--graph", graph.to_str().unwrap()])
         .args(["-o", trace.to_str().unwrap(), "--"])
         .args([bin, "-workers", "4", "-exec", bin, "--"])
         .args(["-child", "-workers", "6", "-code", "3"])
@@ -222,6 +227,32 @@ fn exec_of_a_new_image_and_non_go_children() {
         assert!(g1["n"].as_u64().unwrap() > 0, "{:?}", q[1]);
     }
     assert!(q[2].is_empty(), "import problems: {:?}", q[2]);
+    // In the graph too: a node per image, the second reached by an `execs` edge, each with
+    // its own goroutines.
+    let g = summary(&graph);
+    let node = |id: String| g["nodes"].as_array().unwrap().iter().any(|n| n["id"] == id);
+    assert!(
+        node(format!("process:{pid}")) && node(format!("process:{pid}.1")),
+        "{g}"
+    );
+    let execs = g["edges"].as_array().unwrap().iter().any(|e| {
+        e["kind"] == "execs"
+            && e["from"] == format!("process:{pid}")
+            && e["to"] == format!("process:{pid}.1")
+    });
+    assert!(execs, "no execs edge: {g}");
+    let prefixed = |p: &str| {
+        g["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["id"].as_str().unwrap().starts_with(p))
+            .count()
+    };
+    assert!(
+        prefixed(&format!("{pid}/")) > 0 && prefixed(&format!("{pid}.1/")) > 0,
+        "{g}"
+    );
 
     let out = Command::new(gmp_trace_bin())
         .args(["-f", "--summary-json", sum.to_str().unwrap(), "--"])

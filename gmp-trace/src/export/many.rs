@@ -67,6 +67,9 @@ pub struct ProcessReport {
     pub graph: Option<Graph>,
     /// `--follow`: how long the process was held stopped at its exec while its probes went in.
     pub exec_held_ns: Option<u64>,
+    /// Which image of its pid this report is in the run: 0 the first, 1 after its exec of a
+    /// new image (traced again under `-f` or `--all`), ...
+    pub image: u32,
 }
 
 /// A process that was selected but could not be traced, and why. `--follow`'s execs of a
@@ -146,52 +149,81 @@ pub fn text_header(id: &ProcessIdentity) -> String {
 }
 
 /// Every process's graph in one: node ids prefixed `PID/`, a `process` node per pid, and a
-/// `parent_of` edge from each traced process to its traced children.
+/// `parent_of` edge from each traced process to its traced children. A later image of a pid
+/// (it exec'd and was traced again) is `PID.N` with an `execs` edge from the image before it.
 pub fn merged_graph(reports: &[ProcessReport]) -> Graph {
-    merge(
-        reports
-            .iter()
-            .map(|r| (&r.identity, r.parent, r.graph.as_ref())),
-    )
+    merge(reports.iter().map(|r| Part {
+        identity: &r.identity,
+        image: r.image,
+        parent: r.parent,
+        graph: r.graph.as_ref(),
+    }))
 }
 
-fn merge<'a>(
-    reports: impl Iterator<Item = (&'a ProcessIdentity, Option<u32>, Option<&'a Graph>)>,
-) -> Graph {
+/// One report's share of the merged graph.
+struct Part<'a> {
+    identity: &'a ProcessIdentity,
+    image: u32,
+    parent: Option<u32>,
+    graph: Option<&'a Graph>,
+}
+
+/// How an image of a pid is named in the merged graph.
+fn image_key(pid: u32, image: u32) -> String {
+    match image {
+        0 => pid.to_string(),
+        n => format!("{pid}.{n}"),
+    }
+}
+
+fn merge<'a>(parts: impl Iterator<Item = Part<'a>>) -> Graph {
     let mut g = Graph {
         nodes: Vec::new(),
         edges: Vec::new(),
     };
-    for (identity, parent, graph) in reports {
-        let pid = identity.pid;
+    for part in parts {
+        let pid = part.identity.pid;
+        let key = image_key(pid, part.image);
         g.nodes.push(Node {
-            id: format!("process:{pid}"),
+            id: format!("process:{key}"),
             kind: "process",
-            label: format!("pid {pid} {}", identity.comm),
+            label: match part.image {
+                0 => format!("pid {pid} {}", part.identity.comm),
+                n => format!(
+                    "pid {pid} {} (image {}, after exec)",
+                    part.identity.comm,
+                    n + 1
+                ),
+            },
             count: None,
         });
-        if let Some(parent) = parent {
+        let from = match (part.image, part.parent) {
+            (0, Some(parent)) => Some((format!("process:{parent}"), "parent_of")),
+            (0, None) => None,
+            (n, _) => Some((format!("process:{}", image_key(pid, n - 1)), "execs")),
+        };
+        if let Some((from, kind)) = from {
             g.edges.push(Edge {
-                from: format!("process:{parent}"),
-                to: format!("process:{pid}"),
-                kind: "parent_of",
+                from,
+                to: format!("process:{key}"),
+                kind,
                 count: 1,
                 ns: None,
             });
         }
-        let Some(sub) = graph else { continue };
+        let Some(sub) = part.graph else { continue };
         for n in &sub.nodes {
             g.nodes.push(Node {
-                id: format!("{pid}/{}", n.id),
+                id: format!("{key}/{}", n.id),
                 kind: n.kind,
-                label: format!("{pid}: {}", n.label),
+                label: format!("{key}: {}", n.label),
                 count: n.count,
             });
         }
         for e in &sub.edges {
             g.edges.push(Edge {
-                from: format!("{pid}/{}", e.from),
-                to: format!("{pid}/{}", e.to),
+                from: format!("{key}/{}", e.from),
+                to: format!("{key}/{}", e.to),
                 kind: e.kind,
                 count: e.count,
                 ns: e.ns,
@@ -253,13 +285,45 @@ mod tests {
             edges: Vec::new(),
         };
         let (a, b, sub) = (id(10), id(11), sub());
-        let g = merge([(&a, None, Some(&sub)), (&b, Some(10), Some(&sub))].into_iter());
-        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["process:10", "10/M:1", "process:11", "11/M:1"]);
-        assert_eq!(g.edges.len(), 1);
-        assert_eq!(
-            (g.edges[0].from.as_str(), g.edges[0].to.as_str()),
-            ("process:10", "process:11")
+        let part = |identity, image, parent| Part {
+            identity,
+            image,
+            parent,
+            graph: Some(&sub),
+        };
+        // 11 is 10's child; 11 then exec'd and was traced again.
+        let g = merge(
+            [
+                part(&a, 0, None),
+                part(&b, 0, Some(10)),
+                part(&b, 1, Some(10)),
+            ]
+            .into_iter(),
         );
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "process:10",
+                "10/M:1",
+                "process:11",
+                "11/M:1",
+                "process:11.1",
+                "11.1/M:1"
+            ]
+        );
+        let edges: Vec<(&str, &str, &str)> = g
+            .edges
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                ("process:10", "process:11", "parent_of"),
+                ("process:11", "process:11.1", "execs")
+            ]
+        );
+        assert!(g.nodes[4].label.contains("after exec"), "{:?}", g.nodes[4]);
     }
 }

@@ -306,6 +306,7 @@ pub async fn trace_one(
         summary,
         graph,
         exec_held_ns,
+        image,
     })
 }
 
