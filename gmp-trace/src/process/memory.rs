@@ -98,7 +98,25 @@ impl Remote {
     /// goroutine structs packed in the heap's spans): ranges at most `gap` bytes apart are read
     /// as one, up to `MERGED_MAX` bytes, which costs the kernel one page walk instead of one per
     /// range. A merged range that is not readable whole is read range by range.
+    #[cfg(test)]
     pub fn read_close(&self, ranges: &[(u64, usize)], gap: u64) -> Vec<Option<Vec<u8>>> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; ranges.len()];
+        self.read_close_each(ranges, gap, |i, bytes| out[i] = bytes.map(<[u8]>::to_vec));
+        out
+    }
+
+    /// [`read_close`](Self::read_close) handing each range's bytes to `each(index, bytes)`
+    /// (`None`: unreadable) where they lie in the merged read, instead of copying each into a
+    /// buffer of its own: a reader that parses a few fields out of each of many small ranges
+    /// (every g of `allgs`, most of them dead) pays no allocation and no copy per range.
+    /// Each range is handed over exactly once (in address order; ranges re-read one by one after
+    /// their merged read failed come last).
+    pub fn read_close_each(
+        &self,
+        ranges: &[(u64, usize)],
+        gap: u64,
+        mut each: impl FnMut(usize, Option<&[u8]>),
+    ) {
         let mut order: Vec<usize> = (0..ranges.len()).collect();
         order.sort_unstable_by_key(|&i| ranges[i].0);
         // (start, end, members in address order)
@@ -120,7 +138,6 @@ impl Remote {
             .iter()
             .map(|(s, e, _)| (*s, (e - s) as usize))
             .collect();
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; ranges.len()];
         let mut retry = Vec::new();
         for ((start, _, members), buf) in merged.iter().zip(self.read_many(&spans)) {
             match buf {
@@ -128,20 +145,19 @@ impl Remote {
                     for &i in members {
                         let (addr, len) = ranges[i];
                         let at = (addr - start) as usize;
-                        out[i] = buf.get(at..at + len).map(<[u8]>::to_vec);
+                        each(i, buf.get(at..at + len));
                     }
                 }
                 None if members.len() > 1 => retry.extend(members.iter().copied()),
-                None => {}
+                None => each(members[0], None),
             }
         }
         if !retry.is_empty() {
             let one: Vec<(u64, usize)> = retry.iter().map(|&i| ranges[i]).collect();
             for (i, buf) in retry.into_iter().zip(self.read_many(&one)) {
-                out[i] = buf;
+                each(i, buf.as_deref());
             }
         }
-        out
     }
 
     /// One process_vm_readv of `ranges` into `bufs` (same lengths): the bytes read.

@@ -466,11 +466,11 @@ impl Reader<'_> {
             .iter()
             .map(|&gp| (gp.wrapping_add(u64::from(base)), len))
             .collect();
-        self.remote
-            .read_close(&ranges, WINDOW_GAP)
-            .into_iter()
-            .map(|w| w.map(|w| f.parse(&w, base)))
-            .collect()
+        let mut wins = vec![None; gps.len()];
+        self.remote.read_close_each(&ranges, WINDOW_GAP, |i, w| {
+            wins[i] = w.map(|w| f.parse(w, base));
+        });
+        wins
     }
 
     /// One batch: the g windows, then the stacks of those that have a saved context.
