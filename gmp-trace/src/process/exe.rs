@@ -43,8 +43,9 @@ pub fn target_executable(pid: u32) -> Result<TargetExe, BinaryError> {
     let meta = std::fs::metadata(&proc_path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => process("no such process".into()),
         std::io::ErrorKind::PermissionDenied => process(format!(
-            "cannot read {}: {e}; run gmp-trace as root or as the target's user",
-            proc_path.display()
+            "cannot read {}: {e}; {}",
+            proc_path.display(),
+            super::preflight::unreadable_fix()
         )),
         _ => process(format!("{}: {e}", proc_path.display())),
     })?;

@@ -7,6 +7,24 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
+/// What to do about a process whose /proc/PID/exe (or memory) we may not read. As root the
+/// advice to run as root is no help: the kernel's ptrace access check refuses root a process
+/// holding capabilities we lack (a sandbox's init, another user namespace's processes).
+pub fn unreadable_fix() -> &'static str {
+    // SAFETY: geteuid has no preconditions.
+    match unsafe { libc::geteuid() } {
+        0 => {
+            "a kernel thread or a zombie has no executable, and a process holding capabilities \
+             gmp-trace lacks (a sandbox's init, a process of another user namespace) is denied \
+             even to root: pick another pid, or run gmp-trace where that process runs"
+        }
+        _ => {
+            "a kernel thread or a zombie has no executable; for another user's process, run \
+             gmp-trace as root (or as that user)"
+        }
+    }
+}
+
 /// The effective capability set of this process, from /proc/self/status.
 fn effective_caps() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -45,11 +63,7 @@ pub fn process_exe(pid: i32) -> anyhow::Result<PathBuf> {
     }
     let exe = proc.join("exe");
     if let Err(e) = std::fs::read_link(&exe) {
-        bail!(
-            "cannot read {} ({e}): the process is a kernel thread, a zombie, or not yours; \
-             run gmp-trace as root",
-            exe.display()
-        );
+        bail!("cannot read {} ({e}): {}", exe.display(), unreadable_fix());
     }
     Ok(exe)
 }

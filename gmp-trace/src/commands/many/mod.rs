@@ -241,7 +241,7 @@ fn named_processes(disc: &mut Discoverer, pids: &[i32]) -> anyhow::Result<Vec<Pr
             Look::Go(id) => out.push(id),
             Look::NotGo => bail!("pid {pid} does not run a Go program (no .go.buildinfo)"),
             Look::Gone => bail!("no process with pid {pid}"),
-            Look::Unreadable(why) => bail!("pid {pid}: {why}; run gmp-trace as root"),
+            Look::Unreadable(why) => bail!("pid {pid}: {why}; {}", preflight::unreadable_fix()),
         }
     }
     Ok(out)
