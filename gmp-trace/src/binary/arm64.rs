@@ -166,7 +166,7 @@ fn choose_probe_site(words: &[u32], start: u64) -> Result<usize, (u64, String)> 
         ));
     }
     let site = start.saturating_add(4 * idx as u64);
-    // The same rule as on amd64 (see placement.rs): a branch into the check would run the site
+    // The same rule as on amd64 (see x86.rs): a branch into the check would run the site
     // zero or two times per call; branches to the start (the morestack tail) or the site are fine.
     let mask = code_mask(words, start);
     for (i, &w) in words.iter().enumerate() {

@@ -30,6 +30,7 @@ mod stack_layout;
 mod symbolize;
 mod symbols;
 mod table;
+mod x86;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -17,9 +17,9 @@
 //! Timestamps are CLOCK_MONOTONIC, the clock of the events and of Go's own execution traces; a
 //! clock snapshot makes MONOTONIC the trace's clock.
 //!
-//! The writer keeps up with the probes on one core, so packets are few and cheap (emit.rs):
-//! counter values ride on the event packet of their time, timestamps are deltas, names are
-//! interned up front, and the fields every packet repeats are encoded once.
+//! The writer keeps up with the probes on one core, so packets are few and cheap (`emit.rs` and
+//! `emit/`): counter values ride on the event packet of their time, timestamps are deltas, names
+//! are interned up front, and the fields every packet repeats are encoded once.
 //!
 //! Memory stays bounded: state is kept per live goroutine, thread and P only. Interned
 //! per-goroutine names are forgotten with the goroutine.
