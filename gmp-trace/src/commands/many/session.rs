@@ -276,8 +276,15 @@ pub async fn trace_one(
         .await
         .map_err(fail(true))?;
     let exited = end == End::Exited;
-    let mut stopped = trace::stop(source, tracer, &mut pipeline, exited, &target, pid, args)
+    let detach = match exited {
+        true => trace::Detach::AfterReport,
+        false => trace::Detach::ByCaller,
+    };
+    let mut stopped = trace::stop(source, tracer, &mut pipeline, detach, &target, pid, args)
         .map_err(fail(true))?;
+    if !exited {
+        detach_off_thread(stopped.tracer.take()).await;
+    }
     let epilogue = (end == End::Stopped && !args.out.quiet).then(|| trace::alive_at_end(pid, &bin));
     let exit_code = target.finish().await.map_err(fail(true))?;
     let run = trace::live_run(
@@ -289,7 +296,7 @@ pub async fn trace_one(
     );
     let graph = ctx.graph.then(|| pipeline.graph());
     let summary = pipeline.finish(run).map_err(fail(true))?;
-    drop(stopped.tracer);
+    detach_off_thread(stopped.tracer.take()).await;
     if !args.out.quiet {
         // One eprint (one write under stderr's lock): blocks of processes ending together do
         // not interleave.
@@ -308,6 +315,17 @@ pub async fn trace_one(
         exec_held_ns,
         image,
     })
+}
+
+/// Detaches `tracer`'s probes and frees its BPF objects on the blocking pool, and waits for
+/// that: the kernel's grace periods (~90 ms for a session's links) pass without holding up
+/// the thread every session and the process watch share.
+async fn detach_off_thread(tracer: Option<Tracer>) {
+    if let Some(t) = tracer {
+        if let Err(e) = tokio::task::spawn_blocking(move || drop(t)).await {
+            log::warn!("detaching a session's probes failed: {e}");
+        }
+    }
 }
 
 /// Who the launched program is, looked up once it has exec'd (from its binary if /proc no
