@@ -3,6 +3,7 @@
 use super::super::test_support::{all_versions, arm64, sample};
 use super::super::Arch;
 use super::*;
+use crate::binary::placement::tests::CHECKED as PROBED;
 use gmp_trace_tests::{go_binary_path, Variant};
 
 const BASE: u64 = 0x5b350;
@@ -144,18 +145,6 @@ fn regex_quote(s: &str) -> String {
         .replace(')', "\\)")
         .replace('*', "\\*")
 }
-
-const PROBED: &[&str] = &[
-    "runtime.schedule",
-    "runtime.execute",
-    "runtime.newproc",
-    "runtime.newproc1",
-    "runtime.goexit1",
-    "runtime.acquirep",
-    "runtime.releasep",
-    "runtime.mstart1",
-    "runtime.main",
-];
 
 #[test]
 fn cross_built_binaries() {

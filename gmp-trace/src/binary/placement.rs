@@ -292,4 +292,4 @@ impl GoBinary {
 
 #[cfg(test)]
 #[path = "placement_tests.rs"]
-mod tests;
+pub(super) mod tests;

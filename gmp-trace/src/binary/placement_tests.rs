@@ -7,8 +7,9 @@ use super::*;
 use gmp_trace_tests::{Variant, GO_VERSIONS};
 use iced_x86::Mnemonic;
 
-/// Functions the probes attach to, all with a stack check in the toolchains we test.
-const CHECKED: &[&str] = &[
+/// Functions the probes attach to, all with a stack check in the toolchains we test (the arm64
+/// placement tests use the same list).
+pub(in crate::binary) const CHECKED: &[&str] = &[
     "runtime.schedule",
     "runtime.execute",
     "runtime.newproc",

@@ -177,8 +177,7 @@ async fn supervise(
         }
         tokio::select! {
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let (key, id, r, began_ns) = joined.context("a tracing session panicked")?;
-                sel.done(&mut disc, key, id, r, began_ns);
+                sel.done(&mut disc, joined.context("a tracing session panicked")?);
                 match &mut all {
                     Some(a) => a.take_retries(&mut sel),
                     None => {
@@ -393,18 +392,12 @@ impl Selection {
 
     /// A session ended: its outcome is taken (`outcome`), and under `--all` a process that
     /// exec'd its own file again meanwhile is queued for a session of its new image.
-    fn done(
-        &mut self,
-        disc: &mut Discoverer,
-        key: Key,
-        id: ProcessIdentity,
-        r: Outcome,
-        began_ns: u64,
-    ) {
+    fn done(&mut self, disc: &mut Discoverer, joined: Joined) {
+        let (key, id) = (joined.0.clone(), joined.1.clone());
         self.running.remove(&key);
         self.trim.maybe_trim();
         let again = self.re_execed.remove(&key);
-        self.outcome(disc, key.clone(), id.clone(), r, began_ns);
+        self.outcome(disc, joined);
         if let Some(ts) = again {
             if !crate::process::procstat::exited(id.pid) {
                 self.forget(&key);
@@ -417,14 +410,7 @@ impl Selection {
 
     /// Keeps a session's report, or says why it failed (and lets `--all` try again a process
     /// that was only seen too early).
-    fn outcome(
-        &mut self,
-        disc: &mut Discoverer,
-        key: Key,
-        id: ProcessIdentity,
-        r: Outcome,
-        began_ns: u64,
-    ) {
+    fn outcome(&mut self, disc: &mut Discoverer, (key, id, r, began_ns): Joined) {
         let exec_ns = self.found_at.remove(&key);
         match r {
             Ok(report) => {
