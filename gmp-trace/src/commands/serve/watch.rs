@@ -63,6 +63,9 @@ pub struct Watcher {
     /// Pids of `--pid` already said to be not Go (said once).
     told: HashSet<u32>,
     pub agent: AgentCounts,
+    /// What the processes and executables let go of goes back to the kernel (an agent that
+    /// runs for weeks on a host whose processes come and go).
+    trim: crate::heap::Trimmer,
 }
 
 impl Watcher {
@@ -76,6 +79,7 @@ impl Watcher {
             binaries: HashMap::new(),
             told: HashSet::new(),
             agent: AgentCounts::default(),
+            trim: crate::heap::Trimmer::default(),
         }
     }
 
@@ -119,6 +123,7 @@ impl Watcher {
         // A process that never gave a reading has no series to keep: it goes at once (a shell
         // loop of `go version` leaves nothing behind).
         let grace = self.grace;
+        let held = (self.procs.len(), self.binaries.len());
         self.procs.retain(|_, w| match w.gone_at {
             Some(at) => w.last.is_some() && now.duration_since(at) < grace,
             None => true,
@@ -128,6 +133,10 @@ impl Watcher {
         }
         // Executables no process runs any more are closed.
         self.binaries.retain(|_, b| Arc::strong_count(b) > 1);
+        let let_go = self.procs.len() < held.0 || self.binaries.len() < held.1;
+        if let_go || self.trim.owed() {
+            self.trim.maybe_trim();
+        }
         self.agent.passes += 1;
         self.agent.pass_seconds = t0.elapsed().as_secs_f64();
     }
