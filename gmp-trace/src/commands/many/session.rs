@@ -209,7 +209,7 @@ fn prepare(args: &Args, binaries: &Binaries, how: How, started: Instant) -> anyh
 
 /// Traces a process until it exits or the run stops; `sequence` is its Perfetto packet
 /// sequence, `image` which image of the process it is in the run (0 the first).
-// Long (~90 lines) on purpose: it is trace.rs's `run`, one process's whole story, step by
+// Long (~100 lines) on purpose: it is trace.rs's `run`, one process's whole story, step by
 // step with each step's error marked before or after streaming began; split, the steps would
 // hand a dozen values to each other.
 pub async fn trace_one(
